@@ -1,0 +1,73 @@
+# hull: `make demo` builds everything and runs a container in a microVM;
+# `make test` runs the whole test suite (what CI runs).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+BUILD      := $(CURDIR)/build
+SHARE      := $(BUILD)/share/hull
+BIN        := $(BUILD)/bin
+IMAGES     := $(BUILD)/images
+AGENT_TARGET := x86_64-unknown-linux-gnu
+CARGO      ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+export HULL_KERNEL    := $(SHARE)/vmlinux
+export HULL_INITRAMFS := $(SHARE)/initramfs.cpio
+export HULL_BIN       := $(BIN)/hull
+export HULL_TEST_IMAGES := $(IMAGES)
+
+.PHONY: all deps kernel agent initramfs hull images demo test lint unit e2e bench clean
+
+all: kernel initramfs hull
+
+deps:
+	@scripts/install-deps.sh
+
+# The guest kernel is cached by content hash under ~/.cache/hull.
+kernel: deps
+	@mkdir -p $(SHARE)
+	@out=$$(kernel-config/build.sh guest) && cp -u "$$out/vmlinux" $(SHARE)/vmlinux \
+	  && cp "$$out/release" $(SHARE)/kernel-release
+
+# The agent is PID 1 in the guest: a static binary (glibc, crt-static).
+agent:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release -p hull-agent --target $(AGENT_TARGET)
+
+initramfs: deps agent
+	@mkdir -p $(SHARE)
+	@rootfs/build.sh target/$(AGENT_TARGET)/release/hull-agent $(HULL_INITRAMFS)
+
+hull:
+	$(CARGO) build --release -p hull-runtime
+	@mkdir -p $(BIN)
+	@install -m 0755 target/release/hull $(BIN)/hull
+
+images: deps
+	@mkdir -p $(IMAGES)
+	@tests/images/make-busybox-image.sh $(IMAGES)/busybox.tar hull-demo/busybox:latest
+	@tests/images/make-busybox-image.sh --workdir-user $(IMAGES)/busybox-app.tar hull-demo/busybox-app:latest
+
+demo: all images
+	$(BIN)/hull load -i $(IMAGES)/busybox.tar
+	$(BIN)/hull run --rm hull-demo/busybox sh -c 'echo hello from $$(uname -r) in a VM'
+	@echo "(host kernel: $$(uname -r))"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --exclude hull-tests
+
+e2e: all images
+	$(CARGO) test -p hull-tests -- --test-threads=2
+
+test: lint unit e2e
+
+bench: all images
+	bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, one after another, each printing its table.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/boot/run.sh" "${BENCH_N:-10}"
+if [[ -x "$here/vmm/run.sh" ]]; then
+  "$here/vmm/run.sh"
+fi

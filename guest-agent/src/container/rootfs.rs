@@ -1,0 +1,225 @@
+//! Builds a container's root: the image disk read-only, under an overlay
+//! whose upper layer is a tmpfs, with /dev, /sys and the files Docker
+//! provides (/etc/hostname, /etc/hosts). The image is hostile: nothing is
+//! created or mounted through a symlink it planted.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::sys;
+
+/// Where the agent keeps a container's mounts.
+const STATE_DIR: &str = "/run/hull";
+
+#[derive(Debug, Error)]
+pub enum RootfsError {
+    #[error("no disk with serial {0:?} appeared")]
+    DiskNotFound(String),
+    #[error("{what} failed")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refusing to use {0}: it is a symlink in the image")]
+    Symlink(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RootfsError {
+    let what = what.into();
+    move |source| RootfsError::Io { what, source }
+}
+
+/// Mounts the image and assembles the container root; returns its path.
+pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathBuf, RootfsError> {
+    let state = Path::new(STATE_DIR);
+    let (image, rw, rootfs) = (state.join("image"), state.join("rw"), state.join("rootfs"));
+    for dir in [&image, &rw, &rootfs] {
+        fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+    }
+
+    let disk = find_disk(disk_serial)?;
+    sys::mount(&disk.to_string_lossy(), &image, fs_type, libc::MS_RDONLY, "")
+        .map_err(io_err(format!("mount {} ({fs_type}) read-only", disk.display())))?;
+    sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755").map_err(io_err("mount the writable layer"))?;
+    let (upper, work) = (rw.join("upper"), rw.join("work"));
+    for dir in [&upper, &work] {
+        fs::create_dir(dir).map_err(io_err(format!("create {}", dir.display())))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image.display(),
+        upper.display(),
+        work.display()
+    );
+    sys::mount("overlay", &rootfs, "overlay", 0, &options).map_err(io_err("mount the overlay root"))?;
+
+    debug!("overlay mounted");
+    mount_dev(&rootfs)?;
+    debug!("/dev ready");
+    let sys_dir = safe_dir(&rootfs, "sys")?;
+    let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount("sysfs", &sys_dir, "sysfs", ro, "").map_err(io_err("mount /sys"))?;
+    safe_dir(&rootfs, "proc")?;
+    write_identity_files(&rootfs, hostname)?;
+    Ok(rootfs)
+}
+
+/// Creates `rel` under `root` if missing, refusing symlinks on the way, and
+/// returns the full path.
+pub fn safe_dir(root: &Path, rel: &str) -> Result<PathBuf, RootfsError> {
+    let mut path = root.to_path_buf();
+    for component in Path::new(rel).components() {
+        let Component::Normal(name) = component else { continue };
+        path.push(name);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(RootfsError::Symlink(format!("/{rel}")))
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(RootfsError::Io {
+                    what: format!("use /{rel} as a directory"),
+                    source: io::Error::from(io::ErrorKind::NotADirectory),
+                })
+            }
+            Err(_) => fs::create_dir(&path).map_err(io_err(format!("create /{rel}")))?,
+        }
+    }
+    Ok(path)
+}
+
+fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(entries) = fs::read_dir("/sys/block") {
+            for entry in entries.flatten() {
+                let found = fs::read_to_string(entry.path().join("serial")).unwrap_or_default();
+                if found.trim_end_matches(['\n', '\0']) == serial {
+                    return Ok(Path::new("/dev").join(entry.file_name()));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(RootfsError::DiskNotFound(serial.to_string()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A minimal /dev like Docker's: a tmpfs with the usual nodes, a private
+/// devpts instance and /dev/shm.
+fn mount_dev(rootfs: &Path) -> Result<(), RootfsError> {
+    let dev = safe_dir(rootfs, "dev")?;
+    sys::mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID, "mode=755,size=65536k")
+        .map_err(io_err("mount /dev"))?;
+    let nodes = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+    for (name, major, minor) in nodes {
+        let path = dev.join(name);
+        sys::mknod_char(&path, 0o666, major, minor).map_err(io_err(format!("create /dev/{name}")))?;
+        // mknod honours the umask; the nodes must be world-usable.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+            .map_err(io_err(format!("chmod /dev/{name}")))?;
+    }
+    let links = [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ];
+    for (name, target) in links {
+        std::os::unix::fs::symlink(target, dev.join(name)).map_err(io_err(format!("link /dev/{name}")))?;
+    }
+    for dir in ["pts", "shm"] {
+        fs::create_dir(dev.join(dir)).map_err(io_err(format!("create /dev/{dir}")))?;
+    }
+    sys::mount(
+        "devpts",
+        &dev.join("pts"),
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    )
+    .map_err(io_err("mount /dev/pts"))?;
+    sys::mount(
+        "shm",
+        &dev.join("shm"),
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "mode=1777,size=65536k",
+    )
+    .map_err(io_err("mount /dev/shm"))
+}
+
+fn write_identity_files(rootfs: &Path, hostname: &str) -> Result<(), RootfsError> {
+    let etc = safe_dir(rootfs, "etc")?;
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    write_no_follow(&etc.join("hostname"), format!("{hostname}\n").as_bytes())?;
+    write_no_follow(&etc.join("hosts"), hosts.as_bytes())
+}
+
+fn write_no_follow(path: &Path, contents: &[u8]) -> Result<(), RootfsError> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(path).map_err(io_err(format!("replace {}", path.display())))?;
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io_err(format!("write {}", path.display())))?;
+    file.write_all(contents).map_err(io_err(format!("write {}", path.display())))
+}
+
+/// Creates the working directory inside the container if it is missing, as
+/// Docker does, unless the path crosses a symlink (the process's own chdir
+/// resolves those inside the container).
+pub fn ensure_workdir(rootfs: &Path, cwd: &str) {
+    let _ = safe_dir(rootfs, cwd.trim_start_matches('/'));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_dir_creates_and_refuses_symlinks() {
+        let root = std::env::temp_dir().join(format!("hull-agent-rootfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).unwrap();
+        let made = safe_dir(&root, "a/b/c").unwrap();
+        assert!(made.is_dir());
+        std::os::unix::fs::symlink("/", root.join("evil")).unwrap();
+        assert!(matches!(safe_dir(&root, "evil/x"), Err(RootfsError::Symlink(_))));
+        assert!(!Path::new("/x").exists() || Path::new("/x").is_dir());
+        fs::write(root.join("file"), b"").unwrap();
+        assert!(safe_dir(&root, "file/x").is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn identity_files_do_not_follow_symlinks() {
+        let root = std::env::temp_dir().join(format!("hull-agent-ident-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let outside = root.with_extension("outside");
+        fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc/hosts")).unwrap();
+        write_identity_files(&root, "box").unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+        assert!(fs::read_to_string(root.join("etc/hosts")).unwrap().contains("box"));
+        assert_eq!(fs::read_to_string(root.join("etc/hostname")).unwrap(), "box\n");
+        fs::remove_dir_all(&root).unwrap();
+        fs::remove_file(&outside).unwrap();
+    }
+}

@@ -1,0 +1,65 @@
+//! hull-agent: PID 1 inside every hull microVM.
+//!
+//! Boots the guest's userspace (mounts, root switch), opens the channel to
+//! the host (virtio-serial under QEMU, vsock under hull-vmm), then serves
+//! the host's requests until it asks for a shutdown or goes away. Whatever
+//! happens, the VM powers off at the end: a PID 1 that exits panics the
+//! kernel.
+
+/// Logs a step to the console when `hull.debug=1` is on the kernel command
+/// line (the console ends up in the sandbox's console.log).
+macro_rules! debug {
+    ($($arg:tt)*) => {
+        if $crate::DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("hull-agent: {}", format_args!($($arg)*));
+        }
+    };
+}
+
+mod agent;
+mod boot;
+mod channel;
+mod container;
+mod process;
+mod stdio;
+mod sys;
+mod wire;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use channel::ChannelKind;
+use hull_protocol::CHANNEL_CMDLINE_KEY;
+
+/// Whether `debug!` prints.
+pub static DEBUG: AtomicBool = AtomicBool::new(false);
+
+fn main() {
+    sys::ignore_sigpipe();
+    let result = run();
+    if let Err(err) = &result {
+        eprintln!("hull-agent: {err}");
+    }
+    if sys::getpid() == 1 {
+        sys::power_off();
+    }
+    std::process::exit(if result.is_ok() { 0 } else { 1 });
+}
+
+fn run() -> io::Result<()> {
+    if sys::getpid() == 1 {
+        boot::setup_system()?;
+    }
+    let cmdline = boot::read_cmdline();
+    DEBUG.store(boot::cmdline_value(&cmdline, "hull.debug").as_deref() == Some("1"), Ordering::Relaxed);
+    let kind = ChannelKind::from_cmdline(boot::cmdline_value(&cmdline, CHANNEL_CMDLINE_KEY).as_deref())?;
+    let reaper = process::Reaper::start();
+    let channel = channel::open(kind)?;
+    let reader = channel.try_clone()?;
+    let agent = agent::Agent::new(wire::Wire::new(channel), reaper);
+    let served = agent.serve(reader);
+    // The host is gone or broke the protocol: nothing may outlive it.
+    agent.kill_main_process();
+    agent.streams.close_all();
+    served
+}

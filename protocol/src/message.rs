@@ -1,0 +1,243 @@
+//! Control messages: what travels on stream 0, as JSON.
+//!
+//! Each side opens with [`ControlMessage::Hello`]. The host sends
+//! [`Request`]s, each answered by one [`ControlMessage::Response`] with the
+//! same id; the agent also sends unsolicited [`Event`]s (a process exited).
+//! Data streams are named by the host in requests; their ids must be unique
+//! on the connection and non-zero.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::frame::{Frame, FrameKind, StreamId};
+
+/// Everything the control stream can carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ControlMessage {
+    /// First message of each side.
+    Hello { version: u32, software: String },
+    Request { id: u64, request: Request },
+    Response { id: u64, result: Result<Reply, AgentError> },
+    Event { event: Event },
+}
+
+/// What the host asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Mount the image, create the container and start its main process.
+    RunContainer(Box<RunContainer>),
+    /// Send a signal to a process of the container.
+    Signal { process: String, signal: i32 },
+    /// Stop everything and power the VM off.
+    Shutdown,
+}
+
+/// A container with its one main process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunContainer {
+    pub container_id: String,
+    pub hostname: String,
+    pub rootfs: RootfsSource,
+    pub process: ProcessSpec,
+    /// Power the VM off as soon as the main process has exited and its
+    /// exit has been reported (`hull run --rm`).
+    pub shutdown_on_exit: bool,
+}
+
+/// Where the image's root filesystem is: a virtio-blk disk found by its
+/// serial (device id), so the agent does not depend on probe order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootfsSource {
+    pub disk_serial: String,
+    /// Filesystem type to mount it with (`erofs` or `ext4`).
+    pub fs_type: String,
+}
+
+/// One process to run in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// Names the process in later requests and events ("init" for the
+    /// container's main process).
+    pub id: String,
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs, exactly what the process gets.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created if missing.
+    pub cwd: String,
+    /// As in an image config: "", "uid", "uid:gid", "name" or "name:group";
+    /// names are resolved against the container's /etc/passwd and /etc/group.
+    pub user: String,
+    pub stdio: Stdio,
+}
+
+/// Stream ids for a process's standard streams. Without `stdin` the process
+/// reads /dev/null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stdio {
+    pub stdin: Option<StreamId>,
+    pub stdout: StreamId,
+    pub stderr: StreamId,
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    Done,
+    Started { pid: u32 },
+}
+
+/// Why the agent refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[error("{message}")]
+#[serde(deny_unknown_fields)]
+pub struct AgentError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request itself is wrong (unknown process, duplicate stream…).
+    InvalidRequest,
+    /// The command does not exist in the container (Docker exits 127).
+    CommandNotFound,
+    /// The command exists but cannot be executed (Docker exits 126).
+    CommandNotExecutable,
+    /// The user, group or working directory is unusable.
+    InvalidProcess,
+    /// Mounting or setting up the container failed.
+    Setup,
+}
+
+/// Things that happen without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// A process ended; all its output streams were closed before this.
+    ProcessExited { process: String, status: ExitStatus },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The status a shell (and `docker run`) reports: the code, or 128 + the
+    /// signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+/// Errors turning control frames into messages.
+#[derive(Debug, Error)]
+pub enum MessageError {
+    #[error("expected a control frame, got {0:?}")]
+    NotControl(FrameKind),
+    #[error("malformed control message")]
+    Json(#[source] serde_json::Error),
+}
+
+impl ControlMessage {
+    pub fn to_frame(&self) -> Frame {
+        // Serializing these plain types cannot fail.
+        Frame::control(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn from_frame(frame: &Frame) -> Result<Self, MessageError> {
+        if frame.kind != FrameKind::Control {
+            return Err(MessageError::NotControl(frame.kind));
+        }
+        serde_json::from_slice(&frame.payload).map_err(MessageError::Json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_run() -> ControlMessage {
+        ControlMessage::Request {
+            id: 7,
+            request: Request::RunContainer(Box::new(RunContainer {
+                container_id: "c1".into(),
+                hostname: "c1".into(),
+                rootfs: RootfsSource { disk_serial: "rootfs".into(), fs_type: "erofs".into() },
+                process: ProcessSpec {
+                    id: "init".into(),
+                    args: vec!["sh".into(), "-c".into(), "echo hi".into()],
+                    env: vec!["PATH=/bin".into()],
+                    cwd: "/".into(),
+                    user: "1000:1000".into(),
+                    stdio: Stdio { stdin: Some(1), stdout: 2, stderr: 3 },
+                },
+                shutdown_on_exit: true,
+            })),
+        }
+    }
+
+    #[test]
+    fn messages_roundtrip_through_frames() {
+        let msgs = vec![
+            ControlMessage::Hello { version: 1, software: "hull-agent 0.1".into() },
+            sample_run(),
+            ControlMessage::Response { id: 7, result: Ok(Reply::Started { pid: 42 }) },
+            ControlMessage::Response {
+                id: 8,
+                result: Err(AgentError::new(ErrorKind::CommandNotFound, "nope")),
+            },
+            ControlMessage::Event {
+                event: Event::ProcessExited { process: "init".into(), status: ExitStatus::Signal(9) },
+            },
+            ControlMessage::Request { id: 9, request: Request::Shutdown },
+        ];
+        for msg in msgs {
+            assert_eq!(ControlMessage::from_frame(&msg.to_frame()).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_refused() {
+        let bad = [
+            r#"{"type":"hello","version":1,"software":"x","extra":1}"#,
+            r#"{"type":"nonsense"}"#,
+            r#"{"type":"request","id":1,"request":{"op":"format_disk"}}"#,
+            r#"not json"#,
+        ];
+        for json in bad {
+            let frame = Frame::control(json.as_bytes().to_vec());
+            assert!(ControlMessage::from_frame(&frame).is_err(), "{json}");
+        }
+        assert!(matches!(
+            ControlMessage::from_frame(&Frame::eof(3)),
+            Err(MessageError::NotControl(FrameKind::Eof))
+        ));
+    }
+
+    #[test]
+    fn shell_codes_match_docker() {
+        assert_eq!(ExitStatus::Code(3).shell_code(), 3);
+        assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+    }
+}

@@ -1,0 +1,10 @@
+//! hull's host side: the image store, sandboxes and their hypervisors.
+
+pub mod agent_client;
+pub mod assets;
+pub mod cli;
+pub mod commands;
+pub mod hypervisor;
+pub mod image;
+pub mod sandbox;
+pub mod spec;

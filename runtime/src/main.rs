@@ -1,0 +1,45 @@
+//! `hull`: the command-line front of the runtime.
+
+use clap::Parser;
+use hull_runtime::cli::{Cli, Command};
+use hull_runtime::commands::{self, EXIT_HULL_ERROR};
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HULL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("hull: start the async runtime: {err}");
+            std::process::exit(EXIT_HULL_ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Run(args) => commands::run(&cli, args).await,
+            Command::Load(args) => commands::load(&cli, args),
+            Command::Images => commands::images(&cli),
+            Command::Rmi(args) => commands::rmi(&cli, args),
+        }
+    });
+    let code = match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hull: {}", one_line(&err));
+            EXIT_HULL_ERROR
+        }
+    };
+    // Exit without waiting for a stdin reader blocked in the runtime.
+    std::process::exit(code);
+}
+
+/// "context: cause: cause" on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+}

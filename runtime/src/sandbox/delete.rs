@@ -1,0 +1,27 @@
+//! Ending a sandbox: ask the agent to power off, wait briefly, kill if it
+//! does not, and remove the sandbox directory.
+
+use std::time::Duration;
+
+use hull_protocol::Request;
+
+use super::Sandbox;
+
+/// How long a clean power-off may take before the VM is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Sandbox {
+    pub async fn delete(mut self) {
+        if let Some(client) = self.client.take() {
+            client.notify(Request::Shutdown);
+        }
+        if let Some(vm) = self.vm.as_mut() {
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, vm.wait()).await.is_err() {
+                tracing::warn!(sandbox = %self.id, "VM ignored the shutdown request; killing it");
+                vm.kill().await;
+            }
+        }
+        self.vm = None;
+        // Drop removes the directory.
+    }
+}

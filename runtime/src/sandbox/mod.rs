@@ -1,0 +1,128 @@
+//! A sandbox: one microVM with its agent, holding one container.
+//!
+//! The lifecycle verbs live one per file as `impl Sandbox` blocks:
+//! [`create`] boots the VM and greets the agent, [`start`] runs the
+//! container's main process attached to our stdio, [`delete`] shuts the VM
+//! down and removes every host-side trace.
+
+mod create;
+mod delete;
+mod start;
+pub mod vm;
+
+use std::path::{Path, PathBuf};
+
+use hull_protocol::{AgentError, Event};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::agent_client::{AgentClient, ClientError, RequestError};
+use crate::hypervisor::HypervisorError;
+use vm::VmProcess;
+
+pub use create::SandboxConfig;
+pub use start::{ContainerSpec, MainProcess, MAIN_PROCESS};
+
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    #[error("the VM stopped before its agent started ({0})")]
+    BootFailed(String),
+    #[error("the guest agent did not come up within {0:?}")]
+    BootTimeout(std::time::Duration),
+    #[error("guest agent")]
+    Agent(#[source] ClientError),
+    #[error("{0}")]
+    Start(AgentError),
+    #[error("the VM died while the container ran ({0})")]
+    VmDied(String),
+    #[error("guest agent request")]
+    Request(#[source] RequestError),
+}
+
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let what = what.into();
+    move |source| SandboxError::Io { what, source }
+}
+
+pub struct Sandbox {
+    pub id: String,
+    dir: PathBuf,
+    console_log: PathBuf,
+    vm: Option<VmProcess>,
+    client: Option<std::sync::Arc<AgentClient>>,
+    events: Option<mpsc::UnboundedReceiver<Event>>,
+}
+
+impl Sandbox {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Why the VM went away, from what it left behind: a kernel panic line
+    /// on the console, else the hypervisor's last error, else its status.
+    fn death_reason(&self, status: Option<std::process::ExitStatus>) -> String {
+        let panic = vm::last_line(&self.console_log, |l| l.contains("Kernel panic") || l.contains("hull-agent:"));
+        if let Some(line) = panic {
+            return strip_timestamp(&line);
+        }
+        if let Some(line) = self.vm.as_ref().and_then(VmProcess::last_error_line) {
+            return line;
+        }
+        match status {
+            Some(status) => format!("hypervisor exited with {status}"),
+            None => "no diagnostics".to_string(),
+        }
+    }
+}
+
+fn strip_timestamp(line: &str) -> String {
+    match line.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        Some((_, rest)) => rest.trim().to_string(),
+        None => line.to_string(),
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Normal paths went through `delete`; this is for errors and panics.
+        if let Some(vm) = &mut self.vm {
+            vm.kill_now();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh random container id: 64 hex digits, like Docker's.
+pub fn new_id() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_64_hex_and_distinct() {
+        let (a, b) = (new_id().unwrap(), new_id().unwrap());
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn console_timestamps_are_dropped() {
+        assert_eq!(strip_timestamp("[    1.234] Kernel panic - not syncing: x"), "Kernel panic - not syncing: x");
+        assert_eq!(strip_timestamp("plain"), "plain");
+    }
+}

@@ -1,0 +1,69 @@
+//! The hypervisor process of one sandbox. It dies with `hull` (parent-death
+//! signal), lives in its own process group (a Ctrl-C at the terminal is for
+//! the container, forwarded by `hull`, not for QEMU) and writes its own
+//! diagnostics to a log in the sandbox directory.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use tokio::process::Child;
+
+pub struct VmProcess {
+    child: Child,
+    stderr_log: PathBuf,
+}
+
+impl VmProcess {
+    pub fn spawn(mut command: Command, stderr_log: &Path) -> std::io::Result<Self> {
+        let log = File::create(stderr_log)?;
+        command.stderr(Stdio::from(log)).process_group(0);
+        // SAFETY: the closure only makes the async-signal-safe prctl call.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = tokio::process::Command::from(command).kill_on_drop(true).spawn()?;
+        Ok(Self { child, stderr_log: stderr_log.to_path_buf() })
+    }
+
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// Kills the VM and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Kills and reaps without an executor (for `Drop`).
+    pub fn kill_now(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = self.child.start_kill();
+            let mut status = 0;
+            // SAFETY: waiting on our own child; `status` is a valid out-pointer.
+            unsafe { libc::waitpid(pid as i32, &mut status, 0) };
+        }
+    }
+
+    /// The last line the hypervisor wrote to stderr, if any.
+    pub fn last_error_line(&self) -> Option<String> {
+        last_line(&self.stderr_log, |_| true)
+    }
+}
+
+/// The last non-empty line of a log that satisfies `pick`.
+pub fn last_line(path: &Path, pick: impl Fn(&str) -> bool) -> Option<String> {
+    let text = std::fs::read(path).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && pick(line))
+        .last()
+        .map(str::to_string)
+}

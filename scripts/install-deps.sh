@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hull's build, demo and tests need, if missing.
+set -euo pipefail
+packages=(
+  # guest kernel build
+  linux-source-6.1 build-essential bc flex bison libelf-dev libssl-dev xz-utils
+  # VMs, disks, initramfs
+  qemu-system-x86 erofs-utils e2fsprogs cpio file
+  # test and demo images
+  busybox-static skopeo umoci
+)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

@@ -1,0 +1,538 @@
+//! The VM description hull-vmm boots: from a JSON file (`--config`), from
+//! flags, or both (flags override the file's scalars and add devices).
+//! Only the builder reads these types; device code takes plain values.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::arch::x86_64::layout::{IRQ_MAX, VIRTIO_IRQ_BASE};
+use crate::arch::x86_64::mptable::MAX_CPUS;
+
+/// The kernel command line used when none is given.
+pub const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.dumbkbd";
+
+/// Largest guest memory accepted, in MiB (1 TiB).
+pub const MAX_MEMORY_MIB: u64 = 1 << 20;
+
+/// Errors in a VM description.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config file {0}")]
+    ReadFile(PathBuf, #[source] std::io::Error),
+    /// The config file is not valid (syntax, unknown field, wrong type).
+    #[error("config file {0}: {1}")]
+    Parse(PathBuf, String),
+    /// A flag is unknown, lacks its value, or its value is malformed.
+    #[error("{0}")]
+    Flag(String),
+    /// No kernel was given.
+    #[error("no kernel given (use --kernel FILE or \"kernel\" in the config)")]
+    MissingKernel,
+    /// No memory size was given.
+    #[error("no memory size given (use --memory MIB or \"memory_mib\" in the config)")]
+    MissingMemory,
+    /// Memory size out of range.
+    #[error("memory size {0} MiB is out of range (1..={MAX_MEMORY_MIB})")]
+    BadMemory(u64),
+    /// vCPU count out of range.
+    #[error("vCPU count {0} is out of range (1..={MAX_CPUS})")]
+    BadVcpus(u64),
+    /// A file the VM needs is missing or unreadable.
+    #[error("{what} {path} is not a readable file")]
+    BadFile {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+    },
+    /// A tap device does not exist.
+    #[error("tap device {0} does not exist")]
+    NoTap(String),
+    /// A MAC address is malformed.
+    #[error("bad MAC address {0:?} (expected xx:xx:xx:xx:xx:xx)")]
+    BadMac(String),
+    /// Vsock settings are invalid.
+    #[error("vsock guest CID {0} is invalid (must be >= 3 and < 2^32 - 1)")]
+    BadCid(u64),
+    /// The vsock socket directory does not exist.
+    #[error("vsock socket path {0} has no existing parent directory")]
+    BadUds(PathBuf),
+    /// Too many devices for the interrupt lines.
+    #[error("{0} virtio devices do not fit in the {max} interrupt lines", max = IRQ_MAX - VIRTIO_IRQ_BASE + 1)]
+    TooManyDevices(usize),
+    /// Two devices clash.
+    #[error("{0}")]
+    Duplicate(String),
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// One block device.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
+    /// Backing file (or block device).
+    pub path: PathBuf,
+    /// Read-only for the guest.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Device id returned to the guest (VIRTIO_BLK_T_GET_ID), at most 20 bytes.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+/// One network device.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// Name of an existing tap device.
+    pub tap: String,
+    /// Guest MAC address, `xx:xx:xx:xx:xx:xx`.
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// The vsock device.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VsockConfig {
+    /// The guest's context id (>= 3).
+    pub guest_cid: u64,
+    /// Host unix socket path: the host connects here, guest connections to
+    /// port P go to `<uds_path>_P`.
+    pub uds_path: PathBuf,
+}
+
+/// Where the guest's serial console output goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Console {
+    /// Our stdout (the default).
+    #[default]
+    Stdout,
+    /// Discarded.
+    None,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for Console {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Console::parse(&s))
+    }
+}
+
+impl Console {
+    fn parse(s: &str) -> Self {
+        match s {
+            "stdout" | "" => Console::Stdout,
+            "none" | "null" => Console::None,
+            path => Console::File(PathBuf::from(path)),
+        }
+    }
+}
+
+/// A complete VM description.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Guest kernel: ELF vmlinux (PVH entry if present) or bzImage.
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    /// Kernel command line; virtio-mmio announcements are appended.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// Initramfs.
+    #[serde(default)]
+    pub initramfs: Option<PathBuf>,
+    /// vCPU count (default 1).
+    #[serde(default)]
+    pub vcpus: Option<u64>,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
+    /// Block devices, in guest order.
+    #[serde(default)]
+    pub block: Vec<BlockConfig>,
+    /// Network devices, in guest order.
+    #[serde(default)]
+    pub net: Vec<NetConfig>,
+    /// The vsock device.
+    #[serde(default)]
+    pub vsock: Option<VsockConfig>,
+    /// Console output destination.
+    #[serde(default)]
+    pub console: Console,
+}
+
+/// A validated VM description, every field resolved.
+#[derive(Clone, Debug)]
+pub struct ValidConfig {
+    /// Kernel path.
+    pub kernel: PathBuf,
+    /// Base command line.
+    pub cmdline: String,
+    /// Initramfs path.
+    pub initramfs: Option<PathBuf>,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Block devices.
+    pub block: Vec<BlockConfig>,
+    /// Net devices, MAC parsed.
+    pub net: Vec<(String, Option<[u8; 6]>)>,
+    /// Vsock: CID and socket path.
+    pub vsock: Option<(u32, PathBuf)>,
+    /// Console output.
+    pub console: Console,
+}
+
+/// The `--help` text: every option.
+pub const USAGE: &str = "\
+hull-vmm: boot a KVM microVM (one process per VM)
+
+USAGE: hull-vmm [--config FILE] [OPTIONS]
+       hull-vmm --kernel FILE --memory MIB
+
+OPTIONS (flags override the config file; device flags add devices):
+  --config FILE          JSON VM description with the fields kernel, cmdline,
+                         initramfs, vcpus, memory_mib, block[{path, read_only,
+                         id}], net[{tap, mac}], vsock{guest_cid, uds_path},
+                         console; unknown fields are errors
+  --kernel FILE          guest kernel: ELF vmlinux (entered through PVH when it
+                         has a PVH note, else 64-bit) or bzImage
+  --cmdline STRING       kernel command line (default: \"console=ttyS0 reboot=k
+                         panic=1 pci=off nomodule i8042.noaux i8042.nomux
+                         i8042.dumbkbd\"); virtio_mmio.device=<size>@<addr>:<irq>
+                         entries are appended for every virtio device
+  --initramfs FILE       initramfs (loaded at the top of low memory)
+  --vcpus N              vCPU count, 1..=32 (default 1)
+  --memory MIB           guest memory in MiB (required)
+  --block PATH[,ro][,id=ID]
+                         virtio-blk device backed by PATH; ro = read-only;
+                         ID = device id the guest reads (<= 20 bytes); repeatable
+  --net TAP[,mac=MAC]    virtio-net device on the existing tap device TAP;
+                         repeatable
+  --vsock cid=CID,uds=PATH
+                         virtio-vsock device; the host connects to PATH and
+                         writes \"CONNECT <port>\\n\" (answered \"OK <port>\\n\");
+                         guest connections to host port P go to PATH_P
+  --console DEST         serial console output: stdout (default), none, or a
+                         file path (appended)
+  -h, --help             this text
+
+EXIT STATUS: 0 after guest reset/poweroff or SIGTERM/SIGINT; otherwise
+non-zero with one line on stderr: 1 bad configuration or setup failure,
+2 triple fault, 3 KVM internal error or entry failure, 4 vCPU error,
+5 device error.
+";
+
+fn flag_value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a String> {
+    it.next().ok_or_else(|| Error::Flag(format!("{flag} needs a value")))
+}
+
+fn parse_u64(flag: &str, v: &str) -> Result<u64> {
+    v.parse().map_err(|_| Error::Flag(format!("{flag}: {v:?} is not a number")))
+}
+
+/// Parses `--block` values: `PATH[,ro][,id=ID]`.
+pub fn parse_block(v: &str) -> Result<BlockConfig> {
+    let mut parts = v.split(',');
+    let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| Error::Flag("--block needs a path".into()))?;
+    let mut b = BlockConfig { path: PathBuf::from(path), read_only: false, id: None };
+    for p in parts {
+        match p {
+            "ro" | "readonly" => b.read_only = true,
+            "rw" => b.read_only = false,
+            _ if p.starts_with("id=") => b.id = Some(p[3..].to_string()),
+            _ => return Err(Error::Flag(format!("--block: unknown option {p:?}"))),
+        }
+    }
+    Ok(b)
+}
+
+/// Parses `--net` values: `TAP[,mac=MAC]`.
+pub fn parse_net(v: &str) -> Result<NetConfig> {
+    let mut parts = v.split(',');
+    let tap = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| Error::Flag("--net needs a tap name".into()))?;
+    let mut n = NetConfig { tap: tap.to_string(), mac: None };
+    for p in parts {
+        match p.strip_prefix("mac=") {
+            Some(m) => n.mac = Some(m.to_string()),
+            None => return Err(Error::Flag(format!("--net: unknown option {p:?}"))),
+        }
+    }
+    Ok(n)
+}
+
+/// Parses `--vsock` values: `cid=CID,uds=PATH`.
+pub fn parse_vsock(v: &str) -> Result<VsockConfig> {
+    let (mut cid, mut uds) = (None, None);
+    for p in v.split(',') {
+        if let Some(c) = p.strip_prefix("cid=") {
+            cid = Some(parse_u64("--vsock cid", c)?);
+        } else if let Some(u) = p.strip_prefix("uds=") {
+            uds = Some(PathBuf::from(u));
+        } else {
+            return Err(Error::Flag(format!("--vsock: unknown option {p:?}")));
+        }
+    }
+    match (cid, uds) {
+        (Some(guest_cid), Some(uds_path)) => Ok(VsockConfig { guest_cid, uds_path }),
+        _ => Err(Error::Flag("--vsock needs cid=CID,uds=PATH".into())),
+    }
+}
+
+/// Parses a MAC address.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(Error::BadMac(s.into()));
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(Error::BadMac(s.into()));
+        }
+        *m = u8::from_str_radix(p, 16).map_err(|_| Error::BadMac(s.into()))?;
+    }
+    Ok(mac)
+}
+
+/// What the command line asked for.
+pub enum Command {
+    /// Print help.
+    Help,
+    /// Boot this VM.
+    Run(VmConfig),
+}
+
+/// Reads a JSON config file.
+pub fn from_file(path: &Path) -> Result<VmConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::ReadFile(path.into(), e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Parse(path.into(), e.to_string()))
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse_args(args: &[String]) -> Result<Command> {
+    let mut cfg = VmConfig::default();
+    let mut flags = VmConfig::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        // Accept both "--flag value" and "--flag=value".
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => flag_value(flag, &mut it).cloned(),
+            }
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--config" => cfg = from_file(Path::new(&value()?))?,
+            "--kernel" => flags.kernel = Some(value()?.into()),
+            "--cmdline" => flags.cmdline = Some(value()?),
+            "--initramfs" => flags.initramfs = Some(value()?.into()),
+            "--vcpus" => flags.vcpus = Some(parse_u64(flag, &value()?)?),
+            "--memory" => flags.memory_mib = Some(parse_u64(flag, &value()?)?),
+            "--block" => flags.block.push(parse_block(&value()?)?),
+            "--net" => flags.net.push(parse_net(&value()?)?),
+            "--vsock" => flags.vsock = Some(parse_vsock(&value()?)?),
+            "--console" => flags.console = Console::parse(&value()?),
+            other => return Err(Error::Flag(format!("unknown option {other:?} (see --help)"))),
+        }
+    }
+    // Flags win over the file.
+    cfg.kernel = flags.kernel.or(cfg.kernel);
+    cfg.cmdline = flags.cmdline.or(cfg.cmdline);
+    cfg.initramfs = flags.initramfs.or(cfg.initramfs);
+    cfg.vcpus = flags.vcpus.or(cfg.vcpus);
+    cfg.memory_mib = flags.memory_mib.or(cfg.memory_mib);
+    cfg.block.extend(flags.block);
+    cfg.net.extend(flags.net);
+    cfg.vsock = flags.vsock.or(cfg.vsock);
+    if flags.console != Console::Stdout {
+        cfg.console = flags.console;
+    }
+    Ok(Command::Run(cfg))
+}
+
+fn readable_file(what: &'static str, path: &Path) -> Result<()> {
+    match std::fs::File::open(path) {
+        Ok(f) if f.metadata().map(|m| !m.is_dir()).unwrap_or(false) => Ok(()),
+        _ => Err(Error::BadFile { what, path: path.into() }),
+    }
+}
+
+/// Whether a network interface of that name exists in our namespace.
+fn interface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+impl VmConfig {
+    /// Checks everything that can be checked before booting.
+    pub fn validate(&self) -> Result<ValidConfig> {
+        let kernel = self.kernel.clone().ok_or(Error::MissingKernel)?;
+        readable_file("kernel", &kernel)?;
+        let memory_mib = self.memory_mib.ok_or(Error::MissingMemory)?;
+        if memory_mib == 0 || memory_mib > MAX_MEMORY_MIB {
+            return Err(Error::BadMemory(memory_mib));
+        }
+        let vcpus = self.vcpus.unwrap_or(1);
+        if vcpus == 0 || vcpus > u64::from(MAX_CPUS) {
+            return Err(Error::BadVcpus(vcpus));
+        }
+        if let Some(i) = &self.initramfs {
+            readable_file("initramfs", i)?;
+        }
+        for b in &self.block {
+            readable_file("block device", &b.path)?;
+            if b.id.as_ref().is_some_and(|id| id.len() > 20) {
+                return Err(Error::Flag(format!("block device id {:?} is longer than 20 bytes", b.id)));
+            }
+        }
+        let mut net = Vec::new();
+        for n in &self.net {
+            if !interface_exists(&n.tap) {
+                return Err(Error::NoTap(n.tap.clone()));
+            }
+            if net.iter().any(|(t, _): &(String, _)| *t == n.tap) {
+                return Err(Error::Duplicate(format!("tap device {} is used twice", n.tap)));
+            }
+            let mac = n.mac.as_deref().map(parse_mac).transpose()?;
+            net.push((n.tap.clone(), mac));
+        }
+        let vsock = match &self.vsock {
+            Some(v) => {
+                if v.guest_cid < 3 || v.guest_cid >= u64::from(u32::MAX) {
+                    return Err(Error::BadCid(v.guest_cid));
+                }
+                let parent = v.uds_path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+                if !parent.is_some_and(Path::is_dir) || v.uds_path.file_name().is_none() {
+                    return Err(Error::BadUds(v.uds_path.clone()));
+                }
+                Some((v.guest_cid as u32, v.uds_path.clone()))
+            }
+            None => None,
+        };
+        let devices = self.block.len() + self.net.len() + usize::from(vsock.is_some());
+        if devices > (IRQ_MAX - VIRTIO_IRQ_BASE + 1) as usize {
+            return Err(Error::TooManyDevices(devices));
+        }
+        Ok(ValidConfig {
+            kernel,
+            cmdline: self.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+            initramfs: self.initramfs.clone(),
+            vcpus: vcpus as u8,
+            memory_mib,
+            block: self.block.clone(),
+            net,
+            vsock,
+            console: self.console.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn run(a: &[&str]) -> Result<VmConfig> {
+        match parse_args(&args(a))? {
+            Command::Run(c) => Ok(c),
+            Command::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn minimal_flags_validate() {
+        let k = tempfile::NamedTempFile::new().unwrap();
+        let c = run(&["--kernel", k.path().to_str().unwrap(), "--memory", "64"]).unwrap();
+        let v = c.validate().unwrap();
+        assert_eq!((v.vcpus, v.memory_mib), (1, 64));
+        assert_eq!(v.cmdline, DEFAULT_CMDLINE);
+    }
+
+    #[test]
+    fn bad_configs_fail_with_one_line_naming_the_problem() {
+        let k = tempfile::NamedTempFile::new().unwrap();
+        let kp = k.path().to_str().unwrap();
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["--memory", "64"], "no kernel"),
+            (vec!["--kernel", kp], "no memory"),
+            (vec!["--kernel", kp, "--memory", "0"], "memory size 0"),
+            (vec!["--kernel", "/nonexistent/k", "--memory", "8"], "kernel /nonexistent/k"),
+            (vec!["--kernel", kp, "--memory", "8", "--vcpus", "0"], "vCPU count 0"),
+            (vec!["--kernel", kp, "--memory", "8", "--net", "hullnotap0"], "tap device hullnotap0 does not exist"),
+            (vec!["--kernel", kp, "--memory", "8", "--vsock", "cid=2,uds=/tmp/x"], "CID 2"),
+            (vec!["--kernel", kp, "--memory", "8", "--block", "/nonexistent/disk"], "block device /nonexistent/disk"),
+        ];
+        for (a, want) in cases {
+            let e = run(&a).and_then(|c| c.validate()).unwrap_err().to_string();
+            assert!(e.contains(want), "{a:?}: {e:?} lacks {want:?}");
+            assert!(!e.contains('\n'));
+        }
+        assert!(run(&["--bogus"]).unwrap_err().to_string().contains("--bogus"));
+        assert!(run(&["--memory"]).unwrap_err().to_string().contains("needs a value"));
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_fields_and_flags_override() {
+        let k = tempfile::NamedTempFile::new().unwrap();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(f, r#"{{"kernel": "{}", "memory_mib": 32, "colour": "red"}}"#, k.path().display()).unwrap();
+        let e = run(&["--config", f.path().to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+
+        let mut g = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            g,
+            r#"{{"kernel": "{}", "memory_mib": 32, "vcpus": 2, "block": [{{"path": "{}", "read_only": true}}], "console": "none"}}"#,
+            k.path().display(),
+            k.path().display()
+        )
+        .unwrap();
+        let c = run(&["--config", g.path().to_str().unwrap(), "--memory", "48"]).unwrap();
+        let v = c.validate().unwrap();
+        assert_eq!((v.memory_mib, v.vcpus, v.block.len()), (48, 2, 1));
+        assert!(v.block[0].read_only);
+        assert_eq!(v.console, Console::None);
+    }
+
+    #[test]
+    fn device_flag_syntax() {
+        let b = parse_block("/d,ro,id=disk0").unwrap();
+        assert!(b.read_only);
+        assert_eq!(b.id.as_deref(), Some("disk0"));
+        assert!(parse_block("/d,bogus").is_err());
+        assert_eq!(parse_net("tap0,mac=02:00:00:00:00:01").unwrap().mac.as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
+        assert!(parse_mac("02:00:00:00:00").is_err());
+        assert!(parse_mac("zz:00:00:00:00:00").is_err());
+        let v = parse_vsock("cid=3,uds=/tmp/v.sock").unwrap();
+        assert_eq!(v.guest_cid, 3);
+        assert!(parse_vsock("cid=3").is_err());
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        for f in ["--config", "--kernel", "--cmdline", "--initramfs", "--vcpus", "--memory", "--block", "--net", "--vsock", "--console"] {
+            assert!(USAGE.contains(f), "{f}");
+        }
+        assert!(matches!(parse_args(&args(&["--help"])), Ok(Command::Help)));
+    }
+}

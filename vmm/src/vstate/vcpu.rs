@@ -1,0 +1,146 @@
+//! vCPUs: boot state and the run loop that turns KVM exits into bus
+//! accesses or VM exit reasons (Firecracker's `vstate/vcpu`).
+
+use std::sync::Arc;
+
+use kvm_bindings::CpuId;
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use vm_memory::GuestMemoryMmap;
+
+use super::exit::{ExitReason, ExitSignal};
+use crate::arch::x86_64::{cpuid, msr, regs};
+use crate::devices::Bus;
+use crate::loader::KernelEntry;
+
+/// Errors while creating or configuring a vCPU.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// KVM_CREATE_VCPU failed.
+    #[error("cannot create vCPU {0}")]
+    Create(u8, #[source] kvm_ioctls::Error),
+    /// CPUID could not be built or set.
+    #[error("cannot set CPUID of vCPU {0}")]
+    Cpuid(u8, #[source] CpuidError),
+    /// MSRs could not be set.
+    #[error("cannot set MSRs of vCPU {0}")]
+    Msr(u8, #[source] msr::Error),
+    /// Registers could not be set.
+    #[error("cannot set registers of vCPU {0}")]
+    Regs(u8, #[source] regs::Error),
+}
+
+/// Why CPUID setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuidError {
+    /// Filtering failed.
+    #[error("cannot filter CPUID")]
+    Filter(#[source] cpuid::Error),
+    /// KVM_SET_CPUID2 failed.
+    #[error("KVM_SET_CPUID2 failed")]
+    Set(#[source] kvm_ioctls::Error),
+}
+
+/// Everything a vCPU thread needs to run.
+pub struct Vcpu {
+    fd: VcpuFd,
+    index: u8,
+    pio: Arc<Bus>,
+    mmio: Arc<Bus>,
+    exit: Arc<ExitSignal>,
+}
+
+/// Unknown port I/O the guest commonly probes; not worth a log line.
+const QUIET_PORTS: &[u16] = &[0x80, 0xed];
+
+impl Vcpu {
+    /// Creates vCPU `index` on `vm`.
+    pub fn new(
+        vm: &VmFd,
+        index: u8,
+        pio: Arc<Bus>,
+        mmio: Arc<Bus>,
+        exit: Arc<ExitSignal>,
+    ) -> Result<Self, Error> {
+        let fd = vm.create_vcpu(u64::from(index)).map_err(|e| Error::Create(index, e))?;
+        Ok(Self { fd, index, pio, mmio, exit })
+    }
+
+    /// Sets CPUID, MSRs, FPU, LAPIC and (for the boot CPU) the entry state.
+    pub fn configure(
+        &self,
+        mem: &GuestMemoryMmap,
+        supported: &CpuId,
+        count: u8,
+        entry: &KernelEntry,
+    ) -> Result<(), Error> {
+        let i = self.index;
+        let table = cpuid::filter_cpuid(supported, i, count)
+            .map_err(|e| Error::Cpuid(i, CpuidError::Filter(e)))?;
+        self.fd.set_cpuid2(&table).map_err(|e| Error::Cpuid(i, CpuidError::Set(e)))?;
+        msr::setup_msrs(&self.fd).map_err(|e| Error::Msr(i, e))?;
+        regs::setup_fpu(&self.fd).map_err(|e| Error::Regs(i, e))?;
+        regs::setup_regs(&self.fd, entry.entry.0, entry.mode).map_err(|e| Error::Regs(i, e))?;
+        regs::setup_sregs(mem, &self.fd, entry.mode).map_err(|e| Error::Regs(i, e))?;
+        regs::setup_lint(&self.fd).map_err(|e| Error::Regs(i, e))?;
+        Ok(())
+    }
+
+    /// Runs the vCPU until the guest stops it or something fails; the
+    /// reason is reported to the exit signal and returned.
+    pub fn run(mut self) -> ExitReason {
+        let reason = self.run_loop();
+        self.exit.request(reason.clone());
+        reason
+    }
+
+    fn run_loop(&mut self) -> ExitReason {
+        let cpu = self.index;
+        loop {
+            match self.fd.run() {
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    if !self.pio.read(u64::from(port), data) && !QUIET_PORTS.contains(&port) {
+                        crate::logger::guest_event(format_args!("vCPU {cpu}: read of unknown port {port:#x}"));
+                    }
+                }
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    if !self.pio.write(u64::from(port), data) && !QUIET_PORTS.contains(&port) {
+                        crate::logger::guest_event(format_args!("vCPU {cpu}: write to unknown port {port:#x}"));
+                    }
+                }
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    if !self.mmio.read(addr, data) {
+                        data.fill(0);
+                        crate::logger::guest_event(format_args!("vCPU {cpu}: read of unknown MMIO {addr:#x}"));
+                    }
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    if !self.mmio.write(addr, data) {
+                        crate::logger::guest_event(format_args!("vCPU {cpu}: write to unknown MMIO {addr:#x}"));
+                    }
+                }
+                Ok(VcpuExit::Hlt) => return ExitReason::Poweroff,
+                Ok(VcpuExit::Shutdown) => return ExitReason::TripleFault { cpu },
+                Ok(VcpuExit::SystemEvent(kind, _)) => {
+                    return match kind {
+                        kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::Poweroff,
+                        kvm_bindings::KVM_SYSTEM_EVENT_RESET => ExitReason::Reset,
+                        k => ExitReason::VcpuError { cpu, what: format!("unhandled system event {k}") },
+                    }
+                }
+                Ok(VcpuExit::FailEntry(reason, _)) => return ExitReason::FailEntry { cpu, reason },
+                Ok(VcpuExit::InternalError) => {
+                    // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel filled
+                    // the `internal` member of the exit union.
+                    let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    return ExitReason::InternalError { cpu, suberror };
+                }
+                Ok(VcpuExit::Intr) => {}
+                Ok(other) => {
+                    return ExitReason::VcpuError { cpu, what: format!("unexpected KVM exit {other:?}") }
+                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) => return ExitReason::VcpuError { cpu, what: format!("KVM_RUN failed: {e}") },
+            }
+        }
+    }
+}
