@@ -61,7 +61,7 @@ unit:
 	$(CARGO) test --workspace --exclude hull-tests
 
 e2e: all images
-	$(CARGO) test -p hull-tests -- --test-threads=2
+	$(CARGO) test --no-fail-fast -p hull-tests -- --test-threads=2
 
 test: lint unit e2e
 

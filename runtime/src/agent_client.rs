@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use hull_protocol::frame::MAX_DATA_CHUNK;
 use hull_protocol::{
-    AgentError, ControlMessage, Event, Frame, FrameDecoder, FrameKind, Reply, Request, StreamId, INITIAL_WINDOW,
-    PROTOCOL_VERSION,
+    AgentError, ControlMessage, Event, Frame, FrameDecoder, FrameKind, Reply, Request, StreamId,
+    INITIAL_WINDOW, PROTOCOL_VERSION,
 };
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,7 +88,13 @@ impl AgentClient {
         let shared = Arc::new(Shared::default());
         let (events_tx, events) = mpsc::unbounded_channel();
         let (hello_tx, hello_rx) = oneshot::channel();
-        tokio::spawn(read_loop(read_half, shared.clone(), events_tx, hello_tx, outbox.clone()));
+        tokio::spawn(read_loop(
+            read_half,
+            shared.clone(),
+            events_tx,
+            hello_tx,
+            outbox.clone(),
+        ));
 
         let (version, software) = tokio::time::timeout(hello_timeout, hello_rx)
             .await
@@ -101,8 +107,18 @@ impl AgentClient {
             version: PROTOCOL_VERSION,
             software: format!("hull {}", env!("CARGO_PKG_VERSION")),
         };
-        outbox.send(hello.to_frame()).map_err(|_| ClientError::Disconnected)?;
-        Ok((Self { outbox, shared, next_id: AtomicU64::new(1), agent_software: software }, events))
+        outbox
+            .send(hello.to_frame())
+            .map_err(|_| ClientError::Disconnected)?;
+        Ok((
+            Self {
+                outbox,
+                shared,
+                next_id: AtomicU64::new(1),
+                agent_software: software,
+            },
+            events,
+        ))
     }
 
     /// Sends a request and waits for its response.
@@ -121,7 +137,9 @@ impl AgentClient {
     /// Sends a request without waiting for the answer.
     pub fn notify(&self, request: Request) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.outbox.send(ControlMessage::Request { id, request }.to_frame());
+        let _ = self
+            .outbox
+            .send(ControlMessage::Request { id, request }.to_frame());
     }
 
     /// Registers a stream the agent will send on; call before naming it in
@@ -129,14 +147,22 @@ impl AgentClient {
     pub fn open_output(&self, stream: StreamId) -> OutputStream {
         let (tx, rx) = mpsc::unbounded_channel();
         lock(&self.shared.outputs).insert(stream, tx);
-        OutputStream { stream, chunks: rx, outbox: self.outbox.clone() }
+        OutputStream {
+            stream,
+            chunks: rx,
+            outbox: self.outbox.clone(),
+        }
     }
 
     /// Registers a stream the host sends on.
     pub fn open_input(&self, stream: StreamId) -> InputStream {
         let credit = Arc::new(AsyncCredit::new(INITIAL_WINDOW));
         lock(&self.shared.inputs).insert(stream, credit.clone());
-        InputStream { stream, credit, outbox: self.outbox.clone() }
+        InputStream {
+            stream,
+            credit,
+            outbox: self.outbox.clone(),
+        }
     }
 }
 
@@ -193,7 +219,8 @@ async fn read_loop(
                         let _ = tx.send(Chunk::Data(frame.payload));
                     } else {
                         // Nobody reads it: give the credit straight back.
-                        let _ = outbox.send(Frame::window(frame.stream, frame.payload.len() as u32));
+                        let _ =
+                            outbox.send(Frame::window(frame.stream, frame.payload.len() as u32));
                     }
                 }
                 FrameKind::Eof => {
@@ -202,7 +229,10 @@ async fn read_loop(
                     }
                 }
                 FrameKind::Window => {
-                    if let (Some(credit), Some(n)) = (lock(&shared.inputs).get(&frame.stream), frame.window_credit()) {
+                    if let (Some(credit), Some(n)) = (
+                        lock(&shared.inputs).get(&frame.stream),
+                        frame.window_credit(),
+                    ) {
                         credit.grant(n);
                     }
                 }
@@ -250,8 +280,14 @@ impl InputStream {
     /// connection is gone.
     pub async fn send(&self, mut data: &[u8]) -> bool {
         while !data.is_empty() {
-            let Some(n) = self.credit.take(data.len().min(MAX_DATA_CHUNK)).await else { return false };
-            if self.outbox.send(Frame::data(self.stream, data[..n].to_vec())).is_err() {
+            let Some(n) = self.credit.take(data.len().min(MAX_DATA_CHUNK)).await else {
+                return false;
+            };
+            if self
+                .outbox
+                .send(Frame::data(self.stream, data[..n].to_vec()))
+                .is_err()
+            {
                 return false;
             }
             data = &data[n..];
@@ -272,7 +308,10 @@ struct AsyncCredit {
 
 impl AsyncCredit {
     fn new(initial: u32) -> Self {
-        Self { state: Mutex::new((initial.into(), false)), changed: Notify::new() }
+        Self {
+            state: Mutex::new((initial.into(), false)),
+            changed: Notify::new(),
+        }
     }
 
     fn grant(&self, n: u32) {
@@ -330,31 +369,52 @@ mod tests {
     #[tokio::test]
     async fn hello_request_stream_and_event() {
         let (host, mut agent) = fake_agent().await;
-        let hello = ControlMessage::Hello { version: PROTOCOL_VERSION, software: "fake".into() };
+        let hello = ControlMessage::Hello {
+            version: PROTOCOL_VERSION,
+            software: "fake".into(),
+        };
         agent.write_all(&hello.to_frame().encode()).await.unwrap();
-        let (client, mut events) = AgentClient::start(host, Duration::from_secs(5)).await.unwrap();
+        let (client, mut events) = AgentClient::start(host, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert_eq!(client.agent_software, "fake");
         let mut out = client.open_output(2);
 
         let mut dec = FrameDecoder::new();
         let host_hello = read_frame(&mut agent, &mut dec).await;
-        assert!(matches!(ControlMessage::from_frame(&host_hello).unwrap(), ControlMessage::Hello { .. }));
+        assert!(matches!(
+            ControlMessage::from_frame(&host_hello).unwrap(),
+            ControlMessage::Hello { .. }
+        ));
 
         let req = tokio::spawn(async move {
             let r = client.request(Request::Shutdown).await;
             (client, r)
         });
         let frame = read_frame(&mut agent, &mut dec).await;
-        let ControlMessage::Request { id, request } = ControlMessage::from_frame(&frame).unwrap() else {
+        let ControlMessage::Request { id, request } = ControlMessage::from_frame(&frame).unwrap()
+        else {
             panic!("expected a request")
         };
         assert_eq!(request, Request::Shutdown);
         let mut wire = Vec::new();
         Frame::data(2, b"hello".to_vec()).encode_into(&mut wire);
         Frame::eof(2).encode_into(&mut wire);
-        ControlMessage::Response { id, result: Ok(Reply::Done) }.to_frame().encode_into(&mut wire);
-        let exited = Event::ProcessExited { process: "init".into(), status: ExitStatus::Code(3) };
-        ControlMessage::Event { event: exited.clone() }.to_frame().encode_into(&mut wire);
+        ControlMessage::Response {
+            id,
+            result: Ok(Reply::Done),
+        }
+        .to_frame()
+        .encode_into(&mut wire);
+        let exited = Event::ProcessExited {
+            process: "init".into(),
+            status: ExitStatus::Code(3),
+        };
+        ControlMessage::Event {
+            event: exited.clone(),
+        }
+        .to_frame()
+        .encode_into(&mut wire);
         agent.write_all(&wire).await.unwrap();
 
         let (client, reply) = req.await.unwrap();
@@ -371,9 +431,14 @@ mod tests {
     #[tokio::test]
     async fn input_respects_the_window() {
         let (host, mut agent) = fake_agent().await;
-        let hello = ControlMessage::Hello { version: PROTOCOL_VERSION, software: "fake".into() };
+        let hello = ControlMessage::Hello {
+            version: PROTOCOL_VERSION,
+            software: "fake".into(),
+        };
         agent.write_all(&hello.to_frame().encode()).await.unwrap();
-        let (client, _events) = AgentClient::start(host, Duration::from_secs(5)).await.unwrap();
+        let (client, _events) = AgentClient::start(host, Duration::from_secs(5))
+            .await
+            .unwrap();
         let input = client.open_input(3);
         let big = vec![1u8; INITIAL_WINDOW as usize + 10];
         let sender = tokio::spawn(async move { input.send(&big).await });
@@ -389,7 +454,10 @@ mod tests {
         // Nothing more until credit comes back.
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!sender.is_finished());
-        agent.write_all(&Frame::window(3, 10).encode()).await.unwrap();
+        agent
+            .write_all(&Frame::window(3, 10).encode())
+            .await
+            .unwrap();
         assert!(sender.await.unwrap());
         assert_eq!(read_frame(&mut agent, &mut dec).await.payload.len(), 10);
     }
@@ -397,11 +465,19 @@ mod tests {
     #[tokio::test]
     async fn disconnect_fails_pending_requests() {
         let (host, mut agent) = fake_agent().await;
-        let hello = ControlMessage::Hello { version: PROTOCOL_VERSION, software: "fake".into() };
+        let hello = ControlMessage::Hello {
+            version: PROTOCOL_VERSION,
+            software: "fake".into(),
+        };
         agent.write_all(&hello.to_frame().encode()).await.unwrap();
-        let (client, mut events) = AgentClient::start(host, Duration::from_secs(5)).await.unwrap();
+        let (client, mut events) = AgentClient::start(host, Duration::from_secs(5))
+            .await
+            .unwrap();
         drop(agent);
-        assert!(matches!(client.request(Request::Shutdown).await, Err(RequestError::Client(_))));
+        assert!(matches!(
+            client.request(Request::Shutdown).await,
+            Err(RequestError::Client(_))
+        ));
         assert_eq!(events.recv().await, None);
         let _ = CONTROL_STREAM;
     }
@@ -409,8 +485,14 @@ mod tests {
     #[tokio::test]
     async fn wrong_version_is_refused() {
         let (host, mut agent) = fake_agent().await;
-        let hello = ControlMessage::Hello { version: 99, software: "future".into() };
+        let hello = ControlMessage::Hello {
+            version: 99,
+            software: "future".into(),
+        };
         agent.write_all(&hello.to_frame().encode()).await.unwrap();
-        assert!(matches!(AgentClient::start(host, Duration::from_secs(5)).await, Err(ClientError::Version(99))));
+        assert!(matches!(
+            AgentClient::start(host, Duration::from_secs(5)).await,
+            Err(ClientError::Version(99))
+        ));
     }
 }

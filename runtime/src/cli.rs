@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "hull", version, about, disable_help_subcommand = true)]
 pub struct Cli {
     /// Where images and disks are kept.
-    #[arg(long, env = "HULL_ROOT", default_value = "/var/lib/hull", global = true)]
+    #[arg(
+        long,
+        env = "HULL_ROOT",
+        default_value = "/var/lib/hull",
+        global = true
+    )]
     pub root: PathBuf,
     /// Where running sandboxes keep their sockets and logs.
     #[arg(long, env = "HULL_RUN_DIR", default_value = "/run/hull", global = true)]
@@ -120,8 +125,11 @@ mod tests {
 
     #[test]
     fn run_keeps_hyphenated_command_args() {
-        let cli = Cli::try_parse_from(["hull", "run", "--rm", "img", "sh", "-c", "echo -n hi"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let cli =
+            Cli::try_parse_from(["hull", "run", "--rm", "img", "sh", "-c", "echo -n hi"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert!(run.rm);
         assert_eq!(run.command, ["sh", "-c", "echo -n hi"]);
     }

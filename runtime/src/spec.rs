@@ -62,7 +62,11 @@ pub fn plan_process(
         Some(e) => (vec![e.clone()], Vec::new()),
         None => (image.entrypoint.clone(), image.cmd.clone()),
     };
-    let cmd = if run.cmd.is_empty() { default_cmd } else { run.cmd.clone() };
+    let cmd = if run.cmd.is_empty() {
+        default_cmd
+    } else {
+        run.cmd.clone()
+    };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(SpecError::NoCommand);
@@ -101,7 +105,12 @@ pub fn plan_process(
         None => image.working_dir.clone(),
     };
     let user = run.user.clone().unwrap_or_else(|| image.user.clone());
-    Ok(ProcessPlan { args, env, cwd, user })
+    Ok(ProcessPlan {
+        args,
+        env,
+        cwd,
+        user,
+    })
 }
 
 #[cfg(test)]
@@ -136,18 +145,44 @@ mod tests {
 
     #[test]
     fn cmd_args_replace_cmd_not_entrypoint() {
-        let run = RunOverrides { cmd: s(&["x", "y"]), ..Default::default() };
-        assert_eq!(plan_process(&image(), &run, "h", no_host).unwrap().args, s(&["/entry", "x", "y"]));
+        let run = RunOverrides {
+            cmd: s(&["x", "y"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_process(&image(), &run, "h", no_host).unwrap().args,
+            s(&["/entry", "x", "y"])
+        );
     }
 
     #[test]
     fn entrypoint_flag_drops_image_cmd() {
-        let run = RunOverrides { entrypoint: Some("sh".into()), ..Default::default() };
-        assert_eq!(plan_process(&image(), &run, "h", no_host).unwrap().args, s(&["sh"]));
-        let run = RunOverrides { entrypoint: Some("sh".into()), cmd: s(&["-c", "true"]), ..Default::default() };
-        assert_eq!(plan_process(&image(), &run, "h", no_host).unwrap().args, s(&["sh", "-c", "true"]));
-        let run = RunOverrides { entrypoint: Some(String::new()), cmd: s(&["ls"]), ..Default::default() };
-        assert_eq!(plan_process(&image(), &run, "h", no_host).unwrap().args, s(&["ls"]));
+        let run = RunOverrides {
+            entrypoint: Some("sh".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_process(&image(), &run, "h", no_host).unwrap().args,
+            s(&["sh"])
+        );
+        let run = RunOverrides {
+            entrypoint: Some("sh".into()),
+            cmd: s(&["-c", "true"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_process(&image(), &run, "h", no_host).unwrap().args,
+            s(&["sh", "-c", "true"])
+        );
+        let run = RunOverrides {
+            entrypoint: Some(String::new()),
+            cmd: s(&["ls"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_process(&image(), &run, "h", no_host).unwrap().args,
+            s(&["ls"])
+        );
     }
 
     #[test]
@@ -160,13 +195,25 @@ mod tests {
         };
         let host = |k: &str| (k == "FROM_HOST").then(|| "hostval".to_string());
         let p = plan_process(&image(), &run, "h", host).unwrap();
-        assert_eq!(p.env, s(&["HOSTNAME=h", "PATH=/img/bin", "A=flag", "B=2", "FROM_HOST=hostval"]));
+        assert_eq!(
+            p.env,
+            s(&[
+                "HOSTNAME=h",
+                "PATH=/img/bin",
+                "A=flag",
+                "B=2",
+                "FROM_HOST=hostval"
+            ])
+        );
         assert_eq!((p.cwd.as_str(), p.user.as_str()), ("/tmp", "0:0"));
     }
 
     #[test]
     fn defaults_when_image_is_bare() {
-        let bare = ImageDefaults { cmd: s(&["sh"]), ..Default::default() };
+        let bare = ImageDefaults {
+            cmd: s(&["sh"]),
+            ..Default::default()
+        };
         let p = plan_process(&bare, &RunOverrides::default(), "h", no_host).unwrap();
         assert_eq!(p.env[0], format!("PATH={DEFAULT_PATH}"));
         assert_eq!((p.cwd.as_str(), p.user.as_str()), ("/", ""));
@@ -175,10 +222,25 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let bare = ImageDefaults::default();
-        assert_eq!(plan_process(&bare, &RunOverrides::default(), "h", no_host), Err(SpecError::NoCommand));
-        let run = RunOverrides { workdir: Some("rel".into()), ..Default::default() };
-        assert_eq!(plan_process(&image(), &run, "h", no_host), Err(SpecError::RelativeWorkdir("rel".into())));
-        let run = RunOverrides { env: s(&["=x"]), ..Default::default() };
-        assert_eq!(plan_process(&image(), &run, "h", no_host), Err(SpecError::BadEnv("=x".into())));
+        assert_eq!(
+            plan_process(&bare, &RunOverrides::default(), "h", no_host),
+            Err(SpecError::NoCommand)
+        );
+        let run = RunOverrides {
+            workdir: Some("rel".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_process(&image(), &run, "h", no_host),
+            Err(SpecError::RelativeWorkdir("rel".into()))
+        );
+        let run = RunOverrides {
+            env: s(&["=x"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_process(&image(), &run, "h", no_host),
+            Err(SpecError::BadEnv("=x".into()))
+        );
     }
 }

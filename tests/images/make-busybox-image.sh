@@ -4,9 +4,10 @@
 #
 # usage: make-busybox-image.sh [--workdir-user] OUT.tar [NAME]
 #
-#   NAME defaults to hull-demo/busybox:latest (written as the archive's
+#   NAME defaults to hull-demo/busybox:latest (hull-demo/busybox:workdir-user
+#   for the variant); it is written as the archive's
 #   org.opencontainers.image.ref.name, as `skopeo copy ... oci-archive:OUT:NAME`
-#   does).
+#   does.
 #   --workdir-user  the Docker-semantics variant: WorkingDir=/home/app,
 #                   User=app, Entrypoint=["/bin/sh","-c"], Cmd=["id"].
 #
@@ -29,7 +30,11 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then
     exit 2
 fi
 out=$1
-name=${2:-hull-demo/busybox:latest}
+if [ "$variant" = workdir-user ]; then
+    name=${2:-hull-demo/busybox:workdir-user}
+else
+    name=${2:-hull-demo/busybox:latest}
+fi
 
 missing=""
 [ -x /bin/busybox ] || missing="$missing busybox-static"

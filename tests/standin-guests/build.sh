@@ -18,3 +18,7 @@ gcc $LDFLAGS -o "$out/standin64.elf" "$out/entry64.o" "$out/guest.o" "$out/virti
 gcc $LDFLAGS -o "$out/standin-pvh.elf" "$out/entry64.o" "$out/pvh.o" "$out/guest.o" "$out/virtio.o"
 objcopy -O binary "$out/standin64.elf" "$out/standin64.bin"
 python3 "$here/mkbzimage.py" "$out/standin64.bin" "$out/standin.bzImage"
+gcc -c "$here/bench.S" -o "$out/bench.o"
+gcc -DIDLE -c "$here/bench.S" -o "$out/bench-idle.o"
+gcc $LDFLAGS -o "$out/bench.elf" "$out/bench.o"
+gcc $LDFLAGS -o "$out/bench-idle.elf" "$out/bench-idle.o"

@@ -201,7 +201,6 @@ void test_blk(void) {
     puts("blk: "); putdec(idx); puts(" devices tested\n");
 }
 
-void test_net(void) { fail("net test not built"); }
 
 /* ---------------- virtio-vsock ---------------- */
 struct __attribute__((packed)) vhdr {
@@ -329,4 +328,76 @@ void test_vsock(void) {
     len = vs_recv(&h, d, sizeof d);
     print_pkt("wrong cid", &h, d, len);
     puts("vsock: ok\n");
+}
+
+/* ---------------- virtio-net ---------------- */
+#define NET_RXBUF 1600
+static u8 net_rx[QSZ][NET_RXBUF] __attribute__((aligned(16)));
+static u8 net_tx[12 + 64];
+static struct vq net_rxq, net_txq;
+
+static void net_post(u16 id) {
+    net_rxq.desc[id].addr = (u64)net_rx[id];
+    net_rxq.desc[id].len = NET_RXBUF;
+    net_rxq.desc[id].flags = VIRTQ_DESC_F_WRITE;
+    net_rxq.avail->ring[net_rxq.avail->idx % QSZ] = id;
+    barrier();
+    net_rxq.avail->idx++;
+    barrier();
+}
+
+static void putmac(const u8 *m) {
+    for (int i = 0; i < 6; i++) {
+        if (i) putc(':');
+        putc("0123456789abcdef"[m[i] >> 4]);
+        putc("0123456789abcdef"[m[i] & 15]);
+    }
+}
+
+void test_net(void) {
+    u64 devs[8], base = 0;
+    int n = find_virtio(devs, 8);
+    for (int i = 0; i < n; i++) if (mmio_read32(devs[i] + 8) == 1) base = devs[i];
+    if (!base || !dev_begin(base, 1, 1u << 5 /* MAC */)) fail("no net device");
+    vq_init(&net_rxq, base, 0);
+    vq_init(&net_txq, base, 1);
+    for (u16 i = 0; i < QSZ; i++) net_post(i);
+    dev_ready(base);
+    vq_kick(&net_rxq);
+    u8 mac[6];
+    for (int i = 0; i < 6; i++) mac[i] = *(volatile u8 *)(base + 0x100 + i);
+    puts("net: mac "); putmac(mac); puts("\n");
+
+    /* ARP who-has 10.99.0.1 tell 10.99.0.2 */
+    static const u8 bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    u8 *f = net_tx + 12;
+    memset(net_tx, 0, sizeof net_tx);
+    memcpy(f, bcast, 6); memcpy(f + 6, mac, 6); f[12] = 0x08; f[13] = 0x06;
+    u8 *a = f + 14;
+    a[0] = 0; a[1] = 1; a[2] = 0x08; a[3] = 0; a[4] = 6; a[5] = 4; a[6] = 0; a[7] = 1;
+    memcpy(a + 8, mac, 6); a[14] = 10; a[15] = 99; a[16] = 0; a[17] = 2;
+    memset(a + 18, 0, 6); a[24] = 10; a[25] = 99; a[26] = 0; a[27] = 1;
+    for (int tries = 0; tries < 3; tries++) {
+        u64 ad[1] = {(u64)net_tx}; u32 l[1] = {12 + 60}; u16 fl[1] = {0};
+        vq_add(&net_txq, ad, l, fl, 1); vq_kick(&net_txq); vq_wait(&net_txq, 0);
+        puts("net: sent arp request\n");
+        for (int k = 0; k < 20; k++) {
+            u32 id;
+            u32 len = vq_wait(&net_rxq, &id);
+            if (id >= QSZ) fail("net: bad used id");
+            u8 *r = net_rx[id] + 12;
+            int is_reply = len >= 12 + 42 && r[12] == 0x08 && r[13] == 0x06 && r[21] == 2 &&
+                           !memcmp(r + 38, (u8[]){10, 99, 0, 2}, 4);
+            if (is_reply) {
+                puts("net: arp reply from "); putmac(r + 22);
+                puts(" for "); putdec(r[28]); putc('.'); putdec(r[29]); putc('.'); putdec(r[30]); putc('.'); putdec(r[31]);
+                puts("\n");
+                net_post((u16)id); vq_kick(&net_rxq);
+                puts("net: ok\n");
+                return;
+            }
+            net_post((u16)id); vq_kick(&net_rxq);
+        }
+    }
+    fail("net: no arp reply");
 }

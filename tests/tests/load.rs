@@ -41,6 +41,12 @@ fn layer_digests(archive: &Path) -> Vec<String> {
     manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().replace(':', "/")).collect()
 }
 
+/// Files of a store that exists but holds nothing (its empty layout).
+fn initialized_files(hull: &Hull) -> Vec<std::path::PathBuf> {
+    assert!(hull.hull(&["images"]).status.success());
+    hull.files()
+}
+
 #[test]
 fn a_real_archive_loads_and_lists() {
     let hull = Hull::new();
@@ -57,7 +63,7 @@ fn a_truncated_archive_is_refused_cleanly() {
     let good = std::fs::read(image_archive("busybox.tar")).unwrap();
     let bad = hull.root.path().join("truncated.tar");
     std::fs::write(&bad, &good[..good.len() / 3]).unwrap();
-    let before = hull.files();
+    let before = initialized_files(&hull);
     let out = hull.hull(&["load", "-i", bad.to_str().unwrap()]);
     assert_one_line_error(&out, 125, "truncated.tar");
     assert_eq!(hull.files(), before, "a failed load left files behind");
@@ -68,7 +74,7 @@ fn garbage_is_refused_cleanly() {
     let hull = Hull::new();
     let bad = hull.root.path().join("garbage.tar");
     std::fs::write(&bad, vec![0x5a; 10_000]).unwrap();
-    let before = hull.files();
+    let before = initialized_files(&hull);
     let out = hull.hull(&["load", "-i", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125));
     assert_eq!(hull_tests::stderr(&out).lines().count(), 1);
@@ -88,7 +94,7 @@ fn a_layer_that_does_not_match_its_digest_is_refused() {
         }
         data
     });
-    let before = hull.files();
+    let before = initialized_files(&hull);
     let out = hull.hull(&["load", "-i", bad.to_str().unwrap()]);
     assert_one_line_error(&out, 125, &layer.replace('/', ":"));
     assert_eq!(hull.files(), before, "a failed load left files behind");

@@ -67,8 +67,11 @@ pub enum Error {
     #[error(transparent)]
     Vcpu(#[from] vcpu::Error),
     /// A thread could not be spawned.
-    #[error("cannot spawn a vCPU thread")]
+    #[error("cannot spawn a thread")]
     Spawn(#[source] std::io::Error),
+    /// The PIT creation thread panicked.
+    #[error("the PIT creation thread failed")]
+    PitThread,
     /// The event loop failed.
     #[error(transparent)]
     EventLoop(#[from] event_loop::Error),
@@ -88,7 +91,9 @@ struct ResetWatcher {
 impl Subscriber for ResetWatcher {
     fn init(&mut self, ops: &mut EventOps<'_>) {
         if let Err(e) = ops.add(self.evt.as_raw_fd(), EventSet::IN) {
-            self.exit.request(ExitReason::DeviceError(format!("cannot watch the i8042 reset line: {e}")));
+            self.exit.request(ExitReason::DeviceError(format!(
+                "cannot watch the i8042 reset line: {e}"
+            )));
         }
     }
     fn process(&mut self, _fd: RawFd, _events: EventSet, _ops: &mut EventOps<'_>) {
@@ -101,7 +106,10 @@ fn console_writer(c: &Console) -> Result<Box<dyn Write + Send>> {
     Ok(match c {
         Console::Stdout => {
             // An unbuffered handle on fd 1: every guest byte goes out at once.
-            let fd = std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| Error::Open("stdout".into(), e))?;
+            let fd = std::io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::Open("stdout".into(), e))?;
             Box::new(File::from(fd))
         }
         Console::None => Box::new(std::io::sink()),
@@ -148,12 +156,21 @@ fn attach_virtio<D: VirtioDevice + Subscriber + 'static>(
     {
         let d = crate::devices::lock(&dev);
         for (i, evt) in d.queue_events().iter().enumerate() {
-            vm.register_ioevent(evt, &kvm_ioctls::IoEventAddress::Mmio(addr + 0x50), i as u32)
-                .map_err(|e| Error::Register("a queue ioeventfd", e))?;
+            vm.register_ioevent(
+                evt,
+                &kvm_ioctls::IoEventAddress::Mmio(addr + 0x50),
+                i as u32,
+            )
+            .map_err(|e| Error::Register("a queue ioeventfd", e))?;
         }
-        vm.register_irqfd(d.interrupt().eventfd(), irq).map_err(|e| Error::Register("a virtio irqfd", e))?;
+        vm.register_irqfd(d.interrupt().eventfd(), irq)
+            .map_err(|e| Error::Register("a virtio irqfd", e))?;
     }
-    mmio.insert(Arc::new(Mutex::new(transport)) as Arc<Mutex<dyn BusDevice>>, addr, VIRTIO_MMIO_SIZE)?;
+    mmio.insert(
+        Arc::new(Mutex::new(transport)) as Arc<Mutex<dyn BusDevice>>,
+        addr,
+        VIRTIO_MMIO_SIZE,
+    )?;
     el.add_subscriber(Box::new(VirtioSubscriber::new(dev)));
     cmdline.push(format!("virtio_mmio.device=4K@{addr:#x}:{irq}"));
     Ok(())
@@ -163,9 +180,16 @@ fn attach_virtio<D: VirtioDevice + Subscriber + 'static>(
 pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     let signals = event_loop::block_stop_signals()?;
     let (kvm, vm) = vm::create_vm()?;
+    let vm = Arc::new(vm);
+    let pit_vm = vm.clone();
+    let pit = std::thread::Builder::new()
+        .name("pit".into())
+        .spawn(move || vm::create_pit(&pit_vm))
+        .map_err(Error::Spawn)?;
     let mem = Arc::new(memory::create_guest_memory(&vm, cfg.memory_mib)?);
 
-    let mut kernel = File::open(&cfg.kernel).map_err(|e| Error::Open(cfg.kernel.display().to_string(), e))?;
+    let mut kernel =
+        File::open(&cfg.kernel).map_err(|e| Error::Open(cfg.kernel.display().to_string(), e))?;
     let entry = loader::load_kernel(&mem, &mut kernel)?;
     let initrd = match &cfg.initramfs {
         Some(p) => {
@@ -181,13 +205,25 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     let mut el = EventLoop::new()?;
 
     let serial_irq = new_eventfd()?;
-    vm.register_irqfd(&serial_irq, SERIAL_IRQ).map_err(|e| Error::Register("the serial irqfd", e))?;
+    vm.register_irqfd(&serial_irq, SERIAL_IRQ)
+        .map_err(|e| Error::Register("the serial irqfd", e))?;
     let console = SerialConsole::new(EventFdTrigger(serial_irq), console_writer(&cfg.console)?);
-    pio.insert(Arc::new(Mutex::new(console)), serial::COM1_BASE, serial::COM1_LEN)?;
+    pio.insert(
+        Arc::new(Mutex::new(console)),
+        serial::COM1_BASE,
+        serial::COM1_LEN,
+    )?;
     let reset = new_eventfd()?;
     let kbd = I8042::new(EventFdTrigger(reset.try_clone().map_err(Error::EventFd)?));
-    pio.insert(Arc::new(Mutex::new(kbd)), i8042::I8042_BASE, i8042::I8042_LEN)?;
-    el.add_subscriber(Box::new(ResetWatcher { evt: reset, exit: exit.clone() }));
+    pio.insert(
+        Arc::new(Mutex::new(kbd)),
+        i8042::I8042_BASE,
+        i8042::I8042_LEN,
+    )?;
+    el.add_subscriber(Box::new(ResetWatcher {
+        evt: reset,
+        exit: exit.clone(),
+    }));
 
     let mut announce = Vec::new();
     let mut slot = 0u32;
@@ -199,12 +235,14 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
             .open(&b.path)
             .map_err(|e| Error::Open(b.path.display().to_string(), e))?;
         let id = b.id.clone().unwrap_or_else(|| format!("hull{slot}"));
-        let dev = Block::new(mem.clone(), file, b.read_only, id.as_bytes()).map_err(|e| Error::Device(name, e))?;
+        let dev = Block::new(mem.clone(), file, b.read_only, id.as_bytes())
+            .map_err(|e| Error::Device(name, e))?;
         attach_virtio(&vm, &mem, &mut mmio, &mut el, &mut announce, slot, dev)?;
         slot += 1;
     }
     for (tap, mac) in &cfg.net {
-        let dev = Net::new(mem.clone(), tap, *mac).map_err(|e| Error::Device(format!("net device on {tap}"), e))?;
+        let dev = Net::new(mem.clone(), tap, *mac)
+            .map_err(|e| Error::Device(format!("net device on {tap}"), e))?;
         attach_virtio(&vm, &mem, &mut mmio, &mut el, &mut announce, slot, dev)?;
         slot += 1;
     }
@@ -218,18 +256,25 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     loader::write_cmdline(&mem, &cmdline)?;
     match entry.mode {
         BootMode::Pvh => loader::write_pvh_info(&mem, cfg.memory_mib << 20, initrd)?,
-        BootMode::Linux64 => {
-            loader::write_zero_page(&mem, cfg.memory_mib << 20, cmdline.len() + 1, initrd, entry.setup_header)?
-        }
+        BootMode::Linux64 => loader::write_zero_page(
+            &mem,
+            cfg.memory_mib << 20,
+            cmdline.len() + 1,
+            initrd,
+            entry.setup_header,
+        )?,
     }
     mptable::setup_mptable(&mem, cfg.vcpus)?;
 
-    let supported = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(Error::SupportedCpuid)?;
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(Error::SupportedCpuid)?;
     let pio = Arc::new(pio);
     let mmio = Arc::new(mmio);
     let vcpu_filter = seccomp::vcpu_filter()?;
+    pit.join().map_err(|_| Error::PitThread)??;
     for i in 0..cfg.vcpus {
-        let v = vcpu::Vcpu::new(&vm, i, pio.clone(), mmio.clone(), exit.clone())?;
+        let mut v = vcpu::Vcpu::new(&vm, i, pio.clone(), mmio.clone(), exit.clone())?;
         v.configure(&mem, &supported, cfg.vcpus, &entry)?;
         let filter = vcpu_filter.clone();
         let exit_for_thread = exit.clone();
@@ -237,10 +282,19 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
             .name(format!("vcpu{i}"))
             .spawn(move || {
                 if let Err(e) = seccomp::apply(&filter) {
-                    exit_for_thread.request(ExitReason::VcpuError { cpu: i, what: e.to_string() });
+                    exit_for_thread.request(ExitReason::VcpuError {
+                        cpu: i,
+                        what: e.to_string(),
+                    });
                     return;
                 }
                 v.run();
+                // The process is about to end; keeping the vCPU (and its fd)
+                // alive avoids close and thread-exit syscalls the filter
+                // need not allow.
+                loop {
+                    std::thread::park();
+                }
             })
             .map_err(Error::Spawn)?;
     }
@@ -261,8 +315,14 @@ mod tests {
     #[test]
     fn announcements_go_before_init_args() {
         let e = vec!["virtio_mmio.device=4K@0xd0000000:5".to_string()];
-        assert_eq!(compose_cmdline("a b", &e), "a b virtio_mmio.device=4K@0xd0000000:5");
-        assert_eq!(compose_cmdline("a -- x", &e), "a virtio_mmio.device=4K@0xd0000000:5 -- x");
+        assert_eq!(
+            compose_cmdline("a b", &e),
+            "a b virtio_mmio.device=4K@0xd0000000:5"
+        );
+        assert_eq!(
+            compose_cmdline("a -- x", &e),
+            "a virtio_mmio.device=4K@0xd0000000:5 -- x"
+        );
         assert_eq!(compose_cmdline("a", &[]), "a");
     }
 }

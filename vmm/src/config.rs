@@ -232,18 +232,27 @@ non-zero with one line on stderr: 1 bad configuration or setup failure,
 ";
 
 fn flag_value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a String>) -> Result<&'a String> {
-    it.next().ok_or_else(|| Error::Flag(format!("{flag} needs a value")))
+    it.next()
+        .ok_or_else(|| Error::Flag(format!("{flag} needs a value")))
 }
 
 fn parse_u64(flag: &str, v: &str) -> Result<u64> {
-    v.parse().map_err(|_| Error::Flag(format!("{flag}: {v:?} is not a number")))
+    v.parse()
+        .map_err(|_| Error::Flag(format!("{flag}: {v:?} is not a number")))
 }
 
 /// Parses `--block` values: `PATH[,ro][,id=ID]`.
 pub fn parse_block(v: &str) -> Result<BlockConfig> {
     let mut parts = v.split(',');
-    let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| Error::Flag("--block needs a path".into()))?;
-    let mut b = BlockConfig { path: PathBuf::from(path), read_only: false, id: None };
+    let path = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Error::Flag("--block needs a path".into()))?;
+    let mut b = BlockConfig {
+        path: PathBuf::from(path),
+        read_only: false,
+        id: None,
+    };
     for p in parts {
         match p {
             "ro" | "readonly" => b.read_only = true,
@@ -258,8 +267,14 @@ pub fn parse_block(v: &str) -> Result<BlockConfig> {
 /// Parses `--net` values: `TAP[,mac=MAC]`.
 pub fn parse_net(v: &str) -> Result<NetConfig> {
     let mut parts = v.split(',');
-    let tap = parts.next().filter(|p| !p.is_empty()).ok_or_else(|| Error::Flag("--net needs a tap name".into()))?;
-    let mut n = NetConfig { tap: tap.to_string(), mac: None };
+    let tap = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Error::Flag("--net needs a tap name".into()))?;
+    let mut n = NetConfig {
+        tap: tap.to_string(),
+        mac: None,
+    };
     for p in parts {
         match p.strip_prefix("mac=") {
             Some(m) => n.mac = Some(m.to_string()),
@@ -282,7 +297,10 @@ pub fn parse_vsock(v: &str) -> Result<VsockConfig> {
         }
     }
     match (cid, uds) {
-        (Some(guest_cid), Some(uds_path)) => Ok(VsockConfig { guest_cid, uds_path }),
+        (Some(guest_cid), Some(uds_path)) => Ok(VsockConfig {
+            guest_cid,
+            uds_path,
+        }),
         _ => Err(Error::Flag("--vsock needs cid=CID,uds=PATH".into())),
     }
 }
@@ -308,7 +326,7 @@ pub enum Command {
     /// Print help.
     Help,
     /// Boot this VM.
-    Run(VmConfig),
+    Run(Box<VmConfig>),
 }
 
 /// Reads a JSON config file.
@@ -346,7 +364,11 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
             "--net" => flags.net.push(parse_net(&value()?)?),
             "--vsock" => flags.vsock = Some(parse_vsock(&value()?)?),
             "--console" => flags.console = Console::parse(&value()?),
-            other => return Err(Error::Flag(format!("unknown option {other:?} (see --help)"))),
+            other => {
+                return Err(Error::Flag(format!(
+                    "unknown option {other:?} (see --help)"
+                )))
+            }
         }
     }
     // Flags win over the file.
@@ -361,19 +383,24 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
     if flags.console != Console::Stdout {
         cfg.console = flags.console;
     }
-    Ok(Command::Run(cfg))
+    Ok(Command::Run(Box::new(cfg)))
 }
 
 fn readable_file(what: &'static str, path: &Path) -> Result<()> {
     match std::fs::File::open(path) {
         Ok(f) if f.metadata().map(|m| !m.is_dir()).unwrap_or(false) => Ok(()),
-        _ => Err(Error::BadFile { what, path: path.into() }),
+        _ => Err(Error::BadFile {
+            what,
+            path: path.into(),
+        }),
     }
 }
 
 /// Whether a network interface of that name exists in our namespace.
 fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else { return false };
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
     // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
@@ -397,7 +424,10 @@ impl VmConfig {
         for b in &self.block {
             readable_file("block device", &b.path)?;
             if b.id.as_ref().is_some_and(|id| id.len() > 20) {
-                return Err(Error::Flag(format!("block device id {:?} is longer than 20 bytes", b.id)));
+                return Err(Error::Flag(format!(
+                    "block device id {:?} is longer than 20 bytes",
+                    b.id
+                )));
             }
         }
         let mut net = Vec::new();
@@ -406,7 +436,10 @@ impl VmConfig {
                 return Err(Error::NoTap(n.tap.clone()));
             }
             if net.iter().any(|(t, _): &(String, _)| *t == n.tap) {
-                return Err(Error::Duplicate(format!("tap device {} is used twice", n.tap)));
+                return Err(Error::Duplicate(format!(
+                    "tap device {} is used twice",
+                    n.tap
+                )));
             }
             let mac = n.mac.as_deref().map(parse_mac).transpose()?;
             net.push((n.tap.clone(), mac));
@@ -416,7 +449,13 @@ impl VmConfig {
                 if v.guest_cid < 3 || v.guest_cid >= u64::from(u32::MAX) {
                     return Err(Error::BadCid(v.guest_cid));
                 }
-                let parent = v.uds_path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+                let parent = v.uds_path.parent().map(|p| {
+                    if p.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        p
+                    }
+                });
                 if !parent.is_some_and(Path::is_dir) || v.uds_path.file_name().is_none() {
                     return Err(Error::BadUds(v.uds_path.clone()));
                 }
@@ -430,7 +469,10 @@ impl VmConfig {
         }
         Ok(ValidConfig {
             kernel,
-            cmdline: self.cmdline.clone().unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
+            cmdline: self
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CMDLINE.to_string()),
             initramfs: self.initramfs.clone(),
             vcpus: vcpus as u8,
             memory_mib,
@@ -453,7 +495,7 @@ mod tests {
 
     fn run(a: &[&str]) -> Result<VmConfig> {
         match parse_args(&args(a))? {
-            Command::Run(c) => Ok(c),
+            Command::Run(c) => Ok(*c),
             Command::Help => panic!("help"),
         }
     }
@@ -475,27 +517,69 @@ mod tests {
             (vec!["--memory", "64"], "no kernel"),
             (vec!["--kernel", kp], "no memory"),
             (vec!["--kernel", kp, "--memory", "0"], "memory size 0"),
-            (vec!["--kernel", "/nonexistent/k", "--memory", "8"], "kernel /nonexistent/k"),
-            (vec!["--kernel", kp, "--memory", "8", "--vcpus", "0"], "vCPU count 0"),
-            (vec!["--kernel", kp, "--memory", "8", "--net", "hullnotap0"], "tap device hullnotap0 does not exist"),
-            (vec!["--kernel", kp, "--memory", "8", "--vsock", "cid=2,uds=/tmp/x"], "CID 2"),
-            (vec!["--kernel", kp, "--memory", "8", "--block", "/nonexistent/disk"], "block device /nonexistent/disk"),
+            (
+                vec!["--kernel", "/nonexistent/k", "--memory", "8"],
+                "kernel /nonexistent/k",
+            ),
+            (
+                vec!["--kernel", kp, "--memory", "8", "--vcpus", "0"],
+                "vCPU count 0",
+            ),
+            (
+                vec!["--kernel", kp, "--memory", "8", "--net", "hullnotap0"],
+                "tap device hullnotap0 does not exist",
+            ),
+            (
+                vec![
+                    "--kernel",
+                    kp,
+                    "--memory",
+                    "8",
+                    "--vsock",
+                    "cid=2,uds=/tmp/x",
+                ],
+                "CID 2",
+            ),
+            (
+                vec![
+                    "--kernel",
+                    kp,
+                    "--memory",
+                    "8",
+                    "--block",
+                    "/nonexistent/disk",
+                ],
+                "block device /nonexistent/disk",
+            ),
         ];
         for (a, want) in cases {
             let e = run(&a).and_then(|c| c.validate()).unwrap_err().to_string();
             assert!(e.contains(want), "{a:?}: {e:?} lacks {want:?}");
             assert!(!e.contains('\n'));
         }
-        assert!(run(&["--bogus"]).unwrap_err().to_string().contains("--bogus"));
-        assert!(run(&["--memory"]).unwrap_err().to_string().contains("needs a value"));
+        assert!(run(&["--bogus"])
+            .unwrap_err()
+            .to_string()
+            .contains("--bogus"));
+        assert!(run(&["--memory"])
+            .unwrap_err()
+            .to_string()
+            .contains("needs a value"));
     }
 
     #[test]
     fn config_file_rejects_unknown_fields_and_flags_override() {
         let k = tempfile::NamedTempFile::new().unwrap();
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        write!(f, r#"{{"kernel": "{}", "memory_mib": 32, "colour": "red"}}"#, k.path().display()).unwrap();
-        let e = run(&["--config", f.path().to_str().unwrap()]).unwrap_err().to_string();
+        write!(
+            f,
+            r#"{{"kernel": "{}", "memory_mib": 32, "colour": "red"}}"#,
+            k.path().display()
+        )
+        .unwrap();
+        let e = run(&["--config", f.path().to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
 
         let mut g = tempfile::NamedTempFile::new().unwrap();
@@ -519,7 +603,13 @@ mod tests {
         assert!(b.read_only);
         assert_eq!(b.id.as_deref(), Some("disk0"));
         assert!(parse_block("/d,bogus").is_err());
-        assert_eq!(parse_net("tap0,mac=02:00:00:00:00:01").unwrap().mac.as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(
+            parse_net("tap0,mac=02:00:00:00:00:01")
+                .unwrap()
+                .mac
+                .as_deref(),
+            Some("02:00:00:00:00:01")
+        );
         assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
         assert!(parse_mac("02:00:00:00:00").is_err());
         assert!(parse_mac("zz:00:00:00:00:00").is_err());
@@ -530,7 +620,18 @@ mod tests {
 
     #[test]
     fn help_documents_every_flag() {
-        for f in ["--config", "--kernel", "--cmdline", "--initramfs", "--vcpus", "--memory", "--block", "--net", "--vsock", "--console"] {
+        for f in [
+            "--config",
+            "--kernel",
+            "--cmdline",
+            "--initramfs",
+            "--vcpus",
+            "--memory",
+            "--block",
+            "--net",
+            "--vsock",
+            "--console",
+        ] {
             assert!(USAGE.contains(f), "{f}");
         }
         assert!(matches!(parse_args(&args(&["--help"])), Ok(Command::Help)));

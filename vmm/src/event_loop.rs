@@ -32,17 +32,26 @@ impl EventOps<'_> {
 
     /// Watches `fd` for `events`.
     pub fn add(&mut self, fd: RawFd, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(ControlOperation::Add, fd, EpollEvent::new(events, self.key(fd)))
+        self.epoll.ctl(
+            ControlOperation::Add,
+            fd,
+            EpollEvent::new(events, self.key(fd)),
+        )
     }
 
     /// Changes the events watched on `fd`.
     pub fn modify(&mut self, fd: RawFd, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(ControlOperation::Modify, fd, EpollEvent::new(events, self.key(fd)))
+        self.epoll.ctl(
+            ControlOperation::Modify,
+            fd,
+            EpollEvent::new(events, self.key(fd)),
+        )
     }
 
     /// Stops watching `fd`.
     pub fn remove(&mut self, fd: RawFd) -> io::Result<()> {
-        self.epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default())
+        self.epoll
+            .ctl(ControlOperation::Delete, fd, EpollEvent::default())
     }
 }
 
@@ -104,13 +113,19 @@ pub struct EventLoop {
 impl EventLoop {
     /// An empty loop.
     pub fn new() -> Result<Self, Error> {
-        Ok(Self { epoll: Epoll::new().map_err(Error::Epoll)?, subscribers: Vec::new() })
+        Ok(Self {
+            epoll: Epoll::new().map_err(Error::Epoll)?,
+            subscribers: Vec::new(),
+        })
     }
 
     /// Adds `sub` and lets it register its fds.
     pub fn add_subscriber(&mut self, mut sub: Box<dyn Subscriber>) {
         let id = self.subscribers.len() as u32;
-        sub.init(&mut EventOps { epoll: &self.epoll, id });
+        sub.init(&mut EventOps {
+            epoll: &self.epoll,
+            id,
+        });
         self.subscribers.push(sub);
     }
 
@@ -124,7 +139,11 @@ impl EventLoop {
             )
             .map_err(Error::Epoll)?;
         self.epoll
-            .ctl(ControlOperation::Add, signals.as_raw_fd(), EpollEvent::new(EventSet::IN, SIGNAL_KEY))
+            .ctl(
+                ControlOperation::Add,
+                signals.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, SIGNAL_KEY),
+            )
             .map_err(Error::Epoll)?;
         let mut events = vec![EpollEvent::default(); 64];
         loop {
@@ -150,7 +169,14 @@ impl EventLoop {
                 let id = (key >> 32) as u32;
                 let fd = (key & 0xffff_ffff) as u32 as RawFd;
                 if let Some(sub) = self.subscribers.get_mut(id as usize) {
-                    sub.process(fd, ev.event_set(), &mut EventOps { epoll: &self.epoll, id });
+                    sub.process(
+                        fd,
+                        ev.event_set(),
+                        &mut EventOps {
+                            epoll: &self.epoll,
+                            id,
+                        },
+                    );
                 }
             }
             // A subscriber may have requested an exit (device error).
@@ -193,7 +219,11 @@ mod tests {
         let evt = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         evt.write(1).unwrap();
         let mut el = EventLoop::new().unwrap();
-        el.add_subscriber(Box::new(Counter { evt, seen: seen.clone(), exit: exit.clone() }));
+        el.add_subscriber(Box::new(Counter {
+            evt,
+            seen: seen.clone(),
+            exit: exit.clone(),
+        }));
         // A signalfd for nothing in particular: an eventfd stands in.
         let quiet = EventFd::new(libc::EFD_NONBLOCK).unwrap();
         // SAFETY: dup gives us a new fd we own.

@@ -17,13 +17,27 @@ fn e820_lines(out: &str) -> Vec<&str> {
 #[test]
 fn elf_linux64_boot_protocol() {
     let k = guest("standin64.elf");
-    let o = run_vmm(&["--kernel", k.to_str().unwrap(), "--memory", "64", "--cmdline", "hello=world standin=none"], T);
+    let o = run_vmm(
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "64",
+            "--cmdline",
+            "hello=world standin=none",
+        ],
+        T,
+    );
     let out = expect_ok(&o);
     assert!(out.contains("boot: linux64"), "{out}");
     assert!(out.contains("cmdline: hello=world standin=none\n"), "{out}");
     assert_eq!(
         e820_lines(&out),
-        vec!["e820: 0x0 0x9fc00 1", "e820: 0x9fc00 0x400 2", "e820: 0x100000 0x3f00000 1"],
+        vec![
+            "e820: 0x0 0x9fc00 1",
+            "e820: 0x9fc00 0x400 2",
+            "e820: 0x100000 0x3f00000 1"
+        ],
         "{out}"
     );
     assert!(out.contains("mptable: cpus 1"), "{out}");
@@ -38,14 +52,23 @@ fn pvh_entry_with_initramfs_and_smp() {
     initrd.write_all(&data).unwrap();
     let o = run_vmm(
         &[
-            "--kernel", k.to_str().unwrap(), "--memory", "128", "--vcpus", "3",
-            "--initramfs", initrd.path().to_str().unwrap(),
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "128",
+            "--vcpus",
+            "3",
+            "--initramfs",
+            initrd.path().to_str().unwrap(),
         ],
         T,
     );
     let out = expect_ok(&o);
     assert!(out.contains("boot: pvh magic 0x336ec578"), "{out}");
-    assert!(out.contains("cmdline: console=ttyS0 reboot=k panic=1 pci=off"), "{out}");
+    assert!(
+        out.contains("cmdline: console=ttyS0 reboot=k panic=1 pci=off"),
+        "{out}"
+    );
     assert_eq!(e820_lines(&out)[2], "e820: 0x100000 0x7f00000 1", "{out}");
     let want = format!("initrd: 12345 bytes fnv1a {:#x}", fnv1a(&data));
     assert!(out.contains(&want), "{out}\nwanted {want}");
@@ -55,7 +78,17 @@ fn pvh_entry_with_initramfs_and_smp() {
 #[test]
 fn bzimage_boot_protocol() {
     let k = guest("standin.bzImage");
-    let o = run_vmm(&["--kernel", k.to_str().unwrap(), "--memory", "32", "--cmdline", "bz=1"], T);
+    let o = run_vmm(
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32",
+            "--cmdline",
+            "bz=1",
+        ],
+        T,
+    );
     let out = expect_ok(&o);
     assert!(out.contains("boot: linux64"), "{out}");
     assert!(out.contains("cmdline: bz=1\n"), "{out}");
@@ -75,7 +108,17 @@ fn memory_above_the_mmio_hole_is_split_in_e820() {
 #[test]
 fn triple_fault_exits_nonzero_with_one_line() {
     let k = guest("standin64.elf");
-    let o = run_vmm(&["--kernel", k.to_str().unwrap(), "--memory", "32", "--cmdline", "standin=triple"], T);
+    let o = run_vmm(
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32",
+            "--cmdline",
+            "standin=triple",
+        ],
+        T,
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -87,7 +130,14 @@ fn sigterm_stops_a_running_guest_cleanly() {
     require_kvm();
     let k = guest("standin64.elf");
     let mut child = vmm()
-        .args(["--kernel", k.to_str().unwrap(), "--memory", "32", "--cmdline", "standin=hang"])
+        .args([
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32",
+            "--cmdline",
+            "standin=hang",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -112,11 +162,33 @@ fn console_to_file_and_none() {
     let k = guest("standin64.elf");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("console.log");
-    let o = run_vmm(&["--kernel", k.to_str().unwrap(), "--memory", "32", "--console", log.to_str().unwrap()], T);
+    let o = run_vmm(
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32",
+            "--console",
+            log.to_str().unwrap(),
+        ],
+        T,
+    );
     assert!(o.status.success());
     assert!(o.stdout.is_empty());
-    assert!(std::fs::read_to_string(&log).unwrap().contains("hull-standin: reset"));
-    let o = run_vmm(&["--kernel", k.to_str().unwrap(), "--memory", "32", "--console", "none"], T);
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("hull-standin: reset"));
+    let o = run_vmm(
+        &[
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32",
+            "--console",
+            "none",
+        ],
+        T,
+    );
     assert!(o.status.success());
     assert!(o.stdout.is_empty());
 }
@@ -125,7 +197,12 @@ fn console_to_file_and_none() {
 fn config_file_boots_the_same_guest() {
     let k = guest("standin-pvh.elf");
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    write!(f, r#"{{"kernel": "{}", "memory_mib": 48, "vcpus": 2, "cmdline": "from=file"}}"#, k.display()).unwrap();
+    write!(
+        f,
+        r#"{{"kernel": "{}", "memory_mib": 48, "vcpus": 2, "cmdline": "from=file"}}"#,
+        k.display()
+    )
+    .unwrap();
     let o = run_vmm(&["--config", f.path().to_str().unwrap()], T);
     let out = expect_ok(&o);
     assert!(out.contains("cmdline: from=file"), "{out}");
@@ -139,9 +216,25 @@ fn bad_configs_fail_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["--memory", "32"], "no kernel"),
         (&["--kernel", ks, "--memory", "0"], "memory size 0"),
-        (&["--kernel", ks, "--memory", "32", "--net", "hull-no-such-tap"], "tap device hull-no-such-tap does not exist"),
-        (&["--kernel", ks, "--memory", "32", "--frobnicate"], "--frobnicate"),
-        (&["--kernel", "/etc/hostname", "--memory", "32"], "neither an ELF"),
+        (
+            &[
+                "--kernel",
+                ks,
+                "--memory",
+                "32",
+                "--net",
+                "hull-no-such-tap",
+            ],
+            "tap device hull-no-such-tap does not exist",
+        ),
+        (
+            &["--kernel", ks, "--memory", "32", "--frobnicate"],
+            "--frobnicate",
+        ),
+        (
+            &["--kernel", "/etc/hostname", "--memory", "32"],
+            "neither an ELF",
+        ),
     ];
     for (args, want) in cases {
         let o = run_vmm(args, T);
@@ -154,14 +247,29 @@ fn bad_configs_fail_with_one_line() {
     write!(f, r#"{{"kernel": "{ks}", "memory_mib": 32, "disks": []}}"#).unwrap();
     let o = run_vmm(&["--config", f.path().to_str().unwrap()], T);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unknown field `disks`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown field `disks`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn help_lists_every_option() {
     let o = run_vmm(&["--help"], T);
     let out = expect_ok(&o);
-    for f in ["--config", "--kernel", "--cmdline", "--initramfs", "--vcpus", "--memory", "--block", "--net", "--vsock", "--console"] {
+    for f in [
+        "--config",
+        "--kernel",
+        "--cmdline",
+        "--initramfs",
+        "--vcpus",
+        "--memory",
+        "--block",
+        "--net",
+        "--vsock",
+        "--console",
+    ] {
         assert!(out.contains(f), "{f} missing from --help");
     }
 }

@@ -19,18 +19,31 @@ fn guest_reads_and_writes_real_files() {
     let k = guest("standin64.elf");
     let o = run_vmm(
         &[
-            "--kernel", k.to_str().unwrap(), "--memory", "64", "--cmdline", "console=ttyS0 standin=blk",
-            "--block", &format!("{},id=first", rw.display()),
-            "--block", &format!("{},ro", ro.display()),
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "64",
+            "--cmdline",
+            "console=ttyS0 standin=blk",
+            "--block",
+            &format!("{},id=first", rw.display()),
+            "--block",
+            &format!("{},ro", ro.display()),
         ],
         Duration::from_secs(60),
     );
     let out = expect_ok(&o);
-    assert!(out.contains("virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"), "{out}");
+    assert!(
+        out.contains("virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6"),
+        "{out}"
+    );
     let pattern: Vec<u8> = (0..1024u32).map(|i| (i * 13 + 5) as u8).collect();
     let expect = [
         "blk0: capacity 128 rw id first".to_string(),
-        format!("blk0: read 0-7 status 0 fnv1a {:#x}", fnv1a(&rw_data[..4096])),
+        format!(
+            "blk0: read 0-7 status 0 fnv1a {:#x}",
+            fnv1a(&rw_data[..4096])
+        ),
         "blk0: write 8-9 status 0".into(),
         "blk0: flush status 0".into(),
         format!("blk0: read 8-9 status 0 fnv1a {:#x}", fnv1a(&pattern)),
@@ -39,18 +52,35 @@ fn guest_reads_and_writes_real_files() {
         "blk0: wild buffer status 1".into(),
         "blk0: still works status 0".into(),
         "blk1: capacity 64 ro id hull1".into(),
-        format!("blk1: read 0-7 status 0 fnv1a {:#x}", fnv1a(&ro_data[..4096])),
+        format!(
+            "blk1: read 0-7 status 0 fnv1a {:#x}",
+            fnv1a(&ro_data[..4096])
+        ),
         "blk1: write 8-9 status 1".into(),
         "blk1: flush status 0".into(),
-        format!("blk1: read 8-9 status 0 fnv1a {:#x}", fnv1a(&ro_data[4096..5120])),
+        format!(
+            "blk1: read 8-9 status 0 fnv1a {:#x}",
+            fnv1a(&ro_data[4096..5120])
+        ),
         "blk: 2 devices tested".into(),
     ];
     for line in &expect {
-        assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
     }
     let after = std::fs::read(&rw).unwrap();
-    assert_eq!(&after[4096..5120], &pattern[..], "guest write did not reach the file");
+    assert_eq!(
+        &after[4096..5120],
+        &pattern[..],
+        "guest write did not reach the file"
+    );
     assert_eq!(&after[..4096], &rw_data[..4096]);
     assert_eq!(&after[5120..], &rw_data[5120..]);
-    assert_eq!(std::fs::read(&ro).unwrap(), ro_data, "read-only disk was modified");
+    assert_eq!(
+        std::fs::read(&ro).unwrap(),
+        ro_data,
+        "read-only disk was modified"
+    );
 }

@@ -57,8 +57,14 @@ fn guest_and_host_connect_both_ways() {
     let k = guest("standin64.elf");
     let o = run_vmm(
         &[
-            "--kernel", k.to_str().unwrap(), "--memory", "64", "--cmdline", "console=ttyS0 standin=vsock",
-            "--vsock", &format!("cid=42,uds={}", uds.display()),
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "64",
+            "--cmdline",
+            "console=ttyS0 standin=vsock",
+            "--vsock",
+            &format!("cid=42,uds={}", uds.display()),
         ],
         Duration::from_secs(60),
     );
@@ -78,7 +84,10 @@ fn guest_and_host_connect_both_ways() {
         "vsock: ok".into(),
     ];
     for line in &expect {
-        assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
     }
     // The device removes its socket when the VMM ends.
     assert!(!uds.exists());

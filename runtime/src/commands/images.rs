@@ -8,7 +8,12 @@ pub fn images(cli: &Cli) -> Result<i32> {
     println!("{:<40} {:<14} {:>10}", "REPOSITORY:TAG", "IMAGE ID", "SIZE");
     for image in store.list()? {
         let id = image.id.trim_start_matches("sha256:");
-        println!("{:<40} {:<14} {:>10}", image.name, &id[..id.len().min(12)], human_size(image.size));
+        println!(
+            "{:<40} {:<14} {:>10}",
+            image.name,
+            &id[..id.len().min(12)],
+            human_size(image.size)
+        );
     }
     Ok(0)
 }

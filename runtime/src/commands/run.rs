@@ -13,7 +13,8 @@ use crate::spec::{plan_process, ImageDefaults, RunOverrides};
 const ROOTFS_SERIAL: &str = "hull-rootfs";
 
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
-    let memory_mib = parse_mib(&args.memory).ok_or_else(|| anyhow!("invalid --memory {:?}", args.memory))?;
+    let memory_mib =
+        parse_mib(&args.memory).ok_or_else(|| anyhow!("invalid --memory {:?}", args.memory))?;
     if args.cpus == 0 {
         return Err(anyhow!("--cpus must be at least 1"));
     }
@@ -50,7 +51,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         assets: &assets,
         vcpus: args.cpus,
         memory_mib,
-        disks: vec![DiskSpec { path: disk.path.clone(), read_only: true, serial: ROOTFS_SERIAL.into() }],
+        disks: vec![DiskSpec {
+            path: disk.path.clone(),
+            read_only: true,
+            serial: ROOTFS_SERIAL.into(),
+        }],
     };
     let mut sandbox = Sandbox::create(hypervisor.as_ref(), config).await?;
     let container = ContainerSpec {
@@ -94,4 +99,3 @@ fn tcg_notice_once(cli: &Cli) {
     );
     let _ = std::fs::write(marker, b"");
 }
-

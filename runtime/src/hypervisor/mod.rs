@@ -5,6 +5,7 @@
 //! watches that process the same way for every backend, and always listens
 //! for the agent on the unix socket the backend names.
 
+pub mod hull_vmm;
 pub mod qemu;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::process::Command;
 
 use thiserror::Error;
 
+pub use hull_vmm::HullVmm;
 pub use qemu::Qemu;
 
 /// One VM to boot.
@@ -47,12 +49,15 @@ pub struct VmLaunch {
 
 #[derive(Debug, Error)]
 pub enum HypervisorError {
-    #[error("{program} not found: install it (apt-get install {package}) or pick another --hypervisor")]
-    ProgramMissing { program: String, package: &'static str },
+    #[error(
+        "{program} not found: install it (apt-get install {package}) or pick another --hypervisor"
+    )]
+    ProgramMissing {
+        program: String,
+        package: &'static str,
+    },
     #[error("unknown hypervisor {0:?} (known: auto, qemu, hull-vmm)")]
     Unknown(String),
-    #[error("hypervisor {0} is not available yet")]
-    NotAvailable(&'static str),
 }
 
 /// A way to run VMs.
@@ -71,16 +76,23 @@ pub fn hardware_kvm() -> bool {
     let has_flag = cpu_flags
         .lines()
         .filter(|line| line.starts_with("flags"))
-        .any(|line| line.split_whitespace().any(|flag| flag == "vmx" || flag == "svm"));
+        .any(|line| {
+            line.split_whitespace()
+                .any(|flag| flag == "vmx" || flag == "svm")
+        });
     has_flag && Path::new("/dev/kvm").exists()
 }
 
-/// Picks a backend: `auto` prefers hardware KVM.
+/// Picks a backend. `auto`: hull-vmm on hardware KVM, QEMU with KVM if
+/// hull-vmm is not installed, QEMU's TCG emulator without hardware support.
 pub fn select(name: &str) -> Result<Box<dyn Hypervisor>, HypervisorError> {
     match name {
-        "auto" => Ok(Box::new(Qemu::new(hardware_kvm())?)),
-        "qemu" => Ok(Box::new(Qemu::new(hardware_kvm())?)),
-        "hull-vmm" => Err(HypervisorError::NotAvailable("hull-vmm")),
+        "auto" if hardware_kvm() => match HullVmm::locate() {
+            Ok(vmm) => Ok(Box::new(vmm)),
+            Err(_) => Ok(Box::new(Qemu::new(true)?)),
+        },
+        "auto" | "qemu" => Ok(Box::new(Qemu::new(hardware_kvm())?)),
+        "hull-vmm" => Ok(Box::new(HullVmm::locate()?)),
         other => Err(HypervisorError::Unknown(other.to_string())),
     }
 }
@@ -103,7 +115,9 @@ pub fn host_cpu_khz() -> Option<u64> {
 /// Looks a program up on `$PATH`.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]
@@ -113,6 +127,9 @@ mod tests {
     #[test]
     fn unknown_hypervisor_is_named() {
         let err = select("xen").err().unwrap();
-        assert_eq!(err.to_string(), "unknown hypervisor \"xen\" (known: auto, qemu, hull-vmm)");
+        assert_eq!(
+            err.to_string(),
+            "unknown hypervisor \"xen\" (known: auto, qemu, hull-vmm)"
+        );
     }
 }

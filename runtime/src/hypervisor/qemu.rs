@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use hull_protocol::{AGENT_SERIAL_PORT_NAME, CHANNEL_CMDLINE_KEY};
 
-use super::{find_program, host_cpu_khz, HypervisorError, Hypervisor, VmLaunch, VmSpec};
+use super::{find_program, host_cpu_khz, Hypervisor, HypervisorError, VmLaunch, VmSpec};
 
 pub struct Qemu {
     binary: PathBuf,
@@ -22,7 +22,10 @@ impl Qemu {
             .map(PathBuf::from)
             .or_else(|| find_program(program))
             .filter(|p| p.is_file())
-            .ok_or(HypervisorError::ProgramMissing { program: program.into(), package: "qemu-system-x86" })?;
+            .ok_or(HypervisorError::ProgramMissing {
+                program: program.into(),
+                package: "qemu-system-x86",
+            })?;
         Ok(Self { binary, kvm })
     }
 
@@ -62,30 +65,62 @@ impl Hypervisor for Qemu {
         let agent_socket = spec.sandbox_dir.join("agent.sock");
         let console_log = spec.sandbox_dir.join("console.log");
         let mut cmd = Command::new(&self.binary);
-        let (accel, cpu) = if self.kvm { ("kvm", "host") } else { ("tcg", "max") };
-        cmd.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
-            .args(["-machine", &format!("q35,accel={accel}")])
-            .args(["-cpu", cpu])
-            .args(["-smp", &spec.vcpus.to_string()])
-            .args(["-m", &spec.memory_mib.to_string()])
-            .arg("-kernel")
-            .arg(&spec.kernel)
-            .arg("-initrd")
-            .arg(&spec.initramfs)
-            .args(["-append", &self.kernel_cmdline()])
-            .args(["-chardev", &format!("file,id=console,path={}", console_log.display())])
-            .args(["-serial", "chardev:console"]);
+        let (accel, cpu) = if self.kvm {
+            ("kvm", "host")
+        } else {
+            ("tcg", "max")
+        };
+        cmd.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(["-machine", &format!("q35,accel={accel}")])
+        .args(["-cpu", cpu])
+        .args(["-smp", &spec.vcpus.to_string()])
+        .args(["-m", &spec.memory_mib.to_string()])
+        .arg("-kernel")
+        .arg(&spec.kernel)
+        .arg("-initrd")
+        .arg(&spec.initramfs)
+        .args(["-append", &self.kernel_cmdline()])
+        .args([
+            "-chardev",
+            &format!("file,id=console,path={}", console_log.display()),
+        ])
+        .args(["-serial", "chardev:console"]);
         for (i, disk) in spec.disks.iter().enumerate() {
             let readonly = if disk.read_only { ",readonly=on" } else { "" };
-            cmd.args(["-drive", &format!("file={},if=none,id=disk{i},format=raw{readonly}", disk.path.display())])
-                .args(["-device", &format!("virtio-blk-pci,drive=disk{i},serial={}", disk.serial)]);
+            cmd.args([
+                "-drive",
+                &format!(
+                    "file={},if=none,id=disk{i},format=raw{readonly}",
+                    disk.path.display()
+                ),
+            ])
+            .args([
+                "-device",
+                &format!("virtio-blk-pci,drive=disk{i},serial={}", disk.serial),
+            ]);
         }
         cmd.args(["-device", "virtio-serial-pci,id=vser"])
-            .args(["-chardev", &format!("socket,id=agent,path={}", agent_socket.display())])
-            .args(["-device", &format!("virtserialport,bus=vser.0,chardev=agent,name={AGENT_SERIAL_PORT_NAME}")])
+            .args([
+                "-chardev",
+                &format!("socket,id=agent,path={}", agent_socket.display()),
+            ])
+            .args([
+                "-device",
+                &format!("virtserialport,bus=vser.0,chardev=agent,name={AGENT_SERIAL_PORT_NAME}"),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        Ok(VmLaunch { command: cmd, agent_socket, console_log })
+        Ok(VmLaunch {
+            command: cmd,
+            agent_socket,
+            console_log,
+        })
     }
 }
 
@@ -96,23 +131,37 @@ mod tests {
 
     #[test]
     fn command_line_names_every_part() {
-        let qemu = Qemu { binary: "/usr/bin/qemu-system-x86_64".into(), kvm: false };
+        let qemu = Qemu {
+            binary: "/usr/bin/qemu-system-x86_64".into(),
+            kvm: false,
+        };
         let spec = VmSpec {
             kernel: "/k/vmlinux".into(),
             initramfs: "/k/initramfs.cpio".into(),
             vcpus: 2,
             memory_mib: 256,
-            disks: vec![DiskSpec { path: "/d/root.erofs".into(), read_only: true, serial: "rootfs".into() }],
+            disks: vec![DiskSpec {
+                path: "/d/root.erofs".into(),
+                read_only: true,
+                serial: "rootfs".into(),
+            }],
             sandbox_dir: "/run/hull/abc".into(),
         };
         let launch = qemu.launch(&spec).unwrap();
-        let args: Vec<String> = launch.command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<String> = launch
+            .command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let joined = args.join(" ");
         assert!(joined.contains("-machine q35,accel=tcg -cpu max -smp 2 -m 256"));
         assert!(joined.contains("file=/d/root.erofs,if=none,id=disk0,format=raw,readonly=on"));
         assert!(joined.contains("virtio-blk-pci,drive=disk0,serial=rootfs"));
         assert!(joined.contains("socket,id=agent,path=/run/hull/abc/agent.sock"));
         assert!(joined.contains("hull.channel=serial"));
-        assert_eq!(launch.agent_socket, PathBuf::from("/run/hull/abc/agent.sock"));
+        assert_eq!(
+            launch.agent_socket,
+            PathBuf::from("/run/hull/abc/agent.sock")
+        );
     }
 }

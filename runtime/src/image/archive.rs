@@ -9,6 +9,7 @@
 //! the store commits anything (containerd's `images/archive` importer is
 //! the model).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
@@ -52,6 +53,8 @@ pub(crate) struct Staged {
     files: HashMap<String, StagedFile>,
     /// Symlinks and hardlinks: archive path -> cleaned archive path.
     links: HashMap<String, String>,
+    /// Diff ids already computed, by layer digest (images share layers).
+    diff_ids: RefCell<HashMap<String, String>>,
 }
 
 /// A layer an image needs, verified.
@@ -86,7 +89,10 @@ impl Staged {
             reason,
         };
         let mut input = BufReader::new(File::open(archive).map_err(read_err)?);
-        let gzipped = input.fill_buf().map_err(read_err)?.starts_with(&[0x1f, 0x8b]);
+        let gzipped = input
+            .fill_buf()
+            .map_err(read_err)?
+            .starts_with(&[0x1f, 0x8b]);
         let stream: Box<dyn Read> = if gzipped {
             Box::new(flate2::bufread::MultiGzDecoder::new(input))
         } else {
@@ -97,6 +103,7 @@ impl Staged {
             archive: archive.to_path_buf(),
             files: HashMap::new(),
             links: HashMap::new(),
+            diff_ids: RefCell::new(HashMap::new()),
         };
         let entries = tar.entries().map_err(|e| corrupt(e.to_string()))?;
         for (n, entry) in entries.enumerate() {
@@ -104,7 +111,10 @@ impl Staged {
                 return Err(corrupt(format!("more than {MAX_ENTRIES} entries")));
             }
             let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-            let raw = entry.path().map_err(|e| corrupt(e.to_string()))?.into_owned();
+            let raw = entry
+                .path()
+                .map_err(|e| corrupt(e.to_string()))?
+                .into_owned();
             let Some(name) = clean(&raw) else {
                 return Err(corrupt(format!("entry {raw:?} escapes the archive")));
             };
@@ -125,7 +135,10 @@ impl Staged {
                         .map_err(|e| corrupt(e.to_string()))?
                         .ok_or_else(|| corrupt(format!("link {name} has no target")))?;
                     let target = if is_symlink {
-                        Path::new(&name).parent().unwrap_or(Path::new("")).join(target)
+                        Path::new(&name)
+                            .parent()
+                            .unwrap_or(Path::new(""))
+                            .join(target)
                     } else {
                         target.into_owned()
                     };
@@ -155,6 +168,12 @@ impl Staged {
             archive: self.archive.clone(),
             reason: reason.into(),
         }
+    }
+
+    /// A path named inside manifest.json, cleaned like the tar's paths.
+    fn clean_name(&self, name: &str) -> Result<String, Error> {
+        clean(Path::new(name))
+            .ok_or_else(|| self.corrupt(format!("path {name:?} escapes the archive")))
     }
 
     /// Reads a small file named by the archive itself (index.json, …).
@@ -237,7 +256,11 @@ impl Staged {
 
     /// Follows a descriptor (through indexes, picking linux/amd64) to an
     /// image manifest: returns its digest and bytes.
-    fn resolve_manifest(&self, desc: &Descriptor, depth: usize) -> Result<(String, Vec<u8>), Error> {
+    fn resolve_manifest(
+        &self,
+        desc: &Descriptor,
+        depth: usize,
+    ) -> Result<(String, Vec<u8>), Error> {
         let digest = desc.digest().to_string();
         let media_type = desc.media_type().to_string();
         match media_type.as_str() {
@@ -316,7 +339,7 @@ impl Staged {
             let file = self.blob(&digest, desc.size())?.clone();
             layers.push(LayerBlob { digest, file });
         }
-        check_diff_ids(&manifest_digest, &config_digest, &config, &layers)?;
+        self.check_diff_ids(&manifest_digest, &config_digest, &config, &layers)?;
         Ok(ImportedImage {
             names,
             manifest_digest,
@@ -347,7 +370,7 @@ impl Staged {
         let mut out = Vec::new();
         for entry in entries {
             let config_file = self
-                .get(&clean_str(&entry.config)?)
+                .get(&self.clean_name(&entry.config)?)
                 .ok_or_else(|| self.corrupt(format!("missing config {}", entry.config)))?;
             if config_file.size > MAX_JSON_SIZE {
                 return Err(Error::TooLarge {
@@ -362,7 +385,7 @@ impl Staged {
             let mut layer_descs = Vec::new();
             for name in &entry.layers {
                 let file = self
-                    .get(&clean_str(name)?)
+                    .get(&self.clean_name(name)?)
                     .ok_or_else(|| self.corrupt(format!("missing layer {name}")))?
                     .clone();
                 let digest = format!("sha256:{}", file.sha256);
@@ -392,7 +415,7 @@ impl Staged {
                 source,
             })?;
             let manifest_digest = format!("sha256:{}", digest::sha256_hex(&manifest));
-            check_diff_ids(&manifest_digest, &config_digest, &config, &layers)?;
+            self.check_diff_ids(&manifest_digest, &config_digest, &config, &layers)?;
             let names = entry
                 .repo_tags
                 .unwrap_or_default()
@@ -410,6 +433,57 @@ impl Staged {
         }
         Ok(out)
     }
+
+    /// Parses a config and checks each layer's uncompressed digest against
+    /// `rootfs.diff_ids`.
+    fn check_diff_ids(
+        &self,
+        manifest_digest: &str,
+        config_digest: &str,
+        config: &[u8],
+        layers: &[LayerBlob],
+    ) -> Result<(), Error> {
+        let parsed: ImageConfiguration =
+            serde_json::from_slice(config).map_err(|source| Error::InvalidJson {
+                what: "image config",
+                digest: config_digest.to_string(),
+                source,
+            })?;
+        let diff_ids = parsed.rootfs().diff_ids();
+        if diff_ids.len() != layers.len() {
+            return Err(Error::LayerCountMismatch {
+                digest: manifest_digest.to_string(),
+                layers: layers.len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        for (layer, expected) in layers.iter().zip(diff_ids) {
+            let expected_hex = digest::parse(expected)?;
+            let known = self.diff_ids.borrow().get(&layer.digest).cloned();
+            let actual = match known {
+                Some(id) => id,
+                None => {
+                    let id =
+                        layer::diff_id(&layer.file.path).map_err(|source| Error::ReadLayer {
+                            digest: layer.digest.clone(),
+                            source,
+                        })?;
+                    self.diff_ids
+                        .borrow_mut()
+                        .insert(layer.digest.clone(), id.clone());
+                    id
+                }
+            };
+            if actual != expected_hex {
+                return Err(Error::DiffIdMismatch {
+                    digest: layer.digest.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), Error> {
@@ -425,45 +499,6 @@ fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), Erro
             digest: digest.to_string(),
             actual: f.sha256.clone(),
         });
-    }
-    Ok(())
-}
-
-/// Parses a config and checks each layer's uncompressed digest against
-/// `rootfs.diff_ids`.
-fn check_diff_ids(
-    manifest_digest: &str,
-    config_digest: &str,
-    config: &[u8],
-    layers: &[LayerBlob],
-) -> Result<(), Error> {
-    let parsed: ImageConfiguration =
-        serde_json::from_slice(config).map_err(|source| Error::InvalidJson {
-            what: "image config",
-            digest: config_digest.to_string(),
-            source,
-        })?;
-    let diff_ids = parsed.rootfs().diff_ids();
-    if diff_ids.len() != layers.len() {
-        return Err(Error::LayerCountMismatch {
-            digest: manifest_digest.to_string(),
-            layers: layers.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
-    for (layer, expected) in layers.iter().zip(diff_ids) {
-        let expected_hex = digest::parse(expected)?;
-        let actual = layer::diff_id(&layer.file.path).map_err(|source| Error::ReadLayer {
-            digest: layer.digest.clone(),
-            source,
-        })?;
-        if actual != expected_hex {
-            return Err(Error::DiffIdMismatch {
-                digest: layer.digest.clone(),
-                expected: expected.clone(),
-                actual,
-            });
-        }
     }
     Ok(())
 }
@@ -532,10 +567,6 @@ fn clean(path: &Path) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn clean_str(name: &str) -> Result<String, Error> {
-    clean(Path::new(name)).ok_or_else(|| Error::InvalidDigest(name.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,7 +616,9 @@ mod tests {
         let (_d, r) = stage(&a.to_tar());
         let err = r.unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
-        assert!(err.to_string().starts_with(&format!("blob {layer_digest} does not match")));
+        assert!(err
+            .to_string()
+            .starts_with(&format!("blob {layer_digest} does not match")));
 
         let mut a = OciArchive::new(vec![TestImage::new(vec![layer()])]);
         let mut bytes = a.blob(&layer_digest);
@@ -640,7 +673,11 @@ mod tests {
         let err = r.unwrap_err();
         assert!(matches!(err, Error::CorruptArchive { .. }), "{err}");
         let (_d, r) = stage(b"this is not a tar file at all, just some text that is long enough");
-        assert!(matches!(r, Err(Error::CorruptArchive { .. })), "{:?}", r.err());
+        assert!(
+            matches!(r, Err(Error::CorruptArchive { .. })),
+            "{:?}",
+            r.err()
+        );
     }
 
     #[test]
@@ -649,7 +686,11 @@ mod tests {
         a.index["manifests"][0]["mediaType"] = serde_json::json!("application/vnd.example+json");
         let (_d, r) = stage(&a.to_tar());
         let err = r.unwrap_err();
-        assert!(err.to_string().starts_with("unsupported media type application/vnd.example+json for manifest"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("unsupported media type application/vnd.example+json for manifest"),
+            "{err}"
+        );
 
         let mut a = OciArchive::new(vec![TestImage::new(vec![layer()])]);
         a.index["mediaType"] = serde_json::json!("application/vnd.oci.image.manifest.v1+json");
@@ -693,7 +734,8 @@ mod tests {
 
     #[test]
     fn reads_docker_save() {
-        let (bytes, config_digest) = docker_save(&[layer(), layer()], &["docker.io/library/busybox:1.36"]);
+        let (bytes, config_digest) =
+            docker_save(&[layer(), layer()], &["docker.io/library/busybox:1.36"]);
         let (_d, r) = stage(&bytes);
         let images = r.unwrap();
         assert_eq!(images[0].names, vec!["busybox:1.36"]);
@@ -703,8 +745,14 @@ mod tests {
 
     #[test]
     fn outer_paths_are_only_keys() {
-        assert_eq!(clean(Path::new("./blobs/sha256/x")).as_deref(), Some("blobs/sha256/x"));
-        assert_eq!(clean(Path::new("/index.json")).as_deref(), Some("index.json"));
+        assert_eq!(
+            clean(Path::new("./blobs/sha256/x")).as_deref(),
+            Some("blobs/sha256/x")
+        );
+        assert_eq!(
+            clean(Path::new("/index.json")).as_deref(),
+            Some("index.json")
+        );
         assert_eq!(clean(Path::new("a/../b")).as_deref(), Some("b"));
         assert_eq!(clean(Path::new("../b")), None);
     }

@@ -19,7 +19,9 @@ pub(crate) fn parse(digest: &str) -> Result<&str, Error> {
 
 /// Whether `s` is exactly 64 lowercase hex digits.
 pub(crate) fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The lowercase hex sha256 of `bytes`.

@@ -24,7 +24,8 @@ use super::Error;
 const MKFS_EROFS: &str = "mkfs.erofs";
 
 /// Filesystem of a rootfs disk, as the guest names it to mount(2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FsType {
     Erofs,
     Ext4,
@@ -111,7 +112,12 @@ mod tests {
     #[test]
     fn missing_tool_is_one_line() {
         let dir = tempfile::tempdir().unwrap();
-        let err = build_with("mkfs.hull-does-not-exist", dir.path(), &dir.path().join("x")).unwrap_err();
+        let err = build_with(
+            "mkfs.hull-does-not-exist",
+            dir.path(),
+            &dir.path().join("x"),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "mkfs.hull-does-not-exist not found; install erofs-utils"

@@ -93,7 +93,11 @@ mod tests {
 
     #[test]
     fn media_types() {
-        assert!(supported_media_type("application/vnd.oci.image.layer.v1.tar+gzip"));
-        assert!(!supported_media_type("application/vnd.oci.image.config.v1+json"));
+        assert!(supported_media_type(
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ));
+        assert!(!supported_media_type(
+            "application/vnd.oci.image.config.v1+json"
+        ));
     }
 }

@@ -40,7 +40,7 @@ pub use store::ImageStore;
 pub const MAX_JSON_SIZE: u64 = 4 << 20;
 
 /// One tagged (or untagged) image in the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Image {
     /// Normalized `repo:tag`, e.g. `hull-demo/busybox:latest`; empty for an
     /// image that has no name (reachable by id only).
@@ -68,7 +68,7 @@ impl Image {
 }
 
 /// The parts of an image's OCI config that running a container needs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImageConfig {
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
@@ -82,7 +82,7 @@ pub struct ImageConfig {
 }
 
 /// A built rootfs disk image: the guest mounts `path` read-only as `fs_type`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RootfsDisk {
     pub path: PathBuf,
     pub fs_type: FsType,

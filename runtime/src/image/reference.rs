@@ -109,7 +109,10 @@ pub(crate) fn repo_of(name: &str) -> &str {
 }
 
 fn is_domain(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase())
+    first.contains('.')
+        || first.contains(':')
+        || first == "localhost"
+        || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 fn valid_domain(d: &str) -> bool {
@@ -117,11 +120,14 @@ fn valid_domain(d: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (d, None),
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     let host_ok = !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -182,7 +188,10 @@ mod tests {
         assert_eq!(name("docker.io/foo/bar"), "foo/bar:latest");
         assert_eq!(name("localhost:5000/app:v2"), "localhost:5000/app:v2");
         assert_eq!(name("ghcr.io/a/b-c/d__e"), "ghcr.io/a/b-c/d__e:latest");
-        assert_eq!(name("Registry.Example.com/x"), "Registry.Example.com/x:latest");
+        assert_eq!(
+            name("Registry.Example.com/x"),
+            "Registry.Example.com/x:latest"
+        );
     }
 
     #[test]
@@ -215,7 +224,10 @@ mod tests {
             &format!("x:{}", "t".repeat(129)),
         ] {
             let err = Reference::parse(bad).expect_err(bad);
-            assert!(err.to_string().starts_with("invalid image reference"), "{err}");
+            assert!(
+                err.to_string().starts_with("invalid image reference"),
+                "{err}"
+            );
         }
     }
 

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageConfiguration, ImageManifest};
@@ -58,7 +59,9 @@ impl ImageStore {
             fs::create_dir_all(&path).map_err(Error::io(&path))?;
         }
         let root = root.canonicalize().map_err(Error::io(root))?;
-        Ok(ImageStore { root })
+        let store = ImageStore { root };
+        store.lock_file()?;
+        Ok(store)
     }
 
     /// The store's root directory.
@@ -350,11 +353,10 @@ impl ImageStore {
 
     fn write_index(&self, index: &Index) -> Result<(), Error> {
         let path = self.root.join(INDEX_FILE);
-        let bytes = serde_json::to_vec_pretty(index)
-            .map_err(|source| Error::CorruptIndex {
-                path: path.clone(),
-                source,
-            })?;
+        let bytes = serde_json::to_vec_pretty(index).map_err(|source| Error::CorruptIndex {
+            path: path.clone(),
+            source,
+        })?;
         self.write_atomic(&path, &bytes)
     }
 
@@ -363,9 +365,11 @@ impl ImageStore {
         let tmp_dir = self.root.join("tmp");
         let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(Error::io(&tmp_dir))?;
         tmp.write_all(bytes).map_err(Error::io(tmp.path()))?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(Error::io(tmp.path()))?;
         tmp.as_file().sync_all().map_err(Error::io(tmp.path()))?;
-        tmp.persist(dest)
-            .map_err(|e| Error::io(dest)(e.error))?;
+        tmp.persist(dest).map_err(|e| Error::io(dest)(e.error))?;
         Ok(())
     }
 
@@ -377,16 +381,21 @@ impl ImageStore {
             .map_err(Error::io(&tmp_dir))
     }
 
-    /// Takes the writers' lock, then clears what crashed writers left in
-    /// `tmp/` (only lock holders write there).
-    fn lock(&self) -> Result<Lock, Error> {
+    fn lock_file(&self) -> Result<File, Error> {
         let path = self.root.join("lock");
-        let file = fs::OpenOptions::new()
+        fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(Error::io(&path))?;
+            .map_err(Error::io(&path))
+    }
+
+    /// Takes the writers' lock, then clears what crashed writers left in
+    /// `tmp/` (only lock holders write there).
+    fn lock(&self) -> Result<Lock, Error> {
+        let file = self.lock_file()?;
+        let path = self.root.join("lock");
         rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| Error::io(&path)(e.into()))?;
         let tmp = self.root.join("tmp");
@@ -470,7 +479,9 @@ fn find(index: &Index, reference: &str) -> Result<(String, String), Error> {
         }
     }
     let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-    let is_hex = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let is_hex = hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if is_hex && hex.len() >= MIN_ID_PREFIX && hex.len() <= 64 {
         let hits: Vec<&String> = index
             .images
@@ -510,14 +521,444 @@ fn image_config(config: &ImageConfiguration) -> ImageConfig {
         env: c.env().clone().unwrap_or_default(),
         working_dir: c.working_dir().clone().unwrap_or_default(),
         user: c.user().clone().unwrap_or_default(),
-        labels: c
-            .labels()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
+        labels: c.labels().clone().unwrap_or_default().into_iter().collect(),
         exposed_ports,
         stop_signal: c.stop_signal().clone(),
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::test_utils::{
+        busybox_archive, docker_save, LayerBuilder, OciArchive, TestImage,
+    };
+    use crate::image::FsType;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: ImageStore,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(&dir.path().join("store")).unwrap();
+        Fixture { dir, store }
+    }
+
+    impl Fixture {
+        fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let p = self.dir.path().join(name);
+            fs::write(&p, bytes).unwrap();
+            p
+        }
+
+        /// Every file under the store root except the lock and an empty index.
+        fn files(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            walk(self.store.root(), self.store.root(), &mut out);
+            out.sort();
+            out
+        }
+    }
+
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+
+    fn layers() -> Vec<Vec<u8>> {
+        vec![
+            LayerBuilder::new()
+                .dir("etc", 0o755)
+                .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644)
+                .file("etc/doomed", b"x", 0o644)
+                .build(),
+            LayerBuilder::new()
+                .file("etc/release", b"2", 0o644)
+                .whiteout("etc/.wh.doomed")
+                .build(),
+        ]
+    }
+
+    #[test]
+    fn open_creates_the_layout() {
+        let f = fixture();
+        for d in ["blobs/sha256", "disks", "tmp"] {
+            assert!(f.store.root().join(d).is_dir(), "{d}");
+        }
+        assert!(f.store.list().unwrap().is_empty());
+        ImageStore::open(f.store.root()).unwrap();
+    }
+
+    #[test]
+    fn round_trip() {
+        let f = fixture();
+        let a = OciArchive::new(vec![TestImage::new(layers())]);
+        let (manifest_digest, config_digest, _) = a.digests[0].clone();
+        let path = a.write(f.dir.path(), "img.tar");
+        let loaded = f.store.load_archive(&path).unwrap();
+        assert_eq!(loaded.len(), 1);
+        let img = &loaded[0];
+        assert_eq!(img.name, "hull-test/img:latest");
+        assert_eq!(img.id, config_digest);
+        assert_eq!(img.manifest_digest, manifest_digest);
+        assert_eq!(img.config.cmd, vec!["sh"]);
+        assert_eq!(
+            img.config.env,
+            vec!["PATH=/bin", "HULL_IMAGE_ENV=from-image"]
+        );
+        assert_eq!(img.config.labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(img.config.exposed_ports, vec!["80/tcp"]);
+        assert!(img.size > 0);
+
+        for r in [
+            "hull-test/img",
+            "hull-test/img:latest",
+            &config_digest,
+            &config_digest[7..19],
+            &format!("hull-test/img@{manifest_digest}"),
+        ] {
+            assert_eq!(&f.store.resolve(r).unwrap(), img, "{r}");
+        }
+        assert_eq!(f.store.list().unwrap(), loaded);
+        let err = f.store.resolve("hull-test/other").unwrap_err();
+        assert_eq!(err.to_string(), "image not found: hull-test/other:latest");
+        assert!(matches!(
+            f.store.resolve(&config_digest[7..15]),
+            Err(Error::NotFound(_))
+        ));
+
+        // Loading again is a no-op.
+        assert_eq!(f.store.load_archive(&path).unwrap(), loaded);
+        // 2 layers + config + manifest, index, lock; tmp is empty.
+        assert_eq!(f.files().len(), 6, "{:?}", f.files());
+    }
+
+    #[test]
+    fn failed_imports_leave_nothing() {
+        let f = fixture();
+        let good = OciArchive::new(vec![TestImage::new(layers())]);
+        let before = f.files();
+
+        let other = vec![LayerBuilder::new().file("other", b"1", 0o644).build(); 2];
+        let mut missing = OciArchive::new(vec![TestImage::new(other).named(Some("a/b:1"))]);
+        let layer = missing.digests[0].2[1].clone();
+        missing.remove_blob(&layer);
+        // One good image and one bad one in the same archive.
+        let mut both = OciArchive::new(vec![TestImage::new(layers())]);
+        both.blobs.extend(missing.blobs.clone());
+        let m = missing.index["manifests"][0].clone();
+        both.index["manifests"].as_array_mut().unwrap().push(m);
+        let p = both.write(f.dir.path(), "both.tar");
+        let err = f.store.load_archive(&p).unwrap_err();
+        assert_eq!(err.to_string(), format!("blob {layer} is missing"));
+        assert_eq!(f.files(), before);
+
+        let mut tar = good.to_tar();
+        tar.truncate(tar.len() - 1500);
+        let p = f.write("truncated.tar", &tar);
+        assert!(f.store.load_archive(&p).is_err());
+        assert_eq!(f.files(), before);
+
+        let err = f
+            .store
+            .load_archive(&f.dir.path().join("nope.tar"))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("cannot read archive"), "{err}");
+        assert_eq!(f.files(), before);
+        assert!(f.store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unnamed_images_are_reachable_by_id() {
+        let f = fixture();
+        let a = OciArchive::new(vec![TestImage::new(layers()).named(None)]);
+        let loaded = f
+            .store
+            .load_archive(&a.write(f.dir.path(), "a.tar"))
+            .unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].name, "");
+        assert_eq!(f.store.resolve(&loaded[0].id).unwrap(), loaded[0]);
+        assert_eq!(f.store.list().unwrap(), loaded);
+        f.store.remove(&loaded[0].id).unwrap();
+        assert!(f.store.list().unwrap().is_empty());
+        assert_eq!(f.files(), vec!["images.json", "lock"]);
+    }
+
+    #[test]
+    fn stale_tmp_is_cleared_by_the_next_writer() {
+        let f = fixture();
+        let stale = f.store.root().join("tmp/import-crashed");
+        fs::create_dir_all(stale.join("x")).unwrap();
+        let a = OciArchive::new(vec![TestImage::new(layers())]);
+        f.store
+            .load_archive(&a.write(f.dir.path(), "a.tar"))
+            .unwrap();
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn names_move_and_remove_collects_garbage() {
+        let f = fixture();
+        let a = OciArchive::new(vec![TestImage::new(layers())]);
+        let v1 = f
+            .store
+            .load_archive(&a.write(f.dir.path(), "v1.tar"))
+            .unwrap();
+        let mut other = TestImage::new(vec![LayerBuilder::new().file("x", b"v2", 0o644).build()]);
+        other.config["config"]["Cmd"] = serde_json::json!(["true"]);
+        let b = OciArchive::new(vec![other]);
+        let v2 = f
+            .store
+            .load_archive(&b.write(f.dir.path(), "v2.tar"))
+            .unwrap();
+        assert_ne!(v1[0].id, v2[0].id);
+        // The name moved; the old image is left untagged (docker's way).
+        assert_eq!(f.store.resolve("hull-test/img").unwrap().id, v2[0].id);
+        let list = f.store.list().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].name, "");
+        assert_eq!(list[0].id, v1[0].id);
+
+        // A second name for v2, then a disk for it.
+        let c = OciArchive::new(vec![TestImage::new(vec![LayerBuilder::new()
+            .file("x", b"v2", 0o644)
+            .build()])
+        .named(Some("docker.io/library/alias:2"))]);
+        let mut c = c;
+        // Same content as b, so same id: reuse b's blobs with a new name.
+        c.blobs = b.blobs.clone();
+        c.index = b.index.clone();
+        c.index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] =
+            serde_json::json!("docker.io/library/alias:2");
+        f.store
+            .load_archive(&c.write(f.dir.path(), "c.tar"))
+            .unwrap();
+        assert_eq!(f.store.resolve("alias:2").unwrap().id, v2[0].id);
+        let disk = f.store.rootfs_disk(&v2[0]).unwrap();
+        assert!(disk.path.exists());
+
+        // Untag one name: image and disk stay.
+        f.store.remove("hull-test/img").unwrap();
+        assert!(f.store.resolve("hull-test/img").is_err());
+        assert!(disk.path.exists());
+        // Remove the untagged v1 by short id: its blobs go.
+        f.store.remove(v1[0].short_id()).unwrap();
+        assert!(!f.store.blob_path(&v1[0].id).unwrap().exists());
+        // Last name: everything goes.
+        f.store.remove("alias:2").unwrap();
+        assert!(!disk.path.exists());
+        assert!(f.store.list().unwrap().is_empty());
+        assert_eq!(f.files(), vec!["images.json", "lock"]);
+        let err = f.store.remove("alias:2").unwrap_err();
+        assert_eq!(err.to_string(), "image not found: alias:2");
+    }
+
+    #[test]
+    fn ambiguous_id_prefix() {
+        let mut index = Index::default();
+        for id in ["sha256:aaaaaaaaaaaa1", "sha256:aaaaaaaaaaaa2"] {
+            index.images.insert(
+                id.to_string(),
+                Record {
+                    manifest_digest: String::new(),
+                    names: vec![],
+                },
+            );
+        }
+        let err = find(&index, "aaaaaaaaaaaa").unwrap_err();
+        assert!(matches!(err, Error::Ambiguous { count: 2, .. }), "{err}");
+        assert!(matches!(
+            find(&index, "aaaaaaaaaaa"),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn docker_save_loads() {
+        let f = fixture();
+        let (bytes, config_digest) = docker_save(&layers(), &["busybox:1.36", "busybox:latest"]);
+        let p = f.write("save.tar", &bytes);
+        let loaded = f.store.load_archive(&p).unwrap();
+        let names: Vec<&str> = loaded.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["busybox:1.36", "busybox:latest"]);
+        assert_eq!(f.store.resolve("busybox").unwrap().id, config_digest);
+        let disk = f.store.rootfs_disk(&loaded[0]).unwrap();
+        assert_eq!(disk.fs_type, FsType::Erofs);
+    }
+
+    #[test]
+    fn rootfs_disk_is_built_once_and_applies_whiteouts() {
+        let f = fixture();
+        let a = OciArchive::new(vec![TestImage::new(layers())]);
+        let img = f
+            .store
+            .load_archive(&a.write(f.dir.path(), "a.tar"))
+            .unwrap()
+            .remove(0);
+        let disk = f.store.rootfs_disk(&img).unwrap();
+        assert_eq!(disk.fs_type, FsType::Erofs);
+        assert_eq!(disk.path.extension().unwrap(), "erofs");
+        let mtime = fs::metadata(&disk.path).unwrap().modified().unwrap();
+        assert_eq!(f.store.rootfs_disk(&img).unwrap(), disk);
+        assert_eq!(fs::metadata(&disk.path).unwrap().modified().unwrap(), mtime);
+        assert!(fs::read_dir(f.store.root().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+        let listing = erofs_listing(&disk.path);
+        assert!(listing.contains("etc/passwd"), "{listing}");
+        assert!(listing.contains("etc/release"), "{listing}");
+        assert!(!listing.contains("doomed"), "{listing}");
+    }
+
+    #[test]
+    fn rootfs_disk_rechecks_layers() {
+        let f = fixture();
+        let a = OciArchive::new(vec![TestImage::new(layers())]);
+        let img = f
+            .store
+            .load_archive(&a.write(f.dir.path(), "a.tar"))
+            .unwrap()
+            .remove(0);
+        // Tamper with a stored layer: unpacking notices.
+        let layer = &a.digests[0].2[1];
+        let p = f.store.blob_path(layer).unwrap();
+        fs::write(&p, crate::image::test_utils::gzip(b"garbage")).unwrap();
+        let err = f.store.rootfs_disk(&img).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("cannot unpack layer {layer}"))
+                || matches!(err, Error::DiffIdMismatch { .. }),
+            "{err}"
+        );
+        assert!(fs::read_dir(f.store.root().join("disks"))
+            .unwrap()
+            .next()
+            .is_none());
+        assert!(fs::read_dir(f.store.root().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+
+    /// Extracts an EROFS image with `fsck.erofs --extract` into a temp dir.
+    fn erofs_extract(image: &Path) -> tempfile::TempDir {
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("x");
+        let status = std::process::Command::new("fsck.erofs")
+            .arg(format!("--extract={}", dest.display()))
+            .arg(image)
+            .output()
+            .expect("fsck.erofs (erofs-utils) is needed by this test");
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        out
+    }
+
+    /// Lists an EROFS image's non-directory paths.
+    fn erofs_listing(image: &Path) -> String {
+        let out = erofs_extract(image);
+        let dest = out.path().join("x");
+        let mut files = Vec::new();
+        walk(&dest, &dest, &mut files);
+        files.sort();
+        files.join("\n")
+    }
+
+    #[test]
+    fn real_skopeo_archive_loads_and_converts() {
+        let f = fixture();
+        let archive = busybox_archive(f.dir.path(), &[]);
+        let loaded = f.store.load_archive(&archive).unwrap();
+        assert_eq!(loaded.len(), 1);
+        let img = &loaded[0];
+        assert_eq!(img.name, "hull-demo/busybox:latest");
+        assert_eq!(img.config.cmd, vec!["sh"]);
+        assert!(img
+            .config
+            .env
+            .contains(&"HULL_IMAGE_ENV=from-image".to_string()));
+        assert!(img.config.working_dir.is_empty());
+        assert_eq!(f.store.resolve("hull-demo/busybox").unwrap(), *img);
+        let disk = f.store.rootfs_disk(img).unwrap();
+        let listing = erofs_listing(&disk.path);
+        for want in [
+            "bin/busybox",
+            "etc/passwd",
+            "etc/group",
+            "etc/hull-release",
+            "etc/hull-doomed2",
+        ] {
+            assert!(
+                listing.lines().any(|l| l == want),
+                "{want} missing:\n{listing}"
+            );
+        }
+        assert!(
+            !listing.lines().any(|l| l == "etc/hull-doomed"),
+            "{listing}"
+        );
+
+        use std::os::unix::fs::MetadataExt;
+        let out = erofs_extract(&disk.path);
+        let x = out.path().join("x");
+        assert_eq!(
+            fs::read_link(x.join("bin/sh")).unwrap(),
+            Path::new("busybox")
+        );
+        let home = fs::metadata(x.join("home/app")).unwrap();
+        assert_eq!((home.uid(), home.gid()), (1000, 1000));
+        assert_eq!(fs::metadata(x.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+        assert_eq!(
+            fs::metadata(x.join("bin/busybox")).unwrap().mode() & 0o111,
+            0o111
+        );
+        let passwd = fs::read_to_string(x.join("etc/passwd")).unwrap();
+        assert!(
+            passwd.contains("app:x:1000:1000:app:/home/app:"),
+            "{passwd}"
+        );
+    }
+
+    #[test]
+    fn real_skopeo_archive_workdir_user_variant() {
+        let f = fixture();
+        let archive = busybox_archive(f.dir.path(), &["--workdir-user"]);
+        let img = f.store.load_archive(&archive).unwrap().remove(0);
+        assert_eq!(img.name, "hull-demo/busybox:workdir-user");
+        assert_eq!(img.config.working_dir, "/home/app");
+        assert_eq!(img.config.user, "app");
+        assert_eq!(img.config.entrypoint, vec!["/bin/sh", "-c"]);
+        assert_eq!(img.config.cmd, vec!["id"]);
+
+        // The same image as `docker save` writes it (skopeo's docker-archive).
+        let docker = f.dir.path().join("docker.tar");
+        let status = std::process::Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "-q"])
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(format!(
+                "docker-archive:{}:hull-demo/busybox:docker",
+                docker.display()
+            ))
+            .status()
+            .expect("skopeo is needed by this test");
+        assert!(status.success());
+        let from_docker = f.store.load_archive(&docker).unwrap().remove(0);
+        assert_eq!(from_docker.name, "hull-demo/busybox:docker");
+        assert_eq!(from_docker.id, img.id);
+        assert_eq!(from_docker.config, img.config);
+        f.store.rootfs_disk(&from_docker).unwrap();
+    }
+}

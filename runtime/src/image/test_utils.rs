@@ -70,7 +70,10 @@ impl LayerBuilder {
         dev: (u32, u32),
     ) -> Self {
         let mut h = [0u8; 512];
-        assert!(path.len() <= 100 && link.len() <= 100, "fixture path too long");
+        assert!(
+            path.len() <= 100 && link.len() <= 100,
+            "fixture path too long"
+        );
         h[..path.len()].copy_from_slice(path.as_bytes());
         octal(&mut h[100..108], u64::from(mode));
         octal(&mut h[108..116], uid);
@@ -133,6 +136,11 @@ impl LayerBuilder {
     /// An empty whiteout marker file (`dir/.wh.name` or `.wh..wh..opq`).
     pub(crate) fn whiteout(self, path: &str) -> Self {
         self.entry(path, b'0', 0, 0, 0, "", b"", (0, 0))
+    }
+
+    /// A PAX global header (`g`) with a comment, as `git archive` writes.
+    pub(crate) fn global_header(self, path: &str) -> Self {
+        self.entry(path, b'g', 0o644, 0, 0, "", b"18 comment=hello\n", (0, 0))
     }
 
     /// A file preceded by a PAX header carrying one xattr.
@@ -313,7 +321,10 @@ impl OciArchive {
                 "oci-layout".to_string(),
                 br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
             ),
-            ("index.json".to_string(), serde_json::to_vec(&self.index).unwrap()),
+            (
+                "index.json".to_string(),
+                serde_json::to_vec(&self.index).unwrap(),
+            ),
         ];
         for (d, b) in &self.blobs {
             files.push((format!("blobs/sha256/{}", &d[7..]), b.clone()));

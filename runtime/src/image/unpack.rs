@@ -19,7 +19,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -79,7 +79,7 @@ impl Unpacker {
     /// Applies one uncompressed layer tar stream, reading it to its end.
     /// Returns the stream so the caller can drain and hash what is left.
     pub fn apply<R: Read>(&mut self, layer: R) -> Result<R, Error> {
-        let mut archive = tar::Archive::new(layer);
+        let mut archive = tar::Archive::new(PadAtEof::new(layer));
         // Entries in this layer (and their parents): whiteouts only hide
         // lower layers' content, never this layer's, whatever the order.
         let mut added: HashSet<PathBuf> = HashSet::new();
@@ -87,12 +87,17 @@ impl Unpacker {
             let mut entry = entry.map_err(Error::Tar)?;
             self.apply_entry(&mut entry, &mut added)?;
         }
-        Ok(archive.into_inner())
+        Ok(archive.into_inner().inner)
     }
 
     /// Sets the directory mtimes recorded while unpacking.
     pub fn finish(self) -> Result<(), Error> {
-        for (dir, mtime) in self.dir_times.iter().rev() {
+        // In layer order, so a later layer's time wins; a directory a later
+        // layer removed or replaced is skipped.
+        for (dir, mtime) in &self.dir_times {
+            if !is_real_dir(dir) {
+                continue;
+            }
             set_mtime(dir, *mtime).map_err(|source| Error::Io {
                 entry: dir.clone(),
                 path: dir.clone(),
@@ -107,9 +112,12 @@ impl Unpacker {
         entry: &mut tar::Entry<'_, R>,
         added: &mut HashSet<PathBuf>,
     ) -> Result<(), Error> {
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            return Ok(()); // metadata only (`git archive` writes a global one)
+        }
         let raw_path = entry.path().map_err(Error::Tar)?.into_owned();
         let comps = clean(&raw_path)?;
-        let kind = entry.header().entry_type();
         let io_err = |path: &Path| {
             let entry = raw_path.clone();
             let path = path.to_path_buf();
@@ -136,9 +144,7 @@ impl Unpacker {
             if name_str == OPAQUE_WHITEOUT {
                 mark_added(added, &parent, &self.root);
                 prune_lower(&parent, added).map_err(io_err(&parent))?;
-            } else if !hidden.starts_with(WHITEOUT_PREFIX)
-                && !matches!(hidden, "" | "." | "..")
-            {
+            } else if !hidden.starts_with(WHITEOUT_PREFIX) && !matches!(hidden, "" | "." | "..") {
                 // `.wh..wh.*` other than the opaque marker are aufs
                 // bookkeeping; skip them.
                 let target = parent.join(hidden);
@@ -183,12 +189,11 @@ impl Unpacker {
                 io::copy(entry, &mut file).map_err(Error::Tar)?;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(Error::Tar)?
-                    .ok_or_else(|| Error::MissingLinkName {
+                let target = entry.link_name().map_err(Error::Tar)?.ok_or_else(|| {
+                    Error::MissingLinkName {
                         entry: raw_path.clone(),
-                    })?;
+                    }
+                })?;
                 std::os::unix::fs::symlink(&target, &path).map_err(io_err(&path))?;
             }
             tar::EntryType::Link => {
@@ -358,14 +363,8 @@ impl Unpacker {
 
         let owner = |id: u64| u32::try_from(id).ok().map(rustix::fs::Uid::from_raw);
         let group = |id: u64| u32::try_from(id).ok().map(rustix::fs::Gid::from_raw);
-        rustix::fs::chownat(
-            CWD,
-            path,
-            owner(uid),
-            group(gid),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io_err(e.into()))?;
+        rustix::fs::chownat(CWD, path, owner(uid), group(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err(e.into()))?;
 
         if !kind.is_symlink() {
             // After chown, which clears set-id bits. The path is not a
@@ -398,6 +397,45 @@ impl Unpacker {
             set_mtime(path, mtime).map_err(io_err)?;
         }
         Ok(())
+    }
+}
+
+/// Supplies the zero padding and end-of-archive blocks some writers leave
+/// out (umoci's single-file layers end right after the file's data; GNU
+/// tar and Go's archive/tar accept that). Only what a well-formed tar would
+/// still need is added: an entry cut short by more than that stays an error.
+struct PadAtEof<R> {
+    inner: R,
+    read: u64,
+    /// Zeros left to hand out once `inner` is at its end.
+    pad: Option<u64>,
+}
+
+impl<R: Read> PadAtEof<R> {
+    fn new(inner: R) -> Self {
+        PadAtEof {
+            inner,
+            read: 0,
+            pad: None,
+        }
+    }
+}
+
+impl<R: Read> Read for PadAtEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pad.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.pad = Some((512 - self.read % 512) % 512 + 1024);
+        }
+        let left = self.pad.unwrap_or(0);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        self.pad = Some(left - n as u64);
+        Ok(n)
     }
 }
 
@@ -510,10 +548,16 @@ mod tests {
             .build();
         apply_all(t.root(), &[layer]).unwrap();
         let r = t.root();
-        assert_eq!(fs::read(r.join("etc/passwd")).unwrap(), b"root:x:0:0::/root:/bin/sh\n");
+        assert_eq!(
+            fs::read(r.join("etc/passwd")).unwrap(),
+            b"root:x:0:0::/root:/bin/sh\n"
+        );
         let m = fs::metadata(r.join("home/app/.profile")).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1000, 0o600));
-        assert_eq!(fs::metadata(r.join("usr/bin/su")).unwrap().mode() & 0o7777, 0o4755);
+        assert_eq!(
+            fs::metadata(r.join("usr/bin/su")).unwrap().mode() & 0o7777,
+            0o4755
+        );
         assert_eq!(fs::read_link(r.join("bin")).unwrap(), Path::new("usr/bin"));
         assert_eq!(
             fs::metadata(r.join("usr/bin/su2")).unwrap().ino(),
@@ -521,7 +565,10 @@ mod tests {
         );
         let dev = fs::symlink_metadata(r.join("dev/null")).unwrap();
         assert_eq!(dev.rdev(), rustix::fs::makedev(1, 3));
-        assert!(fs::symlink_metadata(r.join("run/fifo")).unwrap().file_type().is_fifo_like());
+        assert!(fs::symlink_metadata(r.join("run/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo_like());
         assert_eq!(
             rustix_get_xattr(&r.join("usr/bin/ping"), "user.hull").as_deref(),
             Some(&b"yes"[..])
@@ -567,6 +614,7 @@ mod tests {
     fn whiteouts_remove_lower_entries_only() {
         let t = TempRoot::new();
         let l1 = LayerBuilder::new()
+            .dir("gonedir", 0o755)
             .file("etc/gone", b"1", 0o644)
             .file("etc/kept", b"1", 0o644)
             .file("dir/sub/f", b"1", 0o644)
@@ -574,6 +622,7 @@ mod tests {
             .build();
         let l2 = LayerBuilder::new()
             .whiteout("etc/.wh.gone")
+            .whiteout(".wh.gonedir")
             .whiteout(".wh.dir")
             // Same layer adds it back after the whiteout, then whites it out
             // again: whiteouts never hide this layer's own content.
@@ -588,6 +637,7 @@ mod tests {
         assert!(!r.join("etc/gone").exists());
         assert!(r.join("etc/kept").exists());
         assert!(!r.join("dir").exists());
+        assert!(!r.join("gonedir").exists());
         assert_eq!(fs::read(r.join("etc/readded")).unwrap(), b"new");
         assert!(!r.join("nodir").exists());
         assert!(!r.join("etc/.wh.gone").exists());
@@ -624,7 +674,10 @@ mod tests {
         assert!(matches!(err, Error::DotDot(_)), "{err}");
         assert!(!t.outside().join("escape").exists());
         let layer = LayerBuilder::new().raw_file("a/../../escape", b"x").build();
-        assert!(matches!(apply_all(t.root(), &[layer]), Err(Error::DotDot(_))));
+        assert!(matches!(
+            apply_all(t.root(), &[layer]),
+            Err(Error::DotDot(_))
+        ));
         assert!(!t.outside().join("escape").exists());
     }
 
@@ -708,7 +761,9 @@ mod tests {
         let l1 = LayerBuilder::new()
             .symlink("hostdir", out.to_str().unwrap())
             .build();
-        let l2 = LayerBuilder::new().hardlink("stolen", "hostdir/secret").build();
+        let l2 = LayerBuilder::new()
+            .hardlink("stolen", "hostdir/secret")
+            .build();
         let err = apply_all(t.root(), &[l1, l2]).unwrap_err();
         assert!(matches!(err, Error::BadHardlink { .. }), "{err}");
         // `..` in the target.
@@ -738,6 +793,32 @@ mod tests {
         l.truncate(1024);
         let err = apply_all(t.root(), &[l]).unwrap_err();
         assert!(matches!(err, Error::Tar(_)), "{err}");
+    }
+
+    #[test]
+    fn missing_padding_and_end_blocks_are_tolerated() {
+        let t = TempRoot::new();
+        let mut l = LayerBuilder::new()
+            .file("etc/hull-release", b"27 bytes of data, no pad..\n", 0o644)
+            .build();
+        l.truncate(512 + 27);
+        apply_all(t.root(), &[l]).unwrap();
+        assert_eq!(
+            fs::read(t.root().join("etc/hull-release")).unwrap().len(),
+            27
+        );
+    }
+
+    #[test]
+    fn pax_global_headers_are_skipped() {
+        let t = TempRoot::new();
+        let l = LayerBuilder::new()
+            .global_header("pax_global_header")
+            .file("a", b"x", 0o644)
+            .build();
+        apply_all(t.root(), &[l]).unwrap();
+        assert!(!t.root().join("pax_global_header").exists());
+        assert!(t.root().join("a").exists());
     }
 
     #[test]

@@ -9,8 +9,8 @@ use tokio::net::UnixListener;
 use super::vm::VmProcess;
 use super::{io_error, Sandbox, SandboxError};
 use crate::agent_client::{AgentClient, ClientError};
-use crate::hypervisor::{DiskSpec, Hypervisor, VmSpec};
 use crate::assets::GuestAssets;
+use crate::hypervisor::{DiskSpec, Hypervisor, VmSpec};
 
 /// How long a guest may take from launch to its agent's hello. Generous:
 /// under TCG on a loaded machine a boot can take several seconds.
@@ -28,9 +28,13 @@ pub struct SandboxConfig<'a> {
 
 impl Sandbox {
     /// Boots the VM and waits for its agent.
-    pub async fn create(hypervisor: &dyn Hypervisor, config: SandboxConfig<'_>) -> Result<Sandbox, SandboxError> {
+    pub async fn create(
+        hypervisor: &dyn Hypervisor,
+        config: SandboxConfig<'_>,
+    ) -> Result<Sandbox, SandboxError> {
         let dir = config.run_dir.join(&config.id[..12]);
-        std::fs::create_dir_all(config.run_dir).map_err(io_error(format!("create {}", config.run_dir.display())))?;
+        std::fs::create_dir_all(config.run_dir)
+            .map_err(io_error(format!("create {}", config.run_dir.display())))?;
         std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
         let spec = VmSpec {
             kernel: config.assets.kernel.clone(),
@@ -51,8 +55,10 @@ impl Sandbox {
         };
         let launch = hypervisor.launch(&spec)?;
         sandbox.console_log = launch.console_log.clone();
-        let listener = UnixListener::bind(&launch.agent_socket)
-            .map_err(io_error(format!("listen on {}", launch.agent_socket.display())))?;
+        let listener = UnixListener::bind(&launch.agent_socket).map_err(io_error(format!(
+            "listen on {}",
+            launch.agent_socket.display()
+        )))?;
         let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"))
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
         let vm = sandbox.vm.insert(vm);
@@ -77,7 +83,10 @@ impl Sandbox {
             Err(ClientError::Disconnected) => {
                 // The VM went down before the agent spoke: say why.
                 let vm = sandbox.vm.as_mut().expect("vm was just started");
-                let status = tokio::time::timeout(Duration::from_secs(5), vm.wait()).await.ok().and_then(Result::ok);
+                let status = tokio::time::timeout(Duration::from_secs(5), vm.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 Err(SandboxError::BootFailed(sandbox.death_reason(status)))
             }
             Err(ClientError::HelloTimeout(t)) => Err(SandboxError::BootTimeout(t)),

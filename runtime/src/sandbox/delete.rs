@@ -16,7 +16,10 @@ impl Sandbox {
             client.notify(Request::Shutdown);
         }
         if let Some(vm) = self.vm.as_mut() {
-            if tokio::time::timeout(SHUTDOWN_TIMEOUT, vm.wait()).await.is_err() {
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, vm.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(sandbox = %self.id, "VM ignored the shutdown request; killing it");
                 vm.kill().await;
             }

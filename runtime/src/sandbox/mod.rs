@@ -69,7 +69,9 @@ impl Sandbox {
     /// Why the VM went away, from what it left behind: a kernel panic line
     /// on the console, else the hypervisor's last error, else its status.
     fn death_reason(&self, status: Option<std::process::ExitStatus>) -> String {
-        let panic = vm::last_line(&self.console_log, |l| l.contains("Kernel panic") || l.contains("hull-agent:"));
+        let panic = vm::last_line(&self.console_log, |l| {
+            l.contains("Kernel panic") || l.contains("hull-agent:")
+        });
         if let Some(line) = panic {
             return strip_timestamp(&line);
         }
@@ -122,7 +124,10 @@ mod tests {
 
     #[test]
     fn console_timestamps_are_dropped() {
-        assert_eq!(strip_timestamp("[    1.234] Kernel panic - not syncing: x"), "Kernel panic - not syncing: x");
+        assert_eq!(
+            strip_timestamp("[    1.234] Kernel panic - not syncing: x"),
+            "Kernel panic - not syncing: x"
+        );
         assert_eq!(strip_timestamp("plain"), "plain");
     }
 }

@@ -37,7 +37,11 @@ pub struct ContainerSpec {
 
 impl Sandbox {
     /// Runs the container's main process to completion with our stdio.
-    pub async fn run_attached(&mut self, container: ContainerSpec, main: MainProcess) -> Result<ExitStatus, SandboxError> {
+    pub async fn run_attached(
+        &mut self,
+        container: ContainerSpec,
+        main: MainProcess,
+    ) -> Result<ExitStatus, SandboxError> {
         let client = self.client.clone().expect("a created sandbox has a client");
         let stdout = client.open_output(STDOUT);
         let stderr = client.open_output(STDERR);
@@ -45,14 +49,21 @@ impl Sandbox {
         let request = Request::RunContainer(Box::new(RunContainer {
             container_id: self.id.clone(),
             hostname: container.hostname,
-            rootfs: hull_protocol::RootfsSource { disk_serial: container.disk_serial, fs_type: container.fs_type },
+            rootfs: hull_protocol::RootfsSource {
+                disk_serial: container.disk_serial,
+                fs_type: container.fs_type,
+            },
             process: ProcessSpec {
                 id: MAIN_PROCESS.into(),
                 args: main.args,
                 env: main.env,
                 cwd: main.cwd,
                 user: main.user,
-                stdio: Stdio { stdin: stdin.as_ref().map(|_| STDIN), stdout: STDOUT, stderr: STDERR },
+                stdio: Stdio {
+                    stdin: stdin.as_ref().map(|_| STDIN),
+                    stdout: STDOUT,
+                    stderr: STDERR,
+                },
             },
             shutdown_on_exit: container.shutdown_on_exit,
         }));
@@ -75,7 +86,9 @@ impl Sandbox {
         let events = self.events.as_mut().expect("a created sandbox has events");
         let status = loop {
             match events.recv().await {
-                Some(Event::ProcessExited { process, status }) if process == MAIN_PROCESS => break Some(status),
+                Some(Event::ProcessExited { process, status }) if process == MAIN_PROCESS => {
+                    break Some(status)
+                }
                 Some(_) => continue,
                 None => break None,
             }
@@ -92,8 +105,13 @@ impl Sandbox {
 
     /// Turns a lost connection into the VM's own account of its death.
     async fn vm_died(&mut self, fallback: SandboxError) -> SandboxError {
-        let Some(vm) = self.vm.as_mut() else { return fallback };
-        let status = tokio::time::timeout(std::time::Duration::from_secs(5), vm.wait()).await.ok().and_then(Result::ok);
+        let Some(vm) = self.vm.as_mut() else {
+            return fallback;
+        };
+        let status = tokio::time::timeout(std::time::Duration::from_secs(5), vm.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
         SandboxError::VmDied(self.death_reason(status))
     }
 }
@@ -154,6 +172,9 @@ async fn forward_signals(client: Arc<AgentClient>) {
         });
     }
     while let Some(number) = rx.recv().await {
-        client.notify(Request::Signal { process: MAIN_PROCESS.into(), signal: number });
+        client.notify(Request::Signal {
+            process: MAIN_PROCESS.into(),
+            signal: number,
+        });
     }
 }

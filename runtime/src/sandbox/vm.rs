@@ -28,8 +28,13 @@ impl VmProcess {
                 Ok(())
             });
         }
-        let child = tokio::process::Command::from(command).kill_on_drop(true).spawn()?;
-        Ok(Self { child, stderr_log: stderr_log.to_path_buf() })
+        let child = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Self {
+            child,
+            stderr_log: stderr_log.to_path_buf(),
+        })
     }
 
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {

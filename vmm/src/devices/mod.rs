@@ -51,8 +51,15 @@ impl Bus {
         base: u64,
         len: u64,
     ) -> Result<(), BusError> {
-        let end = base.checked_add(len).ok_or(BusError::Overlap { base, len })?;
-        if len == 0 || self.entries.iter().any(|e| base < e.base + e.len && e.base < end) {
+        let end = base
+            .checked_add(len)
+            .ok_or(BusError::Overlap { base, len })?;
+        if len == 0
+            || self
+                .entries
+                .iter()
+                .any(|e| base < e.base + e.len && e.base < end)
+        {
             return Err(BusError::Overlap { base, len });
         }
         self.entries.push(Entry { base, len, dev });
@@ -61,7 +68,10 @@ impl Bus {
     }
 
     fn find(&self, addr: u64, size: usize) -> Option<(&Entry, u64)> {
-        let e = self.entries.iter().find(|e| addr >= e.base && addr - e.base < e.len)?;
+        let e = self
+            .entries
+            .iter()
+            .find(|e| addr >= e.base && addr - e.base < e.len)?;
         let off = addr - e.base;
         // The whole access must lie inside the window.
         if off.checked_add(size as u64)? > e.len {
@@ -70,8 +80,9 @@ impl Bus {
         Some((e, off))
     }
 
-    /// Dispatches a read; returns false (and fills all-ones, as a floating
-    /// bus reads) when nothing is there.
+    /// Dispatches a read; returns false (and fills zeros, as Firecracker
+    /// does: an all-ones read would make Linux spin on the absent CMOS
+    /// clock's update-in-progress bit) when nothing is there.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((e, off)) => {
@@ -79,7 +90,7 @@ impl Bus {
                 true
             }
             None => {
-                data.fill(0xff);
+                data.fill(0);
                 false
             }
         }
@@ -122,7 +133,9 @@ mod tests {
         let mut bus = Bus::new();
         bus.insert(Arc::new(Mutex::new(Echo(1))), 0x100, 8).unwrap();
         assert!(bus.insert(Arc::new(Mutex::new(Echo(2))), 0x104, 8).is_err());
-        assert!(bus.insert(Arc::new(Mutex::new(Echo(2))), u64::MAX, 8).is_err());
+        assert!(bus
+            .insert(Arc::new(Mutex::new(Echo(2))), u64::MAX, 8)
+            .is_err());
         let mut d = [0u8; 1];
         assert!(bus.read(0x102, &mut d));
         assert_eq!(d[0], 3);
@@ -131,7 +144,7 @@ mod tests {
         assert_eq!(d[0], 9);
         let mut d4 = [0u8; 4];
         assert!(!bus.read(0x106, &mut d4)); // crosses the window's end
-        assert_eq!(d4, [0xff; 4]);
+        assert_eq!(d4, [0; 4]);
         assert!(!bus.read(0x200, &mut d));
     }
 }

@@ -19,8 +19,8 @@ use linux_loader::loader::KernelLoader;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::arch::x86_64::layout::{
-    CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, MMIO_GAP_START, PVH_INFO_START,
-    PVH_MEMMAP_START, PVH_MODLIST_START, ZERO_PAGE_START,
+    CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, MMIO_GAP_START, PVH_INFO_START, PVH_MEMMAP_START,
+    PVH_MODLIST_START, ZERO_PAGE_START,
 };
 use crate::arch::x86_64::regs::BootMode;
 use crate::arch::x86_64::{e820_map, E820Entry};
@@ -89,22 +89,36 @@ pub fn load_kernel(mem: &GuestMemoryMmap, file: &mut File) -> Result<KernelEntry
             PvhBootCapability::PvhEntryPresent(addr) => (addr, BootMode::Pvh),
             _ => (r.kernel_load, BootMode::Linux64),
         };
-        return Ok(KernelEntry { entry, mode, kernel_end: r.kernel_end, setup_header: None });
+        return Ok(KernelEntry {
+            entry,
+            mode,
+            kernel_end: r.kernel_end,
+            setup_header: None,
+        });
     }
     let mut hdr_magic = [0u8; 4];
-    file.seek(SeekFrom::Start(0x202)).map_err(Error::ReadKernel)?;
+    file.seek(SeekFrom::Start(0x202))
+        .map_err(Error::ReadKernel)?;
     if file.read_exact(&mut hdr_magic).is_err() || hdr_magic != *b"HdrS" {
         return Err(Error::UnknownFormat);
     }
-    let r = BzImage::load(mem, None, file, Some(GuestAddress(HIMEM_START)))
-        .map_err(Error::BzImage)?;
+    let r =
+        BzImage::load(mem, None, file, Some(GuestAddress(HIMEM_START))).map_err(Error::BzImage)?;
     let hdr = r.setup_header.ok_or(Error::UnknownFormat)?;
     if hdr.version < 0x0206 {
         return Err(Error::OldBootProtocol(hdr.version));
     }
     // The 64-bit entry point sits 0x200 bytes into the protected-mode kernel.
-    let entry = r.kernel_load.checked_add(0x200).ok_or(Error::UnknownFormat)?;
-    Ok(KernelEntry { entry, mode: BootMode::Linux64, kernel_end: r.kernel_end, setup_header: Some(hdr) })
+    let entry = r
+        .kernel_load
+        .checked_add(0x200)
+        .ok_or(Error::UnknownFormat)?;
+    Ok(KernelEntry {
+        entry,
+        mode: BootMode::Linux64,
+        kernel_end: r.kernel_end,
+        setup_header: Some(hdr),
+    })
 }
 
 /// Loads the initramfs at the top of low RAM (below the MMIO hole), page
@@ -115,8 +129,15 @@ pub fn load_initrd(
     kernel_end: u64,
 ) -> Result<(GuestAddress, u64)> {
     let size = file.metadata().map_err(Error::ReadInitrd)?.len();
-    let low_top = mem.last_addr().raw_value().saturating_add(1).min(MMIO_GAP_START);
-    let addr = low_top.checked_sub(size).map(|a| a & !0xfff).ok_or(Error::InitrdTooLarge(size))?;
+    let low_top = mem
+        .last_addr()
+        .raw_value()
+        .saturating_add(1)
+        .min(MMIO_GAP_START);
+    let addr = low_top
+        .checked_sub(size)
+        .map(|a| a & !0xfff)
+        .ok_or(Error::InitrdTooLarge(size))?;
     if addr < kernel_end.max(HIMEM_START) {
         return Err(Error::InitrdTooLarge(size));
     }
@@ -136,7 +157,8 @@ pub fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<()> {
     }
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
-    mem.write_slice(&bytes, GuestAddress(CMDLINE_START)).map_err(|e| Error::Memory("command line", e))
+    mem.write_slice(&bytes, GuestAddress(CMDLINE_START))
+        .map_err(|e| Error::Memory("command line", e))
 }
 
 const KERNEL_BOOT_FLAG_MAGIC: u16 = 0xaa55;
@@ -170,13 +192,19 @@ pub fn write_zero_page(
         params.hdr.ramdisk_size = size as u32;
     }
     let map = e820_map(mem_size);
-    for (slot, e) in params.e820_table.iter_mut().zip(map.iter()).take(E820_MAX_ZEROPAGE) {
+    for (slot, e) in params
+        .e820_table
+        .iter_mut()
+        .zip(map.iter())
+        .take(E820_MAX_ZEROPAGE)
+    {
         slot.addr = e.addr;
         slot.size = e.size;
         slot.r#type = e.kind;
     }
     params.e820_entries = map.len().min(E820_MAX_ZEROPAGE) as u8;
-    mem.write_obj(params, GuestAddress(ZERO_PAGE_START)).map_err(|e| Error::Memory("zero page", e))
+    mem.write_obj(params, GuestAddress(ZERO_PAGE_START))
+        .map_err(|e| Error::Memory("zero page", e))
 }
 
 /// Writes the PVH start info, module list (the initramfs) and memory map.
@@ -195,18 +223,29 @@ pub fn write_pvh_info(
         ..Default::default()
     };
     if let Some((addr, size)) = initrd {
-        let module = hvm_modlist_entry { paddr: addr.raw_value(), size, ..Default::default() };
+        let module = hvm_modlist_entry {
+            paddr: addr.raw_value(),
+            size,
+            ..Default::default()
+        };
         mem.write_obj(module, GuestAddress(PVH_MODLIST_START))
             .map_err(|e| Error::Memory("PVH module list", e))?;
         info.nr_modules = 1;
         info.modlist_paddr = PVH_MODLIST_START;
     }
     for (i, e) in map.iter().enumerate() {
-        let entry = hvm_memmap_table_entry { addr: e.addr, size: e.size, type_: e.kind, reserved: 0 };
+        let entry = hvm_memmap_table_entry {
+            addr: e.addr,
+            size: e.size,
+            type_: e.kind,
+            reserved: 0,
+        };
         let at = PVH_MEMMAP_START + (i * std::mem::size_of::<hvm_memmap_table_entry>()) as u64;
-        mem.write_obj(entry, GuestAddress(at)).map_err(|e| Error::Memory("PVH memory map", e))?;
+        mem.write_obj(entry, GuestAddress(at))
+            .map_err(|e| Error::Memory("PVH memory map", e))?;
     }
-    mem.write_obj(info, GuestAddress(PVH_INFO_START)).map_err(|e| Error::Memory("PVH start info", e))
+    mem.write_obj(info, GuestAddress(PVH_INFO_START))
+        .map_err(|e| Error::Memory("PVH start info", e))
 }
 
 #[cfg(test)]
@@ -215,14 +254,17 @@ mod tests {
     use std::io::Write;
 
     fn mem(size: usize) -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size)]).unwrap()
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size)]).unwrap()
     }
 
     #[test]
     fn garbage_kernel_is_rejected() {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[0x55u8; 4096]).unwrap();
-        assert!(matches!(load_kernel(&mem(16 << 20), &mut f), Err(Error::UnknownFormat)));
+        assert!(matches!(
+            load_kernel(&mem(16 << 20), &mut f),
+            Err(Error::UnknownFormat)
+        ));
         let mut empty = tempfile::tempfile().unwrap();
         assert!(load_kernel(&mem(16 << 20), &mut empty).is_err());
     }
@@ -238,14 +280,20 @@ mod tests {
         assert!(addr.raw_value() + size <= 16 << 20);
         let b: u8 = m.read_obj(addr).unwrap();
         assert_eq!(b, 7);
-        assert!(matches!(load_initrd(&m, &mut f, 16 << 20), Err(Error::InitrdTooLarge(_))));
+        assert!(matches!(
+            load_initrd(&m, &mut f, 16 << 20),
+            Err(Error::InitrdTooLarge(_))
+        ));
     }
 
     #[test]
     fn cmdline_limits() {
         let m = mem(1 << 20);
         write_cmdline(&m, "console=ttyS0").unwrap();
-        assert!(matches!(write_cmdline(&m, &"x".repeat(CMDLINE_MAX_SIZE)), Err(Error::CmdlineTooLong(_))));
+        assert!(matches!(
+            write_cmdline(&m, &"x".repeat(CMDLINE_MAX_SIZE)),
+            Err(Error::CmdlineTooLong(_))
+        ));
         assert!(matches!(write_cmdline(&m, "a\0b"), Err(Error::CmdlineNul)));
     }
 

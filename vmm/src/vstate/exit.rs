@@ -68,7 +68,10 @@ impl fmt::Display for ExitReason {
                 write!(f, "vCPU {cpu}: KVM internal error (suberror {suberror})")
             }
             ExitReason::FailEntry { cpu, reason } => {
-                write!(f, "vCPU {cpu}: KVM failed to enter the guest (reason {reason:#x})")
+                write!(
+                    f,
+                    "vCPU {cpu}: KVM failed to enter the guest (reason {reason:#x})"
+                )
             }
             ExitReason::VcpuError { cpu, what } => write!(f, "vCPU {cpu}: {what}"),
             ExitReason::DeviceError(what) => write!(f, "device error: {what}"),
@@ -85,7 +88,10 @@ pub struct ExitSignal {
 impl ExitSignal {
     /// A fresh signal.
     pub fn new() -> std::io::Result<Self> {
-        Ok(Self { evt: EventFd::new(libc::EFD_NONBLOCK)?, reason: Mutex::new(None) })
+        Ok(Self {
+            evt: EventFd::new(libc::EFD_NONBLOCK)?,
+            reason: Mutex::new(None),
+        })
     }
 
     /// Records `reason` (unless one is already recorded) and wakes the
@@ -122,7 +128,16 @@ mod tests {
         assert_eq!(s.reason(), Some(ExitReason::TripleFault { cpu: 0 }));
         assert_eq!(s.eventfd().read().unwrap(), 2);
         assert_eq!(ExitReason::Reset.exit_code(), 0);
-        assert_ne!(ExitReason::InternalError { cpu: 0, suberror: 1 }.exit_code(), 0);
-        assert!(!ExitReason::DeviceError("x".into()).to_string().contains('\n'));
+        assert_ne!(
+            ExitReason::InternalError {
+                cpu: 0,
+                suberror: 1
+            }
+            .exit_code(),
+            0
+        );
+        assert!(!ExitReason::DeviceError("x".into())
+            .to_string()
+            .contains('\n'));
     }
 }

@@ -20,7 +20,7 @@ pub enum Error {
 /// Maps `mib` MiB of guest RAM and registers every region with `vm`.
 pub fn create_guest_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap, Error> {
     let ranges = arch_memory_regions(mib << 20);
-    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Mmap(mib, e))?;
+    let mem = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| Error::Mmap(mib, e))?;
     for (slot, region) in mem.iter().enumerate() {
         let r = kvm_userspace_memory_region {
             slot: slot as u32,

@@ -61,8 +61,16 @@ impl Vcpu {
         mmio: Arc<Bus>,
         exit: Arc<ExitSignal>,
     ) -> Result<Self, Error> {
-        let fd = vm.create_vcpu(u64::from(index)).map_err(|e| Error::Create(index, e))?;
-        Ok(Self { fd, index, pio, mmio, exit })
+        let fd = vm
+            .create_vcpu(u64::from(index))
+            .map_err(|e| Error::Create(index, e))?;
+        Ok(Self {
+            fd,
+            index,
+            pio,
+            mmio,
+            exit,
+        })
     }
 
     /// Sets CPUID, MSRs, FPU, LAPIC and (for the boot CPU) the entry state.
@@ -76,7 +84,9 @@ impl Vcpu {
         let i = self.index;
         let table = cpuid::filter_cpuid(supported, i, count)
             .map_err(|e| Error::Cpuid(i, CpuidError::Filter(e)))?;
-        self.fd.set_cpuid2(&table).map_err(|e| Error::Cpuid(i, CpuidError::Set(e)))?;
+        self.fd
+            .set_cpuid2(&table)
+            .map_err(|e| Error::Cpuid(i, CpuidError::Set(e)))?;
         msr::setup_msrs(&self.fd).map_err(|e| Error::Msr(i, e))?;
         regs::setup_fpu(&self.fd).map_err(|e| Error::Regs(i, e))?;
         regs::setup_regs(&self.fd, entry.entry.0, entry.mode).map_err(|e| Error::Regs(i, e))?;
@@ -87,7 +97,7 @@ impl Vcpu {
 
     /// Runs the vCPU until the guest stops it or something fails; the
     /// reason is reported to the exit signal and returned.
-    pub fn run(mut self) -> ExitReason {
+    pub fn run(&mut self) -> ExitReason {
         let reason = self.run_loop();
         self.exit.request(reason.clone());
         reason
@@ -99,23 +109,31 @@ impl Vcpu {
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
                     if !self.pio.read(u64::from(port), data) && !QUIET_PORTS.contains(&port) {
-                        crate::logger::guest_event(format_args!("vCPU {cpu}: read of unknown port {port:#x}"));
+                        crate::logger::guest_event(format_args!(
+                            "vCPU {cpu}: read of unknown port {port:#x}"
+                        ));
                     }
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
                     if !self.pio.write(u64::from(port), data) && !QUIET_PORTS.contains(&port) {
-                        crate::logger::guest_event(format_args!("vCPU {cpu}: write to unknown port {port:#x}"));
+                        crate::logger::guest_event(format_args!(
+                            "vCPU {cpu}: write to unknown port {port:#x}"
+                        ));
                     }
                 }
                 Ok(VcpuExit::MmioRead(addr, data)) => {
                     if !self.mmio.read(addr, data) {
                         data.fill(0);
-                        crate::logger::guest_event(format_args!("vCPU {cpu}: read of unknown MMIO {addr:#x}"));
+                        crate::logger::guest_event(format_args!(
+                            "vCPU {cpu}: read of unknown MMIO {addr:#x}"
+                        ));
                     }
                 }
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
                     if !self.mmio.write(addr, data) {
-                        crate::logger::guest_event(format_args!("vCPU {cpu}: write to unknown MMIO {addr:#x}"));
+                        crate::logger::guest_event(format_args!(
+                            "vCPU {cpu}: write to unknown MMIO {addr:#x}"
+                        ));
                     }
                 }
                 Ok(VcpuExit::Hlt) => return ExitReason::Poweroff,
@@ -124,22 +142,34 @@ impl Vcpu {
                     return match kind {
                         kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::Poweroff,
                         kvm_bindings::KVM_SYSTEM_EVENT_RESET => ExitReason::Reset,
-                        k => ExitReason::VcpuError { cpu, what: format!("unhandled system event {k}") },
+                        k => ExitReason::VcpuError {
+                            cpu,
+                            what: format!("unhandled system event {k}"),
+                        },
                     }
                 }
                 Ok(VcpuExit::FailEntry(reason, _)) => return ExitReason::FailEntry { cpu, reason },
                 Ok(VcpuExit::InternalError) => {
                     // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel filled
                     // the `internal` member of the exit union.
-                    let suberror = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    let suberror =
+                        unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
                     return ExitReason::InternalError { cpu, suberror };
                 }
                 Ok(VcpuExit::Intr) => {}
                 Ok(other) => {
-                    return ExitReason::VcpuError { cpu, what: format!("unexpected KVM exit {other:?}") }
+                    return ExitReason::VcpuError {
+                        cpu,
+                        what: format!("unexpected KVM exit {other:?}"),
+                    }
                 }
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
-                Err(e) => return ExitReason::VcpuError { cpu, what: format!("KVM_RUN failed: {e}") },
+                Err(e) => {
+                    return ExitReason::VcpuError {
+                        cpu,
+                        what: format!("KVM_RUN failed: {e}"),
+                    }
+                }
             }
         }
     }

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 /// Fails loudly when KVM is missing: these tests must not skip quietly.
 pub fn require_kvm() {
-    let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm");
     assert!(f.is_ok(), "/dev/kvm is missing or not accessible ({:?}): the real-KVM tests cannot run on this machine", f.err());
 }
 
@@ -19,7 +22,8 @@ pub fn guests() -> &'static Path {
     DIR.get_or_init(|| {
         require_kvm();
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/standin-guests");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("standin-{}", std::process::id()));
+        let out =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("standin-{}", std::process::id()));
         let st = Command::new("sh")
             .arg(src.join("build.sh"))
             .arg(&out)
@@ -81,12 +85,19 @@ pub fn stderr(o: &Output) -> String {
 
 /// FNV-1a, as the stand-in guest computes it.
 pub fn fnv1a(data: &[u8]) -> u32 {
-    data.iter().fold(2166136261u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(16777619))
+    data.iter().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(16777619)
+    })
 }
 
 /// Asserts a clean exit and returns stdout.
 pub fn expect_ok(o: &Output) -> String {
     let out = stdout(o);
-    assert!(o.status.success(), "hull-vmm failed: {:?}\nstdout:\n{out}\nstderr:\n{}", o.status, stderr(o));
+    assert!(
+        o.status.success(),
+        "hull-vmm failed: {:?}\nstdout:\n{out}\nstderr:\n{}",
+        o.status,
+        stderr(o)
+    );
     out
 }

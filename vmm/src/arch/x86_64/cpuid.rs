@@ -118,20 +118,27 @@ mod tests {
     use super::*;
 
     fn leaf(function: u32, index: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 { function, index, ..Default::default() }
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn topology_and_hypervisor_bit() {
-        let sup = CpuId::from_entries(&[leaf(0, 0), leaf(1, 0), leaf(0xb, 0), leaf(0xb, 1)])
-            .unwrap();
+        let sup =
+            CpuId::from_entries(&[leaf(0, 0), leaf(1, 0), leaf(0xb, 0), leaf(0xb, 1)]).unwrap();
         let c = filter_cpuid(&sup, 2, 4).unwrap();
         let s = c.as_slice();
         let l1 = s.iter().find(|e| e.function == 1).unwrap();
         assert_eq!(l1.ebx >> 24, 2);
         assert_eq!((l1.ebx >> 16) & 0xff, 4);
         assert_ne!(l1.ecx & ECX_HYPERVISOR, 0);
-        let core = s.iter().find(|e| e.function == 0xb && e.index == 1).unwrap();
+        let core = s
+            .iter()
+            .find(|e| e.function == 0xb && e.index == 1)
+            .unwrap();
         assert_eq!((core.eax, core.ebx, core.edx), (2, 4, 2));
         assert!(s.iter().any(|e| e.function == KVM_SIGNATURE_LEAF));
     }

@@ -42,7 +42,11 @@ pub const E820_RESERVED: u32 = 2;
 /// EBDA reserved, then RAM from 1 MiB (split around the MMIO hole).
 pub fn e820_map(size: u64) -> Vec<E820Entry> {
     let mut map = vec![
-        E820Entry { addr: 0, size: layout::EBDA_START, kind: E820_RAM },
+        E820Entry {
+            addr: 0,
+            size: layout::EBDA_START,
+            kind: E820_RAM,
+        },
         E820Entry {
             addr: layout::EBDA_START,
             size: LOW_MEM_END - layout::EBDA_START,
@@ -51,10 +55,18 @@ pub fn e820_map(size: u64) -> Vec<E820Entry> {
     ];
     let low_end = size.min(MMIO_GAP_START);
     if low_end > HIMEM_START {
-        map.push(E820Entry { addr: HIMEM_START, size: low_end - HIMEM_START, kind: E820_RAM });
+        map.push(E820Entry {
+            addr: HIMEM_START,
+            size: low_end - HIMEM_START,
+            kind: E820_RAM,
+        });
     }
     if size > MMIO_GAP_START {
-        map.push(E820Entry { addr: MMIO_GAP_END, size: size - MMIO_GAP_START, kind: E820_RAM });
+        map.push(E820Entry {
+            addr: MMIO_GAP_END,
+            size: size - MMIO_GAP_START,
+            kind: E820_RAM,
+        });
     }
     map
 }
@@ -65,7 +77,10 @@ mod tests {
 
     #[test]
     fn regions_split_around_the_mmio_hole() {
-        assert_eq!(arch_memory_regions(128 << 20), vec![(GuestAddress(0), 128 << 20)]);
+        assert_eq!(
+            arch_memory_regions(128 << 20),
+            vec![(GuestAddress(0), 128 << 20)]
+        );
         let r = arch_memory_regions(4 << 30);
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].0, GuestAddress(MMIO_GAP_END));

@@ -99,7 +99,8 @@ pub fn build(cpus: u8, base: u64) -> Result<Vec<u8>, Error> {
 pub fn setup_mptable(mem: &GuestMemoryMmap, cpus: u8) -> Result<(), Error> {
     let bytes = build(cpus, MPTABLE_START)?;
     debug_assert!(MPTABLE_START + bytes.len() as u64 <= LOW_MEM_END);
-    mem.write_slice(&bytes, GuestAddress(MPTABLE_START)).map_err(Error::Memory)
+    mem.write_slice(&bytes, GuestAddress(MPTABLE_START))
+        .map_err(Error::Memory)
 }
 
 #[cfg(test)]
@@ -113,7 +114,11 @@ mod tests {
             assert_eq!(checksum(&t[..16]), 0);
             assert_eq!(checksum(&t[16..]), 0);
             assert!(MPTABLE_START + t.len() as u64 <= LOW_MEM_END);
-            let procs = t[16 + 44..].chunks(20).take(cpus as usize).filter(|c| c[0] == 0).count();
+            let procs = t[16 + 44..]
+                .chunks(20)
+                .take(cpus as usize)
+                .filter(|c| c[0] == 0)
+                .count();
             assert_eq!(procs, cpus as usize);
         }
     }

@@ -56,7 +56,11 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), Error> {
     let list = boot_msrs();
     let entries: Vec<kvm_msr_entry> = list
         .iter()
-        .map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() })
+        .map(|&(index, data)| kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
         .collect();
     let msrs = Msrs::from_entries(&entries).map_err(|_| Error::Build)?;
     let n = vcpu.set_msrs(&msrs).map_err(Error::Set)?;

@@ -61,7 +61,11 @@ pub fn segment_from_gdt(entry: u64, index: u8) -> kvm_segment {
     let present = ((entry >> 47) & 1) as u8;
     kvm_segment {
         base: ((entry >> 16) & 0xff_ffff) | ((entry >> 32) & 0xff00_0000),
-        limit: if g == 1 { (raw_limit << 12) | 0xfff } else { raw_limit },
+        limit: if g == 1 {
+            (raw_limit << 12) | 0xfff
+        } else {
+            raw_limit
+        },
         selector: u16::from(index) * 8,
         type_: ((entry >> 40) & 0xf) as u8,
         present,
@@ -97,7 +101,8 @@ fn gdt_for(mode: BootMode) -> [u64; 4] {
 /// so that a 64-bit guest reaches RAM and the MMIO hole alike.
 pub fn write_page_tables(mem: &GuestMemoryMmap) -> Result<()> {
     let w = |addr: u64, val: u64| {
-        mem.write_obj(val, GuestAddress(addr)).map_err(|e| Error::Memory("page tables", e))
+        mem.write_obj(val, GuestAddress(addr))
+            .map_err(|e| Error::Memory("page tables", e))
     };
     w(PML4_START, PDPTE_START | 0x03)?;
     for i in 0..4u64 {
@@ -108,7 +113,8 @@ pub fn write_page_tables(mem: &GuestMemoryMmap) -> Result<()> {
     for (j, chunk) in pd.chunks_exact_mut(8).enumerate() {
         chunk.copy_from_slice(&(((j as u64) << 21) | 0x83).to_le_bytes());
     }
-    mem.write_slice(&pd, GuestAddress(PDE_START)).map_err(|e| Error::Memory("page tables", e))
+    mem.write_slice(&pd, GuestAddress(PDE_START))
+        .map_err(|e| Error::Memory("page tables", e))
 }
 
 /// Programs segments, descriptor tables and control registers for `mode`.
@@ -119,7 +125,8 @@ pub fn setup_sregs(mem: &GuestMemoryMmap, vcpu: &VcpuFd, mode: BootMode) -> Resu
         mem.write_obj(*e, GuestAddress(BOOT_GDT_START + 8 * i as u64))
             .map_err(|e| Error::Memory("GDT", e))?;
     }
-    mem.write_obj(0u64, GuestAddress(BOOT_IDT_START)).map_err(|e| Error::Memory("IDT", e))?;
+    mem.write_obj(0u64, GuestAddress(BOOT_IDT_START))
+        .map_err(|e| Error::Memory("IDT", e))?;
     sregs.gdt.base = BOOT_GDT_START;
     sregs.gdt.limit = (std::mem::size_of_val(&gdt) - 1) as u16;
     sregs.idt.base = BOOT_IDT_START;
@@ -148,7 +155,8 @@ pub fn setup_sregs(mem: &GuestMemoryMmap, vcpu: &VcpuFd, mode: BootMode) -> Resu
             sregs.efer = 0;
         }
     }
-    vcpu.set_sregs(&sregs).map_err(|e| Error::Kvm("set special", e))
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| Error::Kvm("set special", e))
 }
 
 /// Sets the general registers for entry at `entry`.
@@ -169,12 +177,17 @@ pub fn setup_regs(vcpu: &VcpuFd, entry: u64, mode: BootMode) -> Result<()> {
             ..Default::default()
         },
     };
-    vcpu.set_regs(&regs).map_err(|e| Error::Kvm("set general", e))
+    vcpu.set_regs(&regs)
+        .map_err(|e| Error::Kvm("set general", e))
 }
 
 /// Puts the FPU in its power-on state.
 pub fn setup_fpu(vcpu: &VcpuFd) -> Result<()> {
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
     vcpu.set_fpu(&fpu).map_err(|e| Error::Kvm("set FPU", e))
 }
 
@@ -198,10 +211,19 @@ fn set_lapic_reg(regs: &mut [std::os::raw::c_char; 1024], off: usize, v: u32) {
 pub fn setup_lint(vcpu: &VcpuFd) -> Result<()> {
     let mut lapic = vcpu.get_lapic().map_err(|e| Error::Kvm("get LAPIC", e))?;
     let lvt0 = lapic_reg(&lapic.regs, APIC_LVT0);
-    set_lapic_reg(&mut lapic.regs, APIC_LVT0, (lvt0 & !0x700) | (APIC_MODE_EXTINT << 8));
+    set_lapic_reg(
+        &mut lapic.regs,
+        APIC_LVT0,
+        (lvt0 & !0x700) | (APIC_MODE_EXTINT << 8),
+    );
     let lvt1 = lapic_reg(&lapic.regs, APIC_LVT1);
-    set_lapic_reg(&mut lapic.regs, APIC_LVT1, (lvt1 & !0x700) | (APIC_MODE_NMI << 8));
-    vcpu.set_lapic(&lapic).map_err(|e| Error::Kvm("set LAPIC", e))
+    set_lapic_reg(
+        &mut lapic.regs,
+        APIC_LVT1,
+        (lvt1 & !0x700) | (APIC_MODE_NMI << 8),
+    );
+    vcpu.set_lapic(&lapic)
+        .map_err(|e| Error::Kvm("set LAPIC", e))
 }
 
 #[cfg(test)]
@@ -211,7 +233,10 @@ mod tests {
     #[test]
     fn gdt_entries_decode_to_the_expected_segments() {
         let code = segment_from_gdt(gdt_entry(0xa09b, 0, 0xfffff), 1);
-        assert_eq!((code.l, code.db, code.g, code.present, code.type_), (1, 0, 1, 1, 0xb));
+        assert_eq!(
+            (code.l, code.db, code.g, code.present, code.type_),
+            (1, 0, 1, 1, 0xb)
+        );
         assert_eq!(code.limit, 0xffff_ffff);
         assert_eq!(code.selector, 8);
         let data = segment_from_gdt(gdt_entry(0xc093, 0, 0xfffff), 2);
@@ -222,7 +247,7 @@ mod tests {
 
     #[test]
     fn page_tables_identity_map_4gib() {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         write_page_tables(&mem).unwrap();
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_START)).unwrap();
         assert_eq!(pml4, PDPTE_START | 3);

@@ -20,7 +20,9 @@ pub struct I8042 {
 impl I8042 {
     /// A controller that signals `reset`.
     pub fn new(reset: EventFdTrigger) -> Self {
-        Self { dev: I8042Device::new(reset) }
+        Self {
+            dev: I8042Device::new(reset),
+        }
     }
 }
 

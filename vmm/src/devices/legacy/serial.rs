@@ -21,7 +21,9 @@ pub struct SerialConsole {
 impl SerialConsole {
     /// A UART that raises `irq` and writes what the guest sends to `out`.
     pub fn new(irq: EventFdTrigger, out: Box<dyn Write + Send>) -> Self {
-        Self { uart: Serial::new(irq, out) }
+        Self {
+            uart: Serial::new(irq, out),
+        }
     }
 
     /// Queues host input for the guest to read; returns how much fitted.

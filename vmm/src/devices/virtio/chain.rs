@@ -40,7 +40,11 @@ pub struct Segments {
 
 /// Checks `chain`: every descriptor has direction `writable` and lies in
 /// memory, and the total is at most `max` bytes.
-pub fn segments<M>(chain: DescriptorChain<M>, writable: bool, max: usize) -> Result<Segments, ChainError>
+pub fn segments<M>(
+    chain: DescriptorChain<M>,
+    writable: bool,
+    max: usize,
+) -> Result<Segments, ChainError>
 where
     M: std::ops::Deref + Clone,
     M::Target: GuestMemoryBackend,
@@ -54,9 +58,15 @@ where
             return Err(ChainError::WrongDirection);
         }
         if d.len() > 0 && !mem.check_range(d.addr(), d.len() as usize) {
-            return Err(ChainError::OutOfRange { addr: d.addr().raw_value(), len: d.len() });
+            return Err(ChainError::OutOfRange {
+                addr: d.addr().raw_value(),
+                len: d.len(),
+            });
         }
-        total = total.checked_add(d.len() as usize).filter(|t| *t <= max).ok_or(ChainError::TooLong(max))?;
+        total = total
+            .checked_add(d.len() as usize)
+            .filter(|t| *t <= max)
+            .ok_or(ChainError::TooLong(max))?;
         bufs.push((d.addr(), d.len()));
     }
     if bufs.is_empty() {
@@ -112,27 +122,39 @@ mod tests {
 
     #[test]
     fn direction_range_and_length_checks() {
-        let m = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, 10, 0), d(0x11_0000, 20, 0)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, 10, 0), d(0x11_0000, 20, 0)])
+            .unwrap();
         let s = segments(c, false, 100).unwrap();
         assert_eq!(s.total, 30);
-        m.write_slice(b"0123456789", GuestAddress(0x10_0000)).unwrap();
+        m.write_slice(b"0123456789", GuestAddress(0x10_0000))
+            .unwrap();
         let mut out = [0u8; 12];
         assert_eq!(s.read(&m, &mut out), 12);
         assert_eq!(&out[..10], b"0123456789");
 
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, 10, 0), d(0x11_0000, 20, 2)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, 10, 0), d(0x11_0000, 20, 2)])
+            .unwrap();
         assert_eq!(segments(c, false, 100), Err(ChainError::WrongDirection));
         let q = MockSplitQueue::new(&m, 16);
         let c = q.build_desc_chain(&[d(0x1f_fff0, 0x20, 2)]).unwrap();
-        assert!(matches!(segments(c, true, 100), Err(ChainError::OutOfRange { .. })));
+        assert!(matches!(
+            segments(c, true, 100),
+            Err(ChainError::OutOfRange { .. })
+        ));
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, 60, 2), d(0x11_0000, 60, 2)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, 60, 2), d(0x11_0000, 60, 2)])
+            .unwrap();
         assert_eq!(segments(c, true, 100), Err(ChainError::TooLong(100)));
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, u32::MAX, 2), d(0x11_0000, u32::MAX, 2)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, u32::MAX, 2), d(0x11_0000, u32::MAX, 2)])
+            .unwrap();
         assert!(segments(c, true, usize::MAX).is_err());
     }
 }

@@ -68,7 +68,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
         self.status & status::FEATURES_OK != 0 && self.status & status::DRIVER_OK == 0
     }
 
-    fn with_queue<R>(&self, dev: &mut D, f: impl FnOnce(&mut virtio_queue::Queue) -> R) -> Option<R> {
+    fn with_queue<R>(
+        &self,
+        dev: &mut D,
+        f: impl FnOnce(&mut virtio_queue::Queue) -> R,
+    ) -> Option<R> {
         dev.queues_mut().get_mut(self.queue_sel as usize).map(f)
     }
 
@@ -83,7 +87,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 1 => (dev.avail_features() >> 32) as u32,
                 _ => 0,
             },
-            0x034 => self.with_queue(dev, |q| u32::from(q.max_size())).unwrap_or(0),
+            0x034 => self
+                .with_queue(dev, |q| u32::from(q.max_size()))
+                .unwrap_or(0),
             0x044 => self.with_queue(dev, |q| u32::from(q.ready())).unwrap_or(0),
             0x060 => dev.interrupt().status(),
             0x070 => self.status,
@@ -104,14 +110,22 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
         // Bits can only be added, one step at a time.
         if v & self.status != self.status {
-            guest_event(format_args!("virtio-mmio: status {v:#x} clears bits of {:#x}", self.status));
+            guest_event(format_args!(
+                "virtio-mmio: status {v:#x} clears bits of {:#x}",
+                self.status
+            ));
             return;
         }
         let new = v & !self.status;
         if new & status::FEATURES_OK != 0 {
             let offered = dev.avail_features();
-            if self.driver_features & !offered != 0 || self.driver_features & VIRTIO_F_VERSION_1 == 0 {
-                guest_event(format_args!("virtio-mmio: driver features {:#x} refused", self.driver_features));
+            if self.driver_features & !offered != 0
+                || self.driver_features & VIRTIO_F_VERSION_1 == 0
+            {
+                guest_event(format_args!(
+                    "virtio-mmio: driver features {:#x} refused",
+                    self.driver_features
+                ));
                 // FEATURES_OK stays clear: the driver sees the refusal.
                 self.status = v & !status::FEATURES_OK;
                 return;
@@ -124,7 +138,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 return;
             }
             let mem = self.mem.clone();
-            let bad = dev.queues_mut().iter().position(|q| q.ready() && !q.is_valid(&*mem));
+            let bad = dev
+                .queues_mut()
+                .iter()
+                .position(|q| q.ready() && !q.is_valid(&*mem));
             let result = match bad {
                 Some(i) => Err(super::DeviceError::BadQueue(i)),
                 None => dev.activate(),
@@ -145,8 +162,14 @@ impl<D: VirtioDevice> MmioTransport<D> {
             0x020 => {
                 if self.status & status::FEATURES_OK == 0 {
                     match self.driver_features_sel {
-                        0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v),
-                        1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32),
+                        0 => {
+                            self.driver_features =
+                                (self.driver_features & !0xffff_ffff) | u64::from(v)
+                        }
+                        1 => {
+                            self.driver_features =
+                                (self.driver_features & 0xffff_ffff) | (u64::from(v) << 32)
+                        }
                         _ => {}
                     }
                 }
@@ -163,7 +186,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
             0x070 => self.set_status(dev, v),
             0x038 | 0x044 | 0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 => {
                 if !self.queues_configurable() {
-                    guest_event(format_args!("virtio-mmio: queue register {offset:#x} written in status {:#x}", self.status));
+                    guest_event(format_args!(
+                        "virtio-mmio: queue register {offset:#x} written in status {:#x}",
+                        self.status
+                    ));
                     return;
                 }
                 let done = self.with_queue(dev, |q| match offset {
@@ -193,8 +219,11 @@ impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
             dev.read_config(offset - 0x100, data);
             return;
         }
-        if data.len() != 4 || offset % 4 != 0 {
-            guest_event(format_args!("virtio-mmio: {}-byte read at {offset:#x}", data.len()));
+        if data.len() != 4 || !offset.is_multiple_of(4) {
+            guest_event(format_args!(
+                "virtio-mmio: {}-byte read at {offset:#x}",
+                data.len()
+            ));
             data.fill(0);
             return;
         }
@@ -210,8 +239,11 @@ impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
             self.config_generation = self.config_generation.wrapping_add(1);
             return;
         }
-        if data.len() != 4 || offset % 4 != 0 {
-            guest_event(format_args!("virtio-mmio: {}-byte write at {offset:#x}", data.len()));
+        if data.len() != 4 || !offset.is_multiple_of(4) {
+            guest_event(format_args!(
+                "virtio-mmio: {}-byte write at {offset:#x}",
+                data.len()
+            ));
             return;
         }
         let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
@@ -236,7 +268,8 @@ mod tests {
     }
 
     fn setup() -> (MmioTransport<DummyDevice>, Arc<Mutex<DummyDevice>>) {
-        let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
         let dev = Arc::new(Mutex::new(DummyDevice::new(2)));
         (MmioTransport::new(dev.clone(), mem), dev)
     }
@@ -246,7 +279,11 @@ mod tests {
         w(t, 0x70, status::ACKNOWLEDGE | status::DRIVER);
         w(t, 0x24, 1);
         w(t, 0x20, 1); // VERSION_1
-        w(t, 0x70, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        w(
+            t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
     }
 
     fn setup_queue(t: &mut MmioTransport<DummyDevice>, sel: u32, base: u32) {
@@ -266,7 +303,7 @@ mod tests {
         assert_eq!(r(&mut t, 8), 42);
         w(&mut t, 0x14, 1);
         assert_eq!(r(&mut t, 0x10), 1); // VERSION_1 in the high word
-        // Unaligned and odd-sized accesses read zero and change nothing.
+                                        // Unaligned and odd-sized accesses read zero and change nothing.
         let mut d = [0xaau8; 2];
         t.read(0, &mut d);
         assert_eq!(d, [0, 0]);
@@ -281,7 +318,11 @@ mod tests {
         assert_eq!(r(&mut t, 0x70) & status::FEATURES_OK, status::FEATURES_OK);
         setup_queue(&mut t, 0, 0x1000);
         setup_queue(&mut t, 1, 0x2000);
-        w(&mut t, 0x70, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK);
+        w(
+            &mut t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
         assert!(dev.lock().unwrap().activated);
         assert_eq!(dev.lock().unwrap().acked, VIRTIO_F_VERSION_1);
         // Reset.
@@ -298,7 +339,11 @@ mod tests {
         w(&mut t, 0x20, 1 << 7); // not offered
         w(&mut t, 0x24, 1);
         w(&mut t, 0x20, 1);
-        w(&mut t, 0x70, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        w(
+            &mut t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
         assert_eq!(t.status() & status::FEATURES_OK, 0);
         assert!(!dev.lock().unwrap().activated);
     }
@@ -308,7 +353,11 @@ mod tests {
         let (mut t, dev) = setup();
         negotiate(&mut t);
         setup_queue(&mut t, 0, 0xfff0_0000); // outside guest memory
-        w(&mut t, 0x70, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK);
+        w(
+            &mut t,
+            0x70,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
         assert!(!dev.lock().unwrap().activated);
         assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
     }

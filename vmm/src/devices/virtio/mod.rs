@@ -75,7 +75,10 @@ impl Interrupt {
     /// A new line with its own irqfd.
     pub fn new() -> Result<Arc<Self>, DeviceError> {
         let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-        Ok(Arc::new(Self { status: AtomicU32::new(0), evt }))
+        Ok(Arc::new(Self {
+            status: AtomicU32::new(0),
+            evt,
+        }))
     }
 
     /// Signals that used buffers are available.
@@ -140,7 +143,9 @@ pub trait VirtioDevice: Send {
 /// past its end reads as zero.
 pub fn read_config_bytes(bytes: &[u8], offset: u64, data: &mut [u8]) {
     data.fill(0);
-    let Ok(off) = usize::try_from(offset) else { return };
+    let Ok(off) = usize::try_from(offset) else {
+        return;
+    };
     if off < bytes.len() {
         let n = data.len().min(bytes.len() - off);
         data[..n].copy_from_slice(&bytes[off..off + n]);

@@ -20,7 +20,9 @@ impl DummyDevice {
     pub fn new(nq: usize) -> Self {
         Self {
             queues: (0..nq).map(|_| Queue::new(16).unwrap()).collect(),
-            evts: (0..nq).map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap()).collect(),
+            evts: (0..nq)
+                .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
+                .collect(),
             interrupt: Interrupt::new().unwrap(),
             acked: 0,
             activated: false,

@@ -14,7 +14,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::request::{Op, Request, RequestError};
 use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
-use crate::devices::virtio::{device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use crate::devices::virtio::{
+    device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1,
+};
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
 
@@ -83,7 +85,12 @@ pub struct Block<B: DiskBackend = File> {
 impl Block<File> {
     /// A device on `file` (its size, rounded down to sectors, is the
     /// capacity); `id` is what GET_ID returns (at most 20 bytes).
-    pub fn new(mem: Arc<GuestMemoryMmap>, file: File, read_only: bool, id: &[u8]) -> Result<Self, DeviceError> {
+    pub fn new(
+        mem: Arc<GuestMemoryMmap>,
+        file: File,
+        read_only: bool,
+        id: &[u8],
+    ) -> Result<Self, DeviceError> {
         let size = file.metadata().map_err(DeviceError::Backing)?.len();
         Self::with_backend(mem, file, size, read_only, id)
     }
@@ -91,7 +98,13 @@ impl Block<File> {
 
 impl<B: DiskBackend> Block<B> {
     /// A device on any backend of `size` bytes.
-    pub fn with_backend(mem: Arc<GuestMemoryMmap>, disk: B, size: u64, read_only: bool, id: &[u8]) -> Result<Self, DeviceError> {
+    pub fn with_backend(
+        mem: Arc<GuestMemoryMmap>,
+        disk: B,
+        size: u64,
+        read_only: bool,
+        id: &[u8],
+    ) -> Result<Self, DeviceError> {
         if id.len() > ID_BYTES {
             return Err(DeviceError::IdTooLong);
         }
@@ -171,8 +184,7 @@ impl<B: DiskBackend> Block<B> {
     pub fn process_queue(&mut self) -> usize {
         let mem = self.mem.clone();
         let mut count = 0;
-        loop {
-            let Some(chain) = self.queues[0].pop_descriptor_chain(&*mem) else { break };
+        while let Some(chain) = self.queues[0].pop_descriptor_chain(&*mem) {
             count += 1;
             let head = chain.head_index();
             let used_len = match Request::parse(chain, self.capacity, self.read_only) {
@@ -288,7 +300,9 @@ pub fn read_id(mem: &GuestMemoryMmap, addr: GuestAddress) -> [u8; ID_BYTES] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::block::request::{RequestHeader, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
+    use crate::devices::virtio::block::request::{
+        RequestHeader, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    };
     use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
 
@@ -297,12 +311,19 @@ mod tests {
     impl DiskBackend for MemDisk {
         fn read_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
             let o = offset as usize;
-            buf.copy_from_slice(self.0.get(o..o + buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?);
+            buf.copy_from_slice(
+                self.0
+                    .get(o..o + buf.len())
+                    .ok_or(io::ErrorKind::UnexpectedEof)?,
+            );
             Ok(())
         }
         fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
             let o = offset as usize;
-            self.0.get_mut(o..o + buf.len()).ok_or(io::ErrorKind::UnexpectedEof)?.copy_from_slice(buf);
+            self.0
+                .get_mut(o..o + buf.len())
+                .ok_or(io::ErrorKind::UnexpectedEof)?
+                .copy_from_slice(buf);
             Ok(())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -317,11 +338,17 @@ mod tests {
         RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0))
     }
 
-    fn run(descs: &[RawDescriptor], hdr: RequestHeader, ro: bool) -> (Block<MemDisk>, Arc<GuestMemoryMmap>, u32) {
-        let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+    fn run(
+        descs: &[RawDescriptor],
+        hdr: RequestHeader,
+        ro: bool,
+    ) -> (Block<MemDisk>, Arc<GuestMemoryMmap>, u32) {
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
         mem.write_obj(hdr, GuestAddress(0x10_0000)).unwrap();
         let disk: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
-        let mut blk = Block::with_backend(mem.clone(), MemDisk(disk, false), 8192, ro, b"disk-7").unwrap();
+        let mut blk =
+            Block::with_backend(mem.clone(), MemDisk(disk, false), 8192, ro, b"disk-7").unwrap();
         let vq = MockSplitQueue::new(&*mem, 16);
         vq.build_desc_chain(descs).unwrap();
         blk.queues[0] = vq.create_queue().unwrap();
@@ -337,8 +364,20 @@ mod tests {
 
     #[test]
     fn read_write_and_id_round_trip() {
-        let hdr = RequestHeader { kind: VIRTIO_BLK_T_IN, reserved: 0, sector: 1 };
-        let (blk, mem, used) = run(&[d(0x10_0000, 16, 0), d(0x20_0000, 512, F_WRITE), d(0x30_0000, 1, F_WRITE)], hdr, false);
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_IN,
+            reserved: 0,
+            sector: 1,
+        };
+        let (blk, mem, used) = run(
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 512, F_WRITE),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            hdr,
+            false,
+        );
         assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
         assert_eq!(used, 513);
         let b: u8 = mem.read_obj(GuestAddress(0x20_0000)).unwrap();
@@ -346,37 +385,87 @@ mod tests {
         assert_eq!(blk.metrics.ok, 1);
         assert_ne!(blk.interrupt.status() & 1, 0);
 
-        let hdr = RequestHeader { kind: VIRTIO_BLK_T_OUT, reserved: 0, sector: 2 };
-        let (blk, mem, _) = run(&[d(0x10_0000, 16, 0), d(0x20_0000, 512, 0), d(0x30_0000, 1, F_WRITE)], hdr, false);
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_OUT,
+            reserved: 0,
+            sector: 2,
+        };
+        let (blk, mem, _) = run(
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 512, 0),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            hdr,
+            false,
+        );
         assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
         assert_eq!(&blk.disk.0[1024..1028], &[0, 0, 0, 0]); // guest buffer was zeroes
 
-        let hdr = RequestHeader { kind: VIRTIO_BLK_T_GET_ID, reserved: 0, sector: 0 };
-        let (_, mem, used) = run(&[d(0x10_0000, 16, 0), d(0x20_0000, 20, F_WRITE), d(0x30_0000, 1, F_WRITE)], hdr, false);
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_GET_ID,
+            reserved: 0,
+            sector: 0,
+        };
+        let (_, mem, used) = run(
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 20, F_WRITE),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            hdr,
+            false,
+        );
         assert_eq!(&read_id(&mem, GuestAddress(0x20_0000))[..6], b"disk-7");
         assert_eq!(used, 21);
     }
 
     #[test]
     fn refusals_and_malformed_chains() {
-        let hdr = RequestHeader { kind: VIRTIO_BLK_T_OUT, reserved: 0, sector: 0 };
-        let (blk, mem, used) = run(&[d(0x10_0000, 16, 0), d(0x20_0000, 512, 0), d(0x30_0000, 1, F_WRITE)], hdr, true);
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_OUT,
+            reserved: 0,
+            sector: 0,
+        };
+        let (blk, mem, used) = run(
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 512, 0),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            hdr,
+            true,
+        );
         assert_eq!(status(&mem), VIRTIO_BLK_S_IOERR);
         assert_eq!(used, 1);
         assert_eq!(blk.metrics.failed, 1);
-        let hdr = RequestHeader { kind: 99, reserved: 0, sector: 0 };
+        let hdr = RequestHeader {
+            kind: 99,
+            reserved: 0,
+            sector: 0,
+        };
         let (_, mem, _) = run(&[d(0x10_0000, 16, 0), d(0x30_0000, 1, F_WRITE)], hdr, false);
         assert_eq!(status(&mem), VIRTIO_BLK_S_UNSUPP);
         // Header writable: no status, used length 0, the queue moves on.
-        let hdr = RequestHeader { kind: VIRTIO_BLK_T_IN, reserved: 0, sector: 0 };
-        let (blk, _, used) = run(&[d(0x10_0000, 16, F_WRITE), d(0x30_0000, 1, F_WRITE)], hdr, false);
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_IN,
+            reserved: 0,
+            sector: 0,
+        };
+        let (blk, _, used) = run(
+            &[d(0x10_0000, 16, F_WRITE), d(0x30_0000, 1, F_WRITE)],
+            hdr,
+            false,
+        );
         assert_eq!((used, blk.metrics.malformed), (0, 1));
     }
 
     #[test]
     fn config_space_and_features() {
-        let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap());
-        let blk = Block::with_backend(mem.clone(), MemDisk(vec![], false), 4096, true, b"x").unwrap();
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap());
+        let blk =
+            Block::with_backend(mem.clone(), MemDisk(vec![], false), 4096, true, b"x").unwrap();
         let mut cap = [0u8; 8];
         blk.read_config(0, &mut cap);
         assert_eq!(u64::from_le_bytes(cap), 8);

@@ -124,10 +124,20 @@ pub struct Request {
     pub op: Result<Op, RequestError>,
 }
 
-fn check_range<M: GuestMemoryBackend + ?Sized>(mem: &M, d: &Descriptor) -> Result<(), RequestError> {
-    let err = RequestError::OutOfRange { addr: d.addr().raw_value(), len: d.len() };
+fn check_range<M: GuestMemoryBackend + ?Sized>(
+    mem: &M,
+    d: &Descriptor,
+) -> Result<(), RequestError> {
+    let err = RequestError::OutOfRange {
+        addr: d.addr().raw_value(),
+        len: d.len(),
+    };
     if d.len() == 0 {
-        return if mem.address_in_range(d.addr()) { Ok(()) } else { Err(err) };
+        return if mem.address_in_range(d.addr()) {
+            Ok(())
+        } else {
+            Err(err)
+        };
     }
     if mem.check_range(d.addr(), d.len() as usize) {
         Ok(())
@@ -140,7 +150,11 @@ impl Request {
     /// Parses `chain`. `Err` means no usable status byte (the chain is
     /// returned with nothing written); `Ok` with `op: Err` means the device
     /// answers with an error status.
-    pub fn parse<M>(chain: DescriptorChain<M>, capacity: u64, read_only: bool) -> Result<Request, RequestError>
+    pub fn parse<M>(
+        chain: DescriptorChain<M>,
+        capacity: u64,
+        read_only: bool,
+    ) -> Result<Request, RequestError>
     where
         M: std::ops::Deref + Clone,
         M::Target: GuestMemoryBackend,
@@ -172,12 +186,19 @@ impl Request {
             return Err(RequestError::StatusTooShort);
         }
         check_range(mem, &status_desc)?;
-        let hdr: RequestHeader = mem
-            .read_obj(hdr_desc.addr())
-            .map_err(|_| RequestError::OutOfRange { addr: hdr_desc.addr().raw_value(), len: hdr_desc.len() })?;
+        let hdr: RequestHeader =
+            mem.read_obj(hdr_desc.addr())
+                .map_err(|_| RequestError::OutOfRange {
+                    addr: hdr_desc.addr().raw_value(),
+                    len: hdr_desc.len(),
+                })?;
         let data = &descs[1..descs.len() - 1];
         let op = Self::parse_op(mem, &hdr, data, capacity, read_only);
-        Ok(Request { head, status: status_desc.addr(), op })
+        Ok(Request {
+            head,
+            status: status_desc.addr(),
+            op,
+        })
     }
 
     fn parse_op<M: GuestMemoryBackend + ?Sized>(
@@ -210,15 +231,30 @@ impl Request {
                     total += u64::from(d.len());
                     bufs.push((d.addr(), d.len()));
                 }
-                if total % SECTOR_SIZE != 0 {
+                if !total.is_multiple_of(SECTOR_SIZE) {
                     return Err(RequestError::Unaligned(total));
                 }
                 let count = total / SECTOR_SIZE;
                 match hdr.sector.checked_add(count) {
                     Some(end) if end <= capacity => {}
-                    _ => return Err(RequestError::PastEnd { sector: hdr.sector, count }),
+                    _ => {
+                        return Err(RequestError::PastEnd {
+                            sector: hdr.sector,
+                            count,
+                        })
+                    }
                 }
-                Ok(if write { Op::Write { sector: hdr.sector, bufs } } else { Op::Read { sector: hdr.sector, bufs } })
+                Ok(if write {
+                    Op::Write {
+                        sector: hdr.sector,
+                        bufs,
+                    }
+                } else {
+                    Op::Read {
+                        sector: hdr.sector,
+                        bufs,
+                    }
+                })
             }
             VIRTIO_BLK_T_FLUSH => Ok(Op::Flush),
             VIRTIO_BLK_T_GET_ID => match data {
@@ -241,14 +277,19 @@ mod tests {
     const CAP: u64 = 100;
 
     fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap()
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap()
     }
 
     fn d(addr: u64, len: u32, flags: u16) -> RawDescriptor {
         RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0))
     }
 
-    fn parse_with(m: &GuestMemoryMmap, hdr: RequestHeader, descs: &[RawDescriptor], ro: bool) -> Result<Request, RequestError> {
+    fn parse_with(
+        m: &GuestMemoryMmap,
+        hdr: RequestHeader,
+        descs: &[RawDescriptor],
+        ro: bool,
+    ) -> Result<Request, RequestError> {
         m.write_obj(hdr, GuestAddress(0x10_0000)).unwrap();
         let q = MockSplitQueue::new(m, 16);
         let chain = q.build_desc_chain(descs).unwrap();
@@ -256,20 +297,67 @@ mod tests {
     }
 
     fn hdr(kind: u32, sector: u64) -> RequestHeader {
-        RequestHeader { kind, reserved: 0, sector }
+        RequestHeader {
+            kind,
+            reserved: 0,
+            sector,
+        }
     }
 
     #[test]
     fn valid_read_write_flush_getid() {
         let m = mem();
-        let r = parse_with(&m, hdr(VIRTIO_BLK_T_IN, 3), &[d(0x10_0000, 16, 0), d(0x20_0000, 1024, F_WRITE), d(0x30_0000, 1, F_WRITE)], false).unwrap();
-        assert_eq!(r.op, Ok(Op::Read { sector: 3, bufs: vec![(GuestAddress(0x20_0000), 1024)] }));
+        let r = parse_with(
+            &m,
+            hdr(VIRTIO_BLK_T_IN, 3),
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 1024, F_WRITE),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            r.op,
+            Ok(Op::Read {
+                sector: 3,
+                bufs: vec![(GuestAddress(0x20_0000), 1024)]
+            })
+        );
         assert_eq!(r.status, GuestAddress(0x30_0000));
-        let w = parse_with(&m, hdr(VIRTIO_BLK_T_OUT, 0), &[d(0x10_0000, 16, 0), d(0x20_0000, 512, 0), d(0x21_0000, 512, 0), d(0x30_0000, 1, F_WRITE)], false).unwrap();
+        let w = parse_with(
+            &m,
+            hdr(VIRTIO_BLK_T_OUT, 0),
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 512, 0),
+                d(0x21_0000, 512, 0),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            false,
+        )
+        .unwrap();
         assert!(matches!(w.op, Ok(Op::Write { sector: 0, ref bufs }) if bufs.len() == 2));
-        let f = parse_with(&m, hdr(VIRTIO_BLK_T_FLUSH, 0), &[d(0x10_0000, 16, 0), d(0x30_0000, 1, F_WRITE)], false).unwrap();
+        let f = parse_with(
+            &m,
+            hdr(VIRTIO_BLK_T_FLUSH, 0),
+            &[d(0x10_0000, 16, 0), d(0x30_0000, 1, F_WRITE)],
+            false,
+        )
+        .unwrap();
         assert_eq!(f.op, Ok(Op::Flush));
-        let g = parse_with(&m, hdr(VIRTIO_BLK_T_GET_ID, 0), &[d(0x10_0000, 16, 0), d(0x20_0000, 20, F_WRITE), d(0x30_0000, 1, F_WRITE)], false).unwrap();
+        let g = parse_with(
+            &m,
+            hdr(VIRTIO_BLK_T_GET_ID, 0),
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 20, F_WRITE),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            false,
+        )
+        .unwrap();
         assert_eq!(g.op, Ok(Op::GetId(GuestAddress(0x20_0000), 20)));
     }
 
@@ -277,13 +365,59 @@ mod tests {
     fn malformed_frames_are_errors() {
         let m = mem();
         let h = hdr(VIRTIO_BLK_T_IN, 0);
-        assert_eq!(parse_with(&m, h, &[d(0x10_0000, 16, 0)], false), Err(RequestError::ChainTooShort));
-        assert_eq!(parse_with(&m, h, &[d(0x10_0000, 16, F_WRITE), d(0x30_0000, 1, F_WRITE)], false), Err(RequestError::HeaderWritable));
-        assert_eq!(parse_with(&m, h, &[d(0x10_0000, 8, 0), d(0x30_0000, 1, F_WRITE)], false), Err(RequestError::HeaderTooShort));
-        assert_eq!(parse_with(&m, h, &[d(0x10_0000, 16, 0), d(0x30_0000, 1, 0)], false), Err(RequestError::StatusNotWritable));
-        assert_eq!(parse_with(&m, h, &[d(0x10_0000, 16, 0), d(0x30_0000, 0, F_WRITE)], false), Err(RequestError::StatusTooShort));
-        assert!(matches!(parse_with(&m, h, &[d(0x10_0000, 16, 0), d(0x2000_0000, 1, F_WRITE)], false), Err(RequestError::OutOfRange { .. })));
-        assert!(matches!(parse_with(&m, h, &[d(0xff_fff8, 16, 0), d(0x30_0000, 1, F_WRITE)], false), Err(RequestError::OutOfRange { .. })));
+        assert_eq!(
+            parse_with(&m, h, &[d(0x10_0000, 16, 0)], false),
+            Err(RequestError::ChainTooShort)
+        );
+        assert_eq!(
+            parse_with(
+                &m,
+                h,
+                &[d(0x10_0000, 16, F_WRITE), d(0x30_0000, 1, F_WRITE)],
+                false
+            ),
+            Err(RequestError::HeaderWritable)
+        );
+        assert_eq!(
+            parse_with(
+                &m,
+                h,
+                &[d(0x10_0000, 8, 0), d(0x30_0000, 1, F_WRITE)],
+                false
+            ),
+            Err(RequestError::HeaderTooShort)
+        );
+        assert_eq!(
+            parse_with(&m, h, &[d(0x10_0000, 16, 0), d(0x30_0000, 1, 0)], false),
+            Err(RequestError::StatusNotWritable)
+        );
+        assert_eq!(
+            parse_with(
+                &m,
+                h,
+                &[d(0x10_0000, 16, 0), d(0x30_0000, 0, F_WRITE)],
+                false
+            ),
+            Err(RequestError::StatusTooShort)
+        );
+        assert!(matches!(
+            parse_with(
+                &m,
+                h,
+                &[d(0x10_0000, 16, 0), d(0x2000_0000, 1, F_WRITE)],
+                false
+            ),
+            Err(RequestError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_with(
+                &m,
+                h,
+                &[d(0xff_fff8, 16, 0), d(0x30_0000, 1, F_WRITE)],
+                false
+            ),
+            Err(RequestError::OutOfRange { .. })
+        ));
     }
 
     #[test]
@@ -297,15 +431,75 @@ mod tests {
             v.push(st);
             parse_with(&m, h, &v, ro).unwrap().op
         };
-        assert_eq!(op(hdr(VIRTIO_BLK_T_IN, 0), &[d(0x20_0000, 512, 0)], false), Err(RequestError::WrongDirection));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_OUT, 0), &[d(0x20_0000, 512, F_WRITE)], false), Err(RequestError::WrongDirection));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_IN, 0), &[d(0x20_0000, 100, F_WRITE)], false), Err(RequestError::Unaligned(100)));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_IN, 99), &[d(0x20_0000, 1024, F_WRITE)], false), Err(RequestError::PastEnd { sector: 99, count: 2 }));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_IN, u64::MAX), &[d(0x20_0000, 512, F_WRITE)], false), Err(RequestError::PastEnd { sector: u64::MAX, count: 1 }));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_IN, 0), &[d(0x20_0000, SIZE_MAX + 512, F_WRITE)], false), Err(RequestError::SegmentTooLarge(SIZE_MAX + 512)));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_OUT, 0), &[d(0x20_0000, 512, 0)], true), Err(RequestError::ReadOnly));
-        assert_eq!(op(hdr(VIRTIO_BLK_T_GET_ID, 0), &[], false), Err(RequestError::BadGetId));
-        assert_eq!(op(hdr(77, 0), &[], false), Err(RequestError::Unsupported(77)));
-        assert!(matches!(op(hdr(VIRTIO_BLK_T_IN, 0), &[d(0xfff_0000, 512, F_WRITE)], false), Err(RequestError::OutOfRange { .. })));
+        assert_eq!(
+            op(hdr(VIRTIO_BLK_T_IN, 0), &[d(0x20_0000, 512, 0)], false),
+            Err(RequestError::WrongDirection)
+        );
+        assert_eq!(
+            op(
+                hdr(VIRTIO_BLK_T_OUT, 0),
+                &[d(0x20_0000, 512, F_WRITE)],
+                false
+            ),
+            Err(RequestError::WrongDirection)
+        );
+        assert_eq!(
+            op(
+                hdr(VIRTIO_BLK_T_IN, 0),
+                &[d(0x20_0000, 100, F_WRITE)],
+                false
+            ),
+            Err(RequestError::Unaligned(100))
+        );
+        assert_eq!(
+            op(
+                hdr(VIRTIO_BLK_T_IN, 99),
+                &[d(0x20_0000, 1024, F_WRITE)],
+                false
+            ),
+            Err(RequestError::PastEnd {
+                sector: 99,
+                count: 2
+            })
+        );
+        assert_eq!(
+            op(
+                hdr(VIRTIO_BLK_T_IN, u64::MAX),
+                &[d(0x20_0000, 512, F_WRITE)],
+                false
+            ),
+            Err(RequestError::PastEnd {
+                sector: u64::MAX,
+                count: 1
+            })
+        );
+        assert_eq!(
+            op(
+                hdr(VIRTIO_BLK_T_IN, 0),
+                &[d(0x20_0000, SIZE_MAX + 512, F_WRITE)],
+                false
+            ),
+            Err(RequestError::SegmentTooLarge(SIZE_MAX + 512))
+        );
+        assert_eq!(
+            op(hdr(VIRTIO_BLK_T_OUT, 0), &[d(0x20_0000, 512, 0)], true),
+            Err(RequestError::ReadOnly)
+        );
+        assert_eq!(
+            op(hdr(VIRTIO_BLK_T_GET_ID, 0), &[], false),
+            Err(RequestError::BadGetId)
+        );
+        assert_eq!(
+            op(hdr(77, 0), &[], false),
+            Err(RequestError::Unsupported(77))
+        );
+        assert!(matches!(
+            op(
+                hdr(VIRTIO_BLK_T_IN, 0),
+                &[d(0xfff_0000, 512, F_WRITE)],
+                false
+            ),
+            Err(RequestError::OutOfRange { .. })
+        ));
     }
 }

@@ -12,7 +12,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::packet::{parse_tx, RxChain};
 use super::{tap, MAX_FRAME, QUEUE_SIZE};
-use crate::devices::virtio::{device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use crate::devices::virtio::{
+    device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1,
+};
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
 
@@ -49,7 +51,11 @@ pub struct Net<T: Read + Write + AsRawFd + Send = File> {
 
 impl Net<File> {
     /// A device on the existing tap `tap_name`.
-    pub fn new(mem: Arc<GuestMemoryMmap>, tap_name: &str, mac: Option<[u8; 6]>) -> Result<Self, DeviceError> {
+    pub fn new(
+        mem: Arc<GuestMemoryMmap>,
+        tap_name: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<Self, DeviceError> {
         let tap = tap::open_tap(tap_name).map_err(DeviceError::Tap)?;
         Self::with_tap(mem, tap, mac)
     }
@@ -57,7 +63,11 @@ impl Net<File> {
 
 impl<T: Read + Write + AsRawFd + Send> Net<T> {
     /// A device on any frame-oriented, non-blocking fd.
-    pub fn with_tap(mem: Arc<GuestMemoryMmap>, tap: T, mac: Option<[u8; 6]>) -> Result<Self, DeviceError> {
+    pub fn with_tap(
+        mem: Arc<GuestMemoryMmap>,
+        tap: T,
+        mac: Option<[u8; 6]>,
+    ) -> Result<Self, DeviceError> {
         let mut queues = Vec::new();
         let mut evts = Vec::new();
         for _ in 0..2 {
@@ -162,7 +172,11 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
             return;
         }
         let fd = self.tap.as_raw_fd();
-        let r = if on { ops.add(fd, EventSet::IN) } else { ops.remove(fd) };
+        let r = if on {
+            ops.add(fd, EventSet::IN)
+        } else {
+            ops.remove(fd)
+        };
         match r {
             Ok(()) => self.tap_watched = on,
             Err(e) => crate::logger::warn(format_args!("virtio-net: epoll update failed: {e}")),
@@ -175,7 +189,12 @@ impl<T: Read + Write + AsRawFd + Send> VirtioDevice for Net<T> {
         device_type::NET
     }
     fn avail_features(&self) -> u64 {
-        VIRTIO_F_VERSION_1 | if self.mac.is_some() { VIRTIO_NET_F_MAC } else { 0 }
+        VIRTIO_F_VERSION_1
+            | if self.mac.is_some() {
+                VIRTIO_NET_F_MAC
+            } else {
+                0
+            }
     }
     fn set_acked_features(&mut self, _features: u64) {}
     fn queues_mut(&mut self) -> &mut [Queue] {
@@ -281,12 +300,14 @@ mod tests {
 
     #[test]
     fn frames_cross_in_both_directions() {
-        let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
         let (a, b) = UnixDatagram::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let mut net = Net::with_tap(mem.clone(), Dgram(a), Some([2, 0, 0, 0, 0, 1])).unwrap();
         let txq = MockSplitQueue::create(&*mem, GuestAddress(0x1_0000), 16);
-        mem.write_slice(b"............hello-wire", GuestAddress(0x10_0000)).unwrap();
+        mem.write_slice(b"............hello-wire", GuestAddress(0x10_0000))
+            .unwrap();
         txq.build_desc_chain(&[d(0x10_0000, 22, 0)]).unwrap();
         let rxq = MockSplitQueue::create(&*mem, GuestAddress(0x2_0000), 16);
         rxq.build_desc_chain(&[d(0x20_0000, 100, 2)]).unwrap();
@@ -298,12 +319,17 @@ mod tests {
         let n = b.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello-wire");
         b.send(b"from-wire").unwrap();
-        assert!(!net.process_rx(), "no guest buffers left afterwards");
+        assert!(net.process_rx(), "tap drained: keep watching it");
         let mut got = [0u8; 21];
         mem.read_slice(&mut got, GuestAddress(0x20_0000)).unwrap();
         assert_eq!(&got[12..], b"from-wire");
         assert_eq!(rxq.used().ring().ref_at(0).unwrap().load().len(), 21);
         assert_eq!((net.metrics.tx_frames, net.metrics.rx_frames), (1, 1));
+        // A second frame with no guest buffer left waits, and the tap is
+        // no longer watched until the guest adds buffers.
+        b.send(b"second").unwrap();
+        assert!(!net.process_rx());
+        assert!(net.pending.is_some());
         let mut mac = [0u8; 6];
         net.read_config(0, &mut mac);
         assert_eq!(mac, [2, 0, 0, 0, 0, 1]);

@@ -56,15 +56,24 @@ impl RxChain {
         M: std::ops::Deref + Clone,
         M::Target: GuestMemoryBackend,
     {
-        Ok(RxChain { segs: segments(chain, true, usize::MAX)? })
+        Ok(RxChain {
+            segs: segments(chain, true, usize::MAX)?,
+        })
     }
 
     /// Writes a zeroed header (num_buffers = 1) and `frame`; returns the
     /// used length, or an error when the buffer is too small.
-    pub fn write<M: vm_memory::Bytes<vm_memory::GuestAddress> + ?Sized>(&self, mem: &M, frame: &[u8]) -> Result<u32, FrameError> {
+    pub fn write<M: vm_memory::Bytes<vm_memory::GuestAddress> + ?Sized>(
+        &self,
+        mem: &M,
+        frame: &[u8],
+    ) -> Result<u32, FrameError> {
         let need = NET_HDR_LEN + frame.len();
         if self.segs.total < need {
-            return Err(FrameError::RxTooSmall { have: self.segs.total, need });
+            return Err(FrameError::RxTooSmall {
+                have: self.segs.total,
+                need,
+            });
         }
         let mut bytes = vec![0u8; NET_HDR_LEN];
         bytes[10] = 1; // num_buffers
@@ -86,30 +95,45 @@ mod tests {
 
     #[test]
     fn tx_strips_the_header_and_checks_chains() {
-        let m = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
         m.write_slice(&[0u8; 12], GuestAddress(0x10_0000)).unwrap();
         m.write_slice(b"frame!", GuestAddress(0x20_0000)).unwrap();
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, 12, 0), d(0x20_0000, 6, 0)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, 12, 0), d(0x20_0000, 6, 0)])
+            .unwrap();
         assert_eq!(parse_tx(c).unwrap(), b"frame!");
         let q = MockSplitQueue::new(&m, 16);
         let c = q.build_desc_chain(&[d(0x10_0000, 12, 0)]).unwrap();
         assert_eq!(parse_tx(c), Err(FrameError::TooShort(12)));
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, 12, 0), d(0x20_0000, 6, 2)]).unwrap();
-        assert!(matches!(parse_tx(c), Err(FrameError::Chain(ChainError::WrongDirection))));
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, 12, 0), d(0x20_0000, 6, 2)])
+            .unwrap();
+        assert!(matches!(
+            parse_tx(c),
+            Err(FrameError::Chain(ChainError::WrongDirection))
+        ));
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, 12, 0), d(0x20_0000, 70_000, 0)]).unwrap();
-        assert!(matches!(parse_tx(c), Err(FrameError::Chain(ChainError::TooLong(_)))));
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, 12, 0), d(0x20_0000, 70_000, 0)])
+            .unwrap();
+        assert!(matches!(
+            parse_tx(c),
+            Err(FrameError::Chain(ChainError::TooLong(_)))
+        ));
     }
 
     #[test]
     fn rx_needs_room_for_header_and_frame() {
-        let m = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
         let q = MockSplitQueue::new(&m, 16);
         let c = q.build_desc_chain(&[d(0x10_0000, 20, 2)]).unwrap();
         let rx = RxChain::parse(c).unwrap();
-        assert!(matches!(rx.write(&m, &[1u8; 9]), Err(FrameError::RxTooSmall { have: 20, need: 21 })));
+        assert!(matches!(
+            rx.write(&m, &[1u8; 9]),
+            Err(FrameError::RxTooSmall { have: 20, need: 21 })
+        ));
         assert_eq!(rx.write(&m, &[1u8; 8]).unwrap(), 20);
         let b: u8 = m.read_obj(GuestAddress(0x10_0000 + 10)).unwrap();
         assert_eq!(b, 1);

@@ -65,7 +65,12 @@ pub enum ConnError {
 
 impl Connection {
     /// A connection over `stream` (set non-blocking here).
-    pub fn new(stream: UnixStream, local_port: u32, peer_port: u32, state: State) -> io::Result<Self> {
+    pub fn new(
+        stream: UnixStream,
+        local_port: u32,
+        peer_port: u32,
+        state: State,
+    ) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Ok(Self {
             stream,
@@ -175,7 +180,10 @@ mod tests {
         assert_eq!(&buf, b"ping");
         assert_eq!(c.fwd_cnt, 4);
         let big = vec![0u8; CONN_BUF_ALLOC as usize + 1];
-        assert!(matches!(c.send_to_host(&big), Err(ConnError::CreditOverrun)));
+        assert!(matches!(
+            c.send_to_host(&big),
+            Err(ConnError::CreditOverrun)
+        ));
         assert_eq!(c.wanted_events(), libc::EPOLLIN as u32);
     }
 }

@@ -16,7 +16,9 @@ use vmm_sys_util::eventfd::EventFd;
 use super::connection::{Connection, State};
 use super::packet::*;
 use super::{CONN_BUF_ALLOC, HOST_CID, MAX_CONNECTIONS, MAX_PKT_PAYLOAD, QUEUE_SIZE};
-use crate::devices::virtio::{device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use crate::devices::virtio::{
+    device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1,
+};
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
 
@@ -89,7 +91,9 @@ impl Vsock {
             }
         }
         let listener = UnixListener::bind(uds).map_err(DeviceError::Socket)?;
-        listener.set_nonblocking(true).map_err(DeviceError::Socket)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(DeviceError::Socket)?;
         let mut queues = Vec::new();
         let mut evts = Vec::new();
         for _ in 0..3 {
@@ -143,7 +147,12 @@ impl Vsock {
             self.metrics.rst_sent += 1;
         }
         // Bounded: at most a few control packets per connection or TX chain.
-        self.control.push_back(Control { local_port, peer_port, op, flags });
+        self.control.push_back(Control {
+            local_port,
+            peer_port,
+            op,
+            flags,
+        });
     }
 
     fn remove_conn(&mut self, key: Key, ops: &mut EventOps<'_>) {
@@ -157,7 +166,9 @@ impl Vsock {
     }
 
     fn update_interest(&mut self, key: Key, ops: &mut EventOps<'_>) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         let want = c.wanted_events();
         let fd = c.stream.as_raw_fd();
         let res = match (c.interest, want) {
@@ -185,9 +196,13 @@ impl Vsock {
 
     fn handle_tx_packet(&mut self, pkt: TxPacket, ops: &mut EventOps<'_>) {
         let h = pkt.hdr;
-        let (src_cid, dst_cid, local, peer, op, flags) = (h.src_cid, h.dst_cid, h.dst_port, h.src_port, h.op, h.flags);
+        let (src_cid, dst_cid, local, peer, op, flags) =
+            (h.src_cid, h.dst_cid, h.dst_port, h.src_port, h.op, h.flags);
         if src_cid != self.cid {
-            guest_event(format_args!("vsock: packet from CID {src_cid} (ours is {})", self.cid));
+            guest_event(format_args!(
+                "vsock: packet from CID {src_cid} (ours is {})",
+                self.cid
+            ));
             return;
         }
         if dst_cid != HOST_CID || h.type_ != TYPE_STREAM {
@@ -267,13 +282,21 @@ impl Vsock {
         }
     }
 
-    fn guest_connect(&mut self, local: u32, peer: u32, buf_alloc: u32, fwd_cnt: u32, ops: &mut EventOps<'_>) {
+    fn guest_connect(
+        &mut self,
+        local: u32,
+        peer: u32,
+        buf_alloc: u32,
+        fwd_cnt: u32,
+        ops: &mut EventOps<'_>,
+    ) {
         if self.conns.len() + self.pending.len() >= MAX_CONNECTIONS {
             self.push_control(local, peer, OP_RST, 0);
             return;
         }
         let path = format!("{}_{local}", self.uds.display());
-        let conn = UnixStream::connect(&path).and_then(|s| Connection::new(s, local, peer, State::Established));
+        let conn = UnixStream::connect(&path)
+            .and_then(|s| Connection::new(s, local, peer, State::Established));
         match conn {
             Ok(mut c) => {
                 c.update_peer_credit(buf_alloc, fwd_cnt);
@@ -327,11 +350,17 @@ impl Vsock {
         let mut used = false;
         loop {
             let ctrl = self.control.front().copied();
-            let conn = if ctrl.is_none() { self.ready_conn() } else { None };
+            let conn = if ctrl.is_none() {
+                self.ready_conn()
+            } else {
+                None
+            };
             if ctrl.is_none() && conn.is_none() {
                 break;
             }
-            let Some(chain) = self.queues[RXQ].pop_descriptor_chain(&*mem) else { break };
+            let Some(chain) = self.queues[RXQ].pop_descriptor_chain(&*mem) else {
+                break;
+            };
             let head = chain.head_index();
             let rx = match RxBuffer::parse(chain) {
                 Ok(rx) => rx,
@@ -358,7 +387,12 @@ impl Vsock {
                 let key = conn.expect("checked");
                 match self.read_host(key, rx.payload_room(), ops) {
                     Some((op, flags, data)) => {
-                        let c = Control { local_port: key.0, peer_port: key.1, op, flags };
+                        let c = Control {
+                            local_port: key.0,
+                            peer_port: key.1,
+                            op,
+                            flags,
+                        };
                         let hdr = self.header(&c);
                         if let Some(conn) = self.conns.get_mut(&key) {
                             conn.fwd_cnt_sent = conn.fwd_cnt;
@@ -387,7 +421,12 @@ impl Vsock {
 
     /// Reads host data for connection `key`: a packet to send (op, flags,
     /// payload), or None when the socket has nothing after all.
-    fn read_host(&mut self, key: Key, room: usize, ops: &mut EventOps<'_>) -> Option<(u16, u32, Vec<u8>)> {
+    fn read_host(
+        &mut self,
+        key: Key,
+        room: usize,
+        ops: &mut EventOps<'_>,
+    ) -> Option<(u16, u32, Vec<u8>)> {
         let c = self.conns.get_mut(&key)?;
         let max = room.min(c.peer_credit() as usize).min(MAX_PKT_PAYLOAD);
         if !c.to_guest.is_empty() {
@@ -425,12 +464,20 @@ impl Vsock {
         loop {
             match self.listener.accept() {
                 Ok((s, _)) => {
-                    if self.conns.len() + self.pending.len() >= MAX_CONNECTIONS || s.set_nonblocking(true).is_err() {
+                    if self.conns.len() + self.pending.len() >= MAX_CONNECTIONS
+                        || s.set_nonblocking(true).is_err()
+                    {
                         continue;
                     }
                     let fd = s.as_raw_fd();
                     if ops.add(fd, EventSet::IN).is_ok() {
-                        self.pending.insert(fd, Pending { stream: s, line: Vec::new() });
+                        self.pending.insert(
+                            fd,
+                            Pending {
+                                stream: s,
+                                line: Vec::new(),
+                            },
+                        );
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -440,7 +487,9 @@ impl Vsock {
     }
 
     fn pending_readable(&mut self, fd: RawFd, ops: &mut EventOps<'_>) {
-        let Some(p) = self.pending.get_mut(&fd) else { return };
+        let Some(p) = self.pending.get_mut(&fd) else {
+            return;
+        };
         let mut buf = [0u8; MAX_CONNECT_LINE];
         let n = match p.stream.read(&mut buf) {
             Ok(0) | Err(_) => {
@@ -470,7 +519,9 @@ impl Vsock {
             return;
         };
         let local = self.alloc_port();
-        let Ok(mut c) = Connection::new(p.stream, local, peer, State::Connecting) else { return };
+        let Ok(mut c) = Connection::new(p.stream, local, peer, State::Connecting) else {
+            return;
+        };
         c.to_guest = rest;
         self.by_fd.insert(c.stream.as_raw_fd(), (local, peer));
         self.conns.insert((local, peer), c);
@@ -479,10 +530,15 @@ impl Vsock {
     }
 
     fn conn_event(&mut self, key: Key, events: EventSet, ops: &mut EventOps<'_>) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         if events.intersects(EventSet::OUT) {
             if let Err(e) = c.flush_to_host() {
-                guest_event(format_args!("vsock: host socket of {}:{}: {e}", key.0, key.1));
+                guest_event(format_args!(
+                    "vsock: host socket of {}:{}: {e}",
+                    key.0, key.1
+                ));
                 self.push_control(key.0, key.1, OP_RST, 0);
                 self.remove_conn(key, ops);
                 return;
@@ -492,7 +548,9 @@ impl Vsock {
             }
         }
         let c = self.conns.get_mut(&key).expect("present");
-        if events.intersects(EventSet::IN | EventSet::HANG_UP | EventSet::ERROR | EventSet::READ_HANG_UP) {
+        if events
+            .intersects(EventSet::IN | EventSet::HANG_UP | EventSet::ERROR | EventSet::READ_HANG_UP)
+        {
             c.rx_ready = true;
         }
         self.update_interest(key, ops);

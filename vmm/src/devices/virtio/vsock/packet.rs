@@ -118,7 +118,10 @@ impl TxPacket {
         if segs.read(mem, &mut all) != all.len() {
             return Err(PacketError::LenMismatch(len));
         }
-        Ok(TxPacket { hdr, data: all.split_off(HDR_LEN) })
+        Ok(TxPacket {
+            hdr,
+            data: all.split_off(HDR_LEN),
+        })
     }
 }
 
@@ -147,7 +150,12 @@ impl RxBuffer {
     }
 
     /// Writes `hdr` (with `len` set) and `data`; returns the used length.
-    pub fn write<M: vm_memory::Bytes<vm_memory::GuestAddress> + ?Sized>(&self, mem: &M, mut hdr: Header, data: &[u8]) -> u32 {
+    pub fn write<M: vm_memory::Bytes<vm_memory::GuestAddress> + ?Sized>(
+        &self,
+        mem: &M,
+        mut hdr: Header,
+        data: &[u8],
+    ) -> u32 {
         let data = &data[..data.len().min(self.payload_room())];
         hdr.len = data.len() as u32;
         let mut bytes = Vec::with_capacity(HDR_LEN + data.len());
@@ -169,11 +177,20 @@ mod tests {
     }
 
     fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap()
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap()
     }
 
     fn hdr(len: u32) -> Header {
-        Header { src_cid: 3, dst_cid: 2, src_port: 10, dst_port: 1024, len, type_: TYPE_STREAM, op: OP_RW, ..Default::default() }
+        Header {
+            src_cid: 3,
+            dst_cid: 2,
+            src_port: 10,
+            dst_port: 1024,
+            len,
+            type_: TYPE_STREAM,
+            op: OP_RW,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -182,7 +199,9 @@ mod tests {
         m.write_obj(hdr(5), GuestAddress(0x10_0000)).unwrap();
         m.write_slice(b"hello", GuestAddress(0x20_0000)).unwrap();
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, HDR_LEN as u32, 0), d(0x20_0000, 5, 0)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, HDR_LEN as u32, 0), d(0x20_0000, 5, 0)])
+            .unwrap();
         let p = TxPacket::parse(c).unwrap();
         assert_eq!(p.data, b"hello");
         assert_eq!({ p.hdr.dst_port }, 1024);
@@ -193,28 +212,44 @@ mod tests {
         let m = mem();
         m.write_obj(hdr(100), GuestAddress(0x10_0000)).unwrap();
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, HDR_LEN as u32 + 10, 0)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, HDR_LEN as u32 + 10, 0)])
+            .unwrap();
         assert_eq!(TxPacket::parse(c), Err(PacketError::LenMismatch(100)));
         let q = MockSplitQueue::new(&m, 16);
         let c = q.build_desc_chain(&[d(0x10_0000, 20, 0)]).unwrap();
         assert_eq!(TxPacket::parse(c), Err(PacketError::TooShort));
         m.write_obj(hdr(u32::MAX), GuestAddress(0x10_0000)).unwrap();
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, HDR_LEN as u32, 0)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, HDR_LEN as u32, 0)])
+            .unwrap();
         assert_eq!(TxPacket::parse(c), Err(PacketError::TooLarge(u32::MAX)));
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, HDR_LEN as u32, 2)]).unwrap();
-        assert!(matches!(TxPacket::parse(c), Err(PacketError::Chain(ChainError::WrongDirection))));
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, HDR_LEN as u32, 2)])
+            .unwrap();
+        assert!(matches!(
+            TxPacket::parse(c),
+            Err(PacketError::Chain(ChainError::WrongDirection))
+        ));
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x3f_fff0, HDR_LEN as u32, 0)]).unwrap();
-        assert!(matches!(TxPacket::parse(c), Err(PacketError::Chain(ChainError::OutOfRange { .. }))));
+        let c = q
+            .build_desc_chain(&[d(0x3f_fff0, HDR_LEN as u32, 0)])
+            .unwrap();
+        assert!(matches!(
+            TxPacket::parse(c),
+            Err(PacketError::Chain(ChainError::OutOfRange { .. }))
+        ));
     }
 
     #[test]
     fn rx_write_truncates_to_room() {
         let m = mem();
         let q = MockSplitQueue::new(&m, 16);
-        let c = q.build_desc_chain(&[d(0x10_0000, HDR_LEN as u32 + 3, 2)]).unwrap();
+        let c = q
+            .build_desc_chain(&[d(0x10_0000, HDR_LEN as u32 + 3, 2)])
+            .unwrap();
         let rx = RxBuffer::parse(c).unwrap();
         assert_eq!(rx.payload_room(), 3);
         assert_eq!(rx.write(&m, hdr(0), b"abcdef"), HDR_LEN as u32 + 3);
@@ -222,6 +257,9 @@ mod tests {
         assert_eq!({ h.len }, 3);
         let q = MockSplitQueue::new(&m, 16);
         let c = q.build_desc_chain(&[d(0x10_0000, 10, 2)]).unwrap();
-        assert!(matches!(RxBuffer::parse(c), Err(PacketError::RxTooSmall(10))));
+        assert!(matches!(
+            RxBuffer::parse(c),
+            Err(PacketError::RxTooSmall(10))
+        ));
     }
 }
