@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds a hull kernel from Debian's linux-source-6.1 and caches it by content.
 #
-#   kernel-config/build.sh [guest]   -> prints the directory holding vmlinux, bzImage, config
+#   kernel-config/build.sh [guest|testhost]   -> prints the directory holding vmlinux, bzImage, config
+#
+# guest: the microVM guest kernel. testhost: the guest config plus KVM/KVM_AMD,
+# for the nested AMD-V test host (a QEMU TCG VM) that tests hull-vmm.
 #
 # The cache key hashes the config fragments, this script and the exact
 # linux-source package version, so a second run with nothing changed is a
@@ -15,7 +18,8 @@ jobs=${HULL_KERNEL_JOBS:-$(nproc)}
 
 case "$flavor" in
   guest) fragments=("$here/guest.config") ;;
-  *) echo "build.sh: unknown kernel flavor '$flavor' (known: guest)" >&2; exit 2 ;;
+  testhost) fragments=("$here/guest.config" "$here/testhost.config") ;;
+  *) echo "build.sh: unknown kernel flavor '$flavor' (known: guest, testhost)" >&2; exit 2 ;;
 esac
 
 log() { echo "kernel-config: $*" >&2; }

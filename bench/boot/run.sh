@@ -52,7 +52,7 @@ measure hull "$hull" run --rm hull-demo/busybox true
 measure bare bare_boot
 
 stat_of() { # file -> "median min max"
-  awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%d %d %d", m, a[1], a[NR]}' "$1"
+  awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%d %d %d\n", m, a[1], a[NR]}' "$1"
 }
 read -r hm hmin hmax < <(stat_of "$work/hull.times")
 read -r bm bmin bmax < <(stat_of "$work/bare.times")

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hull_protocol::{
-    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, Reply, Request, PROTOCOL_VERSION,
+    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, Reply, Request,
+    PROTOCOL_VERSION,
 };
 
 use crate::container;
@@ -35,7 +36,12 @@ struct State {
 
 impl Agent {
     pub fn new(wire: Wire, reaper: Arc<Reaper>) -> Arc<Self> {
-        Arc::new(Self { wire: Arc::new(wire), streams: Streams::default(), reaper, state: Mutex::default() })
+        Arc::new(Self {
+            wire: Arc::new(wire),
+            streams: Streams::default(),
+            reaper,
+            state: Mutex::default(),
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -45,7 +51,10 @@ impl Agent {
     pub fn claim_container(&self) -> Result<(), AgentError> {
         let mut state = self.state();
         if state.container_created {
-            return Err(AgentError::new(ErrorKind::InvalidRequest, "this VM already runs a container"));
+            return Err(AgentError::new(
+                ErrorKind::InvalidRequest,
+                "this VM already runs a container",
+            ));
         }
         state.container_created = true;
         Ok(())
@@ -82,13 +91,16 @@ impl Agent {
                 Err(e) => return Err(e),
             };
             decoder.feed(&buf[..n]);
-            while let Some(frame) =
-                decoder.next_frame().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            while let Some(frame) = decoder
+                .next_frame()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
             {
                 match frame.kind {
-                    FrameKind::Control => self.on_control(ControlMessage::from_frame(&frame).map_err(
-                        |e| io::Error::new(io::ErrorKind::InvalidData, container::error_chain(&e)),
-                    )?)?,
+                    FrameKind::Control => {
+                        self.on_control(ControlMessage::from_frame(&frame).map_err(|e| {
+                            io::Error::new(io::ErrorKind::InvalidData, container::error_chain(&e))
+                        })?)?
+                    }
                     FrameKind::Data => self.streams.deliver(frame.stream, frame.payload),
                     FrameKind::Eof => self.streams.close_input(frame.stream),
                     FrameKind::Window => {
@@ -103,10 +115,12 @@ impl Agent {
 
     fn on_control(self: &Arc<Self>, message: ControlMessage) -> io::Result<()> {
         match message {
-            ControlMessage::Hello { version, .. } if version != PROTOCOL_VERSION => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("host speaks protocol {version}, agent speaks {PROTOCOL_VERSION}"),
-            )),
+            ControlMessage::Hello { version, .. } if version != PROTOCOL_VERSION => {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("host speaks protocol {version}, agent speaks {PROTOCOL_VERSION}"),
+                ))
+            }
             ControlMessage::Hello { .. } => Ok(()),
             ControlMessage::Request { id, request } => {
                 // Requests may block (mounts, exec); the reader must not.
@@ -114,16 +128,19 @@ impl Agent {
                 std::thread::spawn(move || {
                     let shutdown = matches!(request, Request::Shutdown);
                     let result = agent.handle(request);
-                    let _ = agent.wire.send_message(&ControlMessage::Response { id, result });
+                    let _ = agent
+                        .wire
+                        .send_message(&ControlMessage::Response { id, result });
                     if shutdown {
                         sys::power_off();
                     }
                 });
                 Ok(())
             }
-            ControlMessage::Response { .. } | ControlMessage::Event { .. } => {
-                Err(io::Error::new(io::ErrorKind::InvalidData, "host sent an agent-only message"))
-            }
+            ControlMessage::Response { .. } | ControlMessage::Event { .. } => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "host sent an agent-only message",
+            )),
         }
     }
 
@@ -141,11 +158,16 @@ impl Agent {
     fn signal(&self, process: &str, signal: i32) -> Result<Reply, AgentError> {
         let pid = match &self.state().main {
             Some((id, pid)) if id == process => *pid,
-            _ => return Err(AgentError::new(ErrorKind::InvalidRequest, format!("no running process {process:?}"))),
+            _ => {
+                return Err(AgentError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("no running process {process:?}"),
+                ))
+            }
         };
-        sys::kill(pid, signal)
-            .map(|_| Reply::Done)
-            .map_err(|e| AgentError::new(ErrorKind::InvalidRequest, format!("signal {signal}: {e}")))
+        sys::kill(pid, signal).map(|_| Reply::Done).map_err(|e| {
+            AgentError::new(ErrorKind::InvalidRequest, format!("signal {signal}: {e}"))
+        })
     }
 
     /// Kills the container (its PID namespace dies with its init).

@@ -20,13 +20,31 @@ pub fn setup_system() -> io::Result<()> {
         .map_err(|e| context(e, "mount /proc"))?;
     sys::mount("sysfs", Path::new("/sys"), "sysfs", nosuid_nodev_noexec, "")
         .map_err(|e| context(e, "mount /sys"))?;
-    sys::mount("devtmpfs", Path::new("/dev"), "devtmpfs", libc::MS_NOSUID, "mode=0755")
-        .map_err(|e| context(e, "mount /dev"))?;
-    sys::mount("tmpfs", Path::new("/run"), "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=0755")
-        .map_err(|e| context(e, "mount /run"))?;
+    sys::mount(
+        "devtmpfs",
+        Path::new("/dev"),
+        "devtmpfs",
+        libc::MS_NOSUID,
+        "mode=0755",
+    )
+    .map_err(|e| context(e, "mount /dev"))?;
+    sys::mount(
+        "tmpfs",
+        Path::new("/run"),
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=0755",
+    )
+    .map_err(|e| context(e, "mount /run"))?;
     fs::create_dir_all("/sys/fs/cgroup")?;
-    sys::mount("cgroup2", Path::new("/sys/fs/cgroup"), "cgroup2", nosuid_nodev_noexec, "")
-        .map_err(|e| context(e, "mount /sys/fs/cgroup"))?;
+    sys::mount(
+        "cgroup2",
+        Path::new("/sys/fs/cgroup"),
+        "cgroup2",
+        nosuid_nodev_noexec,
+        "",
+    )
+    .map_err(|e| context(e, "mount /sys/fs/cgroup"))?;
     Ok(())
 }
 
@@ -35,7 +53,8 @@ pub fn setup_system() -> io::Result<()> {
 fn switch_to_tmpfs_root() -> io::Result<()> {
     let new_root = Path::new("/newroot");
     fs::create_dir_all(new_root)?;
-    sys::mount("tmpfs", new_root, "tmpfs", 0, "mode=0755").map_err(|e| context(e, "mount tmpfs root"))?;
+    sys::mount("tmpfs", new_root, "tmpfs", 0, "mode=0755")
+        .map_err(|e| context(e, "mount tmpfs root"))?;
     // The running image stays mapped; the file only costs memory.
     let _ = fs::remove_file("/init");
     std::env::set_current_dir(new_root)?;
@@ -68,7 +87,10 @@ mod tests {
     #[test]
     fn finds_cmdline_values() {
         let cmdline = "console=ttyS0 hull.channel=vsock quiet root=/dev/vda hull.x=";
-        assert_eq!(cmdline_value(cmdline, "hull.channel").as_deref(), Some("vsock"));
+        assert_eq!(
+            cmdline_value(cmdline, "hull.channel").as_deref(),
+            Some("vsock")
+        );
         assert_eq!(cmdline_value(cmdline, "hull.x").as_deref(), Some(""));
         assert_eq!(cmdline_value(cmdline, "quiet"), None);
         assert_eq!(cmdline_value(cmdline, "hull"), None);

@@ -48,7 +48,10 @@ pub fn open(kind: ChannelKind) -> io::Result<File> {
         match attempt {
             Ok(file) => return Ok(file),
             Err(err) if Instant::now() >= deadline => {
-                return Err(io::Error::new(err.kind(), format!("agent channel ({kind:?}): {err}")))
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("agent channel ({kind:?}): {err}"),
+                ))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
@@ -68,7 +71,10 @@ fn find_serial_port() -> io::Result<PathBuf> {
             return Ok(PathBuf::from("/dev").join(entry.file_name()));
         }
     }
-    Err(io::Error::new(io::ErrorKind::NotFound, format!("no virtio port named {AGENT_SERIAL_PORT_NAME}")))
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no virtio port named {AGENT_SERIAL_PORT_NAME}"),
+    ))
 }
 
 #[cfg(test)]
@@ -77,8 +83,14 @@ mod tests {
 
     #[test]
     fn channel_kind_parses() {
-        assert_eq!(ChannelKind::from_cmdline(None).unwrap(), ChannelKind::Serial);
-        assert_eq!(ChannelKind::from_cmdline(Some("vsock")).unwrap(), ChannelKind::Vsock);
+        assert_eq!(
+            ChannelKind::from_cmdline(None).unwrap(),
+            ChannelKind::Serial
+        );
+        assert_eq!(
+            ChannelKind::from_cmdline(Some("vsock")).unwrap(),
+            ChannelKind::Vsock
+        );
         assert!(ChannelKind::from_cmdline(Some("carrier-pigeon")).is_err());
     }
 }

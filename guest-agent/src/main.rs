@@ -51,8 +51,12 @@ fn run() -> io::Result<()> {
         boot::setup_system()?;
     }
     let cmdline = boot::read_cmdline();
-    DEBUG.store(boot::cmdline_value(&cmdline, "hull.debug").as_deref() == Some("1"), Ordering::Relaxed);
-    let kind = ChannelKind::from_cmdline(boot::cmdline_value(&cmdline, CHANNEL_CMDLINE_KEY).as_deref())?;
+    DEBUG.store(
+        boot::cmdline_value(&cmdline, "hull.debug").as_deref() == Some("1"),
+        Ordering::Relaxed,
+    );
+    let kind =
+        ChannelKind::from_cmdline(boot::cmdline_value(&cmdline, CHANNEL_CMDLINE_KEY).as_deref())?;
     let reaper = process::Reaper::start();
     let channel = channel::open(kind)?;
     let reader = channel.try_clone()?;

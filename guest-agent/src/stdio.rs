@@ -11,11 +11,18 @@ use hull_protocol::{frame::MAX_DATA_CHUNK, Credit, Frame, StreamId};
 use crate::wire::Wire;
 
 /// Copies a process's output pipe to `stream` until EOF, then sends Eof.
-pub fn pump_output(mut pipe: File, stream: StreamId, credit: Arc<Credit>, wire: Arc<Wire>) -> JoinHandle<()> {
+pub fn pump_output(
+    mut pipe: File,
+    stream: StreamId,
+    credit: Arc<Credit>,
+    wire: Arc<Wire>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; MAX_DATA_CHUNK];
         loop {
-            let Some(allowed) = credit.take(MAX_DATA_CHUNK) else { return };
+            let Some(allowed) = credit.take(MAX_DATA_CHUNK) else {
+                return;
+            };
             let n = match pipe.read(&mut buf[..allowed]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {

@@ -32,11 +32,23 @@ pub fn mount(
     let target = cstring(target)?;
     let fstype = CString::new(fstype)?;
     let data = CString::new(data)?;
-    let opt = |s: &CString| if s.as_bytes().is_empty() { std::ptr::null() } else { s.as_ptr() };
+    let opt = |s: &CString| {
+        if s.as_bytes().is_empty() {
+            std::ptr::null()
+        } else {
+            s.as_ptr()
+        }
+    };
     // SAFETY: every pointer is either null or a NUL-terminated string that
     // outlives the call.
     check(unsafe {
-        libc::mount(opt(&source), target.as_ptr(), opt(&fstype), flags, opt(&data).cast())
+        libc::mount(
+            opt(&source),
+            target.as_ptr(),
+            opt(&fstype),
+            flags,
+            opt(&data).cast(),
+        )
     })
     .map(drop)
 }
@@ -47,7 +59,13 @@ pub fn move_mount(source: &Path, target: &Path) -> io::Result<()> {
     let target = cstring(target)?;
     // SAFETY: both paths are NUL-terminated and outlive the call.
     check(unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null())
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        )
     })
     .map(drop)
 }
@@ -63,7 +81,11 @@ pub fn mknod_char(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<
     let path = cstring(path)?;
     // SAFETY: the path is NUL-terminated and outlives the call.
     check(unsafe {
-        libc::mknod(path.as_ptr(), libc::S_IFCHR | mode, libc::makedev(major, minor))
+        libc::mknod(
+            path.as_ptr(),
+            libc::S_IFCHR | mode,
+            libc::makedev(major, minor),
+        )
     })
     .map(drop)
 }
@@ -130,7 +152,8 @@ pub fn power_off() -> ! {
 /// A connected AF_VSOCK stream socket to `cid:port`.
 pub fn vsock_connect(cid: u32, port: u32) -> io::Result<OwnedFd> {
     // SAFETY: socket has no memory-safety preconditions.
-    let fd = check(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        check(unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: socket succeeded, so `fd` is open and ours alone.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: sockaddr_vm is plain data for which all-zero is valid.
@@ -194,7 +217,11 @@ pub unsafe fn clone_into_namespaces() -> io::Result<i32> {
     // and no CLONE_VM the child gets a copy of our memory, like fork. The
     // caller upholds the post-fork rules.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -209,7 +236,9 @@ pub mod child {
     use super::*;
 
     fn errno() -> i32 {
-        io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
     }
 
     fn ok(ret: libc::c_int) -> Result<(), i32> {
@@ -292,7 +321,11 @@ pub mod child {
         // SAFETY: the pointer and length describe `groups`; the other calls
         // take plain integers.
         unsafe {
-            ok_long(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()))?;
+            ok_long(libc::syscall(
+                libc::SYS_setgroups,
+                groups.len(),
+                groups.as_ptr(),
+            ))?;
             ok_long(libc::syscall(libc::SYS_setresgid, gid, gid, gid))?;
             ok_long(libc::syscall(libc::SYS_setresuid, uid, uid, uid))
         }

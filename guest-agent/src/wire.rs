@@ -15,7 +15,9 @@ pub struct Wire {
 
 impl Wire {
     pub fn new(out: File) -> Self {
-        Self { out: Mutex::new(out) }
+        Self {
+            out: Mutex::new(out),
+        }
     }
 
     pub fn send(&self, frame: &Frame) -> io::Result<()> {

@@ -36,7 +36,10 @@ impl Default for Credit {
 impl Credit {
     pub fn new(initial: u32) -> Self {
         Self {
-            state: Mutex::new(CreditState { available: initial.into(), closed: false }),
+            state: Mutex::new(CreditState {
+                available: initial.into(),
+                closed: false,
+            }),
             changed: Condvar::new(),
         }
     }
@@ -83,7 +86,9 @@ impl Credit {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CreditState> {
         // Credit state stays consistent even if a holder panicked.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -83,22 +83,38 @@ pub struct Frame {
 impl Frame {
     /// A control frame holding `json`.
     pub fn control(json: Vec<u8>) -> Self {
-        Self { stream: CONTROL_STREAM, kind: FrameKind::Control, payload: json }
+        Self {
+            stream: CONTROL_STREAM,
+            kind: FrameKind::Control,
+            payload: json,
+        }
     }
 
     /// A data frame; callers cut data to [`MAX_DATA_CHUNK`].
     pub fn data(stream: StreamId, bytes: Vec<u8>) -> Self {
-        Self { stream, kind: FrameKind::Data, payload: bytes }
+        Self {
+            stream,
+            kind: FrameKind::Data,
+            payload: bytes,
+        }
     }
 
     /// End of a stream.
     pub fn eof(stream: StreamId) -> Self {
-        Self { stream, kind: FrameKind::Eof, payload: Vec::new() }
+        Self {
+            stream,
+            kind: FrameKind::Eof,
+            payload: Vec::new(),
+        }
     }
 
     /// Grants the peer `credit` more bytes on `stream`.
     pub fn window(stream: StreamId, credit: u32) -> Self {
-        Self { stream, kind: FrameKind::Window, payload: credit.to_le_bytes().to_vec() }
+        Self {
+            stream,
+            kind: FrameKind::Window,
+            payload: credit.to_le_bytes().to_vec(),
+        }
     }
 
     /// The credit carried by a window frame.
@@ -142,7 +158,10 @@ impl Frame {
             }
             _ => return Ok(()),
         }
-        Err(FrameError::WrongStream { kind: self.kind, stream: self.stream })
+        Err(FrameError::WrongStream {
+            kind: self.kind,
+            stream: self.stream,
+        })
     }
 }
 
@@ -195,7 +214,11 @@ impl FrameDecoder {
         }
         let payload = avail[HEADER_LEN..HEADER_LEN + len].to_vec();
         self.start += HEADER_LEN + len;
-        let frame = Frame { stream, kind, payload };
+        let frame = Frame {
+            stream,
+            kind,
+            payload,
+        };
         frame.validate()?;
         Ok(Some(frame))
     }
@@ -264,8 +287,14 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_errors() {
-        assert_eq!(decode(&[1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]), Err(FrameError::UnknownKind(9)));
-        assert_eq!(decode(&[1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]), Err(FrameError::Reserved));
+        assert_eq!(
+            decode(&[1, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]),
+            Err(FrameError::UnknownKind(9))
+        );
+        assert_eq!(
+            decode(&[1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0]),
+            Err(FrameError::Reserved)
+        );
         // data on the control stream
         assert!(matches!(
             decode(&[0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]),
@@ -281,7 +310,10 @@ mod tests {
             decode(&[4, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3]),
             Err(FrameError::BadWindow(3))
         );
-        assert_eq!(decode(&[4, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 1]), Err(FrameError::BadEof(1)));
+        assert_eq!(
+            decode(&[4, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 1]),
+            Err(FrameError::BadEof(1))
+        );
     }
 
     #[test]

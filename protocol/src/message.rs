@@ -16,10 +16,21 @@ use crate::frame::{Frame, FrameKind, StreamId};
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlMessage {
     /// First message of each side.
-    Hello { version: u32, software: String },
-    Request { id: u64, request: Request },
-    Response { id: u64, result: Result<Reply, AgentError> },
-    Event { event: Event },
+    Hello {
+        version: u32,
+        software: String,
+    },
+    Request {
+        id: u64,
+        request: Request,
+    },
+    Response {
+        id: u64,
+        result: Result<Reply, AgentError>,
+    },
+    Event {
+        event: Event,
+    },
 }
 
 /// What the host asks of the agent.
@@ -104,7 +115,10 @@ pub struct AgentError {
 
 impl AgentError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -183,14 +197,21 @@ mod tests {
             request: Request::RunContainer(Box::new(RunContainer {
                 container_id: "c1".into(),
                 hostname: "c1".into(),
-                rootfs: RootfsSource { disk_serial: "rootfs".into(), fs_type: "erofs".into() },
+                rootfs: RootfsSource {
+                    disk_serial: "rootfs".into(),
+                    fs_type: "erofs".into(),
+                },
                 process: ProcessSpec {
                     id: "init".into(),
                     args: vec!["sh".into(), "-c".into(), "echo hi".into()],
                     env: vec!["PATH=/bin".into()],
                     cwd: "/".into(),
                     user: "1000:1000".into(),
-                    stdio: Stdio { stdin: Some(1), stdout: 2, stderr: 3 },
+                    stdio: Stdio {
+                        stdin: Some(1),
+                        stdout: 2,
+                        stderr: 3,
+                    },
                 },
                 shutdown_on_exit: true,
             })),
@@ -200,17 +221,29 @@ mod tests {
     #[test]
     fn messages_roundtrip_through_frames() {
         let msgs = vec![
-            ControlMessage::Hello { version: 1, software: "hull-agent 0.1".into() },
+            ControlMessage::Hello {
+                version: 1,
+                software: "hull-agent 0.1".into(),
+            },
             sample_run(),
-            ControlMessage::Response { id: 7, result: Ok(Reply::Started { pid: 42 }) },
+            ControlMessage::Response {
+                id: 7,
+                result: Ok(Reply::Started { pid: 42 }),
+            },
             ControlMessage::Response {
                 id: 8,
                 result: Err(AgentError::new(ErrorKind::CommandNotFound, "nope")),
             },
             ControlMessage::Event {
-                event: Event::ProcessExited { process: "init".into(), status: ExitStatus::Signal(9) },
+                event: Event::ProcessExited {
+                    process: "init".into(),
+                    status: ExitStatus::Signal(9),
+                },
             },
-            ControlMessage::Request { id: 9, request: Request::Shutdown },
+            ControlMessage::Request {
+                id: 9,
+                request: Request::Shutdown,
+            },
         ];
         for msg in msgs {
             assert_eq!(ControlMessage::from_frame(&msg.to_frame()).unwrap(), msg);

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command in a new container, in its own VM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Load images from an OCI archive (oci-archive or `docker save` tar).
     Load(LoadArgs),
     /// List images.

@@ -14,7 +14,11 @@ pub fn artifact(var: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         panic!("{var} is not set: run the end-to-end tests through `make test` (or `make e2e`)")
     });
-    assert!(path.exists(), "{var}={} does not exist: run `make` first", path.display());
+    assert!(
+        path.exists(),
+        "{var}={} does not exist: run `make` first",
+        path.display()
+    );
     path
 }
 
@@ -37,7 +41,13 @@ impl Default for Hull {
 
 impl Hull {
     pub fn new() -> Self {
-        Self { root: tempfile::Builder::new().prefix("hull-e2e").tempdir().expect("temp dir"), bin: artifact("HULL_BIN") }
+        Self {
+            root: tempfile::Builder::new()
+                .prefix("hull-e2e")
+                .tempdir()
+                .expect("temp dir"),
+            bin: artifact("HULL_BIN"),
+        }
     }
 
     /// A store with the busybox test images loaded.
@@ -45,7 +55,11 @@ impl Hull {
         let hull = Self::new();
         for archive in ["busybox.tar", "busybox-app.tar"] {
             let out = hull.hull(&["load", "-i", image_archive(archive).to_str().unwrap()]);
-            assert!(out.status.success(), "loading {archive}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "loading {archive}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         hull
     }
@@ -77,7 +91,13 @@ impl Hull {
 
     /// Runs hull with `input` on its stdin.
     pub fn hull_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn hull");
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hull");
         let mut stdin = child.stdin.take().expect("stdin");
         let input = input.to_vec();
         let writer = std::thread::spawn(move || {
@@ -98,7 +118,9 @@ impl Hull {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() && !path.is_symlink() {
@@ -123,13 +145,19 @@ pub fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
-    assert!(lines[0].contains(needle), "stderr {:?} should mention {needle:?}", lines[0]);
+    assert!(
+        lines[0].contains(needle),
+        "stderr {:?} should mention {needle:?}",
+        lines[0]
+    );
 }
 
 /// Processes whose command line mentions `needle` (leak checks).
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in entries.flatten() {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");

@@ -30,15 +30,29 @@ fn layer_digests(archive: &Path) -> Vec<String> {
     let mut input = tar::Archive::new(std::fs::File::open(archive).unwrap());
     for entry in input.entries().unwrap() {
         let mut entry = entry.unwrap();
-        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_string();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         let mut data = Vec::new();
         entry.read_to_end(&mut data).unwrap();
         blobs.insert(path, data);
     }
     let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
-    let digest = index["manifests"][0]["digest"].as_str().unwrap().replace(':', "/");
-    let manifest: serde_json::Value = serde_json::from_slice(&blobs[&format!("blobs/{digest}")]).unwrap();
-    manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().replace(':', "/")).collect()
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace(':', "/");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blobs[&format!("blobs/{digest}")]).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().replace(':', "/"))
+        .collect()
 }
 
 /// Files of a store that exists but holds nothing (its empty layout).
@@ -99,7 +113,11 @@ fn a_layer_that_does_not_match_its_digest_is_refused() {
     assert_one_line_error(&out, 125, &layer.replace('/', ":"));
     assert_eq!(hull.files(), before, "a failed load left files behind");
     let run = hull.hull(&["run", "--rm", "hull-demo/busybox", "true"]);
-    assert_eq!(run.status.code(), Some(125), "the tampered image must not be usable");
+    assert_eq!(
+        run.status.code(),
+        Some(125),
+        "the tampered image must not be usable"
+    );
 }
 
 #[test]

@@ -10,7 +10,14 @@ const APP_IMAGE: &str = "hull-demo/busybox-app";
 #[test]
 fn output_streams_and_exit_code_come_back() {
     let hull = Hull::with_busybox();
-    let out = hull.hull(&["run", "--rm", IMAGE, "sh", "-c", "echo to-out; echo to-err >&2; exit 3"]);
+    let out = hull.hull(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 3",
+    ]);
     assert_eq!(stdout(&out), "to-out\n");
     assert_eq!(stderr(&out), "to-err\n");
     assert_eq!(out.status.code(), Some(3));
@@ -31,7 +38,10 @@ fn sigterm_to_hull_reaches_the_container() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     // As a user's `kill` would.
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     assert_eq!(lines.next().unwrap().unwrap(), "got-term");
     assert_eq!(child.wait().unwrap().code(), Some(42));
@@ -48,7 +58,10 @@ fn stdin_is_piped_through() {
 #[test]
 fn without_dash_i_stdin_is_empty() {
     let hull = Hull::with_busybox();
-    let out = hull.hull_with_stdin(&["run", "--rm", IMAGE, "sh", "-c", "cat; echo done"], b"ignored\n");
+    let out = hull.hull_with_stdin(
+        &["run", "--rm", IMAGE, "sh", "-c", "cat; echo done"],
+        b"ignored\n",
+    );
     assert_eq!(stdout(&out), "done\n");
 }
 
@@ -58,7 +71,12 @@ fn large_stdin_arrives_intact() {
     let input: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let out = hull.hull_with_stdin(&["run", "--rm", "-i", IMAGE, "sha256sum"], &input);
     let expected = hex::encode(Sha256::digest(&input));
-    assert!(stdout(&out).starts_with(&expected), "got {:?}, stderr {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&expected),
+        "got {:?}, stderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -68,7 +86,11 @@ fn fifty_megabytes_of_stdout_arrive_intact() {
     let out = hull.hull(&["run", "--rm", IMAGE, "sh", "-c", script]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     assert_eq!(out.stdout.len(), 50 * 1024 * 1024);
-    let guest_sum = stderr(&out).split_whitespace().next().unwrap_or_default().to_string();
+    let guest_sum = stderr(&out)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(hex::encode(Sha256::digest(&out.stdout)), guest_sum);
 }
 
@@ -76,18 +98,46 @@ fn fifty_megabytes_of_stdout_arrive_intact() {
 fn image_config_sets_env_workdir_and_user() {
     let hull = Hull::with_busybox();
     // The app image's entrypoint is `/bin/sh -c`, so the command is a script.
-    let out = hull.hull(&["run", "--rm", APP_IMAGE, "echo $HULL_IMAGE_ENV; pwd; id -u; id -g; echo $HOME"]);
-    assert_eq!(stdout(&out), "from-image\n/home/app\n1000\n1000\n/home/app\n", "stderr: {}", stderr(&out));
+    let out = hull.hull(&[
+        "run",
+        "--rm",
+        APP_IMAGE,
+        "echo $HULL_IMAGE_ENV; pwd; id -u; id -g; echo $HOME",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "from-image\n/home/app\n1000\n1000\n/home/app\n",
+        "stderr: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn flags_override_env_workdir_user_and_entrypoint() {
     let hull = Hull::with_busybox();
     let out = hull.hull(&[
-        "run", "--rm", "-e", "HULL_IMAGE_ENV=from-flag", "-e", "EXTRA=1", "-w", "/tmp/new/dir", "-u", "0:0",
-        "--entrypoint", "sh", APP_IMAGE, "-c", "echo $HULL_IMAGE_ENV $EXTRA; pwd; id -u",
+        "run",
+        "--rm",
+        "-e",
+        "HULL_IMAGE_ENV=from-flag",
+        "-e",
+        "EXTRA=1",
+        "-w",
+        "/tmp/new/dir",
+        "-u",
+        "0:0",
+        "--entrypoint",
+        "sh",
+        APP_IMAGE,
+        "-c",
+        "echo $HULL_IMAGE_ENV $EXTRA; pwd; id -u",
     ]);
-    assert_eq!(stdout(&out), "from-flag 1\n/tmp/new/dir\n0\n", "stderr: {}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "from-flag 1\n/tmp/new/dir\n0\n",
+        "stderr: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -95,7 +145,12 @@ fn image_entrypoint_and_cmd_follow_docker() {
     let hull = Hull::with_busybox();
     // Entrypoint `/bin/sh -c` with the image's Cmd `id`.
     let out = hull.hull(&["run", "--rm", APP_IMAGE]);
-    assert!(stdout(&out).starts_with("uid=1000(app) gid=1000(app)"), "got {:?} {}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with("uid=1000(app) gid=1000(app)"),
+        "got {:?} {}",
+        stdout(&out),
+        stderr(&out)
+    );
     // Arguments replace Cmd and follow the entrypoint.
     let out = hull.hull(&["run", "--rm", APP_IMAGE, "echo args: $0 $1", "x", "y"]);
     assert_eq!(stdout(&out), "args: x y\n", "stderr: {}", stderr(&out));
@@ -105,7 +160,12 @@ fn image_entrypoint_and_cmd_follow_docker() {
 fn container_command_is_pid_one() {
     let hull = Hull::with_busybox();
     let out = hull.hull(&["run", "--rm", IMAGE, "cat", "/proc/1/cmdline"]);
-    assert_eq!(out.stdout, b"cat\0/proc/1/cmdline\0", "stderr: {}", stderr(&out));
+    assert_eq!(
+        out.stdout,
+        b"cat\0/proc/1/cmdline\0",
+        "stderr: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -113,7 +173,10 @@ fn guest_kernel_is_not_the_hosts() {
     let hull = Hull::with_busybox();
     let out = hull.hull(&["run", "--rm", IMAGE, "uname", "-r"]);
     let guest = stdout(&out).trim().to_string();
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string();
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap()
+        .trim()
+        .to_string();
     assert!(guest.ends_with("-hull"), "guest kernel {guest:?}");
     assert_ne!(guest, host);
 }
@@ -121,7 +184,14 @@ fn guest_kernel_is_not_the_hosts() {
 #[test]
 fn hostname_and_hosts_are_the_containers() {
     let hull = Hull::with_busybox();
-    let out = hull.hull(&["run", "--rm", IMAGE, "sh", "-c", "hostname; cat /etc/hostname; echo $HOSTNAME"]);
+    let out = hull.hull(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; echo $HOSTNAME",
+    ]);
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{}", stdout(&out));
@@ -136,22 +206,50 @@ fn rm_leaves_nothing_behind() {
     // First run builds the cached disk; the second must not change a thing.
     assert!(hull.hull(&["run", "--rm", IMAGE, "true"]).status.success());
     let after_first = hull.files();
-    assert!(hull.hull(&["run", "--rm", IMAGE, "sh", "-c", "echo x > /written"]).status.success());
+    assert!(hull
+        .hull(&["run", "--rm", IMAGE, "sh", "-c", "echo x > /written"])
+        .status
+        .success());
     assert_eq!(hull.files(), after_first);
     // The run dir itself may exist (like /run/hull); it must be empty.
-    let new: Vec<_> = after_first.iter().filter(|f| !before.contains(f) && **f != hull.run_dir()).collect();
-    assert!(new.iter().all(|f| f.starts_with(hull.store_dir())), "files outside the store: {new:?}");
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir()).map(|d| d.flatten().collect()).unwrap_or_default();
+    let new: Vec<_> = after_first
+        .iter()
+        .filter(|f| !before.contains(f) && **f != hull.run_dir())
+        .collect();
+    assert!(
+        new.iter().all(|f| f.starts_with(hull.store_dir())),
+        "files outside the store: {new:?}"
+    );
+    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(run_dir.is_empty(), "run dir not empty: {run_dir:?}");
-    assert!(processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(), "a VM outlived hull run");
+    assert!(
+        processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(),
+        "a VM outlived hull run"
+    );
 }
 
 #[test]
 fn writes_stay_inside_the_container() {
     let hull = Hull::with_busybox();
-    let first = hull.hull(&["run", "--rm", IMAGE, "sh", "-c", "echo changed > /bin/marker; cat /bin/marker"]);
+    let first = hull.hull(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo changed > /bin/marker; cat /bin/marker",
+    ]);
     assert_eq!(stdout(&first), "changed\n");
-    let second = hull.hull(&["run", "--rm", IMAGE, "sh", "-c", "test -e /bin/marker && echo leaked || echo clean"]);
+    let second = hull.hull(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "test -e /bin/marker && echo leaked || echo clean",
+    ]);
     assert_eq!(stdout(&second), "clean\n");
 }
 
@@ -160,7 +258,12 @@ fn command_not_found_exits_127() {
     let hull = Hull::with_busybox();
     let out = hull.hull(&["run", "--rm", IMAGE, "no-such-command"]);
     assert_one_line_error(&out, 127, "no-such-command");
-    assert!(std::fs::read_dir(hull.run_dir()).map(|d| d.count()).unwrap_or(0) == 0);
+    assert!(
+        std::fs::read_dir(hull.run_dir())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
 }
 
 #[test]
@@ -175,15 +278,63 @@ fn unknown_image_is_a_one_line_error() {
 #[test]
 fn missing_kernel_is_a_one_line_error() {
     let hull = Hull::with_busybox();
-    let out = hull.command(&["run", "--rm", IMAGE, "true"]).env("HULL_KERNEL", "/nonexistent/vmlinux").output().unwrap();
+    let out = hull
+        .command(&["run", "--rm", IMAGE, "true"])
+        .env("HULL_KERNEL", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
     assert_one_line_error(&out, 125, "/nonexistent/vmlinux");
 }
 
 #[test]
 fn missing_qemu_is_a_one_line_error() {
     let hull = Hull::with_busybox();
-    let out = hull.command(&["run", "--rm", IMAGE, "true"]).env("PATH", "/nonexistent").output().unwrap();
+    let out = hull
+        .command(&["run", "--rm", IMAGE, "true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
     assert_one_line_error(&out, 125, "qemu-system-x86_64 not found");
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir()).map(|d| d.flatten().collect()).unwrap_or_default();
+    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(run_dir.is_empty());
+}
+
+#[test]
+fn a_guest_kernel_panic_is_reported_in_one_line() {
+    let hull = Hull::with_busybox();
+    let junk = hull.root.path().join("junk-initramfs.cpio");
+    std::fs::write(&junk, vec![0x42u8; 4096]).unwrap();
+    let out = hull.command(&["run", "--rm", IMAGE, "true"]).env("HULL_INITRAMFS", &junk).output().unwrap();
+    assert_one_line_error(&out, 125, "Kernel panic");
+    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir()).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(run_dir.is_empty(), "run dir not empty: {run_dir:?}");
+    assert!(processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(), "a VM outlived hull run");
+}
+
+#[test]
+fn kill_9_of_hull_takes_the_vm_down_and_the_next_run_sweeps_up() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let hull = Hull::with_busybox();
+    let mut child = hull
+        .command(&["run", "--rm", IMAGE, "sh", "-c", "echo ready; sleep 600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let root = hull.root.path().to_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_mentioning(&root).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the VM outlived a killed hull: {:?}", processes_mentioning(&root));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(hull.hull(&["run", "--rm", IMAGE, "true"]).status.success());
+    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir()).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(run_dir.is_empty(), "stale sandbox not swept: {run_dir:?}");
 }

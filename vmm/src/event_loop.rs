@@ -55,6 +55,16 @@ impl EventOps<'_> {
     }
 }
 
+/// Runs `f` with `EventOps` on a scratch epoll set (device unit tests).
+#[cfg(test)]
+pub fn with_test_ops<R>(f: impl FnOnce(&mut EventOps<'_>) -> R) -> R {
+    let epoll = Epoll::new().expect("epoll");
+    f(&mut EventOps {
+        epoll: &epoll,
+        id: 0,
+    })
+}
+
 /// Errors of the event loop.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -7,7 +7,9 @@ use std::fs::{self, File};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use hull_protocol::{AgentError, ControlMessage, ErrorKind, Event, ExitStatus, Reply, RunContainer};
+use hull_protocol::{
+    AgentError, ControlMessage, ErrorKind, Event, ExitStatus, Reply, RunContainer,
+};
 
 use crate::agent::Agent;
 use crate::process::{spawn, Launch, SpawnError};
@@ -53,7 +55,10 @@ pub fn run(agent: &Arc<Agent>, spec: RunContainer) -> Result<Reply, AgentError> 
     let stdio = process.stdio;
     let mut ids = vec![stdio.stdout, stdio.stderr];
     ids.extend(stdio.stdin);
-    if ids.iter().any(|&id| id == hull_protocol::CONTROL_STREAM || agent.streams.contains(id)) {
+    if ids
+        .iter()
+        .any(|&id| id == hull_protocol::CONTROL_STREAM || agent.streams.contains(id))
+    {
         return Err(invalid("stream ids must be non-zero and unused"));
     }
     if ids.len() != ids.iter().collect::<std::collections::HashSet<_>>().len() {
@@ -65,8 +70,12 @@ pub fn run(agent: &Arc<Agent>, spec: RunContainer) -> Result<Reply, AgentError> 
     agent.claim_container()?;
     debug!("container {}: preparing the root", spec.container_id);
 
-    let rootfs = rootfs::prepare(&spec.rootfs.disk_serial, &spec.rootfs.fs_type, &spec.hostname)
-        .map_err(|e| setup_error(&e))?;
+    let rootfs = rootfs::prepare(
+        &spec.rootfs.disk_serial,
+        &spec.rootfs.fs_type,
+        &spec.hostname,
+    )
+    .map_err(|e| setup_error(&e))?;
     debug!("root ready at {}", rootfs.display());
     let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
     let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
@@ -86,7 +95,10 @@ pub fn run(agent: &Arc<Agent>, spec: RunContainer) -> Result<Reply, AgentError> 
             let (read, write) = pipe()?;
             (read, Some(write))
         }
-        None => (File::open("/dev/null").map_err(|e| setup_error(&e))?.into(), None),
+        None => (
+            File::open("/dev/null").map_err(|e| setup_error(&e))?.into(),
+            None,
+        ),
     };
 
     let launch = Launch {
@@ -107,11 +119,23 @@ pub fn run(agent: &Arc<Agent>, spec: RunContainer) -> Result<Reply, AgentError> 
 
     let wire = agent.wire.clone();
     let pumps = [
-        stdio::pump_output(stdout_read.into(), stdio.stdout, agent.streams.add_output(stdio.stdout), wire.clone()),
-        stdio::pump_output(stderr_read.into(), stdio.stderr, agent.streams.add_output(stdio.stderr), wire.clone()),
+        stdio::pump_output(
+            stdout_read.into(),
+            stdio.stdout,
+            agent.streams.add_output(stdio.stdout),
+            wire.clone(),
+        ),
+        stdio::pump_output(
+            stderr_read.into(),
+            stdio.stderr,
+            agent.streams.add_output(stdio.stderr),
+            wire.clone(),
+        ),
     ];
     if let (Some(stream), Some(pipe)) = (stdio.stdin, stdin_parent) {
-        agent.streams.add_input(stream, stdio::pump_input(pipe.into(), stream, wire.clone()));
+        agent
+            .streams
+            .add_input(stream, stdio::pump_input(pipe.into(), stream, wire.clone()));
     }
 
     let agent = agent.clone();
@@ -131,7 +155,10 @@ pub fn run(agent: &Arc<Agent>, spec: RunContainer) -> Result<Reply, AgentError> 
             agent.streams.close_input(stream);
         }
         agent.clear_main_process();
-        let event = Event::ProcessExited { process: process_id, status };
+        let event = Event::ProcessExited {
+            process: process_id,
+            status,
+        };
         let _ = agent.wire.send_message(&ControlMessage::Event { event });
         if spec.shutdown_on_exit {
             agent.power_off_soon();

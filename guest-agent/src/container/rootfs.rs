@@ -44,9 +44,19 @@ pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathB
     }
 
     let disk = find_disk(disk_serial)?;
-    sys::mount(&disk.to_string_lossy(), &image, fs_type, libc::MS_RDONLY, "")
-        .map_err(io_err(format!("mount {} ({fs_type}) read-only", disk.display())))?;
-    sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755").map_err(io_err("mount the writable layer"))?;
+    sys::mount(
+        &disk.to_string_lossy(),
+        &image,
+        fs_type,
+        libc::MS_RDONLY,
+        "",
+    )
+    .map_err(io_err(format!(
+        "mount {} ({fs_type}) read-only",
+        disk.display()
+    )))?;
+    sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
+        .map_err(io_err("mount the writable layer"))?;
     let (upper, work) = (rw.join("upper"), rw.join("work"));
     for dir in [&upper, &work] {
         fs::create_dir(dir).map_err(io_err(format!("create {}", dir.display())))?;
@@ -57,7 +67,8 @@ pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathB
         upper.display(),
         work.display()
     );
-    sys::mount("overlay", &rootfs, "overlay", 0, &options).map_err(io_err("mount the overlay root"))?;
+    sys::mount("overlay", &rootfs, "overlay", 0, &options)
+        .map_err(io_err("mount the overlay root"))?;
 
     debug!("overlay mounted");
     mount_dev(&rootfs)?;
@@ -75,7 +86,9 @@ pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathB
 pub fn safe_dir(root: &Path, rel: &str) -> Result<PathBuf, RootfsError> {
     let mut path = root.to_path_buf();
     for component in Path::new(rel).components() {
-        let Component::Normal(name) = component else { continue };
+        let Component::Normal(name) = component else {
+            continue;
+        };
         path.push(name);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
@@ -116,12 +129,26 @@ fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
 /// devpts instance and /dev/shm.
 fn mount_dev(rootfs: &Path) -> Result<(), RootfsError> {
     let dev = safe_dir(rootfs, "dev")?;
-    sys::mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID, "mode=755,size=65536k")
-        .map_err(io_err("mount /dev"))?;
-    let nodes = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+    sys::mount(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        libc::MS_NOSUID,
+        "mode=755,size=65536k",
+    )
+    .map_err(io_err("mount /dev"))?;
+    let nodes = [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ];
     for (name, major, minor) in nodes {
         let path = dev.join(name);
-        sys::mknod_char(&path, 0o666, major, minor).map_err(io_err(format!("create /dev/{name}")))?;
+        sys::mknod_char(&path, 0o666, major, minor)
+            .map_err(io_err(format!("create /dev/{name}")))?;
         // mknod honours the umask; the nodes must be world-usable.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
             .map_err(io_err(format!("chmod /dev/{name}")))?;
@@ -134,7 +161,8 @@ fn mount_dev(rootfs: &Path) -> Result<(), RootfsError> {
         ("ptmx", "pts/ptmx"),
     ];
     for (name, target) in links {
-        std::os::unix::fs::symlink(target, dev.join(name)).map_err(io_err(format!("link /dev/{name}")))?;
+        std::os::unix::fs::symlink(target, dev.join(name))
+            .map_err(io_err(format!("link /dev/{name}")))?;
     }
     for dir in ["pts", "shm"] {
         fs::create_dir(dev.join(dir)).map_err(io_err(format!("create /dev/{dir}")))?;
@@ -178,7 +206,8 @@ fn write_no_follow(path: &Path, contents: &[u8]) -> Result<(), RootfsError> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io_err(format!("write {}", path.display())))?;
-    file.write_all(contents).map_err(io_err(format!("write {}", path.display())))
+    file.write_all(contents)
+        .map_err(io_err(format!("write {}", path.display())))
 }
 
 /// Creates the working directory inside the container if it is missing, as
@@ -200,7 +229,10 @@ mod tests {
         let made = safe_dir(&root, "a/b/c").unwrap();
         assert!(made.is_dir());
         std::os::unix::fs::symlink("/", root.join("evil")).unwrap();
-        assert!(matches!(safe_dir(&root, "evil/x"), Err(RootfsError::Symlink(_))));
+        assert!(matches!(
+            safe_dir(&root, "evil/x"),
+            Err(RootfsError::Symlink(_))
+        ));
         assert!(!Path::new("/x").exists() || Path::new("/x").is_dir());
         fs::write(root.join("file"), b"").unwrap();
         assert!(safe_dir(&root, "file/x").is_err());
@@ -217,8 +249,13 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("etc/hosts")).unwrap();
         write_identity_files(&root, "box").unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"keep");
-        assert!(fs::read_to_string(root.join("etc/hosts")).unwrap().contains("box"));
-        assert_eq!(fs::read_to_string(root.join("etc/hostname")).unwrap(), "box\n");
+        assert!(fs::read_to_string(root.join("etc/hosts"))
+            .unwrap()
+            .contains("box"));
+        assert_eq!(
+            fs::read_to_string(root.join("etc/hostname")).unwrap(),
+            "box\n"
+        );
         fs::remove_dir_all(&root).unwrap();
         fs::remove_file(&outside).unwrap();
     }

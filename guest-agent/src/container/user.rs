@@ -65,14 +65,21 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Credentials, Use
     let entry = passwd_entries(passwd).find(|e| e.name == user || user.parse() == Ok(e.uid));
     let (uid, mut gid, home, name) = match (entry, user.parse::<u32>()) {
         (Some(e), _) => (e.uid, e.gid, e.home.to_string(), Some(e.name.to_string())),
-        (None, Ok(uid)) => (uid, 0, if uid == 0 { "/root" } else { "/" }.to_string(), None),
+        (None, Ok(uid)) => (
+            uid,
+            0,
+            if uid == 0 { "/root" } else { "/" }.to_string(),
+            None,
+        ),
         (None, Err(_)) => return Err(UserError::UnknownUser(user.to_string())),
     };
 
     if let Some(g) = group_spec.filter(|g| !g.is_empty()) {
         gid = match group_entries(group).find(|(n, id, _)| *n == g || g.parse() == Ok(*id)) {
             Some((_, id, _)) => id,
-            None => g.parse().map_err(|_| UserError::UnknownGroup(g.to_string()))?,
+            None => g
+                .parse()
+                .map_err(|_| UserError::UnknownGroup(g.to_string()))?,
         };
     }
 
@@ -84,14 +91,20 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Credentials, Use
             }
         }
     }
-    Ok(Credentials { uid, gid, groups, home })
+    Ok(Credentials {
+        uid,
+        gid,
+        groups,
+        home,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nbroken line\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nbroken line\n";
     const GROUP: &str = "root:x:0:\napp:x:1000:\nwheel:x:10:app,other\nstaff:x:50:\n";
 
     #[test]
@@ -117,8 +130,14 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert_eq!(resolve("nobody", PASSWD, GROUP), Err(UserError::UnknownUser("nobody".into())));
-        assert_eq!(resolve("app:nogroup", PASSWD, GROUP), Err(UserError::UnknownGroup("nogroup".into())));
+        assert_eq!(
+            resolve("nobody", PASSWD, GROUP),
+            Err(UserError::UnknownUser("nobody".into()))
+        );
+        assert_eq!(
+            resolve("app:nogroup", PASSWD, GROUP),
+            Err(UserError::UnknownGroup("nogroup".into()))
+        );
     }
 
     #[test]

@@ -132,7 +132,11 @@ fn c_vec(items: &[String]) -> Result<Vec<CString>, SpawnError> {
 }
 
 fn pointers(items: &[CString]) -> Vec<*const libc::c_char> {
-    items.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    items
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// What the child needs, prepared before clone.
@@ -168,15 +172,23 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
         uid: launch.credentials.uid,
         gid: launch.credentials.gid,
         groups: launch.credentials.groups.clone(),
-        stdio: [launch.stdin.as_raw_fd(), launch.stdout.as_raw_fd(), launch.stderr.as_raw_fd()],
+        stdio: [
+            launch.stdin.as_raw_fd(),
+            launch.stdout.as_raw_fd(),
+            launch.stderr.as_raw_fd(),
+        ],
     };
-    let (error_read, error_write) =
-        sys::pipe().map_err(|source| SpawnError::Setup { stage: "pipe", source })?;
+    let (error_read, error_write) = sys::pipe().map_err(|source| SpawnError::Setup {
+        stage: "pipe",
+        source,
+    })?;
 
     // SAFETY: the child runs only `run_child`, which makes raw syscalls on
     // the data prepared above and never allocates or takes a lock.
-    let pid = unsafe { sys::clone_into_namespaces() }
-        .map_err(|source| SpawnError::Setup { stage: "clone", source })?;
+    let pid = unsafe { sys::clone_into_namespaces() }.map_err(|source| SpawnError::Setup {
+        stage: "clone",
+        source,
+    })?;
     if pid == 0 {
         run_child(&prepared, error_write.as_raw_fd());
     }
@@ -191,16 +203,29 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
         return Ok(pid);
     }
     reaper.wait_for(pid);
-    let stage = Stage::from_u32(u32::from_le_bytes([report[0], report[1], report[2], report[3]]));
+    let stage = Stage::from_u32(u32::from_le_bytes([
+        report[0], report[1], report[2], report[3],
+    ]));
     let errno = i32::from_le_bytes([report[4], report[5], report[6], report[7]]);
     let source = io::Error::from_raw_os_error(errno);
     Err(match stage {
-        Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => SpawnError::NotFound(command),
+        Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
+            SpawnError::NotFound(command)
+        }
         Some(Stage::Exec) if errno == libc::EACCES => SpawnError::NotExecutable(command),
         Some(Stage::Exec) => SpawnError::Exec { command, source },
-        Some(Stage::Chdir) => SpawnError::Chdir { cwd: prepared.cwd.to_string_lossy().into_owned(), source },
-        Some(stage) => SpawnError::Setup { stage: stage.name(), source },
-        None => SpawnError::Setup { stage: "unknown", source },
+        Some(Stage::Chdir) => SpawnError::Chdir {
+            cwd: prepared.cwd.to_string_lossy().into_owned(),
+            source,
+        },
+        Some(stage) => SpawnError::Setup {
+            stage: stage.name(),
+            source,
+        },
+        None => SpawnError::Setup {
+            stage: "unknown",
+            source,
+        },
     })
 }
 
@@ -249,7 +274,14 @@ fn run_child(p: &Prepared, error_fd: RawFd) -> ! {
             other => fail(Stage::Exec, other),
         }
     }
-    fail(Stage::Exec, if saw_eacces { libc::EACCES } else { libc::ENOENT })
+    fail(
+        Stage::Exec,
+        if saw_eacces {
+            libc::EACCES
+        } else {
+            libc::ENOENT
+        },
+    )
 }
 
 #[cfg(test)]
@@ -272,7 +304,10 @@ mod tests {
 
     #[test]
     fn default_path_when_unset() {
-        assert_eq!(exec_candidates("ls", &[]).len(), DEFAULT_PATH.split(':').count());
+        assert_eq!(
+            exec_candidates("ls", &[]).len(),
+            DEFAULT_PATH.split(':').count()
+        );
         assert_eq!(exec_candidates("ls", &[])[0], "/usr/local/sbin/ls");
     }
 }

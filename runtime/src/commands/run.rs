@@ -27,6 +27,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     }
     let disk = store.rootfs_disk(&image)?;
 
+    sandbox::sweep_stale(&cli.run_dir);
     let id = sandbox::new_id().context("generate a container id")?;
     let hostname = id[..12].to_string();
     let defaults = ImageDefaults {

@@ -86,6 +86,9 @@ impl ImageStore {
             }
         }
         result?;
+        for img in &imported {
+            tracing::info!(id = %img.config_digest, names = ?img.names, "imported image");
+        }
 
         let mut out = Vec::new();
         for img in &imported {
@@ -232,6 +235,7 @@ impl ImageStore {
             });
         }
 
+        let started = std::time::Instant::now();
         let staging = self.tempdir("rootfs-")?;
         let rootfs = staging.path().join("rootfs");
         fs::create_dir(&rootfs).map_err(Error::io(&rootfs))?;
@@ -265,6 +269,12 @@ impl ImageStore {
         let tmp_disk = staging.path().join("disk");
         disk::build_erofs(&rootfs, &tmp_disk)?;
         fs::rename(&tmp_disk, &path).map_err(Error::io(&path))?;
+        tracing::info!(
+            image = %image.id,
+            fs = %DISK_FS,
+            ms = started.elapsed().as_millis() as u64,
+            "built rootfs disk"
+        );
         Ok(disk)
     }
 

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -136,18 +136,19 @@ impl Unpacker {
             return Ok(());
         };
 
-        let name_str = name.to_string_lossy();
-        if let Some(hidden) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
             let Some(parent) = self.resolve(parent_comps, false, &raw_path)? else {
                 return Ok(()); // nothing below to hide
             };
-            if name_str == OPAQUE_WHITEOUT {
+            if name == OPAQUE_WHITEOUT {
                 mark_added(added, &parent, &self.root);
                 prune_lower(&parent, added).map_err(io_err(&parent))?;
-            } else if !hidden.starts_with(WHITEOUT_PREFIX) && !matches!(hidden, "" | "." | "..") {
+            } else if !hidden.starts_with(WHITEOUT_PREFIX.as_bytes())
+                && !matches!(hidden, b"" | b"." | b"..")
+            {
                 // `.wh..wh.*` other than the opaque marker are aufs
                 // bookkeeping; skip them.
-                let target = parent.join(hidden);
+                let target = parent.join(OsStr::from_bytes(hidden));
                 if added.contains(&target) {
                     if is_real_dir(&target) {
                         prune_lower(&target, added).map_err(io_err(&target))?;
@@ -381,12 +382,14 @@ impl Unpacker {
                 };
                 // Best effort: the staging filesystem may refuse some
                 // namespaces (e.g. trusted.*, security.* without LSM).
-                let _ = rustix::fs::lsetxattr(
+                if let Err(e) = rustix::fs::lsetxattr(
                     path,
                     attr,
                     ext.value_bytes(),
                     rustix::fs::XattrFlags::empty(),
-                );
+                ) {
+                    tracing::debug!(entry = ?raw_path, attr, error = %e, "xattr not kept");
+                }
             }
         }
 

@@ -36,6 +36,8 @@ impl Sandbox {
         std::fs::create_dir_all(config.run_dir)
             .map_err(io_error(format!("create {}", config.run_dir.display())))?;
         std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        std::fs::write(dir.join(super::OWNER_FILE), std::process::id().to_string())
+            .map_err(io_error(format!("write {}", dir.display())))?;
         let spec = VmSpec {
             kernel: config.assets.kernel.clone(),
             initramfs: config.assets.initramfs.clone(),

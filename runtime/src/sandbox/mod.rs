@@ -102,6 +102,36 @@ impl Drop for Sandbox {
     }
 }
 
+/// File in a sandbox directory naming the `hull` process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes sandbox directories whose owning `hull` process is gone (it was
+/// killed with SIGKILL; its VM died with it through the parent-death
+/// signal). Returns how many were removed.
+pub fn sweep_stale(run_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let alive = match owner {
+            Some(pid) => process_exists(pid),
+            // Still being created, or not ours: leave it.
+            None => true,
+        };
+        if !alive && std::fs::remove_dir_all(&dir).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let ret = unsafe { libc::kill(pid, 0) };
+    ret == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// A fresh random container id: 64 hex digits, like Docker's.
 pub fn new_id() -> std::io::Result<String> {
     use std::io::Read;

@@ -49,8 +49,25 @@ pub struct Vcpu {
     exit: Arc<ExitSignal>,
 }
 
-/// Unknown port I/O the guest commonly probes; not worth a log line.
-const QUIET_PORTS: &[u16] = &[0x80, 0xed];
+/// Port ranges Linux probes on any PC (POST/delay ports, DMA page
+/// registers, NMI status, CMOS, other UARTs, PCI configuration); reads
+/// of them return zero without a log line.
+const QUIET_PORTS: &[(u16, u16)] = &[
+    (0x61, 0x61),
+    (0x70, 0x71),
+    (0x80, 0x8f),
+    (0xed, 0xed),
+    (0x2e8, 0x2ef),
+    (0x2f8, 0x2ff),
+    (0x3e8, 0x3ef),
+    (0xcf8, 0xcff),
+];
+
+fn quiet(port: u16) -> bool {
+    QUIET_PORTS
+        .iter()
+        .any(|(lo, hi)| (*lo..=*hi).contains(&port))
+}
 
 impl Vcpu {
     /// Creates vCPU `index` on `vm`.
@@ -108,14 +125,14 @@ impl Vcpu {
         loop {
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
-                    if !self.pio.read(u64::from(port), data) && !QUIET_PORTS.contains(&port) {
+                    if !self.pio.read(u64::from(port), data) && !quiet(port) {
                         crate::logger::guest_event(format_args!(
                             "vCPU {cpu}: read of unknown port {port:#x}"
                         ));
                     }
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
-                    if !self.pio.write(u64::from(port), data) && !QUIET_PORTS.contains(&port) {
+                    if !self.pio.write(u64::from(port), data) && !quiet(port) {
                         crate::logger::guest_event(format_args!(
                             "vCPU {cpu}: write to unknown port {port:#x}"
                         ));

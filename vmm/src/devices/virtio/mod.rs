@@ -5,6 +5,8 @@
 
 pub mod block;
 pub mod chain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mmio;
 pub mod net;
 pub mod vsock;

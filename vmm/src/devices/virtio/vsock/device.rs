@@ -645,3 +645,138 @@ impl Drop for Vsock {
         let _ = std::fs::remove_file(&self.uds);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_loop::with_test_ops;
+    use std::os::unix::net::UnixListener;
+    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const W: u16 = 2;
+
+    fn d(addr: u64, len: u32, flags: u16) -> RawDescriptor {
+        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0))
+    }
+
+    fn hdr(op: u16, src_port: u32, dst_port: u32) -> Header {
+        Header {
+            src_cid: 3,
+            dst_cid: HOST_CID,
+            src_port,
+            dst_port,
+            type_: TYPE_STREAM,
+            op,
+            buf_alloc: 65536,
+            ..Default::default()
+        }
+    }
+
+    fn rx_header(mem: &GuestMemoryMmap, q: &MockSplitQueue<GuestMemoryMmap>, i: u16) -> Header {
+        let id = q.used().ring().ref_at(i as usize).unwrap().load().id();
+        let addr = 0x20_0000 + u64::from(id as u16) * 0x1000;
+        mem.read_obj(GuestAddress(addr)).unwrap()
+    }
+
+    #[test]
+    fn guest_connect_data_and_hostile_packets() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("v.sock");
+        let agent = UnixListener::bind(format!("{}_1024", uds.display())).unwrap();
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+        let mut dev = Vsock::new(mem.clone(), 3, &uds).unwrap();
+        assert!(uds.exists());
+
+        let rxq = MockSplitQueue::create(&*mem, GuestAddress(0x1_0000), 16);
+        let bufs: Vec<RawDescriptor> = (0..8)
+            .map(|i| d(0x20_0000 + i * 0x1000, 0x1000, W))
+            .collect();
+        rxq.add_desc_chains(&bufs, 0).unwrap();
+        let txq = MockSplitQueue::create(&*mem, GuestAddress(0x2_0000), 16);
+        // 1: REQUEST to port 1024. 2: a write-only (malformed) TX chain.
+        // 3: data for a connection that does not exist. 4: RW with data.
+        mem.write_obj(hdr(OP_REQUEST, 77, 1024), GuestAddress(0x30_0000))
+            .unwrap();
+        mem.write_obj(hdr(OP_RW, 99, 1024), GuestAddress(0x31_0000))
+            .unwrap();
+        let mut rw = hdr(OP_RW, 77, 1024);
+        rw.len = 5;
+        mem.write_obj(rw, GuestAddress(0x32_0000)).unwrap();
+        mem.write_slice(b"hello", GuestAddress(0x32_0000 + HDR_LEN as u64))
+            .unwrap();
+        txq.add_desc_chains(
+            &[
+                d(0x30_0000, HDR_LEN as u32, 0),
+                d(0x33_0000, HDR_LEN as u32, W),
+                d(0x31_0000, HDR_LEN as u32, 0),
+                d(0x32_0000, HDR_LEN as u32 + 5, 0),
+            ],
+            0,
+        )
+        .unwrap();
+        dev.queues[RXQ] = rxq.create_queue().unwrap();
+        dev.queues[TXQ] = txq.create_queue().unwrap();
+        dev.activated = true;
+
+        with_test_ops(|ops| {
+            dev.process_tx(ops);
+            dev.process_rx(ops);
+        });
+        assert_eq!(dev.metrics.bad_tx, 1);
+        let (mut s, _) = agent.accept().unwrap();
+        let mut got = [0u8; 5];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        // RX: RESPONSE to port 77, then RST for the stray packet.
+        assert_eq!(rxq.used().idx().load(), 2);
+        let r0 = rx_header(&mem, &rxq, 0);
+        assert_eq!(
+            ({ r0.op }, { r0.dst_port }, { r0.src_port }),
+            (OP_RESPONSE, 77, 1024)
+        );
+        let r1 = rx_header(&mem, &rxq, 1);
+        assert_eq!(({ r1.op }, { r1.dst_port }), (OP_RST, 99));
+
+        // Host data flows back once the socket is readable.
+        s.write_all(b"pong").unwrap();
+        with_test_ops(|ops| {
+            dev.conn_event((1024, 77), EventSet::IN, ops);
+            dev.process_rx(ops);
+        });
+        assert_eq!(rxq.used().idx().load(), 3);
+        let r2 = rx_header(&mem, &rxq, 2);
+        assert_eq!(({ r2.op }, { r2.len }), (OP_RW, 4));
+        assert_eq!(dev.conns.len(), 1);
+    }
+
+    #[test]
+    fn host_connect_line_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let uds = dir.path().join("h.sock");
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+        let mut dev = Vsock::new(mem, 3, &uds).unwrap();
+        let mut good = UnixStream::connect(&uds).unwrap();
+        good.write_all(b"CONNECT 5000\n").unwrap();
+        let mut bad = UnixStream::connect(&uds).unwrap();
+        bad.write_all(b"HELLO\n").unwrap();
+        with_test_ops(|ops| {
+            dev.accept_host(ops);
+            let fds: Vec<RawFd> = dev.pending.keys().copied().collect();
+            assert_eq!(fds.len(), 2);
+            for fd in fds {
+                dev.pending_readable(fd, ops);
+            }
+        });
+        assert!(dev.pending.is_empty());
+        assert_eq!(dev.conns.len(), 1);
+        let c = dev.control.front().unwrap();
+        assert_eq!((c.op, c.peer_port), (OP_REQUEST, 5000));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(bad), &mut line).unwrap();
+        assert!(line.starts_with("ERR"), "{line}");
+    }
+}
