@@ -16,10 +16,13 @@ export HULL_KERNEL    := $(SHARE)/vmlinux
 export HULL_INITRAMFS := $(SHARE)/initramfs.cpio
 export HULL_BIN       := $(BIN)/hull
 export HULL_TEST_IMAGES := $(IMAGES)
+# The nested AMD-V test host (tests/src/testhost.rs) and the VMM it runs.
+export HULL_TESTHOST_KERNEL := $(BUILD)/testhost/vmlinux
+export HULL_VMM_BIN := $(CURDIR)/target/release/hull-vmm
 
-.PHONY: all deps kernel agent initramfs hull images demo test lint unit e2e bench clean
+.PHONY: all deps kernel testhost-kernel agent initramfs hull vmm images demo test lint unit e2e bench clean
 
-all: kernel initramfs hull
+all: kernel initramfs hull vmm
 
 deps:
 	@scripts/install-deps.sh
@@ -29,6 +32,11 @@ kernel: deps
 	@mkdir -p $(SHARE)
 	@out=$$(kernel-config/build.sh guest) && cp -u "$$out/vmlinux" $(SHARE)/vmlinux \
 	  && cp "$$out/release" $(SHARE)/kernel-release
+
+# The test host's kernel: the guest config plus KVM/KVM_AMD, same cache.
+testhost-kernel: deps
+	@mkdir -p $(BUILD)/testhost
+	@out=$$(kernel-config/build.sh testhost) && cp -u "$$out/vmlinux" $(HULL_TESTHOST_KERNEL)
 
 # The agent is PID 1 in the guest: a static binary (glibc, crt-static).
 agent:
@@ -42,6 +50,9 @@ hull:
 	$(CARGO) build --release -p hull-runtime
 	@mkdir -p $(BIN)
 	@install -m 0755 target/release/hull $(BIN)/hull
+
+vmm:
+	$(CARGO) build --release -p hull-vmm
 
 images: deps
 	@mkdir -p $(IMAGES)
@@ -60,12 +71,12 @@ lint:
 unit:
 	$(CARGO) test --workspace --exclude hull-tests
 
-e2e: all images
+e2e: all images testhost-kernel
 	$(CARGO) test --no-fail-fast -p hull-tests -- --test-threads=2
 
 test: lint unit e2e
 
-bench: all images
+bench: all images testhost-kernel
 	bench/run.sh
 
 clean:

@@ -6,3 +6,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [[ -x "$here/vmm/run.sh" ]]; then
   "$here/vmm/run.sh"
 fi
+if [[ -x "$here/testhost/run.sh" ]]; then
+  "$here/testhost/run.sh" "${BENCH_N:-10}"
+fi

@@ -64,6 +64,9 @@ def fmt(xs):
 
 
 rows = []
+# What spawning any process costs this harness on this machine right now.
+echo = [one_run(["/bin/echo", "X"]) for _ in range(n)]
+base = ([f for f, _ in echo], [e for _, e in echo])
 for name, mk in VMMS.items():
     if name.startswith("qemu") and not shutil.which("qemu-system-x86_64"):
         continue
@@ -75,7 +78,9 @@ for name, mk in VMMS.items():
     rss = statistics.median([rss_kib(mk(idle)) for _ in range(3)])
     rows.append((name, firsts, exits, rss))
 
-print(f"N={n} runs, milliseconds: median (min-max); RSS: median of 3, idle guest")
+print(f"N={n} runs, milliseconds: median (min-max); RSS: median of 3, idle guest; "
+      f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 print(f"{'VMM':<14} {'launch->first byte':>24} {'launch->exit':>24} {'RSS MB':>8}")
 for name, firsts, exits, rss in rows:
     print(f"{name:<14} {fmt(firsts):>24} {fmt(exits):>24} {rss / 1024:8.1f}")
+print(f"{'(/bin/echo)':<14} {fmt(base[0]):>24} {fmt(base[1]):>24} {'-':>8}")

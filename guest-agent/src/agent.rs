@@ -32,6 +32,8 @@ struct State {
     container_created: bool,
     /// The main process: (process id, pid) while it runs.
     main: Option<(String, i32)>,
+    /// The pty master of the main process, when it has a terminal.
+    terminal: Option<std::os::fd::OwnedFd>,
 }
 
 impl Agent {
@@ -66,6 +68,26 @@ impl Agent {
 
     pub fn clear_main_process(&self) {
         self.state().main = None;
+    }
+
+    pub fn set_terminal(&self, master: std::os::fd::OwnedFd) {
+        self.state().terminal = Some(master);
+    }
+
+    pub fn clear_terminal(&self) {
+        self.state().terminal = None;
+    }
+
+    fn resize(&self, process: &str, rows: u16, cols: u16) -> Result<Reply, AgentError> {
+        use std::os::fd::AsRawFd;
+        let state = self.state();
+        let fd = match (&state.main, &state.terminal) {
+            (Some((id, _)), Some(master)) if id == process => master.as_raw_fd(),
+            _ => return Err(AgentError::new(ErrorKind::InvalidRequest, format!("no terminal for process {process:?}"))),
+        };
+        sys::set_window_size(fd, rows, cols)
+            .map(|_| Reply::Done)
+            .map_err(|e| AgentError::new(ErrorKind::InvalidRequest, format!("resize: {e}")))
     }
 
     pub fn power_off_soon(&self) {
@@ -148,6 +170,7 @@ impl Agent {
         match request {
             Request::RunContainer(spec) => container::run(self, *spec),
             Request::Signal { process, signal } => self.signal(&process, signal),
+            Request::ResizeTerminal { process, rows, cols } => self.resize(&process, rows, cols),
             Request::Shutdown => {
                 self.kill_main_process();
                 Ok(Reply::Done)

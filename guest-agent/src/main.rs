@@ -21,6 +21,7 @@ mod boot;
 mod channel;
 mod container;
 mod process;
+mod security;
 mod stdio;
 mod sys;
 mod wire;

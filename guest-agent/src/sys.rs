@@ -76,20 +76,6 @@ pub fn chroot(path: &Path) -> io::Result<()> {
     check(unsafe { libc::chroot(path.as_ptr()) }).map(drop)
 }
 
-/// mknod(2) for a character device.
-pub fn mknod_char(path: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
-    let path = cstring(path)?;
-    // SAFETY: the path is NUL-terminated and outlives the call.
-    check(unsafe {
-        libc::mknod(
-            path.as_ptr(),
-            libc::S_IFCHR | mode,
-            libc::makedev(major, minor),
-        )
-    })
-    .map(drop)
-}
-
 /// A pipe whose both ends are close-on-exec: (read, write).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
@@ -97,6 +83,57 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of close-on-exec unix stream sockets.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded, so both descriptors are open and ours alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Space for one SCM_RIGHTS message carrying one descriptor.
+const FD_CMSG_SPACE: usize = 64;
+
+/// Receives one descriptor sent with SCM_RIGHTS.
+pub fn recv_fd(socket: &OwnedFd) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut control = [0u8; FD_CMSG_SPACE];
+    // SAFETY: msghdr is plain data; all-zero is valid before we fill it in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: `msg` points at buffers that live through the call.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled `msg`; CMSG_FIRSTHDR/CMSG_DATA stay inside
+    // `control`, and we check level, type and length before reading.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+            || ((*cmsg).cmsg_len as usize) < libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize
+        {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "no descriptor was sent"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Sets a terminal's window size.
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) }).map(drop)
 }
 
 /// How a child ended, from waitpid.
@@ -186,15 +223,16 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// Creates a child in new mount, PID, UTS and IPC namespaces with fork
-/// semantics (clone3 without a stack). Returns the child's pid in the
-/// parent and 0 in the child.
+/// Creates a child in the namespaces named by `flags` (CLONE_NEW*), with
+/// fork semantics (clone3 without a stack), optionally straight into the
+/// cgroup open at `cgroup_fd`. Returns the child's pid in the parent and 0
+/// in the child.
 ///
 /// # Safety
 /// The caller must be prepared for the child to run in a copy of a possibly
 /// multi-threaded process: until it execs or exits, the child may only call
 /// async-signal-safe functions (no allocation, no locks).
-pub unsafe fn clone_into_namespaces() -> io::Result<i32> {
+pub unsafe fn clone_into_namespaces(flags: u64, cgroup_fd: Option<RawFd>) -> io::Result<i32> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -206,22 +244,21 @@ pub unsafe fn clone_into_namespaces() -> io::Result<i32> {
         stack: u64,
         stack_size: u64,
         tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
     }
-    let args = CloneArgs {
-        flags: (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC)
-            as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
     // SAFETY: `args` is a valid clone_args of the size passed; with no stack
     // and no CLONE_VM the child gets a copy of our memory, like fork. The
     // caller upholds the post-fork rules.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -262,17 +299,124 @@ pub mod child {
         })
     }
 
-    pub fn mount_proc(target: &CStr) -> Result<(), i32> {
+    /// A mount(2) with every argument given.
+    pub fn mount(source: &CStr, target: &CStr, fstype: &CStr, flags: libc::c_ulong, data: &CStr) -> Result<(), i32> {
+        let opt = |s: &CStr| if s.to_bytes().is_empty() { std::ptr::null() } else { s.as_ptr() };
+        // SAFETY: NUL-terminated strings (or null) that outlive the call.
+        ok(unsafe { libc::mount(opt(source), target.as_ptr(), opt(fstype), flags, opt(data).cast()) })
+    }
+
+    /// mkdir that accepts an existing directory.
+    pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
+        // SAFETY: NUL-terminated string that outlives the call.
+        match ok(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+            Err(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    pub fn mknod(path: &CStr, mode: libc::mode_t, dev: libc::dev_t) -> Result<(), i32> {
+        // SAFETY: NUL-terminated string that outlives the calls.
+        unsafe {
+            ok(libc::mknod(path.as_ptr(), mode, dev))?;
+            // mknod honours the umask; the nodes must keep their mode.
+            ok(libc::chmod(path.as_ptr(), mode & 0o7777))
+        }
+    }
+
+    pub fn symlink(target: &CStr, link: &CStr) -> Result<(), i32> {
         // SAFETY: NUL-terminated strings that outlive the call.
-        ok(unsafe {
-            libc::mount(
-                c"proc".as_ptr(),
-                target.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            )
-        })
+        ok(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })
+    }
+
+    /// Whether `path` is a directory; Err(ENOENT) when it does not exist.
+    pub fn is_dir(path: &CStr) -> Result<bool, i32> {
+        // SAFETY: all-zero is a valid stat; the pointers are valid.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            ok(libc::stat(path.as_ptr(), &mut st))?;
+            Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        }
+    }
+
+    pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> Result<(), i32> {
+        let limit = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+        // SAFETY: `limit` is a valid rlimit64; no old value is requested.
+        ok(unsafe { libc::prlimit64(0, resource as _, &limit, std::ptr::null_mut()) })
+    }
+
+    /// Drops every capability not in `keep` from the bounding set and asks
+    /// to keep permitted capabilities across the uid change.
+    pub fn limit_bounding_set(keep: u64, last_cap: u32) -> Result<(), i32> {
+        for cap in 0..=last_cap {
+            if keep & (1u64 << cap) == 0 {
+                // SAFETY: prctl with integer arguments.
+                match ok(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) }) {
+                    // A capability this kernel does not know.
+                    Err(libc::EINVAL) => {}
+                    other => other?,
+                }
+            }
+        }
+        // SAFETY: prctl with integer arguments.
+        ok(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })
+    }
+
+    /// Sets effective, permitted and inheritable sets, then raises ambient.
+    pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64, ambient: u64, last_cap: u32) -> Result<(), i32> {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let header = Header { version: 0x2008_0522, pid: 0 };
+        let data = [
+            Data { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
+            Data {
+                effective: (effective >> 32) as u32,
+                permitted: (permitted >> 32) as u32,
+                inheritable: (inheritable >> 32) as u32,
+            },
+        ];
+        // SAFETY: header and two data structs as capset(2) version 3 wants.
+        let ret = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+        if ret < 0 {
+            return Err(errno());
+        }
+        for cap in 0..=last_cap {
+            if ambient & (1u64 << cap) != 0 {
+                // SAFETY: prctl with integer arguments.
+                ok(unsafe {
+                    libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, cap as libc::c_ulong, 0, 0)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set_no_new_privileges() -> Result<(), i32> {
+        // SAFETY: prctl with integer arguments.
+        ok(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+
+    /// Installs a seccomp filter (classic BPF `struct sock_filter`s).
+    pub fn load_seccomp(program: &[crate::security::seccomp::SockFilter]) -> Result<(), i32> {
+        let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
+        // SAFETY: SockFilter is layout-compatible with sock_filter (repr C,
+        // same fields); the program outlives the call.
+        let ret = unsafe { libc::syscall(libc::SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &fprog as *const libc::sock_fprog) };
+        if ret < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
     }
 
     /// Makes `new_root` the root and drops the old one (runc's
@@ -306,6 +450,91 @@ pub mod child {
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         }
+    }
+
+    /// Opens a pty pair on the devpts instance whose ptmx is `ptmx`;
+    /// `pts_prefix` is that instance's directory with a trailing slash.
+    /// Returns (master, slave). Builds the slave path on the stack.
+    pub fn open_pty(ptmx: &CStr, pts_prefix: &CStr, rows: u16, cols: u16) -> Result<(RawFd, RawFd), i32> {
+        // SAFETY: NUL-terminated paths and valid out-pointers; raw calls only.
+        unsafe {
+            let master = libc::open(ptmx.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            if master < 0 {
+                return Err(errno());
+            }
+            let unlock: libc::c_int = 0;
+            ok(libc::ioctl(master, libc::TIOCSPTLCK, &unlock))?;
+            let mut number: libc::c_uint = 0;
+            ok(libc::ioctl(master, libc::TIOCGPTN, &mut number))?;
+            let mut path = [0u8; 512];
+            let prefix = pts_prefix.to_bytes();
+            if prefix.len() + 12 > path.len() {
+                return Err(libc::ENAMETOOLONG);
+            }
+            path[..prefix.len()].copy_from_slice(prefix);
+            let mut digits = [0u8; 10];
+            let mut count = 0;
+            loop {
+                digits[count] = b'0' + (number % 10) as u8;
+                count += 1;
+                number /= 10;
+                if number == 0 {
+                    break;
+                }
+            }
+            for i in 0..count {
+                path[prefix.len() + i] = digits[count - 1 - i];
+            }
+            let slave = libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_NOCTTY);
+            if slave < 0 {
+                return Err(errno());
+            }
+            let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+            ok(libc::ioctl(slave, libc::TIOCSWINSZ, &size))?;
+            Ok((master, slave))
+        }
+    }
+
+    /// Sends `fd` over the unix socket `socket` (SCM_RIGHTS), then closes it.
+    pub fn send_fd(socket: RawFd, fd: RawFd) -> Result<(), i32> {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+        let mut control = [0u8; super::FD_CMSG_SPACE];
+        // SAFETY: the message points at stack buffers that outlive the call;
+        // CMSG_* stay within `control`, which is large enough for one fd.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+            let sent = libc::sendmsg(socket, &msg, 0);
+            libc::close(fd);
+            if sent < 0 {
+                return Err(errno());
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `tty` the controlling terminal and the standard streams.
+    pub fn attach_terminal(tty: RawFd) -> Result<(), i32> {
+        // SAFETY: ioctl and dup2 on descriptors we own.
+        unsafe {
+            ok(libc::ioctl(tty, libc::TIOCSCTTY, 0))?;
+            for target in 0..3 {
+                ok(libc::dup2(tty, target))?;
+            }
+            if tty > 2 {
+                libc::close(tty);
+            }
+        }
+        Ok(())
     }
 
     pub fn dup_onto(fd: RawFd, target: RawFd) -> Result<(), i32> {

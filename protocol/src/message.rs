@@ -41,18 +41,33 @@ pub enum Request {
     RunContainer(Box<RunContainer>),
     /// Send a signal to a process of the container.
     Signal { process: String, signal: i32 },
+    /// The host terminal of a process with a TTY changed size.
+    ResizeTerminal { process: String, rows: u16, cols: u16 },
     /// Stop everything and power the VM off.
     Shutdown,
 }
 
-/// A container with its one main process.
+/// A container with its main process, described by an OCI runtime spec.
+///
+/// The agent applies the spec's process (args, env, cwd, capabilities,
+/// rlimits, no_new_privileges), hostname, mounts, namespaces, cgroup
+/// resources, seccomp, masked and read-only paths, and read-only root. The
+/// spec's `root.path` is ignored: the root is the image disk under an
+/// overlay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunContainer {
     pub container_id: String,
-    pub hostname: String,
     pub rootfs: RootfsSource,
-    pub process: ProcessSpec,
+    pub spec: oci_spec::runtime::Spec,
+    /// The image-style user ("", "uid", "uid:gid", "name", "name:group"),
+    /// resolved against the container's /etc/passwd and /etc/group; it
+    /// replaces the spec's numeric user when not empty.
+    pub user: String,
+    /// With `spec.process.terminal`, the process gets a pty: its output
+    /// (stdout and stderr merged, as on a terminal) comes on `stdout`, and
+    /// `stderr` is closed at once.
+    pub stdio: Stdio,
     /// Power the VM off as soon as the main process has exited and its
     /// exit has been reported (`hull run --rm`).
     pub shutdown_on_exit: bool,
@@ -68,23 +83,8 @@ pub struct RootfsSource {
     pub fs_type: String,
 }
 
-/// One process to run in the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessSpec {
-    /// Names the process in later requests and events ("init" for the
-    /// container's main process).
-    pub id: String,
-    pub args: Vec<String>,
-    /// `KEY=VALUE` pairs, exactly what the process gets.
-    pub env: Vec<String>,
-    /// Working directory inside the container; created if missing.
-    pub cwd: String,
-    /// As in an image config: "", "uid", "uid:gid", "name" or "name:group";
-    /// names are resolved against the container's /etc/passwd and /etc/group.
-    pub user: String,
-    pub stdio: Stdio,
-}
+/// The id of a container's main process in requests and events.
+pub const MAIN_PROCESS: &str = "init";
 
 /// Stream ids for a process's standard streams. Without `stdin` the process
 /// reads /dev/null.
@@ -142,7 +142,8 @@ pub enum ErrorKind {
 #[serde(tag = "event", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Event {
     /// A process ended; all its output streams were closed before this.
-    ProcessExited { process: String, status: ExitStatus },
+    /// `oom_killed`: the container's memory limit killed something.
+    ProcessExited { process: String, status: ExitStatus, oom_killed: bool },
 }
 
 /// How a process ended.
@@ -196,23 +197,10 @@ mod tests {
             id: 7,
             request: Request::RunContainer(Box::new(RunContainer {
                 container_id: "c1".into(),
-                hostname: "c1".into(),
-                rootfs: RootfsSource {
-                    disk_serial: "rootfs".into(),
-                    fs_type: "erofs".into(),
-                },
-                process: ProcessSpec {
-                    id: "init".into(),
-                    args: vec!["sh".into(), "-c".into(), "echo hi".into()],
-                    env: vec!["PATH=/bin".into()],
-                    cwd: "/".into(),
-                    user: "1000:1000".into(),
-                    stdio: Stdio {
-                        stdin: Some(1),
-                        stdout: 2,
-                        stderr: 3,
-                    },
-                },
+                rootfs: RootfsSource { disk_serial: "rootfs".into(), fs_type: "erofs".into() },
+                spec: oci_spec::runtime::Spec::default(),
+                user: "1000:1000".into(),
+                stdio: Stdio { stdin: Some(1), stdout: 2, stderr: 3 },
                 shutdown_on_exit: true,
             })),
         }
@@ -238,6 +226,7 @@ mod tests {
                 event: Event::ProcessExited {
                     process: "init".into(),
                     status: ExitStatus::Signal(9),
+                    oom_killed: true,
                 },
             },
             ControlMessage::Request {

@@ -409,6 +409,7 @@ mod tests {
         let exited = Event::ProcessExited {
             process: "init".into(),
             status: ExitStatus::Code(3),
+            oom_killed: false,
         };
         ControlMessage::Event {
             event: exited.clone(),

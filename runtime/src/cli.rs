@@ -33,16 +33,126 @@ pub enum Command {
     Images,
     /// Remove images.
     Rmi(RmiArgs),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// Log in to a registry (credentials are kept in HULL_ROOT/auth.json, mode 0600).
+    Login(LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(LogoutArgs),
+    /// Save images to an OCI archive.
+    Save(SaveArgs),
+    /// Manage images (inspect, prune).
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show everything the store knows about images, as JSON.
+    Inspect(ImageInspectArgs),
+    /// Remove untagged images and leftovers of interrupted pulls.
+    Prune(ImagePruneArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Speak plain HTTP to the registry (for a registry on loopback).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Largest uncompressed size of one layer (e.g. 512m, 16g).
+    #[arg(long, env = "HULL_MAX_LAYER_SIZE", value_parser = parse_bytes)]
+    pub max_layer_size: Option<u64>,
+    /// Do not draw progress bars.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Image to pull: [REGISTRY/]REPO[:TAG|@DIGEST].
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(short = 'u', long)]
+    pub username: String,
+    /// The password (prefer --password-stdin: this shows in `ps`).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Speak plain HTTP to the registry (for a registry on loopback).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Registry host[:port].
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry host[:port].
+    pub registry: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The archive to write.
+    #[arg(short = 'o', long = "output", value_name = "ARCHIVE")]
+    pub output: std::path::PathBuf,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageInspectArgs {
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Remove every image no container uses, not only untagged ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+}
+
+/// Parses "512m", "16g", "1048576" into bytes.
+pub fn parse_bytes(size: &str) -> Result<u64, String> {
+    let s = size.trim().to_ascii_lowercase();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s.as_str(), ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {size:?}"))?;
+    let shift = match unit.trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("invalid size {size:?}")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("invalid size {size:?}"))
+}
+
+/// `-h` is `--hostname`, as in `docker run`; help is `--help` only.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
     /// Keep stdin open and pass it to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the container a terminal (a pty in the guest).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
@@ -55,12 +165,35 @@ pub struct RunArgs {
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// VM memory (e.g. 512m, 1g).
-    #[arg(short = 'm', long, default_value = "512m")]
-    pub memory: String,
-    /// Number of vCPUs.
-    #[arg(long, default_value_t = 1)]
-    pub cpus: u32,
+    /// Memory limit of the container (e.g. 64m, 1g); the VM gets this plus
+    /// room for the guest kernel and agent.
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// CPUs for the container (e.g. 1.5); the VM gets as many vCPUs,
+    /// rounded up.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Container hostname (default: the short container id).
+    #[arg(long, short = 'h')]
+    pub hostname: Option<String>,
+    /// Give the container every capability, no seccomp filter, writable /sys.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability (e.g. NET_ADMIN, or ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined|FILE, no-new-privileges[=true|false].
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Maximum number of processes in the container (-1: unlimited).
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
     /// Which hypervisor runs the VM: auto, qemu or hull-vmm.
     #[arg(long, env = "HULL_HYPERVISOR", default_value = "auto")]
     pub hypervisor: String,
@@ -86,41 +219,33 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct RmiArgs {
+    /// Remove the image even while a container uses it.
+    #[arg(short = 'f', long)]
+    pub force: bool,
     #[arg(required = true)]
     pub images: Vec<String>,
 }
 
-/// Parses Docker-style sizes: "512m", "1g", "1073741824" (bytes), into MiB.
-pub fn parse_mib(size: &str) -> Option<u32> {
-    let size = size.trim().to_ascii_lowercase();
-    let (digits, unit) = match size.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => size.split_at(i),
-        None => (size.as_str(), ""),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let bytes = match unit.trim_end_matches('b') {
-        "" => n,
-        "k" => n.checked_mul(1 << 10)?,
-        "m" => n.checked_mul(1 << 20)?,
-        "g" => n.checked_mul(1 << 30)?,
-        _ => return None,
-    };
-    u32::try_from(bytes >> 20).ok().filter(|&mib| mib > 0)
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn sizes_parse_like_docker() {
-        assert_eq!(parse_mib("512m"), Some(512));
-        assert_eq!(parse_mib("1g"), Some(1024));
-        assert_eq!(parse_mib("1GB"), Some(1024));
-        assert_eq!(parse_mib("268435456"), Some(256));
-        assert_eq!(parse_mib("0"), None);
-        assert_eq!(parse_mib("12x"), None);
-        assert_eq!(parse_mib(""), None);
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1GB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("268435456"), Ok(256 << 20));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("12x").is_err());
+        assert!(parse_bytes("").is_err());
     }
 
     #[test]

@@ -6,5 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod hypervisor;
 pub mod image;
+pub mod oci;
 pub mod sandbox;
 pub mod spec;
+pub mod terminal;

@@ -1,7 +1,7 @@
 //! `hull`: the command-line front of the runtime.
 
 use clap::Parser;
-use hull_runtime::cli::{Cli, Command};
+use hull_runtime::cli::{Cli, Command, ImageCommand};
 use hull_runtime::commands::{self, EXIT_HULL_ERROR};
 
 fn main() {
@@ -30,6 +30,12 @@ fn main() {
             Command::Load(args) => commands::load(&cli, args),
             Command::Images => commands::images(&cli),
             Command::Rmi(args) => commands::rmi(&cli, args),
+            Command::Pull(args) => commands::pull(&cli, args).await,
+            Command::Login(args) => commands::login(&cli, args).await,
+            Command::Logout(args) => commands::logout(&cli, args),
+            Command::Save(args) => commands::save(&cli, args),
+            Command::Image(ImageCommand::Inspect(args)) => commands::image_inspect(&cli, args),
+            Command::Image(ImageCommand::Prune(args)) => commands::image_prune(&cli, args),
         }
     });
     let code = match result {

@@ -5,6 +5,9 @@
 //! they are. Run outside `make`, a test fails saying what is missing rather
 //! than passing quietly.
 
+pub mod registry;
+pub mod testhost;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
@@ -69,9 +69,9 @@ pub enum Error {
     /// A thread could not be spawned.
     #[error("cannot spawn a thread")]
     Spawn(#[source] std::io::Error),
-    /// The PIT creation thread panicked.
-    #[error("the PIT creation thread failed")]
-    PitThread,
+    /// The KVM setup helper thread panicked.
+    #[error("the KVM setup thread failed")]
+    SetupThread,
     /// The event loop failed.
     #[error(transparent)]
     EventLoop(#[from] event_loop::Error),
@@ -181,10 +181,16 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     let signals = event_loop::block_stop_signals()?;
     let (kvm, vm) = vm::create_vm()?;
     let vm = Arc::new(vm);
-    let pit_vm = vm.clone();
-    let pit = std::thread::Builder::new()
-        .name("pit".into())
-        .spawn(move || vm::create_pit(&pit_vm))
+    // The PIT and the CPUID query are slow ioctls (milliseconds here) that
+    // depend on nothing else: run them while memory and devices are set up.
+    let helper_vm = vm.clone();
+    let helper = std::thread::Builder::new()
+        .name("kvm-setup".into())
+        .spawn(move || -> Result<CpuId> {
+            vm::create_pit(&helper_vm)?;
+            kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+                .map_err(Error::SupportedCpuid)
+        })
         .map_err(Error::Spawn)?;
     let mem = Arc::new(memory::create_guest_memory(&vm, cfg.memory_mib)?);
 
@@ -266,13 +272,10 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     }
     mptable::setup_mptable(&mem, cfg.vcpus)?;
 
-    let supported = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(Error::SupportedCpuid)?;
     let pio = Arc::new(pio);
     let mmio = Arc::new(mmio);
     let vcpu_filter = seccomp::vcpu_filter()?;
-    pit.join().map_err(|_| Error::PitThread)??;
+    let supported = helper.join().map_err(|_| Error::SetupThread)??;
     for i in 0..cfg.vcpus {
         let mut v = vcpu::Vcpu::new(&vm, i, pio.clone(), mmio.clone(), exit.clone())?;
         v.configure(&mem, &supported, cfg.vcpus, &entry)?;

@@ -11,7 +11,7 @@ use crate::arch::x86_64::mptable::MAX_CPUS;
 
 /// The kernel command line used when none is given.
 pub const DEFAULT_CMDLINE: &str =
-    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.dumbkbd";
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
 /// Largest guest memory accepted, in MiB (1 TiB).
 pub const MAX_MEMORY_MIB: u64 = 1 << 20;
@@ -207,7 +207,8 @@ OPTIONS (flags override the config file; device flags add devices):
                          has a PVH note, else 64-bit) or bzImage
   --cmdline STRING       kernel command line (default: \"console=ttyS0 reboot=k
                          panic=1 pci=off nomodule i8042.noaux i8042.nomux
-                         i8042.dumbkbd\"); virtio_mmio.device=<size>@<addr>:<irq>
+                         i8042.nopnp i8042.dumbkbd\");
+                         virtio_mmio.device=<size>@<addr>:<irq>
                          entries are appended for every virtio device
   --initramfs FILE       initramfs (loaded at the top of low memory)
   --vcpus N              vCPU count, 1..=32 (default 1)
@@ -225,8 +226,10 @@ OPTIONS (flags override the config file; device flags add devices):
                          file path (appended)
   -h, --help             this text
 
-EXIT STATUS: 0 after guest reset/poweroff or SIGTERM/SIGINT; otherwise
-non-zero with one line on stderr: 1 bad configuration or setup failure,
+EXIT STATUS: 0 after a guest reset or power-off event, or SIGTERM/SIGINT (a
+Linux guest ends by rebooting, reboot=k: without ACPI its poweroff only
+halts the CPUs); otherwise non-zero with one line on stderr: 1 bad
+configuration or setup failure,
 2 triple fault, 3 KVM internal error or entry failure, 4 vCPU error,
 5 device error.
 ";

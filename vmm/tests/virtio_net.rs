@@ -24,7 +24,10 @@ fn ip(args: &[&str]) {
 
 impl NetNs {
     fn new(name: &str) -> Self {
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", name])
+            .stderr(std::process::Stdio::null())
+            .status();
         ip(&["netns", "add", name]);
         let ns = NetNs(name.to_string());
         ip(&[

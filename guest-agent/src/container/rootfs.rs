@@ -1,11 +1,12 @@
 //! Builds a container's root: the image disk read-only, under an overlay
-//! whose upper layer is a tmpfs, with /dev, /sys and the files Docker
-//! provides (/etc/hostname, /etc/hosts). The image is hostile: nothing is
+//! whose upper layer is a tmpfs, with the files Docker provides
+//! (/etc/hostname, /etc/hosts). The spec's mounts come later, in the
+//! container's own mount namespace. The image is hostile: nothing is
 //! created or mounted through a symlink it planted.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -71,12 +72,6 @@ pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathB
         .map_err(io_err("mount the overlay root"))?;
 
     debug!("overlay mounted");
-    mount_dev(&rootfs)?;
-    debug!("/dev ready");
-    let sys_dir = safe_dir(&rootfs, "sys")?;
-    let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    sys::mount("sysfs", &sys_dir, "sysfs", ro, "").map_err(io_err("mount /sys"))?;
-    safe_dir(&rootfs, "proc")?;
     write_identity_files(&rootfs, hostname)?;
     Ok(rootfs)
 }
@@ -123,66 +118,6 @@ fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// A minimal /dev like Docker's: a tmpfs with the usual nodes, a private
-/// devpts instance and /dev/shm.
-fn mount_dev(rootfs: &Path) -> Result<(), RootfsError> {
-    let dev = safe_dir(rootfs, "dev")?;
-    sys::mount(
-        "tmpfs",
-        &dev,
-        "tmpfs",
-        libc::MS_NOSUID,
-        "mode=755,size=65536k",
-    )
-    .map_err(io_err("mount /dev"))?;
-    let nodes = [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ];
-    for (name, major, minor) in nodes {
-        let path = dev.join(name);
-        sys::mknod_char(&path, 0o666, major, minor)
-            .map_err(io_err(format!("create /dev/{name}")))?;
-        // mknod honours the umask; the nodes must be world-usable.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-            .map_err(io_err(format!("chmod /dev/{name}")))?;
-    }
-    let links = [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ];
-    for (name, target) in links {
-        std::os::unix::fs::symlink(target, dev.join(name))
-            .map_err(io_err(format!("link /dev/{name}")))?;
-    }
-    for dir in ["pts", "shm"] {
-        fs::create_dir(dev.join(dir)).map_err(io_err(format!("create /dev/{dir}")))?;
-    }
-    sys::mount(
-        "devpts",
-        &dev.join("pts"),
-        "devpts",
-        libc::MS_NOSUID | libc::MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
-    )
-    .map_err(io_err("mount /dev/pts"))?;
-    sys::mount(
-        "shm",
-        &dev.join("shm"),
-        "tmpfs",
-        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-        "mode=1777,size=65536k",
-    )
-    .map_err(io_err("mount /dev/shm"))
 }
 
 fn write_identity_files(rootfs: &Path, hostname: &str) -> Result<(), RootfsError> {

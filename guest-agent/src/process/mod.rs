@@ -1,7 +1,8 @@
 //! Container processes: creating them in their namespaces and reaping them.
 
+mod child;
 pub mod reaper;
 pub mod spawn;
 
 pub use reaper::Reaper;
-pub use spawn::{spawn, Launch, SpawnError};
+pub use spawn::{spawn, ChildStdio, Launch, SpawnError};

@@ -1,8 +1,9 @@
-//! Starts a container's process: clone into new mount, PID, UTS and IPC
-//! namespaces, pivot into the container root, drop to the container user,
-//! exec. The model is runc/youki's init, squeezed into one function because
-//! between clone and exec the child of a multi-threaded agent may not
-//! allocate: everything it needs is prepared here first.
+//! Starts a container's process: clone into its namespaces (and cgroup),
+//! set up its mounts and /dev, pivot into its root, confine it (rlimits,
+//! capabilities, seccomp), drop to its user, exec. The model is runc's and
+//! youki's init. Between clone and exec the child of a multi-threaded agent
+//! may not allocate, so everything it needs is prepared here first and
+//! [`super::child`] only replays it.
 
 use std::ffi::CString;
 use std::io::{self, Read};
@@ -11,9 +12,13 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use super::child::{self, Prepared, PreparedStdio, Stage};
 use super::Reaper;
+use crate::container::mounts::{MountOp, DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
 use crate::container::user::Credentials;
-use crate::sys::{self, child};
+use crate::security::capabilities::CapSets;
+use crate::security::seccomp::SockFilter;
+use crate::sys;
 
 /// PATH Docker uses when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -21,15 +26,33 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Everything needed to start one process.
 pub struct Launch {
     pub rootfs: PathBuf,
-    pub hostname: String,
+    pub hostname: Option<String>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
     pub credentials: Credentials,
-    /// The child's ends of its standard streams.
-    pub stdin: OwnedFd,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+    pub stdio: ChildStdio,
+    /// CLONE_NEW* flags.
+    pub namespaces: u64,
+    pub mounts: Vec<MountOp>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub readonly_root: bool,
+    /// (resource, soft, hard)
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub capabilities: Option<CapSets>,
+    pub no_new_privileges: bool,
+    pub seccomp: Option<Vec<SockFilter>>,
+    pub cgroup_fd: Option<RawFd>,
+}
+
+/// The standard streams of the new process.
+pub enum ChildStdio {
+    /// The child's ends of three pipes.
+    Pipes { stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd },
+    /// A pty from the container's own devpts: the child opens it and sends
+    /// the master back over `socket` (runc's console socket).
+    Terminal { socket: OwnedFd, rows: u16, cols: u16 },
 }
 
 #[derive(Debug, Error)]
@@ -56,53 +79,10 @@ pub enum SpawnError {
     },
     #[error("container setup ({stage})")]
     Setup {
-        stage: &'static str,
+        stage: String,
         #[source]
         source: io::Error,
     },
-}
-
-/// Where the child failed; sent back over the error pipe with the errno.
-#[derive(Clone, Copy)]
-#[repr(u32)]
-enum Stage {
-    PrivateMounts = 1,
-    MountProc = 2,
-    PivotRoot = 3,
-    Hostname = 4,
-    Stdio = 5,
-    Credentials = 6,
-    Chdir = 7,
-    Exec = 8,
-}
-
-impl Stage {
-    fn from_u32(value: u32) -> Option<Self> {
-        Some(match value {
-            1 => Self::PrivateMounts,
-            2 => Self::MountProc,
-            3 => Self::PivotRoot,
-            4 => Self::Hostname,
-            5 => Self::Stdio,
-            6 => Self::Credentials,
-            7 => Self::Chdir,
-            8 => Self::Exec,
-            _ => return None,
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::PrivateMounts => "make mounts private",
-            Self::MountProc => "mount /proc",
-            Self::PivotRoot => "pivot_root",
-            Self::Hostname => "sethostname",
-            Self::Stdio => "set up stdio",
-            Self::Credentials => "set user and groups",
-            Self::Chdir => "chdir",
-            Self::Exec => "exec",
-        }
-    }
 }
 
 /// The paths `execve` should try for `command`, in order: the command
@@ -112,11 +92,7 @@ pub fn exec_candidates(command: &str, env: &[String]) -> Vec<String> {
     if command.contains('/') {
         return vec![command.to_string()];
     }
-    let path = env
-        .iter()
-        .rev()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
+    let path = env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     path.split(':')
         .map(|dir| if dir.is_empty() { "." } else { dir })
         .map(|dir| format!("{}/{command}", dir.trim_end_matches('/')))
@@ -132,26 +108,11 @@ fn c_vec(items: &[String]) -> Result<Vec<CString>, SpawnError> {
 }
 
 fn pointers(items: &[CString]) -> Vec<*const libc::c_char> {
-    items
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
+    items.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
-/// What the child needs, prepared before clone.
-struct Prepared {
-    rootfs: CString,
-    proc_dir: CString,
-    hostname: CString,
-    cwd: CString,
-    candidates: Vec<CString>,
-    argv: Vec<*const libc::c_char>,
-    envp: Vec<*const libc::c_char>,
-    uid: u32,
-    gid: u32,
-    groups: Vec<libc::gid_t>,
-    stdio: [RawFd; 3],
+fn under_root(launch: &Launch, path: &str) -> Result<CString, SpawnError> {
+    c(&launch.rootfs.join(path.trim_start_matches('/')).to_string_lossy())
 }
 
 /// Starts the process; returns its pid (in the agent's PID namespace) once
@@ -160,128 +121,89 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
     let command = launch.args.first().ok_or(SpawnError::EmptyCommand)?.clone();
     let args = c_vec(&launch.args)?;
     let env = c_vec(&launch.env)?;
-    let candidates = c_vec(&exec_candidates(&command, &launch.env))?;
+    let dev_dir = launch.rootfs.join("dev");
+    let devices = DEFAULT_DEVICES
+        .iter()
+        .map(|(name, major, minor)| {
+            Ok((c(&dev_dir.join(name).to_string_lossy())?, libc::S_IFCHR | 0o666, libc::makedev(*major, *minor)))
+        })
+        .collect::<Result<Vec<_>, SpawnError>>()?;
+    let dev_links = DEFAULT_DEV_LINKS
+        .iter()
+        .map(|(name, target)| Ok((c(target)?, c(&dev_dir.join(name).to_string_lossy())?)))
+        .collect::<Result<Vec<_>, SpawnError>>()?;
     let prepared = Prepared {
         rootfs: c(&launch.rootfs.to_string_lossy())?,
-        proc_dir: c(&launch.rootfs.join("proc").to_string_lossy())?,
-        hostname: c(&launch.hostname)?,
+        hostname: launch.hostname.as_deref().map(c).transpose()?,
         cwd: c(&launch.cwd)?,
-        candidates,
+        candidates: c_vec(&exec_candidates(&command, &launch.env))?,
         argv: pointers(&args),
         envp: pointers(&env),
         uid: launch.credentials.uid,
         gid: launch.credentials.gid,
         groups: launch.credentials.groups.clone(),
-        stdio: [
-            launch.stdin.as_raw_fd(),
-            launch.stdout.as_raw_fd(),
-            launch.stderr.as_raw_fd(),
-        ],
+        stdio: match &launch.stdio {
+            ChildStdio::Pipes { stdin, stdout, stderr } => {
+                PreparedStdio::Pipes([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()])
+            }
+            ChildStdio::Terminal { socket, rows, cols } => PreparedStdio::Terminal {
+                socket: socket.as_raw_fd(),
+                ptmx: c(&dev_dir.join("pts/ptmx").to_string_lossy())?,
+                pts_prefix: c(&format!("{}/", dev_dir.join("pts").to_string_lossy()))?,
+                rows: *rows,
+                cols: *cols,
+            },
+        },
+        mounts: &launch.mounts,
+        devices,
+        dev_links,
+        dev_null: c(&dev_dir.join("null").to_string_lossy())?,
+        masked: launch.masked_paths.iter().map(|p| under_root(&launch, p)).collect::<Result<_, _>>()?,
+        readonly: launch.readonly_paths.iter().map(|p| under_root(&launch, p)).collect::<Result<_, _>>()?,
+        readonly_root: launch.readonly_root,
+        rlimits: launch.rlimits.clone(),
+        capabilities: launch.capabilities,
+        no_new_privileges: launch.no_new_privileges,
+        seccomp: launch.seccomp.as_deref(),
     };
-    let (error_read, error_write) = sys::pipe().map_err(|source| SpawnError::Setup {
-        stage: "pipe",
-        source,
-    })?;
+    let (error_read, error_write) =
+        sys::pipe().map_err(|source| SpawnError::Setup { stage: "pipe".into(), source })?;
 
-    // SAFETY: the child runs only `run_child`, which makes raw syscalls on
+    // SAFETY: the child runs only `child::run`, which makes raw syscalls on
     // the data prepared above and never allocates or takes a lock.
-    let pid = unsafe { sys::clone_into_namespaces() }.map_err(|source| SpawnError::Setup {
-        stage: "clone",
-        source,
-    })?;
+    let pid = unsafe { sys::clone_into_namespaces(launch.namespaces, launch.cgroup_fd) }
+        .map_err(|source| SpawnError::Setup { stage: "clone".into(), source })?;
     if pid == 0 {
-        run_child(&prepared, error_write.as_raw_fd());
+        child::run(&prepared, error_write.as_raw_fd());
     }
     reaper.child_spawned();
     drop(error_write);
-    drop(launch);
 
     // The error pipe closes on a successful exec; anything in it is why not.
     let mut report = Vec::new();
     let _ = std::fs::File::from(error_read).read_to_end(&mut report);
-    if report.len() < 8 {
+    if report.len() < child::REPORT_LEN {
         return Ok(pid);
     }
     reaper.wait_for(pid);
-    let stage = Stage::from_u32(u32::from_le_bytes([
-        report[0], report[1], report[2], report[3],
-    ]));
-    let errno = i32::from_le_bytes([report[4], report[5], report[6], report[7]]);
+    let word = |i: usize| [report[i], report[i + 1], report[i + 2], report[i + 3]];
+    let stage = Stage::from_u32(u32::from_le_bytes(word(0)));
+    let errno = i32::from_le_bytes(word(4));
+    let index = u32::from_le_bytes(word(8)) as usize;
     let source = io::Error::from_raw_os_error(errno);
     Err(match stage {
-        Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
-            SpawnError::NotFound(command)
-        }
+        Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => SpawnError::NotFound(command),
         Some(Stage::Exec) if errno == libc::EACCES => SpawnError::NotExecutable(command),
         Some(Stage::Exec) => SpawnError::Exec { command, source },
-        Some(Stage::Chdir) => SpawnError::Chdir {
-            cwd: prepared.cwd.to_string_lossy().into_owned(),
-            source,
-        },
-        Some(stage) => SpawnError::Setup {
-            stage: stage.name(),
-            source,
-        },
-        None => SpawnError::Setup {
-            stage: "unknown",
-            source,
-        },
+        Some(Stage::Chdir) => SpawnError::Chdir { cwd: launch.cwd.clone(), source },
+        Some(Stage::Mount) => {
+            let target = launch.mounts.get(index).map(|m| m.target.to_string_lossy().into_owned()).unwrap_or_default();
+            let inside = target.strip_prefix(&*launch.rootfs.to_string_lossy()).unwrap_or(&target).to_string();
+            SpawnError::Setup { stage: format!("mount {inside}"), source }
+        }
+        Some(stage) => SpawnError::Setup { stage: stage.name().into(), source },
+        None => SpawnError::Setup { stage: "unknown".into(), source },
     })
-}
-
-/// The child: never returns. Only async-signal-safe calls from here on.
-fn run_child(p: &Prepared, error_fd: RawFd) -> ! {
-    let fail = |stage: Stage, errno: i32| -> ! {
-        let mut report = [0u8; 8];
-        report[..4].copy_from_slice(&(stage as u32).to_le_bytes());
-        report[4..].copy_from_slice(&errno.to_le_bytes());
-        child::write_all(error_fd, &report);
-        child::exit(match (stage, errno) {
-            (Stage::Exec, libc::ENOENT) => 127,
-            (Stage::Exec, libc::EACCES) => 126,
-            _ => 125,
-        })
-    };
-    child::reset_process_state();
-    if let Err(e) = child::make_mounts_private() {
-        fail(Stage::PrivateMounts, e)
-    }
-    if let Err(e) = child::mount_proc(&p.proc_dir) {
-        fail(Stage::MountProc, e)
-    }
-    if let Err(e) = child::pivot_into(&p.rootfs) {
-        fail(Stage::PivotRoot, e)
-    }
-    if let Err(e) = child::set_hostname(&p.hostname) {
-        fail(Stage::Hostname, e)
-    }
-    for (target, fd) in p.stdio.iter().enumerate() {
-        if let Err(e) = child::dup_onto(*fd, target as RawFd) {
-            fail(Stage::Stdio, e)
-        }
-    }
-    if let Err(e) = child::set_credentials(p.uid, p.gid, &p.groups) {
-        fail(Stage::Credentials, e)
-    }
-    if let Err(e) = child::chdir(&p.cwd) {
-        fail(Stage::Chdir, e)
-    }
-    let mut saw_eacces = false;
-    for candidate in &p.candidates {
-        match child::exec(candidate, &p.argv, &p.envp) {
-            libc::ENOENT | libc::ENOTDIR => {}
-            libc::EACCES => saw_eacces = true,
-            other => fail(Stage::Exec, other),
-        }
-    }
-    fail(
-        Stage::Exec,
-        if saw_eacces {
-            libc::EACCES
-        } else {
-            libc::ENOENT
-        },
-    )
 }
 
 #[cfg(test)]
@@ -304,10 +226,7 @@ mod tests {
 
     #[test]
     fn default_path_when_unset() {
-        assert_eq!(
-            exec_candidates("ls", &[]).len(),
-            DEFAULT_PATH.split(':').count()
-        );
+        assert_eq!(exec_candidates("ls", &[]).len(), DEFAULT_PATH.split(':').count());
         assert_eq!(exec_candidates("ls", &[])[0], "/usr/local/sbin/ls");
     }
 }

@@ -10,7 +10,11 @@ pub fn images(cli: &Cli) -> Result<i32> {
         let id = image.id.trim_start_matches("sha256:");
         println!(
             "{:<40} {:<14} {:>10}",
-            image.name,
+            if image.name.is_empty() {
+                "<none>"
+            } else {
+                &image.name
+            },
             &id[..id.len().min(12)],
             human_size(image.size)
         );
@@ -18,7 +22,7 @@ pub fn images(cli: &Cli) -> Result<i32> {
     Ok(0)
 }
 
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1}GB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.1}MB", b as f64 / (1u64 << 20) as f64),

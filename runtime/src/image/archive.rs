@@ -27,11 +27,11 @@ const MAX_ENTRIES: usize = 100_000;
 const MAX_INDEX_DEPTH: usize = 2;
 
 pub(crate) const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub(crate) const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 const MT_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 const MT_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -304,38 +304,13 @@ impl Staged {
                 digest: manifest_digest.clone(),
                 source,
             })?;
-        if let Some(mt) = manifest.media_type() {
-            let mt = mt.to_string();
-            if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
-                return Err(Error::UnsupportedMediaType {
-                    what: "manifest",
-                    media_type: mt,
-                    digest: manifest_digest,
-                });
-            }
-        }
+        check_manifest(&manifest, &manifest_digest)?;
         let config_desc = manifest.config();
         let config_digest = config_desc.digest().to_string();
-        let config_mt = config_desc.media_type().to_string();
-        if config_mt != MT_OCI_CONFIG && config_mt != MT_DOCKER_CONFIG {
-            return Err(Error::UnsupportedMediaType {
-                what: "config",
-                media_type: config_mt,
-                digest: config_digest,
-            });
-        }
         let config = self.json_blob("image config", config_desc)?;
         let mut layers = Vec::new();
         for desc in manifest.layers() {
             let digest = desc.digest().to_string();
-            let mt = desc.media_type().to_string();
-            if !layer::supported_media_type(&mt) {
-                return Err(Error::UnsupportedMediaType {
-                    what: "layer",
-                    media_type: mt,
-                    digest,
-                });
-            }
             let file = self.blob(&digest, desc.size())?.clone();
             layers.push(LayerBlob { digest, file });
         }
@@ -486,6 +461,40 @@ impl Staged {
     }
 }
 
+/// Checks the media types of a manifest, its config and its layers.
+pub(crate) fn check_manifest(manifest: &ImageManifest, manifest_digest: &str) -> Result<(), Error> {
+    if let Some(mt) = manifest.media_type() {
+        let mt = mt.to_string();
+        if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
+            return Err(Error::UnsupportedMediaType {
+                what: "manifest",
+                media_type: mt,
+                digest: manifest_digest.to_string(),
+            });
+        }
+    }
+    let config_desc = manifest.config();
+    let config_mt = config_desc.media_type().to_string();
+    if config_mt != MT_OCI_CONFIG && config_mt != MT_DOCKER_CONFIG {
+        return Err(Error::UnsupportedMediaType {
+            what: "config",
+            media_type: config_mt,
+            digest: config_desc.digest().to_string(),
+        });
+    }
+    for desc in manifest.layers() {
+        let mt = desc.media_type().to_string();
+        if !layer::supported_media_type(&mt) {
+            return Err(Error::UnsupportedMediaType {
+                what: "layer",
+                media_type: mt,
+                digest: desc.digest().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), Error> {
     if f.size != size {
         return Err(Error::SizeMismatch {
@@ -503,7 +512,7 @@ fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), Erro
     Ok(())
 }
 
-fn check_index_media_type(index: &ImageIndex, digest: &str) -> Result<(), Error> {
+pub(crate) fn check_index_media_type(index: &ImageIndex, digest: &str) -> Result<(), Error> {
     if let Some(mt) = index.media_type() {
         let mt = mt.to_string();
         if mt != MT_OCI_INDEX && mt != MT_DOCKER_LIST {
@@ -517,7 +526,7 @@ fn check_index_media_type(index: &ImageIndex, digest: &str) -> Result<(), Error>
     Ok(())
 }
 
-fn is_linux_amd64(p: &oci_spec::image::Platform) -> bool {
+pub(crate) fn is_linux_amd64(p: &oci_spec::image::Platform) -> bool {
     p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
 }
 
@@ -530,6 +539,11 @@ fn names_of(desc: &Descriptor) -> Result<Vec<String>, Error> {
         .get(ANNOTATION_CONTAINERD_NAME)
         .or_else(|| ann.get(ANNOTATION_REF_NAME));
     match name {
+        // `skopeo copy … oci:DIR:latest` writes only a tag: a name without
+        // a repository, so the image is reachable by id only.
+        Some(n) if !n.contains(['/', ':']) && ann.get(ANNOTATION_CONTAINERD_NAME).is_none() => {
+            Ok(Vec::new())
+        }
         Some(n) => Ok(vec![normalize_name(n)?]),
         None => Ok(Vec::new()),
     }

@@ -13,15 +13,24 @@
 //! blobs/sha256/<hex>     verified manifests, configs and layers
 //! images.json            image id -> manifest digest and names (atomic rename)
 //! disks/<hex>.erofs      flattened rootfs per image id (config digest)
+//! ingest/<hex>.partial   a registry download in progress (flock'd by its writer)
+//! ingest/<hex>           a verified download, waiting for its image's commit
 //! tmp/                   staging for imports and disk builds; emptied under the lock
-//! lock                   flock(2) taken by every writer
+//! lock                   flock(2): exclusive for writers, shared for readers
+//! auth.json              registry credentials (0600), see [`auth`]
 //! ```
 
 mod archive;
+pub mod auth;
+mod build;
 mod digest;
 mod disk;
+mod export;
 mod layer;
+mod maintain;
+pub mod progress;
 mod reference;
+pub mod registry;
 mod store;
 pub mod unpack;
 
@@ -32,12 +41,32 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use disk::FsType;
+pub use maintain::{IngestGuard, Inspect, InspectDisk, InspectLayer, PruneReport};
 pub use reference::Reference;
 pub use store::ImageStore;
 
 /// Largest JSON document (index, manifest, config) we read from an archive
 /// or from the store.
 pub const MAX_JSON_SIZE: u64 = 4 << 20;
+
+/// Bounds on untrusted layer content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest uncompressed size of one layer; an entry that would take the
+    /// layer past it is refused by name (a gzip bomb cannot fill the disk).
+    pub max_layer_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_layer_size: DEFAULT_MAX_LAYER_SIZE,
+        }
+    }
+}
+
+/// 16 GiB: larger than any sane layer, smaller than a full disk.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 16 << 30;
 
 /// One tagged (or untagged) image in the store.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -181,6 +210,10 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    #[error("image {image} is used by container {container} (use -f to remove it anyway)")]
+    InUse { image: String, container: String },
+    #[error("image {image} is for {platform}, not linux/amd64")]
+    WrongPlatform { image: String, platform: String },
     #[error("image store I/O on {path}")]
     Io {
         path: PathBuf,

@@ -108,7 +108,7 @@ pub(crate) fn repo_of(name: &str) -> &str {
     }
 }
 
-fn is_domain(first: &str) -> bool {
+pub(crate) fn is_domain(first: &str) -> bool {
     first.contains('.')
         || first.contains(':')
         || first == "localhost"

@@ -6,7 +6,9 @@
 //! files. Every change is a temp file renamed into place; writers hold an
 //! exclusive `flock` on `<root>/lock`, so `tmp/` holds only their staging
 //! and whatever a crashed writer left, which the next writer removes.
-//! Readers take no lock: they see the old or the new `images.json`.
+//! Readers (`resolve`, `list`) hold the lock shared while they read the
+//! index and the blobs it names, so a concurrent `rmi` cannot take a blob
+//! away halfway through.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -19,10 +21,10 @@ use oci_spec::image::{ImageConfiguration, ImageManifest};
 use serde::{Deserialize, Serialize};
 
 use super::archive::{ImportedImage, Staged};
-use super::disk::{self, DISK_FS};
+use super::build::LayerSource;
+use super::disk::DISK_FS;
 use super::reference::{self, Reference};
-use super::unpack::Unpacker;
-use super::{digest, layer, Error, Image, ImageConfig, RootfsDisk, MAX_JSON_SIZE};
+use super::{digest, Error, Image, ImageConfig, Limits, RootfsDisk, MAX_JSON_SIZE};
 
 const INDEX_FILE: &str = "images.json";
 const MIN_ID_PREFIX: usize = 12;
@@ -31,37 +33,47 @@ const MIN_ID_PREFIX: usize = 12;
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    pub(super) limits: Limits,
 }
 
 /// `images.json`: image id -> record.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Index {
-    images: BTreeMap<String, Record>,
+pub(super) struct Index {
+    pub(super) images: BTreeMap<String, Record>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Record {
-    manifest_digest: String,
+pub(super) struct Record {
+    pub(super) manifest_digest: String,
     /// Normalized `repo:tag` names; a name belongs to one image at most.
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
 }
 
-/// Held while writing the store.
-struct Lock {
+/// Held while writing (exclusive) or reading (shared) the store.
+pub(super) struct Lock {
     _file: File,
 }
 
 impl ImageStore {
     /// Opens the store at `root`, creating its layout if missing.
     pub fn open(root: &Path) -> Result<ImageStore, Error> {
-        for dir in ["blobs/sha256", "disks", "tmp"] {
+        for dir in ["blobs/sha256", "disks", "tmp", "ingest"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io(&path))?;
         }
         let root = root.canonicalize().map_err(Error::io(root))?;
-        let store = ImageStore { root };
+        let store = ImageStore {
+            root,
+            limits: Limits::default(),
+        };
         store.lock_file()?;
         Ok(store)
+    }
+
+    /// The same store with other bounds on layer content.
+    pub fn with_limits(mut self, limits: Limits) -> ImageStore {
+        self.limits = limits;
+        self
     }
 
     /// The store's root directory.
@@ -126,24 +138,7 @@ impl ImageStore {
         }
         let mut index = self.read_index()?;
         for img in imported {
-            for name in &img.names {
-                for rec in index.images.values_mut() {
-                    rec.names.retain(|n| n != name);
-                }
-            }
-            let rec = index
-                .images
-                .entry(img.config_digest.clone())
-                .or_insert_with(|| Record {
-                    manifest_digest: img.manifest_digest.clone(),
-                    names: Vec::new(),
-                });
-            rec.manifest_digest = img.manifest_digest.clone();
-            for name in &img.names {
-                if !rec.names.contains(name) {
-                    rec.names.push(name.clone());
-                }
-            }
+            index.record(&img.config_digest, &img.manifest_digest, &img.names);
         }
         self.write_index(&index)?;
         // A re-import may have replaced a manifest; drop what is orphaned.
@@ -153,6 +148,7 @@ impl ImageStore {
     /// Finds an image by name (`repo`, `repo:tag`, `repo@sha256:…`) or by
     /// id (`sha256:<hex>` or a hex prefix of at least 12 digits).
     pub fn resolve(&self, reference: &str) -> Result<Image, Error> {
+        let _lock = self.read_lock()?;
         let index = self.read_index()?;
         let (id, name) = find(&index, reference)?;
         self.image(&id, &name)
@@ -161,6 +157,7 @@ impl ImageStore {
     /// Every image, one entry per name, untagged images with an empty name;
     /// sorted by name, then id.
     pub fn list(&self) -> Result<Vec<Image>, Error> {
+        let _lock = self.read_lock()?;
         let index = self.read_index()?;
         let mut out = Vec::new();
         for (id, rec) in &index.images {
@@ -179,9 +176,28 @@ impl ImageStore {
     /// An image left without names is dropped, and blobs and disks no
     /// image uses any more are deleted.
     pub fn remove(&self, reference: &str) -> Result<(), Error> {
+        self.remove_unless_used(reference, &BTreeMap::new(), true)
+    }
+
+    /// [`ImageStore::remove`], refused while a container uses the image:
+    /// `in_use` maps image ids (`sha256:…`) to a container using each.
+    /// With `force` the image is removed anyway (a running VM keeps its
+    /// open disk file).
+    pub fn remove_unless_used(
+        &self,
+        reference: &str,
+        in_use: &BTreeMap<String, String>,
+        force: bool,
+    ) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         let (id, name) = find(&index, reference)?;
+        if let (false, Some(container)) = (force, in_use.get(&id)) {
+            return Err(Error::InUse {
+                image: reference.to_string(),
+                container: container.clone(),
+            });
+        }
         let by_name = Reference::parse(reference)
             .ok()
             .and_then(|r| r.tagged_name())
@@ -203,11 +219,7 @@ impl ImageStore {
     /// The rootfs disk of `image`, built on first use and cached per image
     /// id. Every layer's diff id is checked again while it is unpacked.
     pub fn rootfs_disk(&self, image: &Image) -> Result<RootfsDisk, Error> {
-        let hex = digest::parse(&image.id)?.to_string();
-        let path = self
-            .root
-            .join("disks")
-            .join(format!("{hex}.{}", DISK_FS.extension()));
+        let path = self.disk_path(&image.id)?;
         let disk = RootfsDisk {
             path: path.clone(),
             fs_type: DISK_FS,
@@ -235,58 +247,41 @@ impl ImageStore {
             });
         }
 
-        let started = std::time::Instant::now();
-        let staging = self.tempdir("rootfs-")?;
-        let rootfs = staging.path().join("rootfs");
-        fs::create_dir(&rootfs).map_err(Error::io(&rootfs))?;
-        let mut unpacker = Unpacker::new(&rootfs);
-        for (desc, expected) in manifest.layers().iter().zip(diff_ids) {
-            let digest = desc.digest().to_string();
-            let blob = self.blob_path(&digest)?;
-            let read_err = |source| Error::ReadLayer {
-                digest: digest.clone(),
-                source,
-            };
-            let stream = layer::open(&blob).map_err(read_err)?;
-            let stream = unpacker.apply(stream).map_err(|source| Error::Unpack {
-                digest: digest.clone(),
-                source,
-            })?;
-            let (actual, _) = stream.finish().map_err(read_err)?;
-            if Some(actual.as_str()) != digest::parse(expected).ok() {
-                return Err(Error::DiffIdMismatch {
+        let layers = manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .map(|(desc, diff_id)| {
+                let digest = desc.digest().to_string();
+                Ok(LayerSource {
+                    path: self.blob_path(&digest)?,
                     digest,
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-        }
-        unpacker.finish().map_err(|source| Error::Unpack {
-            digest: image.id.clone(),
-            source,
-        })?;
-
-        let tmp_disk = staging.path().join("disk");
-        disk::build_erofs(&rootfs, &tmp_disk)?;
-        fs::rename(&tmp_disk, &path).map_err(Error::io(&path))?;
-        tracing::info!(
-            image = %image.id,
-            fs = %DISK_FS,
-            ms = started.elapsed().as_millis() as u64,
-            "built rootfs disk"
-        );
+                    diff_id: diff_id.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.build_disk(&image.id, &layers, &path)?;
         Ok(disk)
+    }
+
+    /// Where the rootfs disk of image `id` is (or will be) kept.
+    pub(super) fn disk_path(&self, id: &str) -> Result<PathBuf, Error> {
+        let hex = digest::parse(id)?;
+        Ok(self
+            .root
+            .join("disks")
+            .join(format!("{hex}.{}", DISK_FS.extension())))
     }
 
     // ----- internals -----
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
+    pub(super) fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
         let hex = digest::parse(digest)?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
 
     /// Reads a small blob from the store and checks its digest.
-    fn read_blob(&self, digest: &str, what: &'static str) -> Result<Vec<u8>, Error> {
+    pub(super) fn read_blob(&self, digest: &str, what: &'static str) -> Result<Vec<u8>, Error> {
         let path = self.blob_path(digest)?;
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
@@ -315,7 +310,7 @@ impl ImageStore {
         Ok(bytes)
     }
 
-    fn read_manifest(&self, digest: &str) -> Result<ImageManifest, Error> {
+    pub(super) fn read_manifest(&self, digest: &str) -> Result<ImageManifest, Error> {
         let bytes = self.read_blob(digest, "image manifest")?;
         serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
             what: "image manifest",
@@ -324,7 +319,7 @@ impl ImageStore {
         })
     }
 
-    fn read_config(&self, digest: &str) -> Result<ImageConfiguration, Error> {
+    pub(super) fn read_config(&self, digest: &str) -> Result<ImageConfiguration, Error> {
         let bytes = self.read_blob(digest, "image config")?;
         serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
             what: "image config",
@@ -334,7 +329,7 @@ impl ImageStore {
     }
 
     /// Builds the public view of image `id` under `name`.
-    fn image(&self, id: &str, name: &str) -> Result<Image, Error> {
+    pub(super) fn image(&self, id: &str, name: &str) -> Result<Image, Error> {
         let index = self.read_index()?;
         let rec = index
             .images
@@ -351,7 +346,7 @@ impl ImageStore {
         })
     }
 
-    fn read_index(&self) -> Result<Index, Error> {
+    pub(super) fn read_index(&self) -> Result<Index, Error> {
         let path = self.root.join(INDEX_FILE);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -361,7 +356,7 @@ impl ImageStore {
         }
     }
 
-    fn write_index(&self, index: &Index) -> Result<(), Error> {
+    pub(super) fn write_index(&self, index: &Index) -> Result<(), Error> {
         let path = self.root.join(INDEX_FILE);
         let bytes = serde_json::to_vec_pretty(index).map_err(|source| Error::CorruptIndex {
             path: path.clone(),
@@ -371,7 +366,7 @@ impl ImageStore {
     }
 
     /// Writes `bytes` to a temp file in `tmp/`, syncs and renames it to `dest`.
-    fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), Error> {
+    pub(super) fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), Error> {
         let tmp_dir = self.root.join("tmp");
         let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(Error::io(&tmp_dir))?;
         tmp.write_all(bytes).map_err(Error::io(tmp.path()))?;
@@ -383,12 +378,21 @@ impl ImageStore {
         Ok(())
     }
 
-    fn tempdir(&self, prefix: &str) -> Result<tempfile::TempDir, Error> {
+    pub(super) fn tempdir(&self, prefix: &str) -> Result<tempfile::TempDir, Error> {
         let tmp_dir = self.root.join("tmp");
         tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&tmp_dir)
             .map_err(Error::io(&tmp_dir))
+    }
+
+    /// Takes the lock shared: readers exclude writers, not each other.
+    pub(super) fn read_lock(&self) -> Result<Lock, Error> {
+        let file = self.lock_file()?;
+        let path = self.root.join("lock");
+        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockShared)
+            .map_err(|e| Error::io(&path)(e.into()))?;
+        Ok(Lock { _file: file })
     }
 
     fn lock_file(&self) -> Result<File, Error> {
@@ -403,7 +407,7 @@ impl ImageStore {
 
     /// Takes the writers' lock, then clears what crashed writers left in
     /// `tmp/` (only lock holders write there).
-    fn lock(&self) -> Result<Lock, Error> {
+    pub(super) fn lock(&self) -> Result<Lock, Error> {
         let file = self.lock_file()?;
         let path = self.root.join("lock");
         rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
@@ -422,7 +426,7 @@ impl ImageStore {
 
     /// Deletes blobs and disks that no image in `index` uses. Blobs of an
     /// image whose manifest cannot be read are kept.
-    fn gc(&self, index: &Index) -> Result<(), Error> {
+    pub(super) fn gc(&self, index: &Index) -> Result<(), Error> {
         let mut live: BTreeSet<String> = BTreeSet::new();
         let mut live_disks: BTreeSet<String> = BTreeSet::new();
         for (id, rec) in &index.images {
@@ -460,9 +464,31 @@ impl ImageStore {
     }
 }
 
+impl Index {
+    /// Records image `id` with `manifest_digest` and moves `names` to it
+    /// (an image that loses its last name stays, untagged).
+    pub(super) fn record(&mut self, id: &str, manifest_digest: &str, names: &[String]) {
+        for name in names {
+            for rec in self.images.values_mut() {
+                rec.names.retain(|n| n != name);
+            }
+        }
+        let rec = self.images.entry(id.to_string()).or_insert_with(|| Record {
+            manifest_digest: manifest_digest.to_string(),
+            names: Vec::new(),
+        });
+        rec.manifest_digest = manifest_digest.to_string();
+        for name in names {
+            if !rec.names.contains(name) {
+                rec.names.push(name.clone());
+            }
+        }
+    }
+}
+
 /// Finds (id, name) for a reference; the name is empty when found by id
 /// and the image has no name.
-fn find(index: &Index, reference: &str) -> Result<(String, String), Error> {
+pub(super) fn find(index: &Index, reference: &str) -> Result<(String, String), Error> {
     let parsed = Reference::parse(reference);
     if let Ok(r) = &parsed {
         if let Some(name) = r.tagged_name() {
@@ -484,6 +510,12 @@ fn find(index: &Index, reference: &str) -> Result<(String, String), Error> {
                     if let Some(name) = name {
                         return Ok((id.clone(), name));
                     }
+                }
+            }
+            // Pulled by digest alone: the image may carry no name at all.
+            for (id, rec) in &index.images {
+                if &rec.manifest_digest == d {
+                    return Ok((id.clone(), rec.names.first().cloned().unwrap_or_default()));
                 }
             }
         }

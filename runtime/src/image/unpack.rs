@@ -48,6 +48,12 @@ pub enum Error {
     BadHardlink { entry: PathBuf, target: PathBuf },
     #[error("entry {entry:?}: {kind} entries are not supported")]
     Unsupported { entry: PathBuf, kind: String },
+    #[error("entry {entry:?}: {size} bytes take the layer past its bound of {limit} bytes")]
+    TooLarge {
+        entry: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("entry {entry:?}: missing link target")]
     MissingLinkName { entry: PathBuf },
     #[error("entry {entry:?}: cannot write {path:?}")]
@@ -66,13 +72,26 @@ pub struct Unpacker {
     /// Directory mtimes, set once all layers are in (adding children
     /// changes them).
     dir_times: Vec<(PathBuf, i64)>,
+    /// Largest sum of file sizes one layer may hold.
+    max_layer_size: u64,
+    /// File bytes of the layer being applied.
+    layer_bytes: u64,
 }
 
 impl Unpacker {
+    /// An unpacker bounded by [`crate::image::DEFAULT_MAX_LAYER_SIZE`].
     pub fn new(root: &Path) -> Unpacker {
+        Unpacker::with_limit(root, super::DEFAULT_MAX_LAYER_SIZE)
+    }
+
+    /// An unpacker that refuses a layer whose files add up to more than
+    /// `max_layer_size` bytes, naming the entry that crosses the bound.
+    pub fn with_limit(root: &Path, max_layer_size: u64) -> Unpacker {
         Unpacker {
             root: root.to_path_buf(),
             dir_times: Vec::new(),
+            max_layer_size,
+            layer_bytes: 0,
         }
     }
 
@@ -83,6 +102,7 @@ impl Unpacker {
         // Entries in this layer (and their parents): whiteouts only hide
         // lower layers' content, never this layer's, whatever the order.
         let mut added: HashSet<PathBuf> = HashSet::new();
+        self.layer_bytes = 0;
         for entry in archive.entries().map_err(Error::Tar)? {
             let mut entry = entry.map_err(Error::Tar)?;
             self.apply_entry(&mut entry, &mut added)?;
@@ -180,6 +200,15 @@ impl Unpacker {
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                self.layer_bytes = self.layer_bytes.saturating_add(size);
+                if self.layer_bytes > self.max_layer_size {
+                    return Err(Error::TooLarge {
+                        entry: raw_path,
+                        size,
+                        limit: self.max_layer_size,
+                    });
+                }
                 let mut file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -822,6 +851,29 @@ mod tests {
         apply_all(t.root(), &[l]).unwrap();
         assert!(!t.root().join("pax_global_header").exists());
         assert!(t.root().join("a").exists());
+    }
+
+    #[test]
+    fn oversized_entries_are_refused_by_name() {
+        let t = TempRoot::new();
+        let l = LayerBuilder::new()
+            .file("small", &[1u8; 600], 0o644)
+            .file("big/bomb", &[0u8; 500], 0o644)
+            .build();
+        let mut u = Unpacker::with_limit(t.root(), 1000);
+        let err = u.apply(&l[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry \"big/bomb\": 500 bytes take the layer past its bound of 1000 bytes"
+        );
+        assert!(!t.root().join("big/bomb").exists());
+        // The bound is per layer: the same files in two layers fit.
+        let t = TempRoot::new();
+        let l1 = LayerBuilder::new().file("a", &[1u8; 600], 0o644).build();
+        let l2 = LayerBuilder::new().file("b", &[1u8; 600], 0o644).build();
+        let mut u = Unpacker::with_limit(t.root(), 1000);
+        u.apply(&l1[..]).unwrap();
+        u.apply(&l2[..]).unwrap();
     }
 
     #[test]

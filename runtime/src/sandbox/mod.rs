@@ -21,7 +21,7 @@ use crate::hypervisor::HypervisorError;
 use vm::VmProcess;
 
 pub use create::SandboxConfig;
-pub use start::{ContainerSpec, MainProcess, MAIN_PROCESS};
+pub use start::{ContainerSpec, Exit};
 
 #[derive(Debug, Error)]
 pub enum SandboxError {

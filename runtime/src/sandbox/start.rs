@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hull_protocol::{Event, ExitStatus, ProcessSpec, Reply, Request, RunContainer, Stdio};
+use hull_protocol::{Event, ExitStatus, Reply, Request, RunContainer, Stdio, MAIN_PROCESS};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -15,56 +15,43 @@ const STDOUT: u32 = 1;
 const STDERR: u32 = 2;
 const STDIN: u32 = 3;
 
-/// The main process's id in requests and events.
-pub const MAIN_PROCESS: &str = "init";
-
-/// What to run, before stream ids are assigned.
-pub struct MainProcess {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    pub user: String,
-    /// Attach our stdin (`-i`).
-    pub interactive: bool,
-}
-
+/// What to run in the sandbox.
 pub struct ContainerSpec {
-    pub hostname: String,
+    /// The OCI runtime spec (its process is the main process).
+    pub spec: oci_spec::runtime::Spec,
+    /// The image-style user, resolved in the guest.
+    pub user: String,
     pub disk_serial: String,
     pub fs_type: String,
     pub shutdown_on_exit: bool,
+    /// Attach our stdin (`-i`).
+    pub interactive: bool,
+    /// The process has a terminal: follow our window size.
+    pub tty: bool,
+}
+
+/// How the main process ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    pub status: ExitStatus,
+    /// The container's memory limit killed a process.
+    pub oom_killed: bool,
 }
 
 impl Sandbox {
     /// Runs the container's main process to completion with our stdio.
-    pub async fn run_attached(
-        &mut self,
-        container: ContainerSpec,
-        main: MainProcess,
-    ) -> Result<ExitStatus, SandboxError> {
+    pub async fn run_attached(&mut self, container: ContainerSpec) -> Result<Exit, SandboxError> {
         let client = self.client.clone().expect("a created sandbox has a client");
         let stdout = client.open_output(STDOUT);
         let stderr = client.open_output(STDERR);
-        let stdin = main.interactive.then(|| client.open_input(STDIN));
+        let stdin = container.interactive.then(|| client.open_input(STDIN));
+        let container_tty = container.tty;
         let request = Request::RunContainer(Box::new(RunContainer {
             container_id: self.id.clone(),
-            hostname: container.hostname,
-            rootfs: hull_protocol::RootfsSource {
-                disk_serial: container.disk_serial,
-                fs_type: container.fs_type,
-            },
-            process: ProcessSpec {
-                id: MAIN_PROCESS.into(),
-                args: main.args,
-                env: main.env,
-                cwd: main.cwd,
-                user: main.user,
-                stdio: Stdio {
-                    stdin: stdin.as_ref().map(|_| STDIN),
-                    stdout: STDOUT,
-                    stderr: STDERR,
-                },
-            },
+            rootfs: hull_protocol::RootfsSource { disk_serial: container.disk_serial, fs_type: container.fs_type },
+            spec: container.spec,
+            user: container.user,
+            stdio: Stdio { stdin: stdin.as_ref().map(|_| STDIN), stdout: STDOUT, stderr: STDERR },
             shutdown_on_exit: container.shutdown_on_exit,
         }));
 
@@ -82,25 +69,29 @@ impl Sandbox {
             });
         }
         let forwarder = tokio::spawn(forward_signals(client.clone()));
+        let resizer = container_tty.then(|| tokio::spawn(follow_window_size(client.clone())));
 
         let events = self.events.as_mut().expect("a created sandbox has events");
         let status = loop {
             match events.recv().await {
-                Some(Event::ProcessExited { process, status }) if process == MAIN_PROCESS => {
-                    break Some(status)
+                Some(Event::ProcessExited { process, status, oom_killed }) if process == MAIN_PROCESS => {
+                    break Some(Exit { status, oom_killed })
                 }
                 Some(_) => continue,
                 None => break None,
             }
         };
         forwarder.abort();
-        let Some(status) = status else {
+        if let Some(resizer) = resizer {
+            resizer.abort();
+        }
+        let Some(exit) = status else {
             return Err(self.vm_died(SandboxError::VmDied(String::new())).await);
         };
         // The agent closes the output streams before reporting the exit.
         let _ = out_task.await;
         let _ = err_task.await;
-        Ok(status)
+        Ok(exit)
     }
 
     /// Turns a lost connection into the VM's own account of its death.
@@ -141,6 +132,15 @@ async fn copy_in(mut input: impl AsyncRead + Unpin, stream: &crate::agent_client
                 }
             }
         }
+    }
+}
+
+/// Sends our terminal's new size to the agent on every SIGWINCH.
+async fn follow_window_size(client: Arc<AgentClient>) {
+    let Ok(mut winch) = signal(SignalKind::window_change()) else { return };
+    while winch.recv().await.is_some() {
+        let (rows, cols) = crate::terminal::size();
+        client.notify(Request::ResizeTerminal { process: MAIN_PROCESS.into(), rows, cols });
     }
 }
 

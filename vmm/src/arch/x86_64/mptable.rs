@@ -61,9 +61,11 @@ pub fn build(cpus: u8, base: u64) -> Result<Vec<u8>, Error> {
     entries.extend_from_slice(&[MP_IOAPIC, ioapic_id, IOAPIC_VERSION, 1]);
     entries.extend_from_slice(&IOAPIC_ADDR.to_le_bytes());
     count += 1;
+    // Every ISA IRQ goes to the IOAPIC pin of the same number, as KVM's
+    // default routing does (the in-kernel PIT raises GSI 0 on pin 0); the
+    // 8259 reaches CPUs through LINT0 only (below).
     for irq in 0..=IRQ_MAX as u8 {
-        let kind = if irq == 0 { MP_EXTINT } else { MP_INT };
-        entries.extend_from_slice(&[MP_INTSRC, kind, 0, 0, 0, irq, ioapic_id, irq]);
+        entries.extend_from_slice(&[MP_INTSRC, MP_INT, 0, 0, 0, irq, ioapic_id, irq]);
         count += 1;
     }
     entries.extend_from_slice(&[MP_LINTSRC, MP_EXTINT, 0, 0, 0, 0, 0, 0]);

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
@@ -185,6 +185,13 @@ impl<B: DiskBackend> Block<B> {
         let mem = self.mem.clone();
         let mut count = 0;
         while let Some(chain) = self.queues[0].pop_descriptor_chain(&*mem) {
+            if count == usize::from(QUEUE_SIZE) {
+                // Budget spent: let other devices (and SIGTERM) run, and
+                // come back through our own eventfd.
+                self.queues[0].go_to_previous_position();
+                let _ = self.queue_evts[0].write(1);
+                break;
+            }
             count += 1;
             let head = chain.head_index();
             let used_len = match Request::parse(chain, self.capacity, self.read_only) {

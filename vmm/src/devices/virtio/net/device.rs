@@ -91,7 +91,15 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
     fn process_tx(&mut self) {
         let mem = self.mem.clone();
         let mut used = false;
+        let mut budget = usize::from(QUEUE_SIZE);
         while let Some(chain) = self.queues[TXQ].pop_descriptor_chain(&*mem) {
+            if budget == 0 {
+                // Let other devices run; resume through our own eventfd.
+                self.queues[TXQ].go_to_previous_position();
+                let _ = self.evts[TXQ].write(1);
+                break;
+            }
+            budget -= 1;
             let head = chain.head_index();
             match parse_tx(chain) {
                 Ok(frame) => match self.tap.write(&frame) {

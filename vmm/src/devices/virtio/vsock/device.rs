@@ -27,6 +27,8 @@ const TXQ: usize = 1;
 const EVQ: usize = 2;
 /// Longest `CONNECT <port>\n` line accepted from the host.
 const MAX_CONNECT_LINE: usize = 32;
+/// Most control packets waiting for RX buffers before TX stops.
+const MAX_PENDING_CONTROL: usize = 1024;
 /// First port handed to host-initiated connections.
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
 
@@ -76,6 +78,7 @@ pub struct Vsock {
     pending: HashMap<RawFd, Pending>,
     control: VecDeque<Control>,
     next_port: u32,
+    tx_throttled: bool,
     /// Counters.
     pub metrics: VsockMetrics,
 }
@@ -114,6 +117,7 @@ impl Vsock {
             pending: HashMap::new(),
             control: VecDeque::new(),
             next_port: FIRST_LOCAL_PORT,
+            tx_throttled: false,
             metrics: VsockMetrics::default(),
         })
     }
@@ -294,8 +298,8 @@ impl Vsock {
             self.push_control(local, peer, OP_RST, 0);
             return;
         }
-        let path = format!("{}_{local}", self.uds.display());
-        let conn = UnixStream::connect(&path)
+        let path = PathBuf::from(format!("{}_{local}", self.uds.display()));
+        let conn = connect_nonblocking(&path)
             .and_then(|s| Connection::new(s, local, peer, State::Established));
         match conn {
             Ok(mut c) => {
@@ -314,7 +318,23 @@ impl Vsock {
     fn process_tx(&mut self, ops: &mut EventOps<'_>) {
         let mem = self.mem.clone();
         let mut used = false;
-        while let Some(chain) = self.queues[TXQ].pop_descriptor_chain(&*mem) {
+        let mut budget = usize::from(QUEUE_SIZE);
+        loop {
+            if budget == 0 {
+                // Let other devices run; resume through our own eventfd.
+                let _ = self.evts[TXQ].write(1);
+                break;
+            }
+            budget -= 1;
+            // Replies wait for RX buffers; a guest that sends without
+            // receiving is throttled instead of growing the backlog.
+            if self.control.len() >= MAX_PENDING_CONTROL {
+                self.tx_throttled = true;
+                break;
+            }
+            let Some(chain) = self.queues[TXQ].pop_descriptor_chain(&*mem) else {
+                break;
+            };
             let head = chain.head_index();
             match TxPacket::parse(chain) {
                 Ok(pkt) => self.handle_tx_packet(pkt, ops),
@@ -557,6 +577,53 @@ impl Vsock {
     }
 }
 
+/// Connects to a unix socket without blocking: a listener whose backlog
+/// is full refuses at once (EAGAIN) instead of stalling the event loop,
+/// which also serves SIGTERM.
+fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket that nothing else owns.
+    let stream = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: `addr` is a valid sockaddr_un of at least `len` bytes that
+    // lives across the call; `stream` owns an open socket.
+    let r = unsafe {
+        libc::connect(
+            stream.as_raw_fd(),
+            std::ptr::addr_of!(addr).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
 impl VirtioDevice for Vsock {
     fn device_type(&self) -> u32 {
         device_type::VSOCK
@@ -601,6 +668,7 @@ impl VirtioDevice for Vsock {
         self.conns.clear();
         self.by_fd.clear();
         self.control.clear();
+        self.tx_throttled = false;
     }
 }
 
@@ -637,6 +705,11 @@ impl Subscriber for Vsock {
             let _ = ops.remove(fd);
         }
         self.process_rx(ops);
+        if self.tx_throttled && self.control.len() < MAX_PENDING_CONTROL / 2 && self.activated {
+            self.tx_throttled = false;
+            self.process_tx(ops);
+            self.process_rx(ops);
+        }
     }
 }
 
@@ -750,6 +823,51 @@ mod tests {
         let r2 = rx_header(&mem, &rxq, 2);
         assert_eq!(({ r2.op }, { r2.len }), (OP_RW, 4));
         assert_eq!(dev.conns.len(), 1);
+    }
+
+    #[test]
+    fn a_listener_that_never_accepts_cannot_stall_us() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.sock");
+        let l = UnixListener::bind(&p).unwrap();
+        // SAFETY: shrinks the backlog of a listening socket we own.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1) }, 0);
+        let mut kept = Vec::new();
+        let refused = (0..64).find_map(|_| match connect_nonblocking(&p) {
+            Ok(s) => {
+                kept.push(s);
+                None
+            }
+            Err(e) => Some(e),
+        });
+        assert_eq!(refused.map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
+        assert!(connect_nonblocking(&dir.path().join("none")).is_err());
+    }
+
+    #[test]
+    fn a_guest_that_never_receives_is_throttled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem =
+            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+        let mut dev = Vsock::new(mem.clone(), 3, &dir.path().join("t.sock")).unwrap();
+        // Stray RW packets each earn an RST; there are no RX buffers.
+        mem.write_obj(hdr(OP_RW, 5, 6), GuestAddress(0x30_0000))
+            .unwrap();
+        dev.activated = true;
+        for round in 0..8 {
+            let txq = MockSplitQueue::create(&*mem, GuestAddress(0x1_0000 + round * 0x1_0000), 256);
+            let chains: Vec<RawDescriptor> =
+                (0..256).map(|_| d(0x30_0000, HDR_LEN as u32, 0)).collect();
+            txq.add_desc_chains(&chains, 0).unwrap();
+            dev.queues[TXQ] = txq.create_queue().unwrap();
+            with_test_ops(|ops| dev.process_tx(ops));
+        }
+        assert!(
+            dev.control.len() <= MAX_PENDING_CONTROL,
+            "{}",
+            dev.control.len()
+        );
+        assert!(dev.tx_throttled);
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! The container's cgroup (v2): created under /sys/fs/cgroup/hull/<id>,
+//! limits written from the spec's resources, the process cloned straight
+//! into it (CLONE_INTO_CGROUP), OOM kills counted, removed at the end.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+use thiserror::Error;
+
+const ROOT: &str = "/sys/fs/cgroup";
+const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
+
+#[derive(Debug, Error)]
+pub enum CgroupError {
+    #[error("cgroup: {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> CgroupError {
+    let what = what.into();
+    move |source| CgroupError::Io { what, source }
+}
+
+pub struct Cgroup {
+    path: PathBuf,
+    dir: File,
+}
+
+/// runc's conversion of cgroup v1 cpu shares to a v2 weight.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 100;
+    }
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// The files to write for the spec's resources: (file, value).
+pub fn limit_files(resources: &LinuxResources) -> Vec<(&'static str, String)> {
+    let mut files = Vec::new();
+    if let Some(memory) = resources.memory() {
+        if let Some(limit) = memory.limit() {
+            files.push(("memory.max", if limit < 0 { "max".to_string() } else { limit.to_string() }));
+        }
+        if let Some(low) = memory.reservation().filter(|r| *r > 0) {
+            files.push(("memory.low", low.to_string()));
+        }
+    }
+    if let Some(cpu) = resources.cpu() {
+        if cpu.quota().is_some() || cpu.period().is_some() {
+            let quota = cpu.quota().filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
+            files.push(("cpu.max", format!("{quota} {}", cpu.period().unwrap_or(100_000))));
+        }
+        if let Some(shares) = cpu.shares() {
+            files.push(("cpu.weight", shares_to_weight(shares).to_string()));
+        }
+    }
+    if let Some(pids) = resources.pids() {
+        let limit = pids.limit();
+        files.push(("pids.max", if limit <= 0 { "max".to_string() } else { limit.to_string() }));
+    }
+    files
+}
+
+fn enable_controllers(dir: &Path) {
+    for controller in CONTROLLERS {
+        // A controller the kernel lacks fails here and then again, with a
+        // clear error, when its limit file is written.
+        let _ = fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}"));
+    }
+}
+
+impl Cgroup {
+    pub fn create(container_id: &str, resources: Option<&LinuxResources>) -> Result<Self, CgroupError> {
+        let root = Path::new(ROOT);
+        let parent = root.join("hull");
+        enable_controllers(root);
+        fs::create_dir_all(&parent).map_err(io_err(format!("create {}", parent.display())))?;
+        enable_controllers(&parent);
+        let path = parent.join(container_id);
+        fs::create_dir(&path).map_err(io_err(format!("create {}", path.display())))?;
+        let dir = File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
+        let cgroup = Self { path, dir };
+        for (file, value) in resources.map(limit_files).unwrap_or_default() {
+            fs::write(cgroup.path.join(file), &value).map_err(io_err(format!("set {file} to {value}")))?;
+        }
+        Ok(cgroup)
+    }
+
+    /// For CLONE_INTO_CGROUP.
+    pub fn fd(&self) -> RawFd {
+        self.dir.as_raw_fd()
+    }
+
+    /// How many processes the memory limit killed.
+    pub fn oom_kills(&self) -> u64 {
+        let events = fs::read_to_string(self.path.join("memory.events")).unwrap_or_default();
+        events
+            .lines()
+            .find_map(|line| line.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Removes the cgroup once its processes are gone (the kernel may take
+    /// a moment after the last exit).
+    pub fn remove(self) {
+        for _ in 0..100 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("hull-agent: could not remove {}", self.path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_map_to_v2_files() {
+        let resources: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":67108864},"cpu":{"quota":50000,"period":100000,"shares":1024},"pids":{"limit":20}}"#,
+        )
+        .unwrap();
+        let files = limit_files(&resources);
+        assert!(files.contains(&("memory.max", "67108864".into())));
+        assert!(files.contains(&("cpu.max", "50000 100000".into())));
+        assert!(files.contains(&("cpu.weight", "39".into())));
+        assert!(files.contains(&("pids.max", "20".into())));
+    }
+
+    #[test]
+    fn weights_follow_runc() {
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+        assert_eq!(shares_to_weight(1024), 39);
+    }
+}

@@ -1,0 +1,236 @@
+//! The child between clone and exec. It only replays what `spawn` prepared,
+//! with raw syscalls: no allocation, no locks (the agent is multi-threaded).
+//! On failure it writes (stage, errno, index) to the error pipe and exits.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use crate::container::mounts::MountOp;
+use crate::security::capabilities::{CapSets, LAST_CAP};
+use crate::security::seccomp::SockFilter;
+use crate::sys::child as sys;
+
+/// Bytes of a failure report: stage, errno, index (all u32 LE).
+pub const REPORT_LEN: usize = 12;
+
+/// What `child::run` needs, all allocated before the clone.
+pub struct Prepared<'a> {
+    pub rootfs: CString,
+    pub hostname: Option<CString>,
+    pub cwd: CString,
+    pub candidates: Vec<CString>,
+    pub argv: Vec<*const libc::c_char>,
+    pub envp: Vec<*const libc::c_char>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<libc::gid_t>,
+    pub stdio: PreparedStdio,
+    pub mounts: &'a [MountOp],
+    pub devices: Vec<(CString, libc::mode_t, libc::dev_t)>,
+    pub dev_links: Vec<(CString, CString)>,
+    pub dev_null: CString,
+    pub masked: Vec<CString>,
+    pub readonly: Vec<CString>,
+    pub readonly_root: bool,
+    pub rlimits: Vec<(u32, u64, u64)>,
+    pub capabilities: Option<CapSets>,
+    pub no_new_privileges: bool,
+    pub seccomp: Option<&'a [SockFilter]>,
+}
+
+/// The standard streams, as the child sees them.
+pub enum PreparedStdio {
+    Pipes([RawFd; 3]),
+    Terminal { socket: RawFd, ptmx: CString, pts_prefix: CString, rows: u16, cols: u16 },
+}
+
+/// Where the child failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Stage {
+    PrivateMounts = 1,
+    Mount = 2,
+    Devices = 3,
+    MaskPaths = 4,
+    ReadonlyPaths = 5,
+    ReadonlyRoot = 6,
+    PivotRoot = 7,
+    Hostname = 8,
+    Stdio = 9,
+    Rlimits = 10,
+    Capabilities = 11,
+    Seccomp = 12,
+    Credentials = 13,
+    NoNewPrivileges = 14,
+    Chdir = 15,
+    Exec = 16,
+    Terminal = 17,
+}
+
+impl Stage {
+    pub fn from_u32(value: u32) -> Option<Self> {
+        use Stage::*;
+        [
+            PrivateMounts, Mount, Devices, MaskPaths, ReadonlyPaths, ReadonlyRoot, PivotRoot, Hostname, Stdio, Rlimits,
+            Capabilities, Seccomp, Credentials, NoNewPrivileges, Chdir, Exec, Terminal,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == value)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PrivateMounts => "make mounts private",
+            Self::Mount => "mount",
+            Self::Devices => "populate /dev",
+            Self::MaskPaths => "mask paths",
+            Self::ReadonlyPaths => "make paths read-only",
+            Self::ReadonlyRoot => "make the root read-only",
+            Self::PivotRoot => "pivot_root",
+            Self::Hostname => "sethostname",
+            Self::Stdio => "set up stdio",
+            Self::Rlimits => "set rlimits",
+            Self::Capabilities => "set capabilities",
+            Self::Seccomp => "load the seccomp filter",
+            Self::Credentials => "set user and groups",
+            Self::NoNewPrivileges => "set no_new_privileges",
+            Self::Chdir => "chdir",
+            Self::Exec => "exec",
+            Self::Terminal => "open the terminal",
+        }
+    }
+}
+
+/// Never returns: execs the process or exits after reporting why not.
+pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
+    let fail = |stage: Stage, errno: i32, index: usize| -> ! {
+        let mut report = [0u8; REPORT_LEN];
+        report[..4].copy_from_slice(&(stage as u32).to_le_bytes());
+        report[4..8].copy_from_slice(&errno.to_le_bytes());
+        report[8..].copy_from_slice(&(index as u32).to_le_bytes());
+        sys::write_all(error_fd, &report);
+        sys::exit(match (stage, errno) {
+            (Stage::Exec, libc::ENOENT) => 127,
+            (Stage::Exec, libc::EACCES) => 126,
+            _ => 125,
+        })
+    };
+    let check = |stage: Stage, result: Result<(), i32>| {
+        if let Err(errno) = result {
+            fail(stage, errno, 0)
+        }
+    };
+
+    sys::reset_process_state();
+    check(Stage::PrivateMounts, sys::make_mounts_private());
+    for (i, m) in p.mounts.iter().enumerate() {
+        let mounted = sys::mkdir(&m.target, 0o755)
+            .and_then(|_| sys::mount(&m.source, &m.target, &m.fstype, m.flags, &m.data))
+            .and_then(|_| match m.remount_flags {
+                Some(flags) => sys::mount(&m.source, &m.target, c"", flags, c""),
+                None => Ok(()),
+            });
+        if let Err(errno) = mounted {
+            fail(Stage::Mount, errno, i);
+        }
+        if m.populate_dev {
+            populate_dev(p).unwrap_or_else(|errno| fail(Stage::Devices, errno, i));
+        }
+    }
+    for (i, path) in p.masked.iter().enumerate() {
+        let masked = match sys::is_dir(path) {
+            Err(libc::ENOENT) => Ok(()),
+            Err(errno) => Err(errno),
+            Ok(true) => sys::mount(c"tmpfs", path, c"tmpfs", libc::MS_RDONLY, c""),
+            Ok(false) => sys::mount(&p.dev_null, path, c"", libc::MS_BIND, c""),
+        };
+        if let Err(errno) = masked {
+            fail(Stage::MaskPaths, errno, i);
+        }
+    }
+    for (i, path) in p.readonly.iter().enumerate() {
+        let done = match sys::is_dir(path) {
+            Err(libc::ENOENT) => Ok(()),
+            Err(errno) => Err(errno),
+            Ok(_) => sys::mount(path, path, c"", libc::MS_BIND | libc::MS_REC, c"").and_then(|_| {
+                sys::mount(path, path, c"", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, c"")
+            }),
+        };
+        if let Err(errno) = done {
+            fail(Stage::ReadonlyPaths, errno, i);
+        }
+    }
+    // The pty comes from the container's devpts, so `tty` names it there.
+    let mut terminal: RawFd = -1;
+    if let PreparedStdio::Terminal { socket, ptmx, pts_prefix, rows, cols } = &p.stdio {
+        match sys::open_pty(ptmx, pts_prefix, *rows, *cols) {
+            Ok((master, slave)) => {
+                check(Stage::Terminal, sys::send_fd(*socket, master));
+                terminal = slave;
+            }
+            Err(errno) => fail(Stage::Terminal, errno, 0),
+        }
+    }
+    if p.readonly_root {
+        check(
+            Stage::ReadonlyRoot,
+            sys::mount(&p.rootfs, &p.rootfs, c"", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, c""),
+        );
+    }
+    check(Stage::PivotRoot, sys::pivot_into(&p.rootfs));
+    if let Some(hostname) = &p.hostname {
+        check(Stage::Hostname, sys::set_hostname(hostname));
+    }
+    match &p.stdio {
+        PreparedStdio::Pipes(fds) => {
+            for (target, fd) in fds.iter().enumerate() {
+                check(Stage::Stdio, sys::dup_onto(*fd, target as RawFd));
+            }
+        }
+        PreparedStdio::Terminal { .. } => check(Stage::Stdio, sys::attach_terminal(terminal)),
+    }
+    for (resource, soft, hard) in &p.rlimits {
+        check(Stage::Rlimits, sys::set_rlimit(*resource, *soft, *hard));
+    }
+    if let Some(caps) = &p.capabilities {
+        check(Stage::Capabilities, sys::limit_bounding_set(caps.bounding, LAST_CAP));
+    }
+    // Without no_new_privileges the filter needs CAP_SYS_ADMIN, which we
+    // still hold now (runc's order).
+    if let (Some(program), false) = (p.seccomp, p.no_new_privileges) {
+        check(Stage::Seccomp, sys::load_seccomp(program));
+    }
+    check(Stage::Credentials, sys::set_credentials(p.uid, p.gid, &p.groups));
+    if let Some(caps) = &p.capabilities {
+        check(
+            Stage::Capabilities,
+            sys::set_capabilities(caps.effective, caps.permitted, caps.inheritable, caps.ambient, LAST_CAP),
+        );
+    }
+    check(Stage::Chdir, sys::chdir(&p.cwd));
+    if p.no_new_privileges {
+        check(Stage::NoNewPrivileges, sys::set_no_new_privileges());
+        if let Some(program) = p.seccomp {
+            check(Stage::Seccomp, sys::load_seccomp(program));
+        }
+    }
+    let mut saw_eacces = false;
+    for candidate in &p.candidates {
+        match sys::exec(candidate, &p.argv, &p.envp) {
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES => saw_eacces = true,
+            other => fail(Stage::Exec, other, 0),
+        }
+    }
+    fail(Stage::Exec, if saw_eacces { libc::EACCES } else { libc::ENOENT }, 0)
+}
+
+fn populate_dev(p: &Prepared) -> Result<(), i32> {
+    for (path, mode, dev) in &p.devices {
+        sys::mknod(path, *mode, *dev)?;
+    }
+    for (target, link) in &p.dev_links {
+        sys::symlink(target, link)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! hull-vmm for real: inside the nested AMD-V test host, whose `/dev/kvm`
+//! (kvm_amd on TCG's emulated SVM) runs unmodified Linux guests, hull-vmm
+//! boots our guest kernel, and `hull run --hypervisor hull-vmm` runs
+//! containers end to end. Each test boots a fresh test host (seconds).
+//!
+//! Two kinds of guests: the real agent initramfs through `hull run`, and a
+//! busybox initramfs driving hull-vmm's devices directly (what the runtime
+//! does not reach yet: net, triple fault).
+
+use hull_tests::testhost::{self, busybox_initramfs, Options, Outcome};
+
+/// Loads the busybox test image, then runs `body` in the test host.
+fn with_image(body: &str) -> Outcome {
+    with_image_opts(body, Options::default())
+}
+
+fn with_image_opts(body: &str, opts: Options) -> Outcome {
+    let script = format!(
+        "hull load -i $HULL_IMAGES/busybox.tar >/dev/null\n\
+         export HULL_HYPERVISOR=hull-vmm\n\
+         {body}"
+    );
+    testhost::run(&script, &opts)
+}
+
+/// Prints, on failure of `hull run`, the sandbox console when one is left.
+const SHOW_CONSOLE: &str = r#"show_console() { for f in $HULL_RUN_DIR/*/console.log; do [ -f "$f" ] && { echo "--- $f"; cat "$f"; }; done; true; }"#;
+
+#[test]
+fn output_streams_and_exit_code_come_back() {
+    let run = with_image(&format!(
+        r#"{SHOW_CONSOLE}
+hull run --rm --hypervisor hull-vmm hull-demo/busybox sh -c 'echo to-out; echo to-err >&2; exit 3' >out 2>err || echo status=$?
+echo "stdout=$(cat out)"
+echo "stderr=$(cat err)"
+echo "kernel=$(hull run --rm hull-demo/busybox uname -r)"
+"#
+    ));
+    run.assert_passed();
+    assert_eq!(run.value("status"), Some("3"), "{}", run.describe());
+    assert_eq!(run.value("stdout"), Some("to-out"), "{}", run.describe());
+    assert_eq!(run.value("stderr"), Some("to-err"), "{}", run.describe());
+    assert!(
+        run.value("kernel").is_some_and(|k| k.ends_with("-hull")),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn stdin_is_piped_through() {
+    let run = with_image(
+        r#"
+printf 'hi\nthere\n' | hull run --rm -i hull-demo/busybox cat >out
+echo "lines=$(wc -l <out)"
+echo "joined=$(tr '\n' ' ' <out)"
+echo ignored | hull run --rm hull-demo/busybox sh -c 'cat; echo done' >out2
+echo "without-i=$(cat out2)"
+"#,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("joined"), Some("hi there "), "{}", run.describe());
+    assert_eq!(run.value("without-i"), Some("done"), "{}", run.describe());
+}
+
+#[test]
+fn fifty_megabytes_of_stdout_arrive_intact() {
+    let run = with_image(
+        r#"
+hull run --rm hull-demo/busybox sh -c 'dd if=/dev/urandom of=/blob bs=1048576 count=50 2>/dev/null && sha256sum /blob >&2 && cat /blob' >out 2>err
+echo "bytes=$(wc -c <out)"
+echo "guest-sum=$(cut -d' ' -f1 err)"
+echo "host-sum=$(sha256sum out | cut -d' ' -f1)"
+"#,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("bytes"), Some("52428800"), "{}", run.describe());
+    assert_eq!(run.value("guest-sum"), run.value("host-sum"));
+    assert_eq!(run.value("guest-sum").map(str::len), Some(64));
+}
+
+#[test]
+fn rm_leaves_nothing_behind() {
+    let run = with_image(
+        r#"
+hull run --rm hull-demo/busybox true
+hull run --rm hull-demo/busybox sh -c 'echo x > /written'
+echo "run-dir=[$(ls -A $HULL_RUN_DIR 2>/dev/null)]"
+echo "vmms=[$(pidof hull-vmm)]"
+"#,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("run-dir"), Some("[]"), "{}", run.describe());
+    assert_eq!(run.value("vmms"), Some("[]"), "{}", run.describe());
+}
+
+#[test]
+fn a_container_writes_100_mb_to_its_writable_layer_and_reads_it_back() {
+    let run = with_image(
+        r#"
+hull run --rm hull-demo/busybox sh -c '
+  written=$(head -c 104857600 /dev/urandom | tee /big | sha256sum | cut -d" " -f1)
+  sync
+  echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  echo "written=$written"
+  echo "read=$(sha256sum /big | cut -d" " -f1)"
+  echo "size=$(wc -c </big)"' >out
+cat out
+"#,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("size"), Some("104857600"), "{}", run.describe());
+    assert_eq!(run.value("written").map(str::len), Some(64));
+    assert_eq!(
+        run.value("written"),
+        run.value("read"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_guest_with_two_vcpus_sees_two_cpus() {
+    let run = with_image_opts(
+        r#"
+echo "nproc=$(hull run --rm --cpus 2 hull-demo/busybox nproc)"
+echo "nproc1=$(hull run --rm --cpus 1 hull-demo/busybox nproc)"
+"#,
+        Options {
+            cpus: 2,
+            ..Options::default()
+        },
+    );
+    run.assert_passed();
+    assert_eq!(run.value("nproc"), Some("2"), "{}", run.describe());
+    assert_eq!(run.value("nproc1"), Some("1"), "{}", run.describe());
+}
+
+#[test]
+fn a_guest_kernel_panic_is_one_clear_error_with_no_leftovers() {
+    let run = with_image(
+        r#"
+head -c 4096 /dev/zero | tr '\0' 'B' >/tmp/junk.cpio
+HULL_INITRAMFS=/tmp/junk.cpio hull run --rm hull-demo/busybox true 2>err || echo status=$?
+echo "stderr-lines=$(wc -l <err)"
+echo "stderr=$(cat err)"
+echo "run-dir=[$(ls -A $HULL_RUN_DIR 2>/dev/null)]"
+echo "vmms=[$(pidof hull-vmm)]"
+"#,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("status"), Some("125"), "{}", run.describe());
+    assert_eq!(run.value("stderr-lines"), Some("1"), "{}", run.describe());
+    assert!(
+        run.value("stderr")
+            .is_some_and(|e| e.contains("Kernel panic")),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.value("run-dir"), Some("[]"), "{}", run.describe());
+    assert_eq!(run.value("vmms"), Some("[]"), "{}", run.describe());
+}
+
+#[test]
+fn kill_9_of_the_vmm_is_one_clear_error_with_no_leftovers() {
+    let run = with_image(
+        r#"
+hull run --rm hull-demo/busybox sh -c 'echo ready; sleep 600' >out 2>err &
+hull=$!
+i=0
+until grep -q ready out; do i=$((i+1)); [ $i -lt 600 ] || { echo "never ready"; cat err; exit 1; }; sleep 0.1; done
+kill -9 $(pidof hull-vmm)
+status=0; wait $hull || status=$?
+echo "status=$status"
+echo "stderr-lines=$(wc -l <err)"
+echo "stderr=$(cat err)"
+echo "run-dir=[$(ls -A $HULL_RUN_DIR 2>/dev/null)]"
+echo "vmms=[$(pidof hull-vmm)]"
+"#,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("status"), Some("125"), "{}", run.describe());
+    assert_eq!(run.value("stderr-lines"), Some("1"), "{}", run.describe());
+    assert_eq!(run.value("run-dir"), Some("[]"), "{}", run.describe());
+    assert_eq!(run.value("vmms"), Some("[]"), "{}", run.describe());
+}
+
+// --- hull-vmm driven directly, with a busybox guest -------------------------
+
+/// The guest's `/init` prelude: applets, /proc, /sys, /dev.
+const GUEST_PRELUDE: &str = "/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+";
+
+/// Runs hull-vmm in the test host with a busybox guest running `guest`,
+/// after `setup`; prints `vmm-status=`, `vmm-stderr=` and the console.
+fn raw_vmm(setup: &str, vmm_args: &str, guest: &str, after: &str) -> Outcome {
+    let initramfs = busybox_initramfs(&format!("{GUEST_PRELUDE}{guest}"));
+    let script = format!(
+        r#"{setup}
+status=0
+timeout -s KILL 120 hull-vmm --kernel $HULL_KERNEL --initramfs /hull/guest.cpio --memory 256 \
+  --console /tmp/console.log {vmm_args} 2>/tmp/vmm.err || status=$?
+echo "vmm-status=$status"
+echo "vmm-stderr-lines=$(wc -l </tmp/vmm.err)"
+echo "vmm-stderr=$(cat /tmp/vmm.err)"
+echo "--- guest console"
+cat /tmp/console.log
+echo "--- end of guest console"
+{after}
+"#
+    );
+    testhost::run(
+        &script,
+        &Options {
+            files: vec![("/hull/guest.cpio".into(), initramfs)],
+            ..Options::default()
+        },
+    )
+}
+
+#[test]
+fn hull_vmm_boots_our_kernel_with_serial_blk_vsock_and_net() {
+    let run = raw_vmm(
+        "ip tuntap add dev tap0 mode tap && ip link set tap0 up
+dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null",
+        "--vcpus 2 --block /tmp/disk.img,id=testdisk --net tap0 --vsock cid=3,uds=/tmp/vsock",
+        r#"for d in /sys/bus/virtio/devices/*; do echo "guest-virtio=$(cat $d/device)"; done
+echo "guest-virtio-ids=$(cat /sys/bus/virtio/devices/*/device | sort | tr '\n' ' ')"
+echo "guest-cpus=$(grep -c ^processor /proc/cpuinfo)"
+echo "guest-blk-serial=$(cat /sys/block/vda/serial 2>/dev/null)"
+echo hull-blk-pattern | dd of=/dev/vda bs=512 conv=sync 2>/dev/null && sync
+echo "guest-blk-read=$(head -c 16 /dev/vda)"
+echo "guest-eth0=$(cat /sys/class/net/eth0/address 2>/dev/null)"
+reboot -f
+"#,
+        r#"echo "host-disk=$(head -c 16 /tmp/disk.img)""#,
+    );
+    run.assert_passed();
+    let guest = |k: &str| {
+        run.output
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+    };
+    assert_eq!(run.value("vmm-status"), Some("0"), "{}", run.describe());
+    // virtio ids: 1 net, 2 block, 19 vsock.
+    assert_eq!(
+        guest("guest-virtio-ids"),
+        Some("0x0001 0x0002 0x0013 "),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(guest("guest-cpus"), Some("2"), "{}", run.describe());
+    assert_eq!(guest("guest-blk-serial"), Some("testdisk"));
+    assert_eq!(guest("guest-blk-read"), Some("hull-blk-pattern"));
+    assert_eq!(run.value("host-disk"), Some("hull-blk-pattern"));
+    assert!(guest("guest-eth0").is_some_and(|m| m.len() == 17));
+}
+
+#[test]
+fn the_guest_reaches_a_listener_in_the_test_host_over_the_tap() {
+    let run = raw_vmm(
+        "ip tuntap add dev tap0 mode tap && ip addr add 10.77.0.1/24 dev tap0 && ip link set tap0 up
+nc -l -p 8080 >/tmp/received &",
+        "--net tap0",
+        "ip link set lo up
+ip addr add 10.77.0.2/24 dev eth0 && ip link set eth0 up
+echo hello-over-the-tap | nc 10.77.0.1 8080 && echo guest-sent=yes
+reboot -f
+",
+        "sleep 0.5; echo \"received=$(cat /tmp/received)\"",
+    );
+    run.assert_passed();
+    assert_eq!(run.value("vmm-status"), Some("0"), "{}", run.describe());
+    assert_eq!(
+        run.value("received"),
+        Some("hello-over-the-tap"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_triple_fault_is_one_clear_error() {
+    // reboot=t: the guest kernel reboots by triple-faulting.
+    let run = raw_vmm(
+        "",
+        "--cmdline 'console=ttyS0 reboot=t panic=-1 pci=off'",
+        "echo guest-up=yes\nreboot -f\n",
+        "",
+    );
+    run.assert_passed();
+    assert_eq!(run.value("guest-up"), Some("yes"), "{}", run.describe());
+    assert_eq!(run.value("vmm-status"), Some("2"), "{}", run.describe());
+    assert_eq!(
+        run.value("vmm-stderr-lines"),
+        Some("1"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.value("vmm-stderr")
+            .is_some_and(|e| e.contains("triple fault")),
+        "{}",
+        run.describe()
+    );
+}
