@@ -68,7 +68,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: kernel
 	$(CARGO) test --workspace --exclude hull-tests
 
 e2e: all images testhost-kernel

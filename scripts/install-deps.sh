@@ -8,6 +8,9 @@ packages=(
   qemu-system-x86 erofs-utils e2fsprogs cpio file
   # test and demo images
   busybox-static skopeo umoci
+  # pull tests: a real registry on loopback, htpasswd for its Basic auth,
+  # raw pushes, zstd layers; the pull benchmark's Debian image
+  docker-registry apache2-utils curl zstd debootstrap
 )
 missing=()
 for pkg in "${packages[@]}"; do

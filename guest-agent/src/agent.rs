@@ -83,7 +83,12 @@ impl Agent {
         let state = self.state();
         let fd = match (&state.main, &state.terminal) {
             (Some((id, _)), Some(master)) if id == process => master.as_raw_fd(),
-            _ => return Err(AgentError::new(ErrorKind::InvalidRequest, format!("no terminal for process {process:?}"))),
+            _ => {
+                return Err(AgentError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("no terminal for process {process:?}"),
+                ))
+            }
         };
         sys::set_window_size(fd, rows, cols)
             .map(|_| Reply::Done)
@@ -170,7 +175,11 @@ impl Agent {
         match request {
             Request::RunContainer(spec) => container::run(self, *spec),
             Request::Signal { process, signal } => self.signal(&process, signal),
-            Request::ResizeTerminal { process, rows, cols } => self.resize(&process, rows, cols),
+            Request::ResizeTerminal {
+                process,
+                rows,
+                cols,
+            } => self.resize(&process, rows, cols),
             Request::Shutdown => {
                 self.kill_main_process();
                 Ok(Reply::Done)

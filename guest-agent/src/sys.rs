@@ -89,7 +89,14 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
     // SAFETY: socketpair succeeded, so both descriptors are open and ours alone.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -100,7 +107,10 @@ const FD_CMSG_SPACE: usize = 64;
 /// Receives one descriptor sent with SCM_RIGHTS.
 pub fn recv_fd(socket: &OwnedFd) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     let mut control = [0u8; FD_CMSG_SPACE];
     // SAFETY: msghdr is plain data; all-zero is valid before we fill it in.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -120,9 +130,13 @@ pub fn recv_fd(socket: &OwnedFd) -> io::Result<OwnedFd> {
         if cmsg.is_null()
             || (*cmsg).cmsg_level != libc::SOL_SOCKET
             || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-            || ((*cmsg).cmsg_len as usize) < libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize
+            || ((*cmsg).cmsg_len as usize)
+                < libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize
         {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "no descriptor was sent"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no descriptor was sent",
+            ));
         }
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
         Ok(OwnedFd::from_raw_fd(fd))
@@ -131,7 +145,12 @@ pub fn recv_fd(socket: &OwnedFd) -> io::Result<OwnedFd> {
 
 /// Sets a terminal's window size.
 pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
-    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
     check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) }).map(drop)
 }
@@ -249,7 +268,11 @@ pub unsafe fn clone_into_namespaces(flags: u64, cgroup_fd: Option<RawFd>) -> io:
         cgroup: u64,
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
     if let Some(fd) = cgroup_fd {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd as u64;
@@ -258,7 +281,11 @@ pub unsafe fn clone_into_namespaces(flags: u64, cgroup_fd: Option<RawFd>) -> io:
     // and no CLONE_VM the child gets a copy of our memory, like fork. The
     // caller upholds the post-fork rules.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>())
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
     };
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -300,10 +327,30 @@ pub mod child {
     }
 
     /// A mount(2) with every argument given.
-    pub fn mount(source: &CStr, target: &CStr, fstype: &CStr, flags: libc::c_ulong, data: &CStr) -> Result<(), i32> {
-        let opt = |s: &CStr| if s.to_bytes().is_empty() { std::ptr::null() } else { s.as_ptr() };
+    pub fn mount(
+        source: &CStr,
+        target: &CStr,
+        fstype: &CStr,
+        flags: libc::c_ulong,
+        data: &CStr,
+    ) -> Result<(), i32> {
+        let opt = |s: &CStr| {
+            if s.to_bytes().is_empty() {
+                std::ptr::null()
+            } else {
+                s.as_ptr()
+            }
+        };
         // SAFETY: NUL-terminated strings (or null) that outlive the call.
-        ok(unsafe { libc::mount(opt(source), target.as_ptr(), opt(fstype), flags, opt(data).cast()) })
+        ok(unsafe {
+            libc::mount(
+                opt(source),
+                target.as_ptr(),
+                opt(fstype),
+                flags,
+                opt(data).cast(),
+            )
+        })
     }
 
     /// mkdir that accepts an existing directory.
@@ -340,7 +387,10 @@ pub mod child {
     }
 
     pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> Result<(), i32> {
-        let limit = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+        let limit = libc::rlimit64 {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
         // SAFETY: `limit` is a valid rlimit64; no old value is requested.
         ok(unsafe { libc::prlimit64(0, resource as _, &limit, std::ptr::null_mut()) })
     }
@@ -351,7 +401,9 @@ pub mod child {
         for cap in 0..=last_cap {
             if keep & (1u64 << cap) == 0 {
                 // SAFETY: prctl with integer arguments.
-                match ok(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) }) {
+                match ok(unsafe {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+                }) {
                     // A capability this kernel does not know.
                     Err(libc::EINVAL) => {}
                     other => other?,
@@ -363,7 +415,13 @@ pub mod child {
     }
 
     /// Sets effective, permitted and inheritable sets, then raises ambient.
-    pub fn set_capabilities(effective: u64, permitted: u64, inheritable: u64, ambient: u64, last_cap: u32) -> Result<(), i32> {
+    pub fn set_capabilities(
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+        ambient: u64,
+        last_cap: u32,
+    ) -> Result<(), i32> {
         #[repr(C)]
         struct Header {
             version: u32,
@@ -376,9 +434,16 @@ pub mod child {
             permitted: u32,
             inheritable: u32,
         }
-        let header = Header { version: 0x2008_0522, pid: 0 };
+        let header = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
         let data = [
-            Data { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
+            Data {
+                effective: effective as u32,
+                permitted: permitted as u32,
+                inheritable: inheritable as u32,
+            },
             Data {
                 effective: (effective >> 32) as u32,
                 permitted: (permitted >> 32) as u32,
@@ -386,7 +451,8 @@ pub mod child {
             },
         ];
         // SAFETY: header and two data structs as capset(2) version 3 wants.
-        let ret = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+        let ret =
+            unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
         if ret < 0 {
             return Err(errno());
         }
@@ -394,7 +460,13 @@ pub mod child {
             if ambient & (1u64 << cap) != 0 {
                 // SAFETY: prctl with integer arguments.
                 ok(unsafe {
-                    libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, cap as libc::c_ulong, 0, 0)
+                    libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        cap as libc::c_ulong,
+                        0,
+                        0,
+                    )
                 })?;
             }
         }
@@ -408,10 +480,20 @@ pub mod child {
 
     /// Installs a seccomp filter (classic BPF `struct sock_filter`s).
     pub fn load_seccomp(program: &[crate::security::seccomp::SockFilter]) -> Result<(), i32> {
-        let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
         // SAFETY: SockFilter is layout-compatible with sock_filter (repr C,
         // same fields); the program outlives the call.
-        let ret = unsafe { libc::syscall(libc::SYS_seccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 0, &fprog as *const libc::sock_fprog) };
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                1, /* SECCOMP_SET_MODE_FILTER */
+                0,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
         if ret < 0 {
             Err(errno())
         } else {
@@ -455,10 +537,18 @@ pub mod child {
     /// Opens a pty pair on the devpts instance whose ptmx is `ptmx`;
     /// `pts_prefix` is that instance's directory with a trailing slash.
     /// Returns (master, slave). Builds the slave path on the stack.
-    pub fn open_pty(ptmx: &CStr, pts_prefix: &CStr, rows: u16, cols: u16) -> Result<(RawFd, RawFd), i32> {
+    pub fn open_pty(
+        ptmx: &CStr,
+        pts_prefix: &CStr,
+        rows: u16,
+        cols: u16,
+    ) -> Result<(RawFd, RawFd), i32> {
         // SAFETY: NUL-terminated paths and valid out-pointers; raw calls only.
         unsafe {
-            let master = libc::open(ptmx.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            let master = libc::open(
+                ptmx.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
             if master < 0 {
                 return Err(errno());
             }
@@ -489,7 +579,12 @@ pub mod child {
             if slave < 0 {
                 return Err(errno());
             }
-            let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+            let size = libc::winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
             ok(libc::ioctl(slave, libc::TIOCSWINSZ, &size))?;
             Ok((master, slave))
         }
@@ -498,7 +593,10 @@ pub mod child {
     /// Sends `fd` over the unix socket `socket` (SCM_RIGHTS), then closes it.
     pub fn send_fd(socket: RawFd, fd: RawFd) -> Result<(), i32> {
         let mut byte = [0u8; 1];
-        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
         let mut control = [0u8; super::FD_CMSG_SPACE];
         // SAFETY: the message points at stack buffers that outlive the call;
         // CMSG_* stay within `control`, which is large enough for one fd.

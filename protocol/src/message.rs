@@ -42,7 +42,11 @@ pub enum Request {
     /// Send a signal to a process of the container.
     Signal { process: String, signal: i32 },
     /// The host terminal of a process with a TTY changed size.
-    ResizeTerminal { process: String, rows: u16, cols: u16 },
+    ResizeTerminal {
+        process: String,
+        rows: u16,
+        cols: u16,
+    },
     /// Stop everything and power the VM off.
     Shutdown,
 }
@@ -143,7 +147,11 @@ pub enum ErrorKind {
 pub enum Event {
     /// A process ended; all its output streams were closed before this.
     /// `oom_killed`: the container's memory limit killed something.
-    ProcessExited { process: String, status: ExitStatus, oom_killed: bool },
+    ProcessExited {
+        process: String,
+        status: ExitStatus,
+        oom_killed: bool,
+    },
 }
 
 /// How a process ended.
@@ -197,10 +205,17 @@ mod tests {
             id: 7,
             request: Request::RunContainer(Box::new(RunContainer {
                 container_id: "c1".into(),
-                rootfs: RootfsSource { disk_serial: "rootfs".into(), fs_type: "erofs".into() },
+                rootfs: RootfsSource {
+                    disk_serial: "rootfs".into(),
+                    fs_type: "erofs".into(),
+                },
                 spec: oci_spec::runtime::Spec::default(),
                 user: "1000:1000".into(),
-                stdio: Stdio { stdin: Some(1), stdout: 2, stderr: 3 },
+                stdio: Stdio {
+                    stdin: Some(1),
+                    stdout: 2,
+                    stderr: 3,
+                },
                 shutdown_on_exit: true,
             })),
         }

@@ -226,7 +226,6 @@ pub struct RmiArgs {
     pub images: Vec<String>,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,19 @@ pub fn size() -> (u16, u16) {
         // SAFETY: all-zero is a valid winsize; TIOCGWINSZ writes into it.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: ioctl on a standard descriptor with a valid out-pointer.
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 && ws.ws_col > 0 {
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0
+            && ws.ws_row > 0
+            && ws.ws_col > 0
+        {
             return (ws.ws_row, ws.ws_col);
         }
     }
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u16>().ok()).filter(|n| *n > 0);
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u16>().ok())
+            .filter(|n| *n > 0)
+    };
     (env("LINES").unwrap_or(24), env("COLUMNS").unwrap_or(80))
 }
 

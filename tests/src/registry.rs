@@ -131,6 +131,64 @@ impl Registry {
         );
     }
 
+    /// Pushes the first image of `layout` to `repo:tag` byte for byte
+    /// through the distribution API (with curl), where `skopeo` would
+    /// recompress layers (it always gzips uncompressed ones). Anonymous
+    /// registries only.
+    pub fn push_raw(&self, layout: &Layout, repo: &str, tag: &str) {
+        let desc = layout.first_manifest();
+        let manifest_digest = desc["digest"].as_str().unwrap();
+        let manifest = layout.json_blob(manifest_digest);
+        let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
+        for l in manifest["layers"].as_array().unwrap() {
+            digests.push(l["digest"].as_str().unwrap().to_string());
+        }
+        for digest in digests {
+            let out = curl(&[
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                &format!("http://{}/v2/{repo}/blobs/uploads/", self.addr),
+            ]);
+            let location = out
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("location")
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_else(|| panic!("no upload location in {out}"));
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let path = layout.blob_path(&digest);
+            curl(&[
+                "-s",
+                "-f",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+                &format!("@{}", path.display()),
+                &format!("{location}{sep}digest={digest}"),
+            ]);
+        }
+        curl(&[
+            "-s",
+            "-f",
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Content-Type: {}", desc["mediaType"].as_str().unwrap()),
+            "--data-binary",
+            &format!("@{}", layout.blob_path(manifest_digest).display()),
+            &format!("http://{}/v2/{repo}/manifests/{tag}", self.addr),
+        ]);
+    }
+
     /// Where the registry keeps the bytes of blob `digest` (for tests that
     /// damage them).
     pub fn blob_data(&self, digest: &str) -> PathBuf {
@@ -179,6 +237,19 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(args)
+        .output()
+        .expect("curl is needed by this test");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A port nothing listens on right now.
@@ -235,9 +306,13 @@ impl Layout {
         .unwrap();
     }
 
-    pub fn blob(&self, digest: &str) -> Vec<u8> {
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        std::fs::read(self.dir.join("blobs/sha256").join(hex)).unwrap()
+        self.dir.join("blobs/sha256").join(hex)
+    }
+
+    pub fn blob(&self, digest: &str) -> Vec<u8> {
+        std::fs::read(self.blob_path(digest)).unwrap()
     }
 
     pub fn json_blob(&self, digest: &str) -> serde_json::Value {

@@ -12,6 +12,8 @@
 //! a marker line with its exit status on the serial console, and the
 //! harness returns that status, the script's output and the whole console.
 //! Every boot has a timeout, after which QEMU is killed and the run fails.
+//! `HULL_TESTHOST_SHOW=1` prints every console; `HULL_TESTHOST_TIMEOUT`
+//! (seconds) changes the default timeout.
 //!
 //! Inside the test host the script finds: `hull` and `hull-vmm` on PATH
 //! (`/hull/bin`), the images under `$HULL_IMAGES`, `HULL_ROOT`,
@@ -241,6 +243,9 @@ pub fn run(script: &str, opts: &Options) -> Outcome {
     let console = String::from_utf8_lossy(&std::fs::read(&console_path).unwrap_or_default())
         .replace('\r', "");
     let outcome = parse_console(&console, &nonce, elapsed, timed_out, qemu_status);
+    if std::env::var_os("HULL_TESTHOST_SHOW").is_some() {
+        eprintln!("--- test host console ---\n{console}--- end ---");
+    }
     eprintln!(
         "testhost: status {:?}, boot {:?}s, round trip {:.2}s",
         outcome.status,

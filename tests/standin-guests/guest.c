@@ -144,6 +144,20 @@ static void print_mptable(void) {
     puts("mptable: none\n");
 }
 
+static void serial_echo(void) {
+    char line[64];
+    int n = 0;
+    puts("serial: type a line\n");
+    for (;;) {
+        while (!(inb(0x3f8 + 5) & 1)) __asm__ volatile("pause");
+        char c = (char)inb(0x3f8);
+        if (c == '\n' || c == '\r') break;
+        if (n < 63) line[n++] = c;
+    }
+    line[n] = 0;
+    puts("serial: got "); puts(line); puts("\n");
+}
+
 static void triple_fault(void) {
     struct __attribute__((packed)) { u16 limit; u64 base; } idt = {0, 0};
     puts("hull-standin: triple fault\n");
@@ -185,6 +199,7 @@ void guest_main(u64 mode, u64 info) {
     if (list_has(act, "blk")) test_blk();
     if (list_has(act, "vsock")) test_vsock();
     if (list_has(act, "net")) test_net();
+    if (list_has(act, "echo")) serial_echo();
     if (list_has(act, "triple")) triple_fault();
     if (list_has(act, "hang")) {
         puts("hull-standin: idle\n");

@@ -149,18 +149,11 @@ fn a_pulled_image_runs_from_the_disk_the_pull_built() {
 fn docker_schema2_zstd_and_uncompressed_layers() {
     let reg = Registry::start();
     reg.push(&busybox(), "hull/v2s2:1", &["--format", "v2s2"]);
-    reg.push(
-        &busybox(),
-        "hull/zstd:1",
-        &["--format", "oci", "--dest-compress-format", "zstd"],
-    );
     let tmp = tempfile::tempdir().unwrap();
-    let layout = uncompressed_layout(tmp.path());
-    reg.push(
-        &format!("oci:{}:plain", layout.dir.display()),
-        "hull/plain:1",
-        &["--format", "oci"],
-    );
+    for (zstd, name) in [(true, "zstd"), (false, "plain")] {
+        let layout = recompressed_layout(tmp.path(), zstd);
+        reg.push_raw(&layout, &format!("hull/{name}"), "1");
+    }
     let cases = [
         (
             "hull/v2s2:1",
@@ -185,47 +178,56 @@ fn docker_schema2_zstd_and_uncompressed_layers() {
     }
 }
 
-/// busybox.tar as an OCI layout whose layers are plain tars.
-fn uncompressed_layout(dir: &Path) -> Layout {
-    let layout = Layout::from_archive(&image_archive("busybox.tar"), &dir.join("plain"));
+/// busybox.tar as an OCI layout whose layers are plain tars, or zstd
+/// (each layer as two concatenated zstd frames, as `pzstd` writes them).
+fn recompressed_layout(dir: &Path, zstd: bool) -> Layout {
+    let name = if zstd { "zstd" } else { "plain" };
+    let layout = Layout::from_archive(&image_archive("busybox.tar"), &dir.join(name));
     let desc = layout.first_manifest();
     let mut manifest = layout.json_blob(desc["digest"].as_str().unwrap());
     for l in manifest["layers"].as_array_mut().unwrap() {
         let gz = layout.blob(l["digest"].as_str().unwrap());
-        let mut tar = Vec::new();
-        std::io::Read::read_to_end(&mut flate2_free_gunzip(&gz), &mut tar).unwrap();
-        let (digest, size) = layout.add_blob(&tar);
+        let tar = filter(&["gzip", "-dc"], &gz);
+        let (blob, media_type) = if zstd {
+            let (a, b) = tar.split_at(tar.len() / 2);
+            let mut z = filter(&["zstd", "-q", "-c"], a);
+            z.extend(filter(&["zstd", "-q", "-c"], b));
+            (z, "application/vnd.oci.image.layer.v1.tar+zstd")
+        } else {
+            (tar, "application/vnd.oci.image.layer.v1.tar")
+        };
+        let (digest, size) = layout.add_blob(&blob);
         l["digest"] = digest.into();
         l["size"] = size.into();
-        l["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+        l["mediaType"] = media_type.into();
     }
     let (digest, size) = layout.add_blob(&serde_json::to_vec(&manifest).unwrap());
     let mut index = layout.index();
     index["manifests"] = serde_json::json!([{
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "digest": digest, "size": size,
-        "annotations": {"org.opencontainers.image.ref.name": "plain"},
+        "annotations": {"org.opencontainers.image.ref.name": name},
     }]);
     layout.set_index(&index);
     layout
 }
 
-/// gunzip through the system's gzip (the tests crate has no inflate).
-fn flate2_free_gunzip(gz: &[u8]) -> std::io::Cursor<Vec<u8>> {
+/// Runs `cmd` with `input` on stdin; returns its stdout.
+fn filter(cmd: &[&str], input: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut child = std::process::Command::new("gzip")
-        .arg("-dc")
+    let mut child = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{} is needed by this test: {e}", cmd[0]));
     let mut stdin = child.stdin.take().unwrap();
-    let data = gz.to_vec();
+    let data = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(out.status.success());
-    std::io::Cursor::new(out.stdout)
+    assert!(out.status.success(), "{cmd:?} failed");
+    out.stdout
 }
 
 /// Pushes an index over busybox's manifest with the given platforms.

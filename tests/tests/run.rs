@@ -306,11 +306,20 @@ fn a_guest_kernel_panic_is_reported_in_one_line() {
     let hull = Hull::with_busybox();
     let junk = hull.root.path().join("junk-initramfs.cpio");
     std::fs::write(&junk, vec![0x42u8; 4096]).unwrap();
-    let out = hull.command(&["run", "--rm", IMAGE, "true"]).env("HULL_INITRAMFS", &junk).output().unwrap();
+    let out = hull
+        .command(&["run", "--rm", IMAGE, "true"])
+        .env("HULL_INITRAMFS", &junk)
+        .output()
+        .unwrap();
     assert_one_line_error(&out, 125, "Kernel panic");
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir()).map(|d| d.flatten().collect()).unwrap_or_default();
+    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(run_dir.is_empty(), "run dir not empty: {run_dir:?}");
-    assert!(processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(), "a VM outlived hull run");
+    assert!(
+        processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(),
+        "a VM outlived hull run"
+    );
 }
 
 #[test]
@@ -331,10 +340,16 @@ fn kill_9_of_hull_takes_the_vm_down_and_the_next_run_sweeps_up() {
     let root = hull.root.path().to_str().unwrap().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !processes_mentioning(&root).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the VM outlived a killed hull: {:?}", processes_mentioning(&root));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the VM outlived a killed hull: {:?}",
+            processes_mentioning(&root)
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(hull.hull(&["run", "--rm", IMAGE, "true"]).status.success());
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir()).map(|d| d.flatten().collect()).unwrap_or_default();
+    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(run_dir.is_empty(), "stale sandbox not swept: {run_dir:?}");
 }

@@ -7,8 +7,21 @@ const IMAGE: &str = "hull-demo/busybox";
 #[test]
 fn output_goes_through_a_terminal() {
     let hull = Hull::with_busybox();
-    let out = hull.hull(&["run", "--rm", "-t", IMAGE, "sh", "-c", "echo a; echo b >&2; tty"]);
-    assert_eq!(stdout(&out), "a\r\nb\r\n/dev/pts/0\r\n", "stderr: {}", stderr(&out));
+    let out = hull.hull(&[
+        "run",
+        "--rm",
+        "-t",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo a; echo b >&2; tty",
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "a\r\nb\r\n/dev/pts/0\r\n",
+        "stderr: {}",
+        stderr(&out)
+    );
     assert_eq!(stderr(&out), "", "a terminal merges stderr into its output");
 }
 
@@ -16,15 +29,28 @@ fn output_goes_through_a_terminal() {
 fn the_terminal_has_the_size_passed() {
     let hull = Hull::with_busybox();
     // Without a terminal of its own, hull takes LINES and COLUMNS.
-    let out = hull.command(&["run", "--rm", "-t", IMAGE, "stty", "size"]).env("LINES", "33").env("COLUMNS", "101").output().unwrap();
+    let out = hull
+        .command(&["run", "--rm", "-t", IMAGE, "stty", "size"])
+        .env("LINES", "33")
+        .env("COLUMNS", "101")
+        .output()
+        .unwrap();
     assert_eq!(stdout(&out), "33 101\r\n", "stderr: {}", stderr(&out));
 }
 
 #[test]
 fn an_interactive_shell_on_a_terminal_reads_commands_and_exits_with_its_status() {
     let hull = Hull::with_busybox();
-    let out = hull.hull_with_stdin(&["run", "--rm", "-i", "-t", IMAGE, "sh"], b"echo hello-$((40+2))\nexit 3\n");
-    assert!(stdout(&out).contains("hello-42"), "stdout: {:?} stderr: {}", stdout(&out), stderr(&out));
+    let out = hull.hull_with_stdin(
+        &["run", "--rm", "-i", "-t", IMAGE, "sh"],
+        b"echo hello-$((40+2))\nexit 3\n",
+    );
+    assert!(
+        stdout(&out).contains("hello-42"),
+        "stdout: {:?} stderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_eq!(out.status.code(), Some(3));
 }
 

@@ -102,6 +102,48 @@ impl Subscriber for ResetWatcher {
     }
 }
 
+/// Feeds our stdin to the console UART when the console is our stdout
+/// (an interactive VM). Bytes that find the UART's FIFO full are dropped,
+/// as a real UART overruns; EOF (or a stdin that cannot be polled, such as
+/// /dev/null) simply ends the input.
+struct StdinInput {
+    console: Arc<Mutex<SerialConsole>>,
+}
+
+impl Subscriber for StdinInput {
+    fn init(&mut self, ops: &mut EventOps<'_>) {
+        // Fails harmlessly for files and /dev/null, which epoll refuses.
+        let _ = ops.add(libc::STDIN_FILENO, EventSet::IN);
+    }
+    fn process(&mut self, fd: RawFd, _events: EventSet, ops: &mut EventOps<'_>) {
+        let mut buf = [0u8; 64];
+        // SAFETY: reads at most `buf.len()` bytes into `buf` from stdin.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            let transient = n < 0
+                && matches!(
+                    std::io::Error::last_os_error().kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                );
+            if !transient {
+                let _ = ops.remove(fd);
+            }
+            return;
+        }
+        crate::devices::lock(&self.console).enqueue_input(&buf[..n as usize]);
+    }
+}
+
+/// Whether reading stdin is ours to do: not a terminal we share from the
+/// background (reading it would stop us with SIGTTIN).
+fn stdin_is_ours() -> bool {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only query process state.
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 0
+            || libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
+}
+
 fn console_writer(c: &Console) -> Result<Box<dyn Write + Send>> {
     Ok(match c {
         Console::Stdout => {
@@ -213,12 +255,14 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     let serial_irq = new_eventfd()?;
     vm.register_irqfd(&serial_irq, SERIAL_IRQ)
         .map_err(|e| Error::Register("the serial irqfd", e))?;
-    let console = SerialConsole::new(EventFdTrigger(serial_irq), console_writer(&cfg.console)?);
-    pio.insert(
-        Arc::new(Mutex::new(console)),
-        serial::COM1_BASE,
-        serial::COM1_LEN,
-    )?;
+    let console = Arc::new(Mutex::new(SerialConsole::new(
+        EventFdTrigger(serial_irq),
+        console_writer(&cfg.console)?,
+    )));
+    pio.insert(console.clone(), serial::COM1_BASE, serial::COM1_LEN)?;
+    if cfg.console == Console::Stdout && stdin_is_ours() {
+        el.add_subscriber(Box::new(StdinInput { console }));
+    }
     let reset = new_eventfd()?;
     let kbd = I8042::new(EventFdTrigger(reset.try_clone().map_err(Error::EventFd)?));
     pio.insert(

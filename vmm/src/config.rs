@@ -222,8 +222,9 @@ OPTIONS (flags override the config file; device flags add devices):
                          virtio-vsock device; the host connects to PATH and
                          writes \"CONNECT <port>\\n\" (answered \"OK <port>\\n\");
                          guest connections to host port P go to PATH_P
-  --console DEST         serial console output: stdout (default), none, or a
-                         file path (appended)
+  --console DEST         serial console output: stdout (default; then stdin
+                         is the console's input), none, or a file path
+                         (appended)
   -h, --help             this text
 
 EXIT STATUS: 0 after a guest reset or power-off event, or SIGTERM/SIGINT (a

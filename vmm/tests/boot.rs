@@ -273,3 +273,32 @@ fn help_lists_every_option() {
         assert!(out.contains(f), "{f} missing from --help");
     }
 }
+
+#[test]
+fn stdin_reaches_the_guest_through_the_uart() {
+    require_kvm();
+    let k = guest("standin64.elf");
+    let mut child = vmm()
+        .args([
+            "--kernel",
+            k.to_str().unwrap(),
+            "--memory",
+            "32",
+            "--cmdline",
+            "standin=echo",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello uart\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("serial: got hello uart\n"), "{text}");
+}

@@ -47,7 +47,14 @@ pub fn limit_files(resources: &LinuxResources) -> Vec<(&'static str, String)> {
     let mut files = Vec::new();
     if let Some(memory) = resources.memory() {
         if let Some(limit) = memory.limit() {
-            files.push(("memory.max", if limit < 0 { "max".to_string() } else { limit.to_string() }));
+            files.push((
+                "memory.max",
+                if limit < 0 {
+                    "max".to_string()
+                } else {
+                    limit.to_string()
+                },
+            ));
         }
         if let Some(low) = memory.reservation().filter(|r| *r > 0) {
             files.push(("memory.low", low.to_string()));
@@ -55,8 +62,14 @@ pub fn limit_files(resources: &LinuxResources) -> Vec<(&'static str, String)> {
     }
     if let Some(cpu) = resources.cpu() {
         if cpu.quota().is_some() || cpu.period().is_some() {
-            let quota = cpu.quota().filter(|q| *q > 0).map_or("max".to_string(), |q| q.to_string());
-            files.push(("cpu.max", format!("{quota} {}", cpu.period().unwrap_or(100_000))));
+            let quota = cpu
+                .quota()
+                .filter(|q| *q > 0)
+                .map_or("max".to_string(), |q| q.to_string());
+            files.push((
+                "cpu.max",
+                format!("{quota} {}", cpu.period().unwrap_or(100_000)),
+            ));
         }
         if let Some(shares) = cpu.shares() {
             files.push(("cpu.weight", shares_to_weight(shares).to_string()));
@@ -64,7 +77,14 @@ pub fn limit_files(resources: &LinuxResources) -> Vec<(&'static str, String)> {
     }
     if let Some(pids) = resources.pids() {
         let limit = pids.limit();
-        files.push(("pids.max", if limit <= 0 { "max".to_string() } else { limit.to_string() }));
+        files.push((
+            "pids.max",
+            if limit <= 0 {
+                "max".to_string()
+            } else {
+                limit.to_string()
+            },
+        ));
     }
     files
 }
@@ -78,7 +98,10 @@ fn enable_controllers(dir: &Path) {
 }
 
 impl Cgroup {
-    pub fn create(container_id: &str, resources: Option<&LinuxResources>) -> Result<Self, CgroupError> {
+    pub fn create(
+        container_id: &str,
+        resources: Option<&LinuxResources>,
+    ) -> Result<Self, CgroupError> {
         let root = Path::new(ROOT);
         let parent = root.join("hull");
         enable_controllers(root);
@@ -89,7 +112,8 @@ impl Cgroup {
         let dir = File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
         let cgroup = Self { path, dir };
         for (file, value) in resources.map(limit_files).unwrap_or_default() {
-            fs::write(cgroup.path.join(file), &value).map_err(io_err(format!("set {file} to {value}")))?;
+            fs::write(cgroup.path.join(file), &value)
+                .map_err(io_err(format!("set {file} to {value}")))?;
         }
         Ok(cgroup)
     }

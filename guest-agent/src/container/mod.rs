@@ -11,7 +11,9 @@ use std::fs::{self, File};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use hull_protocol::{AgentError, ControlMessage, ErrorKind, Event, ExitStatus, Reply, RunContainer, MAIN_PROCESS};
+use hull_protocol::{
+    AgentError, ControlMessage, ErrorKind, Event, ExitStatus, Reply, RunContainer, MAIN_PROCESS,
+};
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
 
 use crate::agent::Agent;
@@ -65,7 +67,9 @@ struct ParentEnds {
 
 /// Container ids name directories and cgroups: keep them plain.
 fn check_container_id(id: &str) -> Result<(), AgentError> {
-    let plain = id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let plain = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if id.is_empty() || id.len() > 128 || !plain || id.starts_with('.') {
         return Err(invalid(format!("invalid container id {id:?}")));
     }
@@ -76,7 +80,12 @@ fn check_container_id(id: &str) -> Result<(), AgentError> {
 /// (a `path`) and user namespaces are not supported yet.
 fn namespace_flags(spec: &Spec) -> Result<u64, AgentError> {
     let mut flags = 0u64;
-    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default()
+    {
         if ns.path().is_some() {
             return Err(invalid("joining an existing namespace is not supported"));
         }
@@ -98,7 +107,7 @@ fn namespace_flags(spec: &Spec) -> Result<u64, AgentError> {
 
 fn rlimit_resource(typ: PosixRlimitType) -> u32 {
     use PosixRlimitType as R;
-    (match typ {
+    match typ {
         R::RlimitCpu => libc::RLIMIT_CPU,
         R::RlimitFsize => libc::RLIMIT_FSIZE,
         R::RlimitData => libc::RLIMIT_DATA,
@@ -115,7 +124,7 @@ fn rlimit_resource(typ: PosixRlimitType) -> u32 {
         R::RlimitNice => libc::RLIMIT_NICE,
         R::RlimitRtprio => libc::RLIMIT_RTPRIO,
         R::RlimitRttime => libc::RLIMIT_RTTIME,
-    }) as u32
+    }
 }
 
 /// Creates the container and starts its main process.
@@ -125,13 +134,19 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     check_container_id(&request.container_id)?;
     let mut ids = vec![stdio.stdout, stdio.stderr];
     ids.extend(stdio.stdin);
-    if ids.iter().any(|&id| id == hull_protocol::CONTROL_STREAM || agent.streams.contains(id)) {
+    if ids
+        .iter()
+        .any(|&id| id == hull_protocol::CONTROL_STREAM || agent.streams.contains(id))
+    {
         return Err(invalid("stream ids must be non-zero and unused"));
     }
     if ids.len() != ids.iter().collect::<std::collections::HashSet<_>>().len() {
         return Err(invalid("stream ids must be distinct"));
     }
-    let process = spec.process().as_ref().ok_or_else(|| invalid("the spec has no process"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("the spec has no process"))?;
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(invalid("no command given"));
@@ -184,8 +199,10 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     }
     let cwd = process.cwd().to_string_lossy().into_owned();
     rootfs::ensure_workdir(&rootfs, &cwd);
-    let mounts = mounts::plan(&rootfs, spec.mounts().as_deref().unwrap_or_default()).map_err(|e| setup_error(&e))?;
-    let cgroup = Cgroup::create(&request.container_id, linux.resources().as_ref()).map_err(|e| setup_error(&e))?;
+    let mounts = mounts::plan(&rootfs, spec.mounts().as_deref().unwrap_or_default())
+        .map_err(|e| setup_error(&e))?;
+    let cgroup = Cgroup::create(&request.container_id, linux.resources().as_ref())
+        .map_err(|e| setup_error(&e))?;
 
     let pipe = || sys::pipe().map_err(|e| setup_error(&e));
     let terminal = process.terminal().unwrap_or(false);
@@ -194,11 +211,20 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         let (rows, cols) = process
             .console_size()
             .as_ref()
-            .map(|b| (b.height().min(u16::MAX as u64) as u16, b.width().min(u16::MAX as u64) as u16))
+            .map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            })
             .unwrap_or((24, 80));
         let (agent_end, child_end) = sys::socketpair().map_err(|e| setup_error(&e))?;
         parent_ends.console_socket = Some(agent_end);
-        ChildStdio::Terminal { socket: child_end, rows, cols }
+        ChildStdio::Terminal {
+            socket: child_end,
+            rows,
+            cols,
+        }
     } else {
         let (stdout_read, stdout_write) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
@@ -212,7 +238,11 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         };
         parent_ends.stdout = Some(stdout_read);
         parent_ends.stderr = Some(stderr_read);
-        ChildStdio::Pipes { stdin: stdin_child, stdout: stdout_write, stderr: stderr_write }
+        ChildStdio::Pipes {
+            stdin: stdin_child,
+            stdout: stdout_write,
+            stderr: stderr_write,
+        }
     };
 
     let launch = Launch {
@@ -227,7 +257,11 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         mounts,
         masked_paths: linux.masked_paths().clone().unwrap_or_default(),
         readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
-        readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        readonly_root: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
         rlimits: process
             .rlimits()
             .iter()
@@ -257,24 +291,44 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         // The child sent the pty master before it exec'd.
         let master = sys::recv_fd(&socket).map_err(|e| setup_error(&e))?;
         let reader = master.try_clone().map_err(|e| setup_error(&e))?;
-        pumps.push(stdio::pump_output(reader.into(), stdio.stdout, stdout_credit, wire.clone()));
+        pumps.push(stdio::pump_output(
+            reader.into(),
+            stdio.stdout,
+            stdout_credit,
+            wire.clone(),
+        ));
         // A terminal merges stderr into its output.
         let _ = wire.send(&hull_protocol::Frame::eof(stdio.stderr));
         if let Some(stream) = stdio.stdin {
             let writer = master.try_clone().map_err(|e| setup_error(&e))?;
-            agent.streams.add_input(stream, stdio::pump_input(writer.into(), stream, wire.clone()));
+            agent.streams.add_input(
+                stream,
+                stdio::pump_input(writer.into(), stream, wire.clone()),
+            );
         }
         agent.set_terminal(master);
     } else {
         if let Some(out) = parent_ends.stdout {
-            pumps.push(stdio::pump_output(out.into(), stdio.stdout, stdout_credit, wire.clone()));
+            pumps.push(stdio::pump_output(
+                out.into(),
+                stdio.stdout,
+                stdout_credit,
+                wire.clone(),
+            ));
         }
         if let Some(err) = parent_ends.stderr {
             let credit = agent.streams.add_output(stdio.stderr);
-            pumps.push(stdio::pump_output(err.into(), stdio.stderr, credit, wire.clone()));
+            pumps.push(stdio::pump_output(
+                err.into(),
+                stdio.stderr,
+                credit,
+                wire.clone(),
+            ));
         }
         if let (Some(stream), Some(pipe)) = (stdio.stdin, parent_ends.stdin) {
-            agent.streams.add_input(stream, stdio::pump_input(pipe.into(), stream, wire.clone()));
+            agent
+                .streams
+                .add_input(stream, stdio::pump_input(pipe.into(), stream, wire.clone()));
         }
     }
 
@@ -298,7 +352,11 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         agent.clear_terminal();
         let oom_killed = cgroup.oom_kills() > 0;
         cgroup.remove();
-        let event = Event::ProcessExited { process: MAIN_PROCESS.into(), status, oom_killed };
+        let event = Event::ProcessExited {
+            process: MAIN_PROCESS.into(),
+            status,
+            oom_killed,
+        };
         let _ = agent.wire.send_message(&ControlMessage::Event { event });
         if shutdown_on_exit {
             agent.power_off_soon();
@@ -326,9 +384,14 @@ mod tests {
         )
         .unwrap();
         let flags = namespace_flags(&spec).unwrap();
-        assert_eq!(flags, (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWCGROUP) as u64);
-        let spec: Spec =
-            serde_json::from_str(r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"}]}}"#).unwrap();
+        assert_eq!(
+            flags,
+            (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWCGROUP) as u64
+        );
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"}]}}"#,
+        )
+        .unwrap();
         assert!(namespace_flags(&spec).is_err(), "no mount namespace");
         let spec: Spec = serde_json::from_str(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"/proc/1/ns/net"}]}}"#,

@@ -65,9 +65,8 @@ pub fn parse_options(options: &[String]) -> (libc::c_ulong, String) {
             "strictatime" => (libc::MS_STRICTATIME, 0),
             "defaults" => (0, 0),
             // Propagation: every container mount is private already.
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
-                (0, 0)
-            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => (0, 0),
             other => {
                 data.push(other.to_string());
                 (0, 0)
@@ -93,13 +92,18 @@ fn c(s: &str, what: &str) -> Result<CString, MountError> {
 /// Plans the spec's mounts under `rootfs`, creating on the image's layer the
 /// directories they need (refusing symlinks). Directories inside an earlier
 /// mount of the plan (like /dev/pts inside /dev) are made by the child.
-pub fn plan(rootfs: &Path, mounts: &[oci_spec::runtime::Mount]) -> Result<Vec<MountOp>, MountError> {
+pub fn plan(
+    rootfs: &Path,
+    mounts: &[oci_spec::runtime::Mount],
+) -> Result<Vec<MountOp>, MountError> {
     let mut planned: Vec<MountOp> = Vec::new();
     let mut destinations: Vec<String> = Vec::new();
     for mount in mounts {
         let destination = mount.destination().to_string_lossy().into_owned();
         check_destination(&destination)?;
-        let inside_earlier = destinations.iter().any(|d| destination.starts_with(&format!("{}/", d.trim_end_matches('/'))));
+        let inside_earlier = destinations
+            .iter()
+            .any(|d| destination.starts_with(&format!("{}/", d.trim_end_matches('/'))));
         if !inside_earlier {
             rootfs::safe_dir(rootfs, destination.trim_start_matches('/'))?;
         }
@@ -113,13 +117,21 @@ pub fn plan(rootfs: &Path, mounts: &[oci_spec::runtime::Mount]) -> Result<Vec<Mo
         let is_bind = flags & libc::MS_BIND != 0;
         let remount_flags = (is_bind && flags & !(libc::MS_BIND | libc::MS_REC) != 0)
             .then_some(flags | libc::MS_REMOUNT | libc::MS_BIND);
-        let source = mount.source().as_ref().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| fstype.to_string());
+        let source = mount
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| fstype.to_string());
         let target = rootfs.join(destination.trim_start_matches('/'));
         planned.push(MountOp {
             source: c(&source, &destination)?,
             target: c(&target.to_string_lossy(), &destination)?,
             fstype: c(if is_bind { "" } else { fstype }, &destination)?,
-            flags: if is_bind { flags & (libc::MS_BIND | libc::MS_REC) } else { flags },
+            flags: if is_bind {
+                flags & (libc::MS_BIND | libc::MS_REC)
+            } else {
+                flags
+            },
             data: c(&data, &destination)?,
             remount_flags,
             populate_dev: destination == "/dev" && fstype == "tmpfs",
@@ -130,8 +142,14 @@ pub fn plan(rootfs: &Path, mounts: &[oci_spec::runtime::Mount]) -> Result<Vec<Mo
 }
 
 /// Nodes every container gets in /dev (runc's defaults): name, major, minor.
-pub const DEFAULT_DEVICES: &[(&str, u32, u32)] =
-    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+pub const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// Symlinks every container gets in /dev.
 pub const DEFAULT_DEV_LINKS: &[(&str, &str)] = &[
@@ -153,7 +171,8 @@ mod tests {
 
     #[test]
     fn options_parse_like_runc() {
-        let (flags, data) = parse_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
+        let (flags, data) =
+            parse_options(&opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]));
         assert_eq!(flags, libc::MS_NOSUID | libc::MS_STRICTATIME);
         assert_eq!(data, "mode=755,size=65536k");
         let (flags, _) = parse_options(&opts(&["ro", "rw", "rbind", "rprivate"]));

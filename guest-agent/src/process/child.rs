@@ -41,7 +41,13 @@ pub struct Prepared<'a> {
 /// The standard streams, as the child sees them.
 pub enum PreparedStdio {
     Pipes([RawFd; 3]),
-    Terminal { socket: RawFd, ptmx: CString, pts_prefix: CString, rows: u16, cols: u16 },
+    Terminal {
+        socket: RawFd,
+        ptmx: CString,
+        pts_prefix: CString,
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// Where the child failed.
@@ -71,8 +77,23 @@ impl Stage {
     pub fn from_u32(value: u32) -> Option<Self> {
         use Stage::*;
         [
-            PrivateMounts, Mount, Devices, MaskPaths, ReadonlyPaths, ReadonlyRoot, PivotRoot, Hostname, Stdio, Rlimits,
-            Capabilities, Seccomp, Credentials, NoNewPrivileges, Chdir, Exec, Terminal,
+            PrivateMounts,
+            Mount,
+            Devices,
+            MaskPaths,
+            ReadonlyPaths,
+            ReadonlyRoot,
+            PivotRoot,
+            Hostname,
+            Stdio,
+            Rlimits,
+            Capabilities,
+            Seccomp,
+            Credentials,
+            NoNewPrivileges,
+            Chdir,
+            Exec,
+            Terminal,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -152,9 +173,17 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
         let done = match sys::is_dir(path) {
             Err(libc::ENOENT) => Ok(()),
             Err(errno) => Err(errno),
-            Ok(_) => sys::mount(path, path, c"", libc::MS_BIND | libc::MS_REC, c"").and_then(|_| {
-                sys::mount(path, path, c"", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, c"")
-            }),
+            Ok(_) => {
+                sys::mount(path, path, c"", libc::MS_BIND | libc::MS_REC, c"").and_then(|_| {
+                    sys::mount(
+                        path,
+                        path,
+                        c"",
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                        c"",
+                    )
+                })
+            }
         };
         if let Err(errno) = done {
             fail(Stage::ReadonlyPaths, errno, i);
@@ -162,7 +191,14 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
     }
     // The pty comes from the container's devpts, so `tty` names it there.
     let mut terminal: RawFd = -1;
-    if let PreparedStdio::Terminal { socket, ptmx, pts_prefix, rows, cols } = &p.stdio {
+    if let PreparedStdio::Terminal {
+        socket,
+        ptmx,
+        pts_prefix,
+        rows,
+        cols,
+    } = &p.stdio
+    {
         match sys::open_pty(ptmx, pts_prefix, *rows, *cols) {
             Ok((master, slave)) => {
                 check(Stage::Terminal, sys::send_fd(*socket, master));
@@ -174,7 +210,13 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
     if p.readonly_root {
         check(
             Stage::ReadonlyRoot,
-            sys::mount(&p.rootfs, &p.rootfs, c"", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, c""),
+            sys::mount(
+                &p.rootfs,
+                &p.rootfs,
+                c"",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                c"",
+            ),
         );
     }
     check(Stage::PivotRoot, sys::pivot_into(&p.rootfs));
@@ -193,18 +235,30 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
         check(Stage::Rlimits, sys::set_rlimit(*resource, *soft, *hard));
     }
     if let Some(caps) = &p.capabilities {
-        check(Stage::Capabilities, sys::limit_bounding_set(caps.bounding, LAST_CAP));
+        check(
+            Stage::Capabilities,
+            sys::limit_bounding_set(caps.bounding, LAST_CAP),
+        );
     }
     // Without no_new_privileges the filter needs CAP_SYS_ADMIN, which we
     // still hold now (runc's order).
     if let (Some(program), false) = (p.seccomp, p.no_new_privileges) {
         check(Stage::Seccomp, sys::load_seccomp(program));
     }
-    check(Stage::Credentials, sys::set_credentials(p.uid, p.gid, &p.groups));
+    check(
+        Stage::Credentials,
+        sys::set_credentials(p.uid, p.gid, &p.groups),
+    );
     if let Some(caps) = &p.capabilities {
         check(
             Stage::Capabilities,
-            sys::set_capabilities(caps.effective, caps.permitted, caps.inheritable, caps.ambient, LAST_CAP),
+            sys::set_capabilities(
+                caps.effective,
+                caps.permitted,
+                caps.inheritable,
+                caps.ambient,
+                LAST_CAP,
+            ),
         );
     }
     check(Stage::Chdir, sys::chdir(&p.cwd));
@@ -222,7 +276,15 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
             other => fail(Stage::Exec, other, 0),
         }
     }
-    fail(Stage::Exec, if saw_eacces { libc::EACCES } else { libc::ENOENT }, 0)
+    fail(
+        Stage::Exec,
+        if saw_eacces {
+            libc::EACCES
+        } else {
+            libc::ENOENT
+        },
+        0,
+    )
 }
 
 fn populate_dev(p: &Prepared) -> Result<(), i32> {

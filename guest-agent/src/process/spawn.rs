@@ -49,10 +49,18 @@ pub struct Launch {
 /// The standard streams of the new process.
 pub enum ChildStdio {
     /// The child's ends of three pipes.
-    Pipes { stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd },
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
     /// A pty from the container's own devpts: the child opens it and sends
     /// the master back over `socket` (runc's console socket).
-    Terminal { socket: OwnedFd, rows: u16, cols: u16 },
+    Terminal {
+        socket: OwnedFd,
+        rows: u16,
+        cols: u16,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -92,7 +100,11 @@ pub fn exec_candidates(command: &str, env: &[String]) -> Vec<String> {
     if command.contains('/') {
         return vec![command.to_string()];
     }
-    let path = env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
     path.split(':')
         .map(|dir| if dir.is_empty() { "." } else { dir })
         .map(|dir| format!("{}/{command}", dir.trim_end_matches('/')))
@@ -108,11 +120,18 @@ fn c_vec(items: &[String]) -> Result<Vec<CString>, SpawnError> {
 }
 
 fn pointers(items: &[CString]) -> Vec<*const libc::c_char> {
-    items.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+    items
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 fn under_root(launch: &Launch, path: &str) -> Result<CString, SpawnError> {
-    c(&launch.rootfs.join(path.trim_start_matches('/')).to_string_lossy())
+    c(&launch
+        .rootfs
+        .join(path.trim_start_matches('/'))
+        .to_string_lossy())
 }
 
 /// Starts the process; returns its pid (in the agent's PID namespace) once
@@ -125,7 +144,11 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
     let devices = DEFAULT_DEVICES
         .iter()
         .map(|(name, major, minor)| {
-            Ok((c(&dev_dir.join(name).to_string_lossy())?, libc::S_IFCHR | 0o666, libc::makedev(*major, *minor)))
+            Ok((
+                c(&dev_dir.join(name).to_string_lossy())?,
+                libc::S_IFCHR | 0o666,
+                libc::makedev(*major, *minor),
+            ))
         })
         .collect::<Result<Vec<_>, SpawnError>>()?;
     let dev_links = DEFAULT_DEV_LINKS
@@ -143,9 +166,11 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
         gid: launch.credentials.gid,
         groups: launch.credentials.groups.clone(),
         stdio: match &launch.stdio {
-            ChildStdio::Pipes { stdin, stdout, stderr } => {
-                PreparedStdio::Pipes([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()])
-            }
+            ChildStdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => PreparedStdio::Pipes([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()]),
             ChildStdio::Terminal { socket, rows, cols } => PreparedStdio::Terminal {
                 socket: socket.as_raw_fd(),
                 ptmx: c(&dev_dir.join("pts/ptmx").to_string_lossy())?,
@@ -158,21 +183,35 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
         devices,
         dev_links,
         dev_null: c(&dev_dir.join("null").to_string_lossy())?,
-        masked: launch.masked_paths.iter().map(|p| under_root(&launch, p)).collect::<Result<_, _>>()?,
-        readonly: launch.readonly_paths.iter().map(|p| under_root(&launch, p)).collect::<Result<_, _>>()?,
+        masked: launch
+            .masked_paths
+            .iter()
+            .map(|p| under_root(&launch, p))
+            .collect::<Result<_, _>>()?,
+        readonly: launch
+            .readonly_paths
+            .iter()
+            .map(|p| under_root(&launch, p))
+            .collect::<Result<_, _>>()?,
         readonly_root: launch.readonly_root,
         rlimits: launch.rlimits.clone(),
         capabilities: launch.capabilities,
         no_new_privileges: launch.no_new_privileges,
         seccomp: launch.seccomp.as_deref(),
     };
-    let (error_read, error_write) =
-        sys::pipe().map_err(|source| SpawnError::Setup { stage: "pipe".into(), source })?;
+    let (error_read, error_write) = sys::pipe().map_err(|source| SpawnError::Setup {
+        stage: "pipe".into(),
+        source,
+    })?;
 
     // SAFETY: the child runs only `child::run`, which makes raw syscalls on
     // the data prepared above and never allocates or takes a lock.
-    let pid = unsafe { sys::clone_into_namespaces(launch.namespaces, launch.cgroup_fd) }
-        .map_err(|source| SpawnError::Setup { stage: "clone".into(), source })?;
+    let pid = unsafe { sys::clone_into_namespaces(launch.namespaces, launch.cgroup_fd) }.map_err(
+        |source| SpawnError::Setup {
+            stage: "clone".into(),
+            source,
+        },
+    )?;
     if pid == 0 {
         child::run(&prepared, error_write.as_raw_fd());
     }
@@ -192,17 +231,38 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
     let index = u32::from_le_bytes(word(8)) as usize;
     let source = io::Error::from_raw_os_error(errno);
     Err(match stage {
-        Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => SpawnError::NotFound(command),
+        Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
+            SpawnError::NotFound(command)
+        }
         Some(Stage::Exec) if errno == libc::EACCES => SpawnError::NotExecutable(command),
         Some(Stage::Exec) => SpawnError::Exec { command, source },
-        Some(Stage::Chdir) => SpawnError::Chdir { cwd: launch.cwd.clone(), source },
+        Some(Stage::Chdir) => SpawnError::Chdir {
+            cwd: launch.cwd.clone(),
+            source,
+        },
         Some(Stage::Mount) => {
-            let target = launch.mounts.get(index).map(|m| m.target.to_string_lossy().into_owned()).unwrap_or_default();
-            let inside = target.strip_prefix(&*launch.rootfs.to_string_lossy()).unwrap_or(&target).to_string();
-            SpawnError::Setup { stage: format!("mount {inside}"), source }
+            let target = launch
+                .mounts
+                .get(index)
+                .map(|m| m.target.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let inside = target
+                .strip_prefix(&*launch.rootfs.to_string_lossy())
+                .unwrap_or(&target)
+                .to_string();
+            SpawnError::Setup {
+                stage: format!("mount {inside}"),
+                source,
+            }
         }
-        Some(stage) => SpawnError::Setup { stage: stage.name().into(), source },
-        None => SpawnError::Setup { stage: "unknown".into(), source },
+        Some(stage) => SpawnError::Setup {
+            stage: stage.name().into(),
+            source,
+        },
+        None => SpawnError::Setup {
+            stage: "unknown".into(),
+            source,
+        },
     })
 }
 
@@ -226,7 +286,10 @@ mod tests {
 
     #[test]
     fn default_path_when_unset() {
-        assert_eq!(exec_candidates("ls", &[]).len(), DEFAULT_PATH.split(':').count());
+        assert_eq!(
+            exec_candidates("ls", &[]).len(),
+            DEFAULT_PATH.split(':').count()
+        );
         assert_eq!(exec_candidates("ls", &[])[0], "/usr/local/sbin/ls");
     }
 }

@@ -58,13 +58,23 @@ pub struct UnknownCapability(pub String);
 /// The bit of a capability name (`CAP_` prefix optional, any case).
 pub fn bit(name: &str) -> Result<u32, UnknownCapability> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    NAMES.iter().position(|n| *n == full).map(|i| i as u32).ok_or(UnknownCapability(name.to_string()))
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    NAMES
+        .iter()
+        .position(|n| *n == full)
+        .map(|i| i as u32)
+        .ok_or(UnknownCapability(name.to_string()))
 }
 
 /// A set of capability names as a mask.
 pub fn mask<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<u64, UnknownCapability> {
-    names.into_iter().try_fold(0u64, |acc, name| Ok(acc | (1u64 << bit(name)?)))
+    names
+        .into_iter()
+        .try_fold(0u64, |acc, name| Ok(acc | (1u64 << bit(name)?)))
 }
 
 /// The five sets of a process, as masks.
@@ -78,11 +88,14 @@ pub struct CapSets {
 }
 
 impl CapSets {
-    pub fn from_oci(caps: &oci_spec::runtime::LinuxCapabilities) -> Result<Self, UnknownCapability> {
-        let names = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<u64, UnknownCapability> {
-            let strings: Vec<String> = set.iter().flatten().map(|c| c.to_string()).collect();
-            mask(strings.iter())
-        };
+    pub fn from_oci(
+        caps: &oci_spec::runtime::LinuxCapabilities,
+    ) -> Result<Self, UnknownCapability> {
+        let names =
+            |set: &Option<oci_spec::runtime::Capabilities>| -> Result<u64, UnknownCapability> {
+                let strings: Vec<String> = set.iter().flatten().map(|c| c.to_string()).collect();
+                mask(strings.iter())
+            };
         Ok(Self {
             bounding: names(caps.bounding())?,
             effective: names(caps.effective())?,
@@ -108,8 +121,19 @@ mod tests {
     #[test]
     fn docker_default_set_matches_its_known_mask() {
         let docker: Vec<String> = [
-            "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-            "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
             "CAP_AUDIT_WRITE",
         ]
         .iter()

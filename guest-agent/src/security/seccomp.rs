@@ -106,7 +106,12 @@ const OFFSET_ARCH: u32 = 4;
 const MAX_INSTRUCTIONS: usize = 4096;
 
 fn stmt(code: u16, k: u32) -> SockFilter {
-    SockFilter { code, jt: 0, jf: 0, k }
+    SockFilter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
 fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
@@ -146,9 +151,19 @@ fn emit_check(check: &ArgCheck, out: &mut Vec<Pending>) -> Result<(), SeccompErr
     let high = low + 4;
     let (vh, vl) = ((check.value >> 32) as u32, check.value as u32);
     match check.op {
-        Op::Eq => out.extend([ld(high), p(JEQ, vh, Rel(0), Fail), ld(low), p(JEQ, vl, Rel(0), Fail)]),
+        Op::Eq => out.extend([
+            ld(high),
+            p(JEQ, vh, Rel(0), Fail),
+            ld(low),
+            p(JEQ, vl, Rel(0), Fail),
+        ]),
         // Holds when either half differs.
-        Op::Ne => out.extend([ld(high), p(JEQ, vh, Rel(0), Rel(2)), ld(low), p(JEQ, vl, Fail, Rel(0))]),
+        Op::Ne => out.extend([
+            ld(high),
+            p(JEQ, vh, Rel(0), Rel(2)),
+            ld(low),
+            p(JEQ, vl, Fail, Rel(0)),
+        ]),
         Op::MaskedEq(mask) => out.extend([
             ld(high),
             p(AND, (mask >> 32) as u32, Rel(0), Rel(0)),
@@ -158,12 +173,32 @@ fn emit_check(check: &ArgCheck, out: &mut Vec<Pending>) -> Result<(), SeccompErr
             p(JEQ, vl, Rel(0), Fail),
         ]),
         Op::Gt | Op::Ge => {
-            let last = if check.op == Op::Gt { p(JGT, vl, Rel(0), Fail) } else { p(JGE, vl, Rel(0), Fail) };
-            out.extend([ld(high), p(JGT, vh, Rel(3), Rel(0)), p(JEQ, vh, Rel(0), Fail), ld(low), last]);
+            let last = if check.op == Op::Gt {
+                p(JGT, vl, Rel(0), Fail)
+            } else {
+                p(JGE, vl, Rel(0), Fail)
+            };
+            out.extend([
+                ld(high),
+                p(JGT, vh, Rel(3), Rel(0)),
+                p(JEQ, vh, Rel(0), Fail),
+                ld(low),
+                last,
+            ]);
         }
         Op::Lt | Op::Le => {
-            let last = if check.op == Op::Lt { p(JGE, vl, Fail, Rel(0)) } else { p(JGT, vl, Fail, Rel(0)) };
-            out.extend([ld(high), p(JGE, vh, Rel(0), Rel(3)), p(JEQ, vh, Rel(0), Fail), ld(low), last]);
+            let last = if check.op == Op::Lt {
+                p(JGE, vl, Fail, Rel(0))
+            } else {
+                p(JGT, vl, Fail, Rel(0))
+            };
+            out.extend([
+                ld(high),
+                p(JGE, vh, Rel(0), Rel(3)),
+                p(JEQ, vh, Rel(0), Fail),
+                ld(low),
+                last,
+            ]);
         }
     }
     Ok(())
@@ -177,7 +212,12 @@ fn emit_block(rules: &[&Rule], default: Action) -> Result<Vec<SockFilter>, Secco
         for check in &rule.checks {
             emit_check(check, &mut code)?;
         }
-        code.push(p(RET, rule.action.ret_value(), Branch::Rel(0), Branch::Rel(0)));
+        code.push(p(
+            RET,
+            rule.action.ret_value(),
+            Branch::Rel(0),
+            Branch::Rel(0),
+        ));
         let end = code.len();
         let resolve = |branch: Branch, at: usize| -> Result<u8, SeccompError> {
             match branch {
@@ -187,7 +227,12 @@ fn emit_block(rules: &[&Rule], default: Action) -> Result<Vec<SockFilter>, Secco
             }
         };
         for (at, insn) in code.iter().enumerate() {
-            block.push(jump(insn.code, insn.k, resolve(insn.jt, at)?, resolve(insn.jf, at)?));
+            block.push(jump(
+                insn.code,
+                insn.k,
+                resolve(insn.jt, at)?,
+                resolve(insn.jf, at)?,
+            ));
         }
         if rule.checks.is_empty() {
             // Unconditional: later rules for this syscall can never match.
@@ -247,25 +292,40 @@ pub fn policy_from_oci(spec: &oci_spec::runtime::LinuxSeccomp) -> Result<Policy,
     let default = action_from_oci(spec.default_action(), default_errno)?;
     let mut rules = Vec::new();
     for entry in spec.syscalls().iter().flatten() {
-        let action = action_from_oci(entry.action(), entry.errno_ret().unwrap_or(libc::EPERM as u32))?;
+        let action = action_from_oci(
+            entry.action(),
+            entry.errno_ret().unwrap_or(libc::EPERM as u32),
+        )?;
         let mut checks = Vec::new();
         for arg in entry.args().iter().flatten() {
             checks.push(check_from_oci(arg)?);
         }
         let same_index = checks.len() > 1 && checks.iter().all(|c| c.index == checks[0].index);
-        let alternatives: Vec<Vec<ArgCheck>> =
-            if same_index { checks.iter().map(|c| vec![*c]).collect() } else { vec![checks] };
+        let alternatives: Vec<Vec<ArgCheck>> = if same_index {
+            checks.iter().map(|c| vec![*c]).collect()
+        } else {
+            vec![checks]
+        };
         for name in entry.names() {
-            let Some(nr) = syscalls::number(name) else { continue };
+            let Some(nr) = syscalls::number(name) else {
+                continue;
+            };
             for checks in &alternatives {
-                rules.push(Rule { nr, checks: checks.clone(), action });
+                rules.push(Rule {
+                    nr,
+                    checks: checks.clone(),
+                    action,
+                });
             }
         }
     }
     Ok(Policy { default, rules })
 }
 
-fn action_from_oci(action: oci_spec::runtime::LinuxSeccompAction, errno: u32) -> Result<Action, SeccompError> {
+fn action_from_oci(
+    action: oci_spec::runtime::LinuxSeccompAction,
+    errno: u32,
+) -> Result<Action, SeccompError> {
     use oci_spec::runtime::LinuxSeccompAction as A;
     let errno = u16::try_from(errno).unwrap_or(libc::EPERM as u16);
     Ok(match action {
@@ -292,10 +352,18 @@ fn check_from_oci(arg: &oci_spec::runtime::LinuxSeccompArg) -> Result<ArgCheck, 
         O::ScmpCmpGe => Op::Ge,
         // OCI: value is the mask, valueTwo the datum.
         O::ScmpCmpMaskedEq => {
-            return Ok(ArgCheck { index, op: Op::MaskedEq(arg.value()), value: arg.value_two().unwrap_or(0) })
+            return Ok(ArgCheck {
+                index,
+                op: Op::MaskedEq(arg.value()),
+                value: arg.value_two().unwrap_or(0),
+            })
         }
     };
-    Ok(ArgCheck { index, op, value: arg.value() })
+    Ok(ArgCheck {
+        index,
+        op,
+        value: arg.value(),
+    })
 }
 
 #[cfg(test)]
@@ -313,7 +381,10 @@ mod tests {
             assert!(pid >= 0);
             if pid == 0 {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+                let fprog = libc::sock_fprog {
+                    len: prog.len() as u16,
+                    filter: prog.as_ptr() as *mut libc::sock_filter,
+                };
                 if libc::syscall(libc::SYS_seccomp, 1, 0, &fprog as *const libc::sock_fprog) != 0 {
                     libc::_exit(200);
                 }
@@ -329,6 +400,19 @@ mod tests {
         }
     }
 
+    fn probe_getppid() -> i32 {
+        // SAFETY: a plain syscall without arguments.
+        errno_of(unsafe { libc::syscall(libc::SYS_getppid) })
+    }
+
+    fn probe_getpid() -> i32 {
+        // SAFETY: a plain syscall without arguments.
+        errno_of(unsafe { libc::syscall(libc::SYS_getpid) })
+    }
+
+    /// One probe: the comparison, the value, and (argument, expected match).
+    type Case<'a> = (Op, u64, &'a [(u64, bool)]);
+
     fn errno_of(ret: libc::c_long) -> i32 {
         if ret >= 0 {
             0
@@ -339,16 +423,21 @@ mod tests {
     }
 
     fn rule(nr: libc::c_long, checks: Vec<ArgCheck>, action: Action) -> Rule {
-        Rule { nr: nr as u32, checks, action }
+        Rule {
+            nr: nr as u32,
+            checks,
+            action,
+        }
     }
 
     #[test]
     fn default_and_plain_rules() {
-        let policy = Policy { default: Action::Allow, rules: vec![rule(libc::SYS_getppid, vec![], Action::Errno(42))] };
-        // SAFETY: plain syscall.
-        assert_eq!(run_filtered(&policy, || errno_of(unsafe { libc::syscall(libc::SYS_getppid) })), 42);
-        // SAFETY: plain syscall.
-        assert_eq!(run_filtered(&policy, || errno_of(unsafe { libc::syscall(libc::SYS_getpid) })), 0);
+        let policy = Policy {
+            default: Action::Allow,
+            rules: vec![rule(libc::SYS_getppid, vec![], Action::Errno(42))],
+        };
+        assert_eq!(run_filtered(&policy, probe_getppid), 42);
+        assert_eq!(run_filtered(&policy, probe_getpid), 0);
     }
 
     #[test]
@@ -356,12 +445,13 @@ mod tests {
         let allowed = [libc::SYS_exit_group, libc::SYS_exit, libc::SYS_getpid];
         let policy = Policy {
             default: Action::Errno(1),
-            rules: allowed.iter().map(|nr| rule(*nr, vec![], Action::Allow)).collect(),
+            rules: allowed
+                .iter()
+                .map(|nr| rule(*nr, vec![], Action::Allow))
+                .collect(),
         };
-        // SAFETY: plain syscalls.
-        assert_eq!(run_filtered(&policy, || errno_of(unsafe { libc::syscall(libc::SYS_getppid) })), 1);
-        // SAFETY: plain syscall.
-        assert_eq!(run_filtered(&policy, || errno_of(unsafe { libc::syscall(libc::SYS_getpid) })), 0);
+        assert_eq!(run_filtered(&policy, probe_getppid), 1);
+        assert_eq!(run_filtered(&policy, probe_getpid), 0);
     }
 
     /// getpriority(which, who) with checks on `who` (arg 1), a 64-bit value.
@@ -372,25 +462,81 @@ mod tests {
 
     #[test]
     fn sixty_four_bit_comparisons() {
-        let cases: &[(Op, u64, &[(u64, bool)])] = &[
-            (Op::Eq, 0x1_0000_0005, &[(0x1_0000_0005, true), (5, false), (0x2_0000_0005, false)]),
-            (Op::Ne, 0x1_0000_0005, &[(0x1_0000_0005, false), (5, true), (0x1_0000_0006, true)]),
-            (Op::Gt, 0x1_0000_0005, &[(0x1_0000_0006, true), (0x1_0000_0005, false), (0x2_0000_0000, true), (0xffff_ffff, false)]),
-            (Op::Ge, 0x1_0000_0005, &[(0x1_0000_0005, true), (0x1_0000_0004, false), (0x2_0000_0000, true)]),
-            (Op::Lt, 0x1_0000_0005, &[(0x1_0000_0004, true), (0x1_0000_0005, false), (0xffff_ffff, true), (0x2_0000_0000, false)]),
-            (Op::Le, 0x1_0000_0005, &[(0x1_0000_0005, true), (0x1_0000_0006, false), (7, true)]),
-            (Op::MaskedEq(0xff00_0000_00ff), 0x1200_0000_0034, &[(0x1299_9999_9934, true), (0x1299_9999_9935, false)]),
+        let cases: &[Case] = &[
+            (
+                Op::Eq,
+                0x1_0000_0005,
+                &[(0x1_0000_0005, true), (5, false), (0x2_0000_0005, false)],
+            ),
+            (
+                Op::Ne,
+                0x1_0000_0005,
+                &[(0x1_0000_0005, false), (5, true), (0x1_0000_0006, true)],
+            ),
+            (
+                Op::Gt,
+                0x1_0000_0005,
+                &[
+                    (0x1_0000_0006, true),
+                    (0x1_0000_0005, false),
+                    (0x2_0000_0000, true),
+                    (0xffff_ffff, false),
+                ],
+            ),
+            (
+                Op::Ge,
+                0x1_0000_0005,
+                &[
+                    (0x1_0000_0005, true),
+                    (0x1_0000_0004, false),
+                    (0x2_0000_0000, true),
+                ],
+            ),
+            (
+                Op::Lt,
+                0x1_0000_0005,
+                &[
+                    (0x1_0000_0004, true),
+                    (0x1_0000_0005, false),
+                    (0xffff_ffff, true),
+                    (0x2_0000_0000, false),
+                ],
+            ),
+            (
+                Op::Le,
+                0x1_0000_0005,
+                &[(0x1_0000_0005, true), (0x1_0000_0006, false), (7, true)],
+            ),
+            (
+                Op::MaskedEq(0xff00_0000_00ff),
+                0x1200_0000_0034,
+                &[(0x1299_9999_9934, true), (0x1299_9999_9935, false)],
+            ),
         ];
         for (op, value, probes) in cases {
             for (who, matches) in probes.iter() {
                 let policy = Policy {
                     default: Action::Allow,
-                    rules: vec![rule(libc::SYS_getpriority, vec![ArgCheck { index: 1, op: *op, value: *value }], Action::Errno(77))],
+                    rules: vec![rule(
+                        libc::SYS_getpriority,
+                        vec![ArgCheck {
+                            index: 1,
+                            op: *op,
+                            value: *value,
+                        }],
+                        Action::Errno(77),
+                    )],
                 };
                 // The probe needs `who`; pass it through a static.
                 WHO.store(*who, std::sync::atomic::Ordering::SeqCst);
-                let got = run_filtered(&policy, || probe_who(WHO.load(std::sync::atomic::Ordering::SeqCst)));
-                assert_eq!(got == 77, *matches, "{op:?} {value:#x} vs {who:#x}: errno {got}");
+                let got = run_filtered(&policy, || {
+                    probe_who(WHO.load(std::sync::atomic::Ordering::SeqCst))
+                });
+                assert_eq!(
+                    got == 77,
+                    *matches,
+                    "{op:?} {value:#x} vs {who:#x}: errno {got}"
+                );
             }
         }
     }
@@ -403,28 +549,59 @@ mod tests {
             default: Action::Errno(3),
             rules: vec![
                 rule(libc::SYS_exit_group, vec![], Action::Allow),
-                rule(libc::SYS_getpriority, vec![ArgCheck { index: 1, op: Op::Eq, value: 1 }], Action::Errno(11)),
-                rule(libc::SYS_getpriority, vec![ArgCheck { index: 1, op: Op::Eq, value: 2 }], Action::Errno(12)),
+                rule(
+                    libc::SYS_getpriority,
+                    vec![ArgCheck {
+                        index: 1,
+                        op: Op::Eq,
+                        value: 1,
+                    }],
+                    Action::Errno(11),
+                ),
+                rule(
+                    libc::SYS_getpriority,
+                    vec![ArgCheck {
+                        index: 1,
+                        op: Op::Eq,
+                        value: 2,
+                    }],
+                    Action::Errno(12),
+                ),
             ],
         };
         for (who, want) in [(1u64, 11), (2, 12), (3, 3)] {
             WHO.store(who, std::sync::atomic::Ordering::SeqCst);
-            assert_eq!(run_filtered(&policy, || probe_who(WHO.load(std::sync::atomic::Ordering::SeqCst))), want);
+            assert_eq!(
+                run_filtered(&policy, || probe_who(
+                    WHO.load(std::sync::atomic::Ordering::SeqCst)
+                )),
+                want
+            );
         }
     }
 
     #[test]
     fn kill_process_kills() {
-        let policy = Policy { default: Action::Allow, rules: vec![rule(libc::SYS_getppid, vec![], Action::KillProcess)] };
-        // SAFETY: plain syscall.
-        assert_eq!(run_filtered(&policy, || errno_of(unsafe { libc::syscall(libc::SYS_getppid) })), 1000 + libc::SIGSYS);
+        let policy = Policy {
+            default: Action::Allow,
+            rules: vec![rule(libc::SYS_getppid, vec![], Action::KillProcess)],
+        };
+        assert_eq!(run_filtered(&policy, probe_getppid), 1000 + libc::SIGSYS);
     }
 
     #[test]
     fn bad_policies_are_errors() {
         let policy = Policy {
             default: Action::Allow,
-            rules: vec![rule(1, vec![ArgCheck { index: 6, op: Op::Eq, value: 0 }], Action::Allow)],
+            rules: vec![rule(
+                1,
+                vec![ArgCheck {
+                    index: 6,
+                    op: Op::Eq,
+                    value: 0,
+                }],
+                Action::Allow,
+            )],
         };
         assert_eq!(compile(&policy), Err(SeccompError::ArgIndex(6)));
         let huge = Policy {

@@ -48,7 +48,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
 
     sandbox::sweep_stale(&cli.run_dir);
     let id = sandbox::new_id().context("generate a container id")?;
-    let hostname = args.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
     let defaults = ImageDefaults {
         entrypoint: image.config.entrypoint.clone(),
         cmd: image.config.cmd.clone(),
@@ -80,14 +83,20 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let spec = build_spec(&plan, &options)?;
     let disk = store.rootfs_disk(&image)?;
 
-    let memory_mib = memory_bytes.map_or(DEFAULT_VM_MEMORY_MIB, |b| b.div_ceil(1 << 20) + GUEST_OVERHEAD_MIB);
+    let memory_mib = memory_bytes.map_or(DEFAULT_VM_MEMORY_MIB, |b| {
+        b.div_ceil(1 << 20) + GUEST_OVERHEAD_MIB
+    });
     let config = SandboxConfig {
         id,
         run_dir: &cli.run_dir,
         assets: &assets,
         vcpus: args.cpus.map_or(1, |c| c.ceil() as u32),
         memory_mib: u32::try_from(memory_mib).context("--memory is too large")?,
-        disks: vec![DiskSpec { path: disk.path.clone(), read_only: true, serial: ROOTFS_SERIAL.into() }],
+        disks: vec![DiskSpec {
+            path: disk.path.clone(),
+            read_only: true,
+            serial: ROOTFS_SERIAL.into(),
+        }],
     };
     let mut sandbox = Sandbox::create(hypervisor.as_ref(), config).await?;
     let container = ContainerSpec {
@@ -100,7 +109,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         tty: args.tty,
     };
     // Raw mode only while the container owns the terminal.
-    let raw_mode = (args.tty && args.interactive).then(crate::terminal::RawMode::enable).flatten();
+    let raw_mode = (args.tty && args.interactive)
+        .then(crate::terminal::RawMode::enable)
+        .flatten();
     let outcome = sandbox.run_attached(container).await;
     drop(raw_mode);
     sandbox.delete().await;
@@ -136,8 +147,10 @@ fn parse_security_opts(opts: &[String]) -> Result<(SeccompChoice, bool)> {
         match (key, value) {
             ("seccomp", Some("unconfined")) => seccomp = SeccompChoice::Unconfined,
             ("seccomp", Some(path)) => {
-                let text = std::fs::read(path).with_context(|| format!("read seccomp profile {path}"))?;
-                let profile = serde_json::from_slice(&text).with_context(|| format!("seccomp profile {path}"))?;
+                let text =
+                    std::fs::read(path).with_context(|| format!("read seccomp profile {path}"))?;
+                let profile = serde_json::from_slice(&text)
+                    .with_context(|| format!("seccomp profile {path}"))?;
                 seccomp = SeccompChoice::Profile(profile);
             }
             ("no-new-privileges", None | Some("true")) => no_new_privileges = true,
@@ -171,12 +184,19 @@ mod tests {
 
     #[test]
     fn security_opts_parse_like_docker() {
-        assert_eq!(parse_security_opts(&opts(&[])).unwrap(), (SeccompChoice::Default, false));
+        assert_eq!(
+            parse_security_opts(&opts(&[])).unwrap(),
+            (SeccompChoice::Default, false)
+        );
         assert_eq!(
             parse_security_opts(&opts(&["seccomp=unconfined", "no-new-privileges"])).unwrap(),
             (SeccompChoice::Unconfined, true)
         );
-        assert_eq!(parse_security_opts(&opts(&["no-new-privileges:false"])).unwrap().1, false);
+        assert!(
+            !parse_security_opts(&opts(&["no-new-privileges:false"]))
+                .unwrap()
+                .1
+        );
         assert!(parse_security_opts(&opts(&["apparmor=x"])).is_err());
         assert!(parse_security_opts(&opts(&["seccomp=/nonexistent.json"])).is_err());
     }

@@ -31,13 +31,47 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 
 /// Every capability, for `--privileged` and `--cap-add ALL`.
 const ALL_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
-    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 const MASKED_PATHS: &[&str] = &[
@@ -54,7 +88,13 @@ const MASKED_PATHS: &[&str] = &[
     "/sys/devices/virtual/powercap",
 ];
 
-const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// How the container's syscalls are filtered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,7 +136,11 @@ pub enum OciError {
 /// "net_admin", "NET_ADMIN" and "CAP_NET_ADMIN" all name CAP_NET_ADMIN.
 fn canonical_capability(name: &str) -> Result<String, OciError> {
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
     if full == "CAP_ALL" || ALL_CAPABILITIES.contains(&full.as_str()) {
         Ok(full)
     } else {
@@ -110,12 +154,36 @@ pub fn capabilities(options: &ContainerOptions) -> Result<Vec<String>, OciError>
     if options.privileged {
         return Ok(ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect());
     }
-    let drops: Vec<String> = options.cap_drop.iter().map(|c| canonical_capability(c)).collect::<Result<_, _>>()?;
-    let adds: Vec<String> = options.cap_add.iter().map(|c| canonical_capability(c)).collect::<Result<_, _>>()?;
-    let base: &[&str] = if drops.iter().any(|c| c == "CAP_ALL") { &[] } else { DEFAULT_CAPABILITIES };
-    let mut caps: Vec<String> = base.iter().map(|c| c.to_string()).filter(|c| !drops.contains(c)).collect();
-    let added: &[&str] = if adds.iter().any(|c| c == "CAP_ALL") { ALL_CAPABILITIES } else { &[] };
-    for cap in added.iter().map(|c| c.to_string()).chain(adds.into_iter().filter(|c| c != "CAP_ALL")) {
+    let drops: Vec<String> = options
+        .cap_drop
+        .iter()
+        .map(|c| canonical_capability(c))
+        .collect::<Result<_, _>>()?;
+    let adds: Vec<String> = options
+        .cap_add
+        .iter()
+        .map(|c| canonical_capability(c))
+        .collect::<Result<_, _>>()?;
+    let base: &[&str] = if drops.iter().any(|c| c == "CAP_ALL") {
+        &[]
+    } else {
+        DEFAULT_CAPABILITIES
+    };
+    let mut caps: Vec<String> = base
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| !drops.contains(c))
+        .collect();
+    let added: &[&str] = if adds.iter().any(|c| c == "CAP_ALL") {
+        ALL_CAPABILITIES
+    } else {
+        &[]
+    };
+    for cap in added
+        .iter()
+        .map(|c| c.to_string())
+        .chain(adds.into_iter().filter(|c| c != "CAP_ALL"))
+    {
         if !caps.contains(&cap) {
             caps.push(cap);
         }
@@ -128,8 +196,16 @@ pub fn capabilities(options: &ContainerOptions) -> Result<Vec<String>, OciError>
 pub fn build_spec(plan: &ProcessPlan, options: &ContainerOptions) -> Result<Spec, OciError> {
     let caps = capabilities(options)?;
     let privileged = options.privileged;
-    let sys_options = if privileged { vec!["nosuid", "noexec", "nodev"] } else { vec!["nosuid", "noexec", "nodev", "ro"] };
-    let cgroup_options = if privileged { vec!["nosuid", "noexec", "nodev"] } else { vec!["ro", "nosuid", "noexec", "nodev"] };
+    let sys_options = if privileged {
+        vec!["nosuid", "noexec", "nodev"]
+    } else {
+        vec!["nosuid", "noexec", "nodev", "ro"]
+    };
+    let cgroup_options = if privileged {
+        vec!["nosuid", "noexec", "nodev"]
+    } else {
+        vec!["ro", "nosuid", "noexec", "nodev"]
+    };
     let mounts = json!([
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -156,7 +232,10 @@ pub fn build_spec(plan: &ProcessPlan, options: &ContainerOptions) -> Result<Spec
     }
     if let Some(cpus) = options.cpus {
         let period = 100_000u64;
-        resources.insert("cpu".into(), json!({"quota": (cpus * period as f64) as i64, "period": period}));
+        resources.insert(
+            "cpu".into(),
+            json!({"quota": (cpus * period as f64) as i64, "period": period}),
+        );
     }
     if let Some(limit) = options.pids_limit {
         resources.insert("pids".into(), json!({"limit": limit}));
@@ -198,41 +277,90 @@ mod tests {
     use super::*;
 
     fn plan() -> ProcessPlan {
-        ProcessPlan { args: vec!["sh".into()], env: vec!["PATH=/bin".into()], cwd: "/".into(), user: String::new() }
+        ProcessPlan {
+            args: vec!["sh".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            user: String::new(),
+        }
     }
 
     #[test]
     fn default_spec_looks_like_dockers() {
-        let spec = build_spec(&plan(), &ContainerOptions { hostname: "h".into(), ..Default::default() }).unwrap();
+        let spec = build_spec(
+            &plan(),
+            &ContainerOptions {
+                hostname: "h".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let process = spec.process().as_ref().unwrap();
-        assert_eq!(process.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 14);
+        assert_eq!(
+            process
+                .capabilities()
+                .as_ref()
+                .unwrap()
+                .bounding()
+                .as_ref()
+                .unwrap()
+                .len(),
+            14
+        );
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_some());
-        assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
+        assert!(linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_string()));
         assert_eq!(spec.hostname().as_deref(), Some("h"));
         assert_eq!(spec.mounts().as_ref().unwrap().len(), 7);
     }
 
     #[test]
     fn privileged_drops_confinement() {
-        let options = ContainerOptions { privileged: true, ..Default::default() };
+        let options = ContainerOptions {
+            privileged: true,
+            ..Default::default()
+        };
         let spec = build_spec(&plan(), &options).unwrap();
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_none());
         assert!(linux.masked_paths().is_none());
-        assert_eq!(capabilities(&options).unwrap().len(), ALL_CAPABILITIES.len());
+        assert_eq!(
+            capabilities(&options).unwrap().len(),
+            ALL_CAPABILITIES.len()
+        );
     }
 
     #[test]
     fn cap_add_and_drop_follow_docker() {
-        let options = ContainerOptions { cap_add: vec!["net_admin".into()], cap_drop: vec!["CHOWN".into()], ..Default::default() };
+        let options = ContainerOptions {
+            cap_add: vec!["net_admin".into()],
+            cap_drop: vec!["CHOWN".into()],
+            ..Default::default()
+        };
         let caps = capabilities(&options).unwrap();
         assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!caps.contains(&"CAP_CHOWN".to_string()));
-        let options = ContainerOptions { cap_drop: vec!["ALL".into()], cap_add: vec!["KILL".into()], ..Default::default() };
-        assert_eq!(capabilities(&options).unwrap(), vec!["CAP_KILL".to_string()]);
-        let options = ContainerOptions { cap_add: vec!["CAP_FLY".into()], ..Default::default() };
-        assert!(matches!(capabilities(&options), Err(OciError::UnknownCapability(_))));
+        let options = ContainerOptions {
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec!["KILL".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            capabilities(&options).unwrap(),
+            vec!["CAP_KILL".to_string()]
+        );
+        let options = ContainerOptions {
+            cap_add: vec!["CAP_FLY".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            capabilities(&options),
+            Err(OciError::UnknownCapability(_))
+        ));
     }
 
     #[test]

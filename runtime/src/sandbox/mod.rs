@@ -109,11 +109,15 @@ const OWNER_FILE: &str = "owner.pid";
 /// killed with SIGKILL; its VM died with it through the parent-death
 /// signal). Returns how many were removed.
 pub fn sweep_stale(run_dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(run_dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return 0;
+    };
     let mut removed = 0;
     for entry in entries.flatten() {
         let dir = entry.path();
-        let owner = std::fs::read_to_string(dir.join(OWNER_FILE)).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
         let alive = match owner {
             Some(pid) => process_exists(pid),
             // Still being created, or not ours: leave it.

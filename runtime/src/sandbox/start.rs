@@ -48,10 +48,17 @@ impl Sandbox {
         let container_tty = container.tty;
         let request = Request::RunContainer(Box::new(RunContainer {
             container_id: self.id.clone(),
-            rootfs: hull_protocol::RootfsSource { disk_serial: container.disk_serial, fs_type: container.fs_type },
+            rootfs: hull_protocol::RootfsSource {
+                disk_serial: container.disk_serial,
+                fs_type: container.fs_type,
+            },
             spec: container.spec,
             user: container.user,
-            stdio: Stdio { stdin: stdin.as_ref().map(|_| STDIN), stdout: STDOUT, stderr: STDERR },
+            stdio: Stdio {
+                stdin: stdin.as_ref().map(|_| STDIN),
+                stdout: STDOUT,
+                stderr: STDERR,
+            },
             shutdown_on_exit: container.shutdown_on_exit,
         }));
 
@@ -74,9 +81,11 @@ impl Sandbox {
         let events = self.events.as_mut().expect("a created sandbox has events");
         let status = loop {
             match events.recv().await {
-                Some(Event::ProcessExited { process, status, oom_killed }) if process == MAIN_PROCESS => {
-                    break Some(Exit { status, oom_killed })
-                }
+                Some(Event::ProcessExited {
+                    process,
+                    status,
+                    oom_killed,
+                }) if process == MAIN_PROCESS => break Some(Exit { status, oom_killed }),
                 Some(_) => continue,
                 None => break None,
             }
@@ -137,10 +146,16 @@ async fn copy_in(mut input: impl AsyncRead + Unpin, stream: &crate::agent_client
 
 /// Sends our terminal's new size to the agent on every SIGWINCH.
 async fn follow_window_size(client: Arc<AgentClient>) {
-    let Ok(mut winch) = signal(SignalKind::window_change()) else { return };
+    let Ok(mut winch) = signal(SignalKind::window_change()) else {
+        return;
+    };
     while winch.recv().await.is_some() {
         let (rows, cols) = crate::terminal::size();
-        client.notify(Request::ResizeTerminal { process: MAIN_PROCESS.into(), rows, cols });
+        client.notify(Request::ResizeTerminal {
+            process: MAIN_PROCESS.into(),
+            rows,
+            cols,
+        });
     }
 }
 
