@@ -9,3 +9,4 @@ fi
 if [[ -x "$here/testhost/run.sh" ]]; then
   "$here/testhost/run.sh" "${BENCH_N:-10}"
 fi
+"$here/pull/run.sh" "${BENCH_PULL_N:-3}"

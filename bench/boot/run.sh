@@ -30,7 +30,7 @@ bare_boot() {
   qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
     -machine q35,accel=tcg -cpu max -smp 1 -m 512 \
     -kernel "$kernel" -initrd "$work/bare.cpio" \
-    -append "console=ttyS0 reboot=t panic=-1 quiet i8042.noaux i8042.nomux i8042.dumbkbd tsc_early_khz=$khz" \
+    -append "console=ttyS0 reboot=t panic=-1 acpi=off quiet i8042.noaux i8042.nomux i8042.dumbkbd tsc_early_khz=$khz" \
     -serial none >/dev/null 2>&1
 }
 

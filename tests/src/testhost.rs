@@ -188,6 +188,7 @@ pub fn run(script: &str, opts: &Options) -> Outcome {
 
     let nonce = nonce();
     let console_path = dir.path().join("console.log");
+    let qemu_err_path = dir.path().join("qemu.err");
     let mut append =
         format!("console=ttyS0 quiet panic=-1 reboot=t rdinit=/init hull.nonce={nonce}");
     if let Some(khz) = host_cpu_khz() {
@@ -208,8 +209,8 @@ pub fn run(script: &str, opts: &Options) -> Outcome {
         .arg("-serial")
         .arg(format!("file:{}", console_path.display()))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(Stdio::null())
+        .stderr(File::create(&qemu_err_path).expect("create QEMU's stderr file"));
 
     let started = Instant::now();
     let child = cmd
@@ -230,10 +231,7 @@ pub fn run(script: &str, opts: &Options) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = started.elapsed();
-    let mut qemu_err = String::new();
-    if let Some(mut stderr) = guard.0.stderr.take() {
-        let _ = stderr.read_to_string(&mut qemu_err);
-    }
+    let qemu_err = std::fs::read_to_string(&qemu_err_path).unwrap_or_default();
     let qemu_status = match exit {
         Some(status) if qemu_err.trim().is_empty() => status.to_string(),
         Some(status) => format!("{status}; stderr: {}", qemu_err.trim()),

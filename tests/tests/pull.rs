@@ -570,3 +570,32 @@ fn a_layer_over_the_size_bound_is_refused_by_name() {
     );
     assert_eq!(hull.files(), before);
 }
+
+#[test]
+fn progress_bars_on_a_terminal_only() {
+    let reg = Registry::start();
+    reg.push(&busybox(), "hull/busybox:1", &[]);
+    let hull = Hull::new();
+    let bin = hull_tests::artifact("HULL_BIN");
+    // `script` gives hull a pseudo-terminal as stdout.
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} pull --plain-http {}",
+            bin.display(),
+            reg.image("hull/busybox:1")
+        ))
+        .arg("/dev/null")
+        .env("HULL_ROOT", hull.store_dir())
+        .env("HULL_RUN_DIR", hull.run_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (bsdutils)");
+    let text = ok(&out);
+    assert!(text.contains("Download complete"), "{text:?}");
+    assert!(text.contains("Total"), "{text:?}");
+    assert!(
+        text.contains('\x1b'),
+        "no cursor movement on a terminal: {text:?}"
+    );
+}

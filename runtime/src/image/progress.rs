@@ -6,9 +6,8 @@
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-const LAYER_TEMPLATE: &str = "{prefix}: {msg:<16} [{bar:30}] {bytes:>10}/{total_bytes:<10}";
-const TOTAL_TEMPLATE: &str =
-    "{prefix:<12}  {msg:<16} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec}";
+const LAYER_TEMPLATE: &str = "{prefix}: {msg:<17} [{bar:20}] {bytes:>9}/{total_bytes:<9}";
+const TOTAL_TEMPLATE: &str = "{prefix:<12}  {msg:<17} [{bar:20}] {bytes:>9}/{total_bytes:<9}";
 
 /// The progress display of one pull; a no-op when hidden.
 pub struct PullProgress {
