@@ -599,3 +599,86 @@ fn progress_bars_on_a_terminal_only() {
         "no cursor movement on a terminal: {text:?}"
     );
 }
+
+/// A tar of one regular file at a raw `path` (what GNU tar refuses to
+/// write), as a hostile layer would carry it.
+fn hostile_tar(path: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..path.len()].copy_from_slice(path.as_bytes());
+    let octal = |field: &mut [u8], v: u64| {
+        let s = format!("{:0w$o}\0", v, w = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h[100..108], 0o644);
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    octal(&mut h[124..136], data.len() as u64);
+    octal(&mut h[136..148], 1_700_000_000);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+#[test]
+fn a_hostile_layer_from_a_registry_is_refused_by_entry() {
+    use sha2::Digest as _;
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::from_archive(&image_archive("busybox.tar"), &tmp.path().join("evil"));
+    let desc = layout.first_manifest();
+    let mut manifest = layout.json_blob(desc["digest"].as_str().unwrap());
+    let mut config = layout.json_blob(manifest["config"]["digest"].as_str().unwrap());
+    // Append a layer that climbs out of the rootfs.
+    let tar = hostile_tar("../../hull-escape", b"pwned");
+    let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&tar)));
+    let (ld, ls) = layout.add_blob(&tar);
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls,
+        }));
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(diff_id.into());
+    config["history"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"created_by": "evil"}));
+    let (cd, cs) = layout.add_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = layout.add_blob(&serde_json::to_vec(&manifest).unwrap());
+    let mut index = layout.index();
+    index["manifests"] = serde_json::json!([{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+    }]);
+    layout.set_index(&index);
+    reg.push_raw(&layout, "hull/evil", "1");
+
+    let hull = Hull::new();
+    let before = initialized(&hull);
+    let out = pull(&hull, &reg.image("hull/evil:1"));
+    assert_one_line_error(&out, 125, "../../hull-escape");
+    assert!(
+        stderr(&out).contains("escapes the rootfs"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(hull.files(), before);
+    for dir in [
+        hull.store_dir(),
+        hull.store_dir().join("tmp"),
+        std::env::temp_dir(),
+    ] {
+        assert!(!dir.join("hull-escape").exists(), "{}", dir.display());
+    }
+}

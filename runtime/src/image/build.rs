@@ -61,7 +61,7 @@ impl ImageStore {
             // Decompressing and hashing run on a thread of their own, the
             // tar entries are applied here: the two halves of the work
             // overlap on two cores.
-            let (stream, decoder) = decompress_in_background(&layer.path, limit);
+            let (stream, decoder) = decompress_in_background(&layer.path, stream_limit(limit));
             let applied = unpacker.apply(stream).map_err(|source| Error::Unpack {
                 digest: digest.clone(),
                 source,
@@ -100,6 +100,14 @@ impl ImageStore {
         );
         Ok(())
     }
+}
+
+/// The bound on a layer's whole uncompressed stream: the files' bound
+/// plus room for tar headers and padding, so an entry over the bound is
+/// refused by name first, while a stream of headers or trailing garbage
+/// (a compression bomb that holds no file) still stops.
+pub(super) fn stream_limit(files: u64) -> u64 {
+    files.saturating_add(files / 2).saturating_add(64 << 20)
 }
 
 /// Chunks handed from the decompressing thread to the unpacker.
@@ -157,6 +165,13 @@ fn decompress_in_background(path: &Path, limit: u64) -> (ChannelReader, Decoder)
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
+                        // What came before the error first: the unpacker
+                        // may have a better one to give (an entry over
+                        // the bound, by name).
+                        buf.truncate(filled);
+                        if filled > 0 && tx.send(Ok(buf)).is_err() {
+                            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+                        }
                         let kind = e.kind();
                         let msg = e.to_string();
                         let _ = tx.send(Err(e));

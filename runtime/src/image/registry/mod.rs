@@ -447,7 +447,7 @@ impl ImageStore {
                     .iter()
                     .find(|s| &s.path == src)
                     .expect("moved layers are sources");
-                check_diff_id(s, self.limits.max_layer_size)?;
+                check_diff_id(s, super::build::stream_limit(self.limits.max_layer_size))?;
             }
             false
         };
