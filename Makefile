@@ -14,6 +14,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 export HULL_KERNEL    := $(SHARE)/vmlinux
 export HULL_INITRAMFS := $(SHARE)/initramfs.cpio
+export HULL_BZIMAGE   := $(SHARE)/bzImage
 export HULL_BIN       := $(BIN)/hull
 export HULL_TEST_IMAGES := $(IMAGES)
 # The nested AMD-V test host (tests/src/testhost.rs) and the VMM it runs.
@@ -31,7 +32,7 @@ deps:
 kernel: deps
 	@mkdir -p $(SHARE)
 	@out=$$(kernel-config/build.sh guest) && cp -u "$$out/vmlinux" $(SHARE)/vmlinux \
-	  && cp "$$out/release" $(SHARE)/kernel-release
+	  && cp -u "$$out/bzImage" $(SHARE)/bzImage && cp "$$out/release" $(SHARE)/kernel-release
 
 # The test host's kernel: the guest config plus KVM/KVM_AMD, same cache.
 testhost-kernel: deps

@@ -237,6 +237,37 @@ echo "--- end of guest console"
 }
 
 #[test]
+fn hull_vmm_boots_our_bzimage_through_the_linux_boot_protocol() {
+    // The same kernel, compressed, entered at its 64-bit boot-protocol
+    // entry instead of PVH (the later --kernel wins).
+    let bzimage = std::fs::read(hull_tests::artifact("HULL_BZIMAGE")).expect("read the bzImage");
+    let mut opts = Options::default();
+    opts.files.push(("/hull/bzImage".into(), bzimage));
+    let run = raw_vmm_opts(
+        "",
+        "--kernel /hull/bzImage",
+        r#"echo "guest-kernel=$(uname -r)"
+echo "guest-cmdline=$(cat /proc/cmdline)"
+reboot -f
+"#,
+        "",
+        opts,
+    );
+    run.assert_passed();
+    assert_eq!(run.value("vmm-status"), Some("0"), "{}", run.describe());
+    let guest_kernel = run
+        .output
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("guest-kernel="));
+    assert!(
+        guest_kernel.is_some_and(|k| k.ends_with("-hull")),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
 fn hull_vmm_boots_our_kernel_with_serial_blk_vsock_and_net() {
     let run = raw_vmm(
         "/usr/sbin/ip tuntap add dev tap0 mode tap && /usr/sbin/ip link set tap0 up
