@@ -85,6 +85,10 @@ pub struct RootfsSource {
     pub disk_serial: String,
     /// Filesystem type to mount it with (`erofs` or `ext4`).
     pub fs_type: String,
+    /// A writable ext4 disk (found by serial) for the overlay's upper
+    /// layer; without one, the upper layer is a tmpfs in guest memory.
+    #[serde(default)]
+    pub scratch_serial: Option<String>,
 }
 
 /// The id of a container's main process in requests and events.
@@ -208,6 +212,7 @@ mod tests {
                 rootfs: RootfsSource {
                     disk_serial: "rootfs".into(),
                     fs_type: "erofs".into(),
+                    scratch_serial: Some("scratch".into()),
                 },
                 spec: oci_spec::runtime::Spec::default(),
                 user: "1000:1000".into(),

@@ -353,3 +353,32 @@ fn kill_9_of_hull_takes_the_vm_down_and_the_next_run_sweeps_up() {
         .unwrap_or_default();
     assert!(run_dir.is_empty(), "stale sandbox not swept: {run_dir:?}");
 }
+
+#[test]
+fn the_writable_layer_is_a_disk_not_guest_memory() {
+    let hull = Hull::with_busybox();
+    // 200 MB into a VM of 64 + 96 MiB: only a disk-backed layer holds it.
+    let script = "dd if=/dev/urandom of=/big bs=1048576 count=200 2>/dev/null && sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; \
+                  grep MemTotal /proc/meminfo >&2; sha256sum /big | cut -c1-64; wc -c < /big";
+    let out = hull.hull(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "--memory",
+        "64m",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0].len(), 64);
+    assert_eq!(lines[1], "209715200");
+    let after: Vec<_> = std::fs::read_dir(hull.store_dir().join("sandboxes"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(after.is_empty(), "writable layer left behind: {after:?}");
+}

@@ -174,6 +174,7 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     let rootfs = rootfs::prepare(
         &request.rootfs.disk_serial,
         &request.rootfs.fs_type,
+        request.rootfs.scratch_serial.as_deref(),
         hostname.as_deref().unwrap_or("localhost"),
     )
     .map_err(|e| setup_error(&e))?;

@@ -1,5 +1,5 @@
 //! Builds a container's root: the image disk read-only, under an overlay
-//! whose upper layer is a tmpfs, with the files Docker provides
+//! whose upper layer is the scratch disk (or a tmpfs), with the files Docker provides
 //! (/etc/hostname, /etc/hosts). The spec's mounts come later, in the
 //! container's own mount namespace. The image is hostile: nothing is
 //! created or mounted through a symlink it planted.
@@ -37,7 +37,12 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RootfsError {
 }
 
 /// Mounts the image and assembles the container root; returns its path.
-pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathBuf, RootfsError> {
+pub fn prepare(
+    disk_serial: &str,
+    fs_type: &str,
+    scratch_serial: Option<&str>,
+    hostname: &str,
+) -> Result<PathBuf, RootfsError> {
     let state = Path::new(STATE_DIR);
     let (image, rw, rootfs) = (state.join("image"), state.join("rw"), state.join("rootfs"));
     for dir in [&image, &rw, &rootfs] {
@@ -56,8 +61,18 @@ pub fn prepare(disk_serial: &str, fs_type: &str, hostname: &str) -> Result<PathB
         "mount {} ({fs_type}) read-only",
         disk.display()
     )))?;
-    sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
-        .map_err(io_err("mount the writable layer"))?;
+    match scratch_serial {
+        // noinit_itable: the disk is made with lazy inode tables, and the
+        // kernel must not spend the container's I/O zeroing them.
+        Some(serial) => {
+            let scratch = find_disk(serial)?;
+            sys::mount(&scratch.to_string_lossy(), &rw, "ext4", 0, "noinit_itable").map_err(
+                io_err(format!("mount the scratch disk {}", scratch.display())),
+            )?
+        }
+        None => sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
+            .map_err(io_err("mount the writable layer"))?,
+    }
     let (upper, work) = (rw.join("upper"), rw.join("work"));
     for dir in [&upper, &work] {
         fs::create_dir(dir).map_err(io_err(format!("create {}", dir.display())))?;

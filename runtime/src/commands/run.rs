@@ -46,7 +46,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         tcg_notice_once(cli);
     }
 
-    sandbox::sweep_stale(&cli.run_dir);
+    sandbox::sweep_stale(&cli.run_dir, &cli.root);
     let id = sandbox::new_id().context("generate a container id")?;
     let hostname = args
         .hostname
@@ -92,6 +92,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         assets: &assets,
         vcpus: args.cpus.map_or(1, |c| c.ceil() as u32),
         memory_mib: u32::try_from(memory_mib).context("--memory is too large")?,
+        root: &cli.root,
         disks: vec![DiskSpec {
             path: disk.path.clone(),
             read_only: true,

@@ -24,6 +24,8 @@ pub struct SandboxConfig<'a> {
     pub vcpus: u32,
     pub memory_mib: u32,
     pub disks: Vec<DiskSpec>,
+    /// The hull root, where the writable layer goes.
+    pub root: &'a std::path::Path,
 }
 
 impl Sandbox {
@@ -38,22 +40,33 @@ impl Sandbox {
         std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
         std::fs::write(dir.join(super::OWNER_FILE), std::process::id().to_string())
             .map_err(io_error(format!("write {}", dir.display())))?;
-        let spec = VmSpec {
-            kernel: config.assets.kernel.clone(),
-            initramfs: config.assets.initramfs.clone(),
-            vcpus: config.vcpus,
-            memory_mib: config.memory_mib,
-            disks: config.disks,
-            sandbox_dir: dir.clone(),
-        };
+        let name = config.id[..12].to_string();
+        let mut disks = config.disks;
+        let spec_dir = dir.clone();
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
             id: config.id,
             console_log: dir.join("console.log"),
             dir,
+            scratch_dir: None,
             vm: None,
             client: None,
             events: None,
+        };
+        let (scratch_dir, scratch_disk) = super::scratch::create(config.root, &name)?;
+        sandbox.scratch_dir = Some(scratch_dir);
+        disks.push(DiskSpec {
+            path: scratch_disk,
+            read_only: false,
+            serial: super::scratch::SCRATCH_SERIAL.into(),
+        });
+        let spec = VmSpec {
+            kernel: config.assets.kernel.clone(),
+            initramfs: config.assets.initramfs.clone(),
+            vcpus: config.vcpus,
+            memory_mib: config.memory_mib,
+            disks,
+            sandbox_dir: spec_dir,
         };
         let launch = hypervisor.launch(&spec)?;
         sandbox.console_log = launch.console_log.clone();

@@ -7,6 +7,7 @@
 
 mod create;
 mod delete;
+pub mod scratch;
 mod start;
 pub mod vm;
 
@@ -56,6 +57,8 @@ pub struct Sandbox {
     pub id: String,
     dir: PathBuf,
     console_log: PathBuf,
+    /// The writable layer's directory under the hull root.
+    scratch_dir: Option<PathBuf>,
     vm: Option<VmProcess>,
     client: Option<std::sync::Arc<AgentClient>>,
     events: Option<mpsc::UnboundedReceiver<Event>>,
@@ -99,6 +102,9 @@ impl Drop for Sandbox {
             vm.kill_now();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(scratch) = &self.scratch_dir {
+            let _ = std::fs::remove_dir_all(scratch);
+        }
     }
 }
 
@@ -107,24 +113,33 @@ const OWNER_FILE: &str = "owner.pid";
 
 /// Removes sandbox directories whose owning `hull` process is gone (it was
 /// killed with SIGKILL; its VM died with it through the parent-death
-/// signal). Returns how many were removed.
-pub fn sweep_stale(run_dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(run_dir) else {
-        return 0;
-    };
+/// signal), with their writable layers under `root`, and writable layers
+/// whose sandbox is gone. Returns how many sandboxes were removed.
+pub fn sweep_stale(run_dir: &Path, root: &Path) -> usize {
     let mut removed = 0;
-    for entry in entries.flatten() {
+    let mut live = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
         let dir = entry.path();
         let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
-        let alive = match owner {
-            Some(pid) => process_exists(pid),
-            // Still being created, or not ours: leave it.
-            None => true,
-        };
-        if !alive && std::fs::remove_dir_all(&dir).is_ok() {
+        // No owner file: still being created, or not ours; leave it.
+        let alive = owner.is_none_or(process_exists);
+        if alive {
+            live.insert(entry.file_name());
+        } else if std::fs::remove_dir_all(&dir).is_ok() {
             removed += 1;
+        }
+    }
+    // A writable layer is made after its run dir, so one without a run dir
+    // belongs to a sandbox that is gone.
+    for entry in std::fs::read_dir(scratch::sandboxes_dir(root))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if !live.contains(&entry.file_name()) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
     removed

@@ -51,6 +51,10 @@ impl Sandbox {
             rootfs: hull_protocol::RootfsSource {
                 disk_serial: container.disk_serial,
                 fs_type: container.fs_type,
+                scratch_serial: self
+                    .scratch_dir
+                    .as_ref()
+                    .map(|_| super::scratch::SCRATCH_SERIAL.to_string()),
             },
             spec: container.spec,
             user: container.user,

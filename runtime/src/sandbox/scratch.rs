@@ -1,0 +1,121 @@
+//! A container's writable layer: a sparse ext4 disk per sandbox, under the
+//! hull root (real disk, not the run dir's tmpfs), copied from a template
+//! made once. Only blocks the container writes take host space; the guest
+//! mounts it as the overlay's upper layer.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{io_error, SandboxError};
+
+/// The serial the agent looks for.
+pub const SCRATCH_SERIAL: &str = "hull-scratch";
+
+/// Apparent size of a writable layer; sparse, so this costs nothing until
+/// written.
+const SIZE: &str = "8G";
+
+/// Where sandboxes' writable layers live under the hull root.
+pub fn sandboxes_dir(root: &Path) -> PathBuf {
+    root.join("sandboxes")
+}
+
+/// The template: no journal (the layer dies with the sandbox), lazy inode
+/// tables (the guest mounts with `noinit_itable`), no reserved blocks.
+fn ensure_template(root: &Path) -> Result<PathBuf, SandboxError> {
+    let dir = root.join("scratch");
+    let template = dir.join(format!("template-{SIZE}.ext4"));
+    if template.is_file() {
+        return Ok(template);
+    }
+    std::fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+    let staging = dir.join(format!(".template.{}", std::process::id()));
+    let file = std::fs::File::create(&staging)
+        .map_err(io_error(format!("create {}", staging.display())))?;
+    let size: u64 = 8 << 30;
+    file.set_len(size)
+        .map_err(io_error(format!("size {}", staging.display())))?;
+    drop(file);
+    let made = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-O",
+            "^has_journal",
+            "-E",
+            "lazy_itable_init=1,nodiscard",
+            "-m",
+            "0",
+        ])
+        .arg(&staging)
+        .status();
+    match made {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(SandboxError::Io {
+                what: format!("mkfs.ext4 {}", staging.display()),
+                source: std::io::Error::other(format!("exited with {status}")),
+            });
+        }
+        Err(source) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(SandboxError::Io {
+                what: "mkfs.ext4 not found; install e2fsprogs".into(),
+                source,
+            });
+        }
+    }
+    // Rename is atomic: concurrent first runs each make one; one wins.
+    std::fs::rename(&staging, &template)
+        .map_err(io_error(format!("install {}", template.display())))?;
+    Ok(template)
+}
+
+/// Makes the writable layer of sandbox `name`; returns its directory and disk.
+pub fn create(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), SandboxError> {
+    let template = ensure_template(root)?;
+    let dir = sandboxes_dir(root).join(name);
+    std::fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+    let disk = dir.join("scratch.ext4");
+    let copied = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&template)
+        .arg(&disk)
+        .status();
+    if !copied.as_ref().is_ok_and(|s| s.success()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(SandboxError::Io {
+            what: format!("copy the scratch template to {}", disk.display()),
+            source: copied
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("cp failed")),
+        });
+    }
+    Ok((dir, disk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_disks_are_sparse_copies_of_one_template() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, disk) = create(root.path(), "abc").unwrap();
+        assert!(disk.starts_with(&dir));
+        let meta = std::fs::metadata(&disk).unwrap();
+        assert_eq!(meta.len(), 8 << 30);
+        use std::os::unix::fs::MetadataExt;
+        assert!(meta.blocks() * 512 < 64 << 20, "the copy must stay sparse");
+        let (_, second) = create(root.path(), "def").unwrap();
+        assert!(second.is_file());
+        assert_eq!(
+            std::fs::read_dir(root.path().join("scratch"))
+                .unwrap()
+                .count(),
+            1,
+            "one template"
+        );
+    }
+}
