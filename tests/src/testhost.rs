@@ -523,6 +523,16 @@ fn payload_entries(with_qemu: bool) -> BTreeMap<String, Entry> {
         "usr/bin/mkfs.erofs",
         &host_program("mkfs.erofs", "erofs-utils"),
     );
+    // hull makes its scratch-disk template with mkfs.ext4.
+    p.program(
+        "usr/sbin/mkfs.ext4",
+        &host_program("mkfs.ext4", "e2fsprogs"),
+    );
+    p.add(
+        "etc/mke2fs.conf",
+        0o100644,
+        Source::Host("/etc/mke2fs.conf".into()),
+    );
     p.program("usr/sbin/ip", &host_program("ip", "iproute2"));
     p.program("hull/bin/hull", &artifact("HULL_BIN"));
     if let Some(vmm) = std::env::var_os("HULL_VMM_BIN").map(PathBuf::from) {

@@ -78,21 +78,69 @@ pub fn create(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), SandboxErro
     let dir = sandboxes_dir(root).join(name);
     std::fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
     let disk = dir.join("scratch.ext4");
-    let copied = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&template)
-        .arg(&disk)
-        .status();
-    if !copied.as_ref().is_ok_and(|s| s.success()) {
+    if let Err(source) = copy_sparse(&template, &disk) {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(SandboxError::Io {
             what: format!("copy the scratch template to {}", disk.display()),
-            source: copied
-                .err()
-                .unwrap_or_else(|| std::io::Error::other("cp failed")),
+            source,
         });
     }
     Ok((dir, disk))
+}
+
+/// Copies `from` to `to` keeping holes: only the data extents
+/// (SEEK_DATA..SEEK_HOLE) are copied, in the kernel (copy_file_range).
+fn copy_sparse(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let src = std::fs::File::open(from)?;
+    let dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    let len = src.metadata()?.len();
+    dst.set_len(len)?;
+    let seek = |offset: u64, whence: libc::c_int| -> std::io::Result<Option<u64>> {
+        // SAFETY: lseek on a descriptor we own.
+        let ret = unsafe { libc::lseek(src.as_raw_fd(), offset as libc::off_t, whence) };
+        if ret >= 0 {
+            return Ok(Some(ret as u64));
+        }
+        match std::io::Error::last_os_error() {
+            // No data at or after `offset`.
+            e if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+            e => Err(e),
+        }
+    };
+    let mut offset = 0u64;
+    while offset < len {
+        let Some(start) = seek(offset, libc::SEEK_DATA)? else {
+            break;
+        };
+        let end = seek(start, libc::SEEK_HOLE)?.unwrap_or(len);
+        let (mut src_off, mut dst_off) = (start as libc::loff_t, start as libc::loff_t);
+        while (src_off as u64) < end {
+            let want = (end - src_off as u64).min(1 << 30) as usize;
+            // SAFETY: both descriptors are ours; the offsets are valid pointers.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src.as_raw_fd(),
+                    &mut src_off,
+                    dst.as_raw_fd(),
+                    &mut dst_off,
+                    want,
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        offset = end;
+    }
+    dst.sync_all()
 }
 
 #[cfg(test)]
@@ -117,5 +165,25 @@ mod tests {
             1,
             "one template"
         );
+    }
+
+    #[test]
+    fn sparse_copies_keep_data_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a"), dir.path().join("b"));
+        let file = std::fs::File::create(&from).unwrap();
+        file.set_len(64 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(b"head", 0).unwrap();
+        file.write_all_at(b"middle", 32 << 20).unwrap();
+        drop(file);
+        copy_sparse(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap());
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            std::fs::metadata(&to).unwrap().blocks() * 512 < 1 << 20,
+            "holes stay holes"
+        );
+        assert!(copy_sparse(&from, &to).is_err(), "never overwrites");
     }
 }
