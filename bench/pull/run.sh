@@ -54,8 +54,14 @@ fi
 work=$(mktemp -d)
 registry_pid=
 cleanup() {
-  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  # Keep the script's own status: waiting on the killed registry gives 143.
+  local status=$?
+  if [[ -n $registry_pid ]]; then
+    kill "$registry_pid" 2>/dev/null
+    wait "$registry_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
