@@ -111,6 +111,22 @@ impl Hull {
         out
     }
 
+    /// Asserts that no sandbox is left: an empty run dir, no writable
+    /// layer, and no process (a VM) naming this installation.
+    pub fn assert_no_sandbox_left(&self) {
+        let entries = |dir: PathBuf| -> Vec<PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        let run_dir = entries(self.run_dir());
+        assert!(run_dir.is_empty(), "run dir not empty: {run_dir:?}");
+        let layers = entries(self.store_dir().join("sandboxes"));
+        assert!(layers.is_empty(), "writable layers left: {layers:?}");
+        let vms = processes_mentioning(self.root.path().to_str().expect("utf-8 temp dir"));
+        assert!(vms.is_empty(), "processes outlived hull: {vms:?}");
+    }
+
     /// Every file under the store and run dir, for leak checks.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();

@@ -220,14 +220,7 @@ fn rm_leaves_nothing_behind() {
         new.iter().all(|f| f.starts_with(hull.store_dir())),
         "files outside the store: {new:?}"
     );
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(run_dir.is_empty(), "run dir not empty: {run_dir:?}");
-    assert!(
-        processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(),
-        "a VM outlived hull run"
-    );
+    hull.assert_no_sandbox_left();
 }
 
 #[test]
@@ -258,12 +251,7 @@ fn command_not_found_exits_127() {
     let hull = Hull::with_busybox();
     let out = hull.hull(&["run", "--rm", IMAGE, "no-such-command"]);
     assert_one_line_error(&out, 127, "no-such-command");
-    assert!(
-        std::fs::read_dir(hull.run_dir())
-            .map(|d| d.count())
-            .unwrap_or(0)
-            == 0
-    );
+    hull.assert_no_sandbox_left();
 }
 
 #[test]
@@ -295,10 +283,7 @@ fn missing_qemu_is_a_one_line_error() {
         .output()
         .unwrap();
     assert_one_line_error(&out, 125, "qemu-system-x86_64 not found");
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(run_dir.is_empty());
+    hull.assert_no_sandbox_left();
 }
 
 #[test]
@@ -312,14 +297,7 @@ fn a_guest_kernel_panic_is_reported_in_one_line() {
         .output()
         .unwrap();
     assert_one_line_error(&out, 125, "Kernel panic");
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(run_dir.is_empty(), "run dir not empty: {run_dir:?}");
-    assert!(
-        processes_mentioning(hull.root.path().to_str().unwrap()).is_empty(),
-        "a VM outlived hull run"
-    );
+    hull.assert_no_sandbox_left();
 }
 
 #[test]
@@ -348,10 +326,7 @@ fn kill_9_of_hull_takes_the_vm_down_and_the_next_run_sweeps_up() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(hull.hull(&["run", "--rm", IMAGE, "true"]).status.success());
-    let run_dir: Vec<_> = std::fs::read_dir(hull.run_dir())
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
-    assert!(run_dir.is_empty(), "stale sandbox not swept: {run_dir:?}");
+    hull.assert_no_sandbox_left();
 }
 
 #[test]
