@@ -40,6 +40,8 @@ pub(super) struct BlobRequest<'a> {
     pub(super) client: &'a Client,
     pub(super) remote: &'a Remote,
     pub(super) ingest: &'a Path,
+    /// Where the store keeps this blob once an image commits it.
+    pub(super) stored: &'a Path,
     pub(super) digest: &'a str,
     pub(super) size: u64,
     pub(super) bar: &'a LayerBar,
@@ -62,6 +64,12 @@ pub(super) async fn fetch(req: &BlobRequest<'_>) -> Result<(PathBuf, bool), Erro
         let _ = fs::remove_file(&partial);
         req.bar.finish("Download complete");
         return Ok((done, false));
+    }
+    if req.stored.exists() {
+        // Another pull finished it and committed it while we waited.
+        let _ = fs::remove_file(&partial);
+        req.bar.finish("Already exists");
+        return Ok((req.stored.to_path_buf(), false));
     }
     if let Outcome::BadResume = attempt(req, &mut file, &partial, true).await? {
         tracing::info!(

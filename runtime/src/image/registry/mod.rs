@@ -311,11 +311,14 @@ pub async fn pull(
             let client = &client;
             let remote = &remote;
             let ingest = &ingest;
+            let store = &store;
             async move {
+                let stored = store.blob_path(digest)?;
                 fetch::fetch(&fetch::BlobRequest {
                     client,
                     remote,
                     ingest,
+                    stored: &stored,
                     digest,
                     size: *size,
                     bar,
@@ -417,10 +420,12 @@ impl ImageStore {
         let mut to_move = Vec::new();
         for (digest, diff_id) in &img.layers {
             let blob = self.blob_path(digest)?;
+            let staged = fetch::done_path(&ingest, digest)?;
             let path = if blob.exists() {
+                // A concurrent pull committed it first: our copy is spare.
+                let _ = std::fs::remove_file(&staged);
                 blob
             } else {
-                let staged = fetch::done_path(&ingest, digest)?;
                 if !staged.exists() {
                     return Err(super::Error::MissingBlob {
                         digest: digest.clone(),
