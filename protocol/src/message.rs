@@ -47,8 +47,33 @@ pub enum Request {
         rows: u16,
         cols: u16,
     },
+    /// Start another process in a running container (`hull exec`).
+    ExecProcess(Box<ExecProcess>),
+    /// The container's resource usage, from its cgroup.
+    Stats { container_id: String },
+    /// The processes of the container (`hull top`).
+    ListProcesses { container_id: String },
     /// Stop everything and power the VM off.
     Shutdown,
+}
+
+/// A process to start inside a running container: it joins the
+/// container's namespaces and cgroup and gets the container's seccomp
+/// filter; `process` carries its own args, env, cwd, terminal,
+/// capabilities, rlimits and no_new_privileges. Its exit is reported as
+/// [`Event::ProcessExited`] under `process_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecProcess {
+    pub container_id: String,
+    /// Chosen by the host, unique within the container, never
+    /// [`MAIN_PROCESS`].
+    pub process_id: String,
+    pub process: oci_spec::runtime::Process,
+    /// Image-style user (`name`, `uid`, `uid:gid`, `name:group`),
+    /// resolved in the container's `/etc/passwd` and `/etc/group`.
+    pub user: String,
+    pub stdio: Stdio,
 }
 
 /// A container with its main process, described by an OCI runtime spec.
@@ -110,6 +135,37 @@ pub struct Stdio {
 pub enum Reply {
     Done,
     Started { pid: u32 },
+    Stats(ContainerStats),
+    Processes { processes: Vec<ProcessInfo> },
+}
+
+/// A container's resource usage, read from its cgroup v2 files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerStats {
+    /// `cpu.stat` usage_usec.
+    pub cpu_usage_usec: u64,
+    /// `memory.current`.
+    pub memory_bytes: u64,
+    /// `memory.max`, or the VM's total memory when that is `max`.
+    pub memory_limit_bytes: u64,
+    /// `pids.current`.
+    pub pids: u64,
+    /// `io.stat` rbytes and wbytes summed over devices.
+    pub io_read_bytes: u64,
+    pub io_write_bytes: u64,
+}
+
+/// One process of a container, as `ps` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessInfo {
+    /// The pid in the guest (the VM's pid namespace).
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    /// `/proc/PID/cmdline` joined with spaces, or `[comm]` when empty.
+    pub command: String,
 }
 
 /// Why the agent refused or failed a request.

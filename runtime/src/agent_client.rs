@@ -154,6 +154,11 @@ impl AgentClient {
         }
     }
 
+    /// Ends an output stream nobody will send on (its request failed).
+    pub fn close_output(&self, stream: StreamId) {
+        lock(&self.shared.outputs).remove(&stream);
+    }
+
     /// Registers a stream the host sends on.
     pub fn open_input(&self, stream: StreamId) -> InputStream {
         let credit = Arc::new(AsyncCredit::new(INITIAL_WINDOW));

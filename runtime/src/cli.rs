@@ -44,6 +44,165 @@ pub enum Command {
     /// Manage images (inspect, prune).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// List containers.
+    Ps(PsArgs),
+    /// Show a container's output.
+    Logs(LogsArgs),
+    /// Run a command in a running container.
+    Exec(Box<ExecArgs>),
+    /// Stop containers: SIGTERM, then SIGKILL after a grace time.
+    Stop(StopArgs),
+    /// Send a signal to containers' main processes.
+    Kill(KillArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Start stopped containers (a fresh VM on the same writable layer).
+    Start(StartArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(ContainersArgs),
+    /// Show everything about containers, as JSON.
+    Inspect(ContainersArgs),
+    /// Show the processes of a container.
+    Top(TopArgs),
+    /// Show containers' resource usage.
+    Stats(StatsArgs),
+    /// Manage hull as a whole.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Supervise one container (started by hull itself).
+    #[command(name = "__supervise", hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only print ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Output format: `table` or `json` (one object per line).
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines (`all` for everything).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Prefix each line with its time.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin open and pass it to the process.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the process a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as (name|uid[:group|gid]).
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(short = 't', long = "time", default_value_t = 10)]
+    pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Signal to send (name like TERM or SIGTERM, or number).
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill running containers first.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to the container's output and wait for it to exit.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one sample and exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Containers (default: all running).
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove stopped containers, unused images and leftovers.
+    Prune(SystemPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SystemPruneArgs {
+    /// Also remove images no container uses, not only untagged ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not ask (hull never asks; accepted for docker compatibility).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The container's short id.
+    pub id: String,
+    /// Start the main process only once a client attached.
+    #[arg(long)]
+    pub wait_attach: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +306,12 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Name the container (unique).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Keep stdin open and pass it to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,

@@ -1,7 +1,7 @@
 //! `hull`: the command-line front of the runtime.
 
 use clap::Parser;
-use hull_runtime::cli::{Cli, Command, ImageCommand};
+use hull_runtime::cli::{Cli, Command, ImageCommand, SystemCommand};
 use hull_runtime::commands::{self, EXIT_HULL_ERROR};
 
 fn main() {
@@ -37,6 +37,19 @@ fn main() {
             Command::Save(args) => commands::save(&cli, args),
             Command::Image(ImageCommand::Inspect(args)) => commands::image_inspect(&cli, args),
             Command::Image(ImageCommand::Prune(args)) => commands::image_prune(&cli, args),
+            Command::Ps(args) => commands::ps(&cli, args),
+            Command::Logs(args) => commands::logs(&cli, args),
+            Command::Exec(args) => commands::exec(&cli, args).await,
+            Command::Stop(args) => commands::stop(&cli, args).await,
+            Command::Kill(args) => commands::kill(&cli, args).await,
+            Command::Rm(args) => commands::rm(&cli, args).await,
+            Command::Start(args) => commands::start(&cli, args).await,
+            Command::Wait(args) => commands::wait(&cli, args).await,
+            Command::Inspect(args) => commands::inspect(&cli, args),
+            Command::Top(args) => commands::top(&cli, args).await,
+            Command::Stats(args) => commands::stats(&cli, args).await,
+            Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args),
+            Command::Supervise(args) => commands::supervise(&cli, args).await,
         }
     });
     let code = match result {

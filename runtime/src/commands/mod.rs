@@ -1,31 +1,59 @@
 //! One short function per CLI command, calling into the library.
 
+mod attach;
+mod exec;
 mod image_inspect;
 mod image_prune;
 mod images;
+mod inspect;
+mod lifecycle;
 mod load;
 mod login;
+mod logs;
+mod ps;
 mod pull;
+mod rm;
 mod rmi;
 mod run;
 mod save;
+mod start;
+mod stats;
+mod stop;
+mod supervise;
+mod system_prune;
+mod top;
+mod wait;
 
+pub use exec::exec;
 pub use image_inspect::image_inspect;
 pub use image_prune::image_prune;
 pub use images::images;
+pub use inspect::inspect;
 pub use load::load;
 pub use login::{login, logout};
+pub use logs::logs;
+pub use ps::ps;
 pub use pull::pull;
+pub use rm::rm;
 pub use rmi::rmi;
 pub use run::run;
 pub use save::save;
+pub use start::start;
+pub use stats::stats;
+pub use stop::{kill, stop};
+pub use supervise::supervise;
+pub use system_prune::system_prune;
+pub use top::top;
+pub use wait::wait;
 
-/// Image ids in use by containers, each with one container using it.
-/// There is no container state yet (detached containers come later):
-/// until then nothing is in use and this is where `rmi` and `image
-/// prune -a` will learn otherwise.
-pub(crate) fn images_in_use(_cli: &crate::cli::Cli) -> std::collections::BTreeMap<String, String> {
-    std::collections::BTreeMap::new()
+/// Image ids in use by containers (running or not), each with the name
+/// of one container using it: `rmi` and `image prune -a` keep them.
+pub(crate) fn images_in_use(cli: &crate::cli::Cli) -> std::collections::BTreeMap<String, String> {
+    lifecycle::containers(cli)
+        .list()
+        .into_iter()
+        .map(|c| (c.config.image_id, c.config.name))
+        .collect()
 }
 
 /// Exit status for failures of hull itself (as `docker run` uses 125).

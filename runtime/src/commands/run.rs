@@ -1,17 +1,16 @@
 use anyhow::{anyhow, Context, Result};
-use hull_protocol::ErrorKind;
 
-use super::EXIT_HULL_ERROR;
+use super::attach;
 use crate::assets::GuestAssets;
 use crate::cli::{parse_bytes, Cli, RunArgs};
-use crate::hypervisor::{self, DiskSpec};
+use crate::container::{now_nanos, random_name, Container, ContainerConfig, Containers};
+use crate::hypervisor;
 use crate::image::ImageStore;
 use crate::oci::{build_spec, ContainerOptions, SeccompChoice};
-use crate::sandbox::{self, ContainerSpec, Sandbox, SandboxConfig, SandboxError};
+use crate::sandbox::{self, scratch};
 use crate::spec::{plan_process, ImageDefaults, RunOverrides};
-
-/// Serial of the image disk, which the agent looks for.
-const ROOTFS_SERIAL: &str = "hull-rootfs";
+use crate::supervisor::control::{self, ControlReply, ControlRequest};
+use crate::supervisor::launch;
 
 /// VM memory when the container has no limit.
 const DEFAULT_VM_MEMORY_MIB: u64 = 512;
@@ -46,8 +45,15 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         tcg_notice_once(cli);
     }
 
-    sandbox::sweep_stale(&cli.run_dir, &cli.root);
+    let containers = Containers::new(&cli.run_dir);
+    std::fs::create_dir_all(&cli.run_dir)
+        .with_context(|| format!("create {}", cli.run_dir.display()))?;
+    containers.sweep(&cli.root);
     let id = sandbox::new_id().context("generate a container id")?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => random_name(&id),
+    };
     let hostname = args
         .hostname
         .clone()
@@ -86,53 +92,81 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let memory_mib = memory_bytes.map_or(DEFAULT_VM_MEMORY_MIB, |b| {
         b.div_ceil(1 << 20) + GUEST_OVERHEAD_MIB
     });
-    let config = SandboxConfig {
-        id,
-        run_dir: &cli.run_dir,
-        assets: &assets,
-        vcpus: args.cpus.map_or(1, |c| c.ceil() as u32),
-        memory_mib: u32::try_from(memory_mib).context("--memory is too large")?,
-        root: &cli.root,
-        disks: vec![DiskSpec {
-            path: disk.path.clone(),
-            read_only: true,
-            serial: ROOTFS_SERIAL.into(),
-        }],
-    };
-    let mut sandbox = Sandbox::create(hypervisor.as_ref(), config).await?;
-    let container = ContainerSpec {
+    let scratch_dir = scratch::sandboxes_dir(&cli.root).join(&id[..12]);
+    let config = ContainerConfig {
+        id: id.clone(),
+        name,
+        created: now_nanos(),
+        image: args.image.clone(),
+        image_id: image.id.clone(),
         spec,
         user: plan.user,
-        disk_serial: ROOTFS_SERIAL.into(),
+        rootfs_disk: disk.path.clone(),
         fs_type: disk.fs_type.to_string(),
-        shutdown_on_exit: args.rm,
-        interactive: args.interactive,
+        scratch_disk: scratch_dir.join(scratch::DISK_FILE),
+        scratch_dir,
+        vcpus: args.cpus.map_or(1, |c| c.ceil() as u32),
+        memory_mib: u32::try_from(memory_mib).context("--memory is too large")?,
+        hypervisor: args.hypervisor.clone(),
+        kernel: assets.kernel,
+        initramfs: assets.initramfs,
         tty: args.tty,
+        open_stdin: args.interactive,
+        auto_remove: args.rm,
     };
-    // Raw mode only while the container owns the terminal.
-    let raw_mode = (args.tty && args.interactive)
-        .then(crate::terminal::RawMode::enable)
-        .flatten();
-    let outcome = sandbox.run_attached(container).await;
-    drop(raw_mode);
-    sandbox.delete().await;
-    match outcome {
-        Ok(exit) => {
-            if exit.oom_killed {
-                eprintln!("hull: the container was killed by its memory limit (OOM)");
-            }
-            Ok(exit.status.shell_code())
+    let container = containers.create(config)?;
+    // From here on a failure removes the record again.
+    let started = start_new(cli, &containers, &container, args).await;
+    match started {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            containers.remove(&container);
+            Err(e)
         }
-        Err(SandboxError::Start(err)) => {
-            eprintln!("hull: {err}");
-            Ok(match err.kind {
-                ErrorKind::CommandNotFound => 127,
-                ErrorKind::CommandNotExecutable => 126,
-                _ => EXIT_HULL_ERROR,
-            })
-        }
-        Err(err) => Err(err.into()),
     }
+}
+
+/// Makes the writable layer and hands the container to a supervisor;
+/// then either prints the id (`-d`) or attaches until the container exits.
+async fn start_new(
+    cli: &Cli,
+    containers: &Containers,
+    container: &Container,
+    args: &RunArgs,
+) -> Result<i32> {
+    scratch::create(&cli.root, container.short_id())?;
+    let mut supervisor = launch::spawn(&cli.root, &cli.run_dir, container, !args.detach)?;
+    if args.detach {
+        let reply = control::call(&container.socket_path(), &ControlRequest::Started).await;
+        return match reply {
+            Ok(ControlReply::Started { .. }) => {
+                println!("{}", container.config.id);
+                Ok(0)
+            }
+            Ok(ControlReply::Error { message, code }) => {
+                let _ = supervisor.wait();
+                containers.remove(container);
+                eprintln!("hull: {message}");
+                Ok(code)
+            }
+            Ok(other) => Err(anyhow!("unexpected supervisor reply {other:?}")),
+            Err(e) => {
+                let _ = supervisor.kill();
+                let _ = supervisor.wait();
+                Err(anyhow!("the container's supervisor: {e}"))
+            }
+        };
+    }
+    let outcome = attach::attach_and_wait(container, args.interactive, args.tty).await;
+    // The supervisor has recorded and cleaned up by the time it answers;
+    // wait for it so nothing of this run outlives the command.
+    let _ = tokio::task::spawn_blocking(move || supervisor.wait()).await;
+    let exit = outcome?;
+    if container.state().started_at.is_none() {
+        // It never ran: a failed `run` leaves nothing behind.
+        containers.remove(container);
+    }
+    Ok(exit.report())
 }
 
 /// `--security-opt` values: `seccomp=unconfined|FILE` and

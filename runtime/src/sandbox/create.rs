@@ -18,14 +18,12 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct SandboxConfig<'a> {
     pub id: String,
-    /// Parent of sandbox directories (the run dir).
-    pub run_dir: &'a std::path::Path,
+    /// The VM's private directory, created here and removed with the VM.
+    pub dir: std::path::PathBuf,
     pub assets: &'a GuestAssets,
     pub vcpus: u32,
     pub memory_mib: u32,
     pub disks: Vec<DiskSpec>,
-    /// The hull root, where the writable layer goes.
-    pub root: &'a std::path::Path,
 }
 
 impl Sandbox {
@@ -34,38 +32,26 @@ impl Sandbox {
         hypervisor: &dyn Hypervisor,
         config: SandboxConfig<'_>,
     ) -> Result<Sandbox, SandboxError> {
-        let dir = config.run_dir.join(&config.id[..12]);
-        std::fs::create_dir_all(config.run_dir)
-            .map_err(io_error(format!("create {}", config.run_dir.display())))?;
+        let dir = config.dir;
+        // A VM dir left by a supervisor that was killed is stale.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
-        std::fs::write(dir.join(super::OWNER_FILE), std::process::id().to_string())
-            .map_err(io_error(format!("write {}", dir.display())))?;
-        let name = config.id[..12].to_string();
-        let mut disks = config.disks;
         let spec_dir = dir.clone();
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
             id: config.id,
             console_log: dir.join("console.log"),
             dir,
-            scratch_dir: None,
             vm: None,
             client: None,
             events: None,
         };
-        let (scratch_dir, scratch_disk) = super::scratch::create(config.root, &name)?;
-        sandbox.scratch_dir = Some(scratch_dir);
-        disks.push(DiskSpec {
-            path: scratch_disk,
-            read_only: false,
-            serial: super::scratch::SCRATCH_SERIAL.into(),
-        });
         let spec = VmSpec {
             kernel: config.assets.kernel.clone(),
             initramfs: config.assets.initramfs.clone(),
             vcpus: config.vcpus,
             memory_mib: config.memory_mib,
-            disks,
+            disks: config.disks,
             sandbox_dir: spec_dir,
         };
         let launch = hypervisor.launch(&spec)?;

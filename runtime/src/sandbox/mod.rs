@@ -1,9 +1,10 @@
 //! A sandbox: one microVM with its agent, holding one container.
 //!
 //! The lifecycle verbs live one per file as `impl Sandbox` blocks:
-//! [`create`] boots the VM and greets the agent, [`start`] runs the
-//! container's main process attached to our stdio, [`delete`] shuts the VM
-//! down and removes every host-side trace.
+//! [`create`] boots the VM and greets the agent, [`start`] starts the
+//! container's main process, [`delete`] shuts the VM down and removes the
+//! VM's directory. The writable layer belongs to the container record
+//! (it outlives the VM for `hull start`).
 
 mod create;
 mod delete;
@@ -22,7 +23,7 @@ use crate::hypervisor::HypervisorError;
 use vm::VmProcess;
 
 pub use create::SandboxConfig;
-pub use start::{ContainerSpec, Exit};
+pub use start::{MAIN_STDERR, MAIN_STDIN, MAIN_STDOUT};
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
@@ -57,8 +58,6 @@ pub struct Sandbox {
     pub id: String,
     dir: PathBuf,
     console_log: PathBuf,
-    /// The writable layer's directory under the hull root.
-    scratch_dir: Option<PathBuf>,
     vm: Option<VmProcess>,
     client: Option<std::sync::Arc<AgentClient>>,
     events: Option<mpsc::UnboundedReceiver<Event>>,
@@ -67,6 +66,20 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn client(&self) -> std::sync::Arc<AgentClient> {
+        self.client.clone().expect("a created sandbox has a client")
+    }
+
+    /// The agent's events; `None` after the first call.
+    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<Event>> {
+        self.events.take()
+    }
+
+    /// The hypervisor's pid.
+    pub fn vm_pid(&self) -> Option<u32> {
+        self.vm.as_ref().and_then(VmProcess::pid)
     }
 
     /// Why the VM went away, from what it left behind: a kernel panic line
@@ -102,53 +115,7 @@ impl Drop for Sandbox {
             vm.kill_now();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(scratch) = &self.scratch_dir {
-            let _ = std::fs::remove_dir_all(scratch);
-        }
     }
-}
-
-/// File in a sandbox directory naming the `hull` process that owns it.
-const OWNER_FILE: &str = "owner.pid";
-
-/// Removes sandbox directories whose owning `hull` process is gone (it was
-/// killed with SIGKILL; its VM died with it through the parent-death
-/// signal), with their writable layers under `root`, and writable layers
-/// whose sandbox is gone. Returns how many sandboxes were removed.
-pub fn sweep_stale(run_dir: &Path, root: &Path) -> usize {
-    let mut removed = 0;
-    let mut live = std::collections::HashSet::new();
-    for entry in std::fs::read_dir(run_dir).into_iter().flatten().flatten() {
-        let dir = entry.path();
-        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        // No owner file: still being created, or not ours; leave it.
-        let alive = owner.is_none_or(process_exists);
-        if alive {
-            live.insert(entry.file_name());
-        } else if std::fs::remove_dir_all(&dir).is_ok() {
-            removed += 1;
-        }
-    }
-    // A writable layer is made after its run dir, so one without a run dir
-    // belongs to a sandbox that is gone.
-    for entry in std::fs::read_dir(scratch::sandboxes_dir(root))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if !live.contains(&entry.file_name()) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-    removed
-}
-
-fn process_exists(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let ret = unsafe { libc::kill(pid, 0) };
-    ret == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// A fresh random container id: 64 hex digits, like Docker's.

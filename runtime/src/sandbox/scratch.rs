@@ -11,6 +11,9 @@ use super::{io_error, SandboxError};
 /// The serial the agent looks for.
 pub const SCRATCH_SERIAL: &str = "hull-scratch";
 
+/// The disk's file name in its directory.
+pub const DISK_FILE: &str = "scratch.ext4";
+
 /// Apparent size of a writable layer; sparse, so this costs nothing until
 /// written.
 const SIZE: &str = "8G";
@@ -77,7 +80,7 @@ pub fn create(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), SandboxErro
     let template = ensure_template(root)?;
     let dir = sandboxes_dir(root).join(name);
     std::fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
-    let disk = dir.join("scratch.ext4");
+    let disk = dir.join(DISK_FILE);
     if let Err(source) = copy_sparse(&template, &disk) {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(SandboxError::Io {

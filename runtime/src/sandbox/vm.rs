@@ -1,6 +1,6 @@
-//! The hypervisor process of one sandbox. It dies with `hull` (parent-death
-//! signal), lives in its own process group (a Ctrl-C at the terminal is for
-//! the container, forwarded by `hull`, not for QEMU) and writes its own
+//! The hypervisor process of one sandbox. It dies with its supervisor
+//! (parent-death signal), lives in its own process group (terminal signals are not
+//! for it) and writes its own
 //! diagnostics to a log in the sandbox directory.
 
 use std::fs::File;
@@ -35,6 +35,10 @@ impl VmProcess {
             child,
             stderr_log: stderr_log.to_path_buf(),
         })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {

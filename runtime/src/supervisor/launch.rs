@@ -1,0 +1,75 @@
+//! Starting a supervisor from a `hull` command: the same binary, in a
+//! session of its own (terminal signals are for the container, forwarded
+//! by `hull`), with no inherited stdio (whoever reads `hull`'s output must
+//! see it end when `hull` does) and its own diagnostics in a log.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::container::Container;
+
+/// The hidden subcommand that runs a supervisor.
+pub const SUPERVISE_COMMAND: &str = "__supervise";
+/// How long a supervisor may take to open its control socket.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Spawns the supervisor of `container` and waits until its control
+/// socket accepts connections.
+pub fn spawn(
+    root: &Path,
+    run_dir: &Path,
+    container: &Container,
+    wait_attach: bool,
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("find the hull binary")?;
+    let log = std::fs::File::create(container.dir.join("supervisor.log"))
+        .context("create the supervisor log")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("--root")
+        .arg(root)
+        .arg("--run-dir")
+        .arg(run_dir)
+        .arg(SUPERVISE_COMMAND)
+        .arg(container.short_id());
+    if wait_attach {
+        command.arg("--wait-attach");
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("start the supervisor")?;
+    let socket = container.socket_path();
+    let deadline = Instant::now() + SOCKET_TIMEOUT;
+    loop {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let why =
+                crate::sandbox::vm::last_line(&container.dir.join("supervisor.log"), |_| true)
+                    .unwrap_or_else(|| format!("it exited with {status}"));
+            return Err(anyhow!("the container's supervisor failed to start: {why}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(anyhow!(
+                "the container's supervisor did not start within {SOCKET_TIMEOUT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
