@@ -48,7 +48,7 @@ fn main() {
             Command::Inspect(args) => commands::inspect(&cli, args),
             Command::Top(args) => commands::top(&cli, args).await,
             Command::Stats(args) => commands::stats(&cli, args).await,
-            Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args),
+            Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args).await,
             Command::Supervise(args) => commands::supervise(&cli, args).await,
         }
     });

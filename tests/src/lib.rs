@@ -171,6 +171,37 @@ pub fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
     );
 }
 
+impl Drop for Hull {
+    /// A failed test must not leave VMs or supervisors running: kill what
+    /// names this installation (the assertions have already run).
+    fn drop(&mut self) {
+        if let Some(root) = self.root.path().to_str() {
+            for pid in pids_mentioning(root) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+/// Pids of processes whose command line mentions `needle`.
+pub fn pids_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(needle) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
 /// Processes whose command line mentions `needle` (leak checks).
 pub fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();

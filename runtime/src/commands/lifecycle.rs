@@ -37,16 +37,15 @@ where
 
 /// One request to a running container's supervisor.
 pub async fn ask(container: &Container, request: &ControlRequest) -> Result<ControlReply> {
-    let state = container.state();
-    if !state.has_live_supervisor() {
-        return Err(anyhow!(
-            "container {} is not running",
-            container.config.name
-        ));
+    let not_running = || anyhow!("container {} is not running", container.config.name);
+    if !container.state().is_running() {
+        return Err(not_running());
     }
     match control::call(&container.socket_path(), request).await {
         Ok(ControlReply::Error { message, .. }) => Err(anyhow!("{message}")),
         Ok(reply) => Ok(reply),
+        // It stopped between the check and the call.
+        Err(_) if !container.state().is_running() => Err(not_running()),
         Err(e) => Err(anyhow!(
             "container {}: its supervisor did not answer: {e}",
             container.config.name
@@ -72,16 +71,25 @@ pub async fn stop(container: &Container, grace: Duration) -> Result<()> {
         // SAFETY: kill on a pid we just checked is this supervisor.
         unsafe { libc::kill(supervisor.pid, libc::SIGKILL) };
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
+    await_supervisor_exit(container, Duration::from_secs(15)).await;
+    Ok(())
+}
+
+/// Waits for a container's supervisor to finish (it is cleaning up after
+/// the container stopped); kills it if it takes longer than `patience`.
+pub async fn await_supervisor_exit(container: &Container, patience: Duration) {
+    let Some(supervisor) = container.recorded_state().supervisor else {
+        return;
+    };
+    let deadline = Instant::now() + patience;
     while supervisor.is_alive() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if supervisor.is_alive() {
-        // SAFETY: as above.
+        // SAFETY: kill on a pid whose start time says it is this supervisor.
         unsafe { libc::kill(supervisor.pid, libc::SIGKILL) };
     }
     container.settle();
-    Ok(())
 }
 
 /// "Up 3 minutes", "Exited (0) 2 seconds ago", "Created", as docker

@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
-use super::lifecycle::{containers, each, stop};
+use super::lifecycle::{await_supervisor_exit, containers, each, stop};
+use crate::container::Status;
 use crate::cli::{Cli, RmArgs};
 
 pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
@@ -10,7 +11,8 @@ pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
     let all = &all;
     let force = args.force;
     each(cli, &args.containers, |c| async move {
-        if c.state().has_live_supervisor() {
+        let state = c.state();
+        if state.has_live_supervisor() && state.status() != Status::Exited {
             if !force {
                 return Err(anyhow!(
                     "container {} is running: stop it first or use rm -f",
@@ -18,6 +20,9 @@ pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
                 ));
             }
             stop(&c, Duration::ZERO).await?;
+        } else {
+            // Stopped, its supervisor may still be tidying up.
+            await_supervisor_exit(&c, Duration::from_secs(15)).await;
         }
         all.remove(&c);
         println!("{}", c.config.name);

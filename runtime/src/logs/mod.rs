@@ -45,12 +45,18 @@ pub enum LogStream {
 /// All files of the log at `path`: `path` itself and its rotations
 /// `path.1`, `path.2`, …, newest first, those that exist. For `rm`.
 pub fn files(path: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = Vec::new();
+    let mut found = Vec::new();
     if path.exists() {
-        found.push((0, path.to_path_buf()));
+        found.push(path.to_path_buf());
     }
+    found.extend(rotations(path).into_iter().map(|(_, p)| p));
+    found
+}
+
+/// The rotations `path.N` that exist, as `(N, path.N)` in ascending `N`.
+fn rotations(path: &Path) -> Vec<(u32, PathBuf)> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return found.into_iter().map(|(_, p)| p).collect();
+        return Vec::new();
     };
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
@@ -58,24 +64,26 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
         dir
     };
     let prefix = format!("{}.", name.to_string_lossy());
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let Some(file_name) = file_name.to_str() else {
-                continue;
-            };
-            let index = file_name
-                .strip_prefix(&prefix)
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse::<u32>().ok())
-                .filter(|&n| n > 0);
-            if let Some(index) = index {
-                found.push((index, dir.join(file_name)));
-            }
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let index = file_name
+            .strip_prefix(&prefix)
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|&n| n > 0);
+        if let Some(index) = index {
+            found.push((index, dir.join(file_name)));
         }
     }
     found.sort_by_key(|(index, _)| *index);
-    found.into_iter().map(|(_, p)| p).collect()
+    found
 }
 
 /// `path.index`, the `index`th rotation of the log at `path`.

@@ -192,43 +192,42 @@ struct Source {
 }
 
 impl Source {
-    /// Every file of the log, oldest first, as they were at one instant:
-    /// a rotation while they are opened shifts the names, so the set is
-    /// taken again until `path` is the same file before and after.
+    /// Every file of the log, oldest first, as they were at one instant.
+    /// A rotation while they are listed or opened shifts the names (and a
+    /// directory listing taken during a rename may miss the file), so the
+    /// set is taken again until a second listing finds every name still
+    /// naming the file opened under it. (A writer rotating again and again
+    /// faster than that holds the reader here until it pauses.)
     fn open_all(path: &Path) -> io::Result<Vec<Self>> {
-        let id_of_path = || fs::metadata(path).ok().map(|m| FileId::of(&m));
-        let mut attempts = 0;
         loop {
-            let before = id_of_path();
-            let sources = Self::open_listed(path)?;
-            let opened = sources.iter().find(|s| s.is_current).map(|s| s.id);
-            attempts += 1;
-            // The open current file keeps its inode number from reuse, so
-            // an equal id is the same file.
-            if (before == opened && id_of_path() == before) || attempts == 100 {
+            let names = files(path);
+            let mut sources = Vec::new();
+            let mut vanished = false;
+            for name in names.iter().rev() {
+                match File::open(name) {
+                    Ok(file) => sources.push(Self {
+                        id: FileId::of(&file.metadata()?),
+                        file,
+                        is_current: name == path,
+                        pending: Vec::new(),
+                        skipping: false,
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => vanished = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            // The open files keep their inode numbers from reuse, so an
+            // equal id is the same file.
+            let unchanged = !vanished
+                && files(path) == names
+                && names.iter().rev().zip(&sources).all(|(name, source)| {
+                    fs::metadata(name).is_ok_and(|m| FileId::of(&m) == source.id)
+                });
+            if unchanged {
                 return Ok(sources);
             }
+            std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    fn open_listed(path: &Path) -> io::Result<Vec<Self>> {
-        let mut sources = Vec::new();
-        for name in files(path).into_iter().rev() {
-            let file = match File::open(&name) {
-                Ok(file) => file,
-                // Rotated away between listing and opening.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            sources.push(Self {
-                id: FileId::of(&file.metadata()?),
-                file,
-                is_current: name == path,
-                pending: Vec::new(),
-                skipping: false,
-            });
-        }
-        Ok(sources)
     }
 
     /// Prints the complete lines that can be read now; keeps an

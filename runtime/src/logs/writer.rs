@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::{files, rotated, time, LogStream, MAX_LINE};
+use super::{rotated, rotations, time, LogStream, MAX_LINE};
 
 /// One entry as written, field order as Docker's.
 #[derive(Serialize)]
@@ -185,13 +185,18 @@ impl LogWriter {
         }
     }
 
-    /// Shifts `path.N` to `path.N+1` (dropping what falls past `max_files`)
-    /// and starts a new, empty `path`. Readers holding the old files keep
-    /// reading them: nothing is truncated in place.
+    /// Shifts `path.N` to `path.N+1`, dropping what falls past
+    /// `max_files` (leftovers of a larger `max_files` too), and starts a
+    /// new, empty `path`. Readers holding the old files keep reading them:
+    /// nothing is truncated in place.
     fn rotate(&mut self) -> io::Result<()> {
         let keep = self.max_files;
-        for index in (1..keep.saturating_sub(1)).rev() {
-            rename_if_exists(&rotated(&self.path, index), &rotated(&self.path, index + 1))?;
+        for (index, old) in rotations(&self.path).into_iter().rev() {
+            if index + 1 < keep {
+                fs::rename(&old, rotated(&self.path, index + 1))?;
+            } else {
+                remove_if_exists(&old)?;
+            }
         }
         if keep > 1 {
             fs::rename(&self.path, rotated(&self.path, 1))?;
@@ -205,10 +210,6 @@ impl LogWriter {
             .open(&self.path)?;
         self.size = 0;
         self.torn = false;
-        // Rotations left over from a larger max_files.
-        for old in files(&self.path).into_iter().skip(keep as usize) {
-            remove_if_exists(&old)?;
-        }
         Ok(())
     }
 }
@@ -231,13 +232,6 @@ fn utf8_cut(bytes: &[u8], max: usize) -> usize {
         .unwrap_or(max)
 }
 
-fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
-    match fs::rename(from, to) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
-}
-
 fn remove_if_exists(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -248,6 +242,7 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::files;
     use serde_json::Value;
     use std::time::{Duration, UNIX_EPOCH};
 
