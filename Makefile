@@ -21,7 +21,7 @@ export HULL_TEST_IMAGES := $(IMAGES)
 export HULL_TESTHOST_KERNEL := $(BUILD)/testhost/vmlinux
 export HULL_VMM_BIN := $(CURDIR)/target/release/hull-vmm
 
-.PHONY: all deps kernel testhost-kernel agent initramfs hull vmm images demo test lint unit e2e bench clean
+.PHONY: all deps kernel testhost-kernel agent initramfs hull vmm images demo test lint unit e2e bench bench-deps clean
 
 all: kernel initramfs hull vmm
 
@@ -73,12 +73,20 @@ unit: kernel
 	$(CARGO) test --workspace --exclude hull-tests
 
 e2e: all images testhost-kernel
+	@mkdir -p $(BUILD) && tests/leak-check.sh snapshot $(BUILD)/leaks.before
 	$(CARGO) test --no-fail-fast -p hull-tests -- --test-threads=2
+	@tests/leak-check.sh compare $(BUILD)/leaks.before
 
 test: lint unit e2e
 
-bench: all images testhost-kernel
-	bench/run.sh
+# Quick by default; BENCH_FULL=1 for more runs, density up to 100 and the
+# nested test host (if `make testhost-kernel` has built its kernel).
+bench: all images bench-deps
+	@bench/run.sh
+
+# The peers `make bench` measures hull against (podman, runc); not needed by `make test`.
+bench-deps: deps
+	@bench/install-peers.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -1,17 +1,19 @@
 //! The agent's server: reads frames from the host, routes data to streams
 //! and requests to thin handlers that call the domain modules.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hull_protocol::{
-    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, Reply, Request,
+    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, Reply, Request, MAIN_PROCESS,
     PROTOCOL_VERSION,
 };
 
-use crate::container;
+use crate::container::{self, ContainerInfo};
 use crate::process::Reaper;
 use crate::sys;
 use crate::wire::{Streams, Wire};
@@ -29,11 +31,26 @@ pub struct Agent {
 
 #[derive(Default)]
 struct State {
-    container_created: bool,
-    /// The main process: (process id, pid) while it runs.
-    main: Option<(String, i32)>,
-    /// The pty master of the main process, when it has a terminal.
-    terminal: Option<std::os::fd::OwnedFd>,
+    container_claimed: bool,
+    /// Set once the main process runs.
+    container: Option<Arc<ContainerInfo>>,
+    /// The main process has exited: the container is stopped for good.
+    stopped: bool,
+    /// The container's processes by id (the main one is [`MAIN_PROCESS`]),
+    /// from the request that starts one until its exit.
+    processes: HashMap<String, ProcessEntry>,
+}
+
+#[derive(Default)]
+struct ProcessEntry {
+    /// None while it is being started.
+    pid: Option<i32>,
+    /// The pty master, when it has a terminal.
+    terminal: Option<OwnedFd>,
+}
+
+fn invalid(message: impl Into<String>) -> AgentError {
+    AgentError::new(ErrorKind::InvalidRequest, message)
 }
 
 impl Agent {
@@ -52,47 +69,94 @@ impl Agent {
 
     pub fn claim_container(&self) -> Result<(), AgentError> {
         let mut state = self.state();
-        if state.container_created {
-            return Err(AgentError::new(
-                ErrorKind::InvalidRequest,
-                "this VM already runs a container",
-            ));
+        if state.container_claimed {
+            return Err(invalid("this VM already runs a container"));
         }
-        state.container_created = true;
+        state.container_claimed = true;
         Ok(())
     }
 
-    pub fn set_main_process(&self, id: &str, pid: i32) {
-        self.state().main = Some((id.to_string(), pid));
+    /// The main process of `container` runs as `pid`.
+    pub fn container_started(&self, container: Arc<ContainerInfo>, pid: i32) {
+        let mut state = self.state();
+        state.container = Some(container);
+        state.processes.insert(
+            MAIN_PROCESS.to_string(),
+            ProcessEntry {
+                pid: Some(pid),
+                terminal: None,
+            },
+        );
     }
 
-    pub fn clear_main_process(&self) {
-        self.state().main = None;
+    /// The container `id`, if it is this VM's and still runs.
+    pub fn running_container(&self, id: &str) -> Result<Arc<ContainerInfo>, AgentError> {
+        Self::running(&self.state(), id)
     }
 
-    pub fn set_terminal(&self, master: std::os::fd::OwnedFd) {
-        self.state().terminal = Some(master);
+    fn running(state: &State, id: &str) -> Result<Arc<ContainerInfo>, AgentError> {
+        match &state.container {
+            Some(container) if container.id == id && state.stopped => Err(invalid(format!(
+                "container {id:?} is not running: its main process has exited"
+            ))),
+            Some(container) if container.id == id => Ok(container.clone()),
+            _ => Err(invalid(format!("no container {id:?} in this VM"))),
+        }
     }
 
-    pub fn clear_terminal(&self) {
-        self.state().terminal = None;
+    /// Claims `process_id` for a new process of the running container.
+    pub fn reserve_process(
+        &self,
+        container_id: &str,
+        process_id: &str,
+    ) -> Result<Arc<ContainerInfo>, AgentError> {
+        let mut state = self.state();
+        let container = Self::running(&state, container_id)?;
+        if state.processes.contains_key(process_id) {
+            return Err(invalid(format!(
+                "process id {process_id:?} is already in use"
+            )));
+        }
+        state
+            .processes
+            .insert(process_id.to_string(), ProcessEntry::default());
+        Ok(container)
+    }
+
+    pub fn process_started(&self, process_id: &str, pid: i32) {
+        if let Some(entry) = self.state().processes.get_mut(process_id) {
+            entry.pid = Some(pid);
+        }
+    }
+
+    pub fn set_terminal(&self, process_id: &str, master: OwnedFd) {
+        if let Some(entry) = self.state().processes.get_mut(process_id) {
+            entry.terminal = Some(master);
+        }
+    }
+
+    /// Forgets a process that ended (or never started); the end of the
+    /// main process stops the container.
+    pub fn process_exited(&self, process_id: &str) {
+        let mut state = self.state();
+        state.processes.remove(process_id);
+        if process_id == MAIN_PROCESS {
+            state.stopped = true;
+        }
     }
 
     fn resize(&self, process: &str, rows: u16, cols: u16) -> Result<Reply, AgentError> {
-        use std::os::fd::AsRawFd;
         let state = self.state();
-        let fd = match (&state.main, &state.terminal) {
-            (Some((id, _)), Some(master)) if id == process => master.as_raw_fd(),
-            _ => {
-                return Err(AgentError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("no terminal for process {process:?}"),
-                ))
-            }
+        let Some(master) = state
+            .processes
+            .get(process)
+            .and_then(|entry| entry.terminal.as_ref())
+        else {
+            return Err(invalid(format!("no terminal for process {process:?}")));
         };
-        sys::set_window_size(fd, rows, cols)
+        sys::set_window_size(master.as_raw_fd(), rows, cols)
             .map(|_| Reply::Done)
-            .map_err(|e| AgentError::new(ErrorKind::InvalidRequest, format!("resize: {e}")))
+            .map_err(|e| invalid(format!("resize: {e}")))
     }
 
     pub fn power_off_soon(&self) {
@@ -174,38 +238,45 @@ impl Agent {
     fn handle(self: &Arc<Self>, request: Request) -> Result<Reply, AgentError> {
         match request {
             Request::RunContainer(spec) => container::run(self, *spec),
+            Request::ExecProcess(exec) => container::exec(self, *exec),
             Request::Signal { process, signal } => self.signal(&process, signal),
             Request::ResizeTerminal {
                 process,
                 rows,
                 cols,
             } => self.resize(&process, rows, cols),
+            Request::Stats { container_id } => container::stats(self, &container_id),
+            Request::ListProcesses { container_id } => {
+                container::list_processes(self, &container_id)
+            }
             Request::Shutdown => {
-                self.kill_main_process();
+                self.kill_all();
                 Ok(Reply::Done)
             }
         }
     }
 
     fn signal(&self, process: &str, signal: i32) -> Result<Reply, AgentError> {
-        let pid = match &self.state().main {
-            Some((id, pid)) if id == process => *pid,
-            _ => {
-                return Err(AgentError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("no running process {process:?}"),
-                ))
-            }
+        let Some(pid) = self.state().processes.get(process).and_then(|e| e.pid) else {
+            return Err(invalid(format!("no running process {process:?}")));
         };
-        sys::kill(pid, signal).map(|_| Reply::Done).map_err(|e| {
-            AgentError::new(ErrorKind::InvalidRequest, format!("signal {signal}: {e}"))
-        })
+        sys::kill(pid, signal)
+            .map(|_| Reply::Done)
+            .map_err(|e| invalid(format!("signal {signal}: {e}")))
     }
 
-    /// Kills the container (its PID namespace dies with its init).
-    pub fn kill_main_process(&self) {
-        if let Some((_, pid)) = &self.state().main {
-            let _ = sys::kill(*pid, libc::SIGKILL);
+    /// Kills every process of the container (the main one first: its PID
+    /// namespace dies with it).
+    pub fn kill_all(&self) {
+        let state = self.state();
+        let main = state.processes.get(MAIN_PROCESS).and_then(|e| e.pid);
+        let others = state
+            .processes
+            .iter()
+            .filter(|(id, _)| id.as_str() != MAIN_PROCESS)
+            .filter_map(|(_, e)| e.pid);
+        for pid in main.into_iter().chain(others) {
+            let _ = sys::kill(pid, libc::SIGKILL);
         }
     }
 }

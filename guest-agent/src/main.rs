@@ -64,7 +64,7 @@ fn run() -> io::Result<()> {
     let agent = agent::Agent::new(wire::Wire::new(channel), reaper);
     let served = agent.serve(reader);
     // The host is gone or broke the protocol: nothing may outlive it.
-    agent.kill_main_process();
+    agent.kill_all();
     agent.streams.close_all();
     served
 }

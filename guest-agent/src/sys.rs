@@ -268,9 +268,16 @@ pub unsafe fn clone_into_namespaces(flags: u64, cgroup_fd: Option<RawFd>) -> io:
         cgroup: u64,
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    // With CLONE_PARENT the child inherits our own exit signal, and clone3
+    // wants none given.
+    let exit_signal = if flags & libc::CLONE_PARENT as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
     let mut args = CloneArgs {
         flags,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..Default::default()
     };
     if let Some(fd) = cgroup_fd {
@@ -669,6 +676,23 @@ pub mod child {
         // NUL-terminated strings that outlive the call.
         unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         errno()
+    }
+
+    /// setns(2) into the namespace open at `fd` (its type from the fd).
+    pub fn set_namespace(fd: RawFd) -> Result<(), i32> {
+        // SAFETY: setns takes a descriptor and an integer; a bad descriptor
+        // is an error, not undefined behaviour.
+        ok(unsafe { libc::setns(fd, 0) })
+    }
+
+    /// Clones a child whose parent is our parent (CLONE_PARENT), with fork
+    /// semantics, in the namespaces our children get. Ok(0) in the child.
+    pub fn clone_sibling() -> Result<i32, i32> {
+        // SAFETY: the only caller is the single-threaded middle child of an
+        // exec, whose new child runs nothing but the allocation-free
+        // `process::child::run`, the rule `clone_into_namespaces` asks for.
+        unsafe { super::clone_into_namespaces(libc::CLONE_PARENT as u64, None) }
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     }
 
     pub fn write_all(fd: RawFd, bytes: &[u8]) {

@@ -13,3 +13,4 @@ pub mod sandbox;
 pub mod spec;
 pub mod supervisor;
 pub mod terminal;
+pub mod timings;

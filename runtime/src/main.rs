@@ -5,6 +5,7 @@ use hull_runtime::cli::{Cli, Command, ImageCommand, SystemCommand};
 use hull_runtime::commands::{self, EXIT_HULL_ERROR};
 
 fn main() {
+    hull_runtime::timings::mark("cli_start");
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -59,6 +60,7 @@ fn main() {
             EXIT_HULL_ERROR
         }
     };
+    hull_runtime::timings::mark("cli_exit");
     // Exit without waiting for a stdin reader blocked in the runtime.
     std::process::exit(code);
 }

@@ -1,6 +1,7 @@
 //! The container's cgroup (v2): created under /sys/fs/cgroup/hull/<id>,
 //! limits written from the spec's resources, the process cloned straight
 //! into it (CLONE_INTO_CGROUP), OOM kills counted, removed at the end.
+//! `stats` reads its usage back for `hull stats`.
 
 use std::fs::{self, File};
 use std::io;
@@ -133,9 +134,19 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
+    /// The cgroup's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Kills every process left in the cgroup (`cgroup.kill`, Linux 5.14).
+    pub fn kill_all(&self) {
+        let _ = fs::write(self.path.join("cgroup.kill"), "1");
+    }
+
     /// Removes the cgroup once its processes are gone (the kernel may take
     /// a moment after the last exit).
-    pub fn remove(self) {
+    pub fn remove(&self) {
         for _ in 0..100 {
             if fs::remove_dir(&self.path).is_ok() {
                 return;

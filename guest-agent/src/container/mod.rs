@@ -1,27 +1,45 @@
-//! One container per VM: its root, its main process, its stdio, its end.
-//! `run` validates the request and turns the OCI spec into a `Launch`; the
-//! domain modules do the work.
+//! One container per VM: its root, its main process, its stdio, its end;
+//! then `exec`, `stats` and `top` against it. `run` validates the request
+//! and turns the OCI spec into a `Launch`; the domain modules do the work.
 
 pub mod cgroup;
+mod exec;
+mod io;
 pub mod mounts;
 pub mod rootfs;
+mod stats;
+mod top;
 pub mod user;
 
-use std::fs::{self, File};
-use std::os::fd::OwnedFd;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hull_protocol::{
-    AgentError, ControlMessage, ErrorKind, Event, ExitStatus, Reply, RunContainer, MAIN_PROCESS,
-};
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
+use hull_protocol::{AgentError, ErrorKind, Reply, RunContainer, MAIN_PROCESS};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
 
 use crate::agent::Agent;
-use crate::process::{spawn, ChildStdio, Launch, SpawnError};
+use crate::process::{spawn, Launch, NewContainer, Place, SpawnError};
+use crate::security::seccomp::SockFilter;
 use crate::security::{capabilities::CapSets, seccomp};
-use crate::stdio;
-use crate::sys::{self, WaitStatus};
 use cgroup::Cgroup;
+use user::Credentials;
+
+pub use exec::exec;
+
+/// A container whose main process was started: what `exec`, `stats` and
+/// `top` need of it.
+pub struct ContainerInfo {
+    pub id: String,
+    /// The main process, in the agent's PID namespace.
+    pub init_pid: i32,
+    /// The CLONE_NEW* flags it was created with.
+    pub namespaces: u64,
+    pub rootfs: PathBuf,
+    pub cgroup: Cgroup,
+    /// Compiled once from the spec, for the main process and every exec.
+    pub seccomp: Option<Vec<SockFilter>>,
+}
 
 impl From<SpawnError> for AgentError {
     fn from(err: SpawnError) -> Self {
@@ -54,15 +72,6 @@ fn invalid(message: impl Into<String>) -> AgentError {
 
 fn setup_error(err: &dyn std::error::Error) -> AgentError {
     AgentError::new(ErrorKind::Setup, error_chain(err))
-}
-
-/// The agent's ends of the main process's standard streams.
-#[derive(Default)]
-struct ParentEnds {
-    stdin: Option<OwnedFd>,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
-    console_socket: Option<OwnedFd>,
 }
 
 /// Container ids name directories and cgroups: keep them plain.
@@ -127,38 +136,115 @@ fn rlimit_resource(typ: PosixRlimitType) -> u32 {
     }
 }
 
-/// Creates the container and starts its main process.
-pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentError> {
-    let spec = &request.spec;
-    let stdio = request.stdio;
-    check_container_id(&request.container_id)?;
-    let mut ids = vec![stdio.stdout, stdio.stderr];
-    ids.extend(stdio.stdin);
-    if ids
-        .iter()
-        .any(|&id| id == hull_protocol::CONTROL_STREAM || agent.streams.contains(id))
-    {
-        return Err(invalid("stream ids must be non-zero and unused"));
-    }
-    if ids.len() != ids.iter().collect::<std::collections::HashSet<_>>().len() {
-        return Err(invalid("stream ids must be distinct"));
-    }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| invalid("the spec has no process"))?;
+/// A process's settings from its OCI `process`, checked.
+struct ProcessParams {
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    /// (rows, cols) of its pty, when it has one.
+    terminal: Option<(u16, u16)>,
+    rlimits: Vec<(u32, u64, u64)>,
+    capabilities: Option<CapSets>,
+    no_new_privileges: bool,
+}
+
+/// Checks what the kernel would otherwise refuse later and less clearly:
+/// a command, `KEY=value` environment entries, an absolute working
+/// directory, known capabilities.
+fn check_process(process: &Process) -> Result<ProcessParams, AgentError> {
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err(invalid("no command given"));
     }
-    let namespaces = namespace_flags(spec)?;
-    let linux = spec.linux().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    if let Some(bad) = env.iter().find(|kv| kv.find('=').is_none_or(|i| i == 0)) {
+        return Err(invalid(format!(
+            "environment entry {bad:?} is not KEY=value"
+        )));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(invalid(format!(
+            "the working directory {:?} is not an absolute path",
+            process.cwd()
+        )));
+    }
+    let terminal = process.terminal().unwrap_or(false).then(|| {
+        process
+            .console_size()
+            .as_ref()
+            .map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            })
+            .unwrap_or((24, 80))
+    });
     let capabilities = process
         .capabilities()
         .as_ref()
         .map(CapSets::from_oci)
         .transpose()
         .map_err(|e| invalid(e.to_string()))?;
+    Ok(ProcessParams {
+        args,
+        env,
+        cwd: process.cwd().to_string_lossy().into_owned(),
+        terminal,
+        rlimits: process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|r| (rlimit_resource(r.typ()), r.soft(), r.hard()))
+            .collect(),
+        capabilities,
+        no_new_privileges: process.no_new_privileges().unwrap_or(false),
+    })
+}
+
+/// Resolves the image-style `user` (or, when empty, the spec's numeric
+/// user) against the container's /etc/passwd and /etc/group, adds the
+/// spec's additional groups, and sets HOME in `env` when it is missing.
+fn resolve_user(
+    rootfs: &Path,
+    user: &str,
+    process: &Process,
+    env: &mut Vec<String>,
+) -> Result<Credentials, AgentError> {
+    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+    let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    let user_spec = if user.is_empty() {
+        let user = process.user();
+        format!("{}:{}", user.uid(), user.gid())
+    } else {
+        user.to_string()
+    };
+    let mut credentials = user::resolve(&user_spec, &passwd, &group)
+        .map_err(|e| AgentError::new(ErrorKind::InvalidProcess, e.to_string()))?;
+    for gid in process.user().additional_gids().iter().flatten() {
+        if !credentials.groups.contains(gid) {
+            credentials.groups.push(*gid);
+        }
+    }
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        env.push(format!("HOME={}", credentials.home));
+    }
+    Ok(credentials)
+}
+
+/// Creates the container and starts its main process.
+pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentError> {
+    let spec = &request.spec;
+    let stdio = request.stdio;
+    check_container_id(&request.container_id)?;
+    io::check_stream_ids(agent, &stdio)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("the spec has no process"))?;
+    let mut params = check_process(process)?;
+    let namespaces = namespace_flags(spec)?;
+    let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = match linux.seccomp() {
         Some(section) => Some(
             seccomp::policy_from_oci(section)
@@ -179,100 +265,44 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     )
     .map_err(|e| setup_error(&e))?;
     debug!("root ready at {}", rootfs.display());
-    let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
-    let group = fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-    let user_spec = if request.user.is_empty() {
-        let user = process.user();
-        format!("{}:{}", user.uid(), user.gid())
-    } else {
-        request.user.clone()
-    };
-    let mut credentials = user::resolve(&user_spec, &passwd, &group)
-        .map_err(|e| AgentError::new(ErrorKind::InvalidProcess, e.to_string()))?;
-    for gid in process.user().additional_gids().iter().flatten() {
-        if !credentials.groups.contains(gid) {
-            credentials.groups.push(*gid);
-        }
-    }
-    let mut env = process.env().clone().unwrap_or_default();
-    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
-        env.push(format!("HOME={}", credentials.home));
-    }
-    let cwd = process.cwd().to_string_lossy().into_owned();
-    rootfs::ensure_workdir(&rootfs, &cwd);
+    let credentials = resolve_user(&rootfs, &request.user, process, &mut params.env)?;
+    rootfs::ensure_workdir(&rootfs, &params.cwd);
     let mounts = mounts::plan(&rootfs, spec.mounts().as_deref().unwrap_or_default())
         .map_err(|e| setup_error(&e))?;
     let cgroup = Cgroup::create(&request.container_id, linux.resources().as_ref())
         .map_err(|e| setup_error(&e))?;
-
-    let pipe = || sys::pipe().map_err(|e| setup_error(&e));
-    let terminal = process.terminal().unwrap_or(false);
-    let mut parent_ends = ParentEnds::default();
-    let child_stdio = if terminal {
-        let (rows, cols) = process
-            .console_size()
-            .as_ref()
-            .map(|b| {
-                (
-                    b.height().min(u16::MAX as u64) as u16,
-                    b.width().min(u16::MAX as u64) as u16,
-                )
-            })
-            .unwrap_or((24, 80));
-        let (agent_end, child_end) = sys::socketpair().map_err(|e| setup_error(&e))?;
-        parent_ends.console_socket = Some(agent_end);
-        ChildStdio::Terminal {
-            socket: child_end,
-            rows,
-            cols,
-        }
-    } else {
-        let (stdout_read, stdout_write) = pipe()?;
-        let (stderr_read, stderr_write) = pipe()?;
-        let stdin_child: OwnedFd = match stdio.stdin {
-            Some(_) => {
-                let (read, write) = pipe()?;
-                parent_ends.stdin = Some(write);
-                read
-            }
-            None => File::open("/dev/null").map_err(|e| setup_error(&e))?.into(),
-        };
-        parent_ends.stdout = Some(stdout_read);
-        parent_ends.stderr = Some(stderr_read);
-        ChildStdio::Pipes {
-            stdin: stdin_child,
-            stdout: stdout_write,
-            stderr: stderr_write,
+    let (child_stdio, parent_ends) = match io::prepare(&stdio, params.terminal) {
+        Ok(ends) => ends,
+        Err(err) => {
+            cgroup.remove();
+            return Err(err);
         }
     };
 
     let launch = Launch {
-        rootfs,
-        hostname: hostname.filter(|_| namespaces & libc::CLONE_NEWUTS as u64 != 0),
-        args,
-        env,
-        cwd,
+        args: params.args,
+        env: params.env,
+        cwd: params.cwd,
         credentials,
         stdio: child_stdio,
-        namespaces,
-        mounts,
-        masked_paths: linux.masked_paths().clone().unwrap_or_default(),
-        readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
-        readonly_root: spec
-            .root()
-            .as_ref()
-            .and_then(|r| r.readonly())
-            .unwrap_or(false),
-        rlimits: process
-            .rlimits()
-            .iter()
-            .flatten()
-            .map(|r| (rlimit_resource(r.typ()), r.soft(), r.hard()))
-            .collect(),
-        capabilities,
-        no_new_privileges: process.no_new_privileges().unwrap_or(false),
-        seccomp,
+        rlimits: params.rlimits,
+        capabilities: params.capabilities,
+        no_new_privileges: params.no_new_privileges,
+        seccomp: seccomp.clone(),
         cgroup_fd: Some(cgroup.fd()),
+        place: Place::NewContainer(NewContainer {
+            rootfs: rootfs.clone(),
+            hostname: hostname.filter(|_| namespaces & libc::CLONE_NEWUTS as u64 != 0),
+            namespaces,
+            mounts,
+            masked_paths: linux.masked_paths().clone().unwrap_or_default(),
+            readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
+        }),
     };
     debug!("spawning {:?}", launch.args);
     let pid = match spawn(launch, &agent.reaper) {
@@ -283,87 +313,57 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         }
     };
     debug!("started pid {pid}");
-    agent.set_main_process(MAIN_PROCESS, pid);
-
-    let wire = agent.wire.clone();
-    let mut pumps = Vec::new();
-    let stdout_credit = agent.streams.add_output(stdio.stdout);
-    if let Some(socket) = parent_ends.console_socket {
-        // The child sent the pty master before it exec'd.
-        let master = sys::recv_fd(&socket).map_err(|e| setup_error(&e))?;
-        let reader = master.try_clone().map_err(|e| setup_error(&e))?;
-        pumps.push(stdio::pump_output(
-            reader.into(),
-            stdio.stdout,
-            stdout_credit,
-            wire.clone(),
-        ));
-        // A terminal merges stderr into its output.
-        let _ = wire.send(&hull_protocol::Frame::eof(stdio.stderr));
-        if let Some(stream) = stdio.stdin {
-            let writer = master.try_clone().map_err(|e| setup_error(&e))?;
-            agent.streams.add_input(
-                stream,
-                stdio::pump_input(writer.into(), stream, wire.clone()),
-            );
-        }
-        agent.set_terminal(master);
-    } else {
-        if let Some(out) = parent_ends.stdout {
-            pumps.push(stdio::pump_output(
-                out.into(),
-                stdio.stdout,
-                stdout_credit,
-                wire.clone(),
-            ));
-        }
-        if let Some(err) = parent_ends.stderr {
-            let credit = agent.streams.add_output(stdio.stderr);
-            pumps.push(stdio::pump_output(
-                err.into(),
-                stdio.stderr,
-                credit,
-                wire.clone(),
-            ));
-        }
-        if let (Some(stream), Some(pipe)) = (stdio.stdin, parent_ends.stdin) {
-            agent
-                .streams
-                .add_input(stream, stdio::pump_input(pipe.into(), stream, wire.clone()));
-        }
-    }
-
-    let agent = agent.clone();
-    let shutdown_on_exit = request.shutdown_on_exit;
-    std::thread::spawn(move || {
-        let status = match agent.reaper.wait_for(pid) {
-            WaitStatus::Exited(code) => ExitStatus::Code(code),
-            WaitStatus::Signaled(signal) => ExitStatus::Signal(signal),
-        };
-        // Output first: the host reports the exit only after all of it.
-        for pump in pumps {
-            let _ = pump.join();
-        }
-        agent.streams.remove_output(stdio.stdout);
-        agent.streams.remove_output(stdio.stderr);
-        if let Some(stream) = stdio.stdin {
-            agent.streams.close_input(stream);
-        }
-        agent.clear_main_process();
-        agent.clear_terminal();
-        let oom_killed = cgroup.oom_kills() > 0;
-        cgroup.remove();
-        let event = Event::ProcessExited {
-            process: MAIN_PROCESS.into(),
-            status,
-            oom_killed,
-        };
-        let _ = agent.wire.send_message(&ControlMessage::Event { event });
-        if shutdown_on_exit {
-            agent.power_off_soon();
-        }
+    let container = Arc::new(ContainerInfo {
+        id: request.container_id.clone(),
+        init_pid: pid,
+        namespaces,
+        rootfs,
+        cgroup,
+        seccomp,
     });
+    agent.container_started(container.clone(), pid);
+    let attached = match io::attach(agent, stdio, parent_ends) {
+        Ok((attached, terminal)) => {
+            if let Some(master) = terminal {
+                agent.set_terminal(MAIN_PROCESS, master);
+            }
+            attached
+        }
+        Err(err) => {
+            io::abandon(agent, pid);
+            agent.process_exited(MAIN_PROCESS);
+            container.cgroup.kill_all();
+            container.cgroup.remove();
+            return Err(err);
+        }
+    };
+    io::supervise(
+        agent.clone(),
+        container,
+        MAIN_PROCESS.into(),
+        pid,
+        attached,
+        io::Role::Main {
+            shutdown_on_exit: request.shutdown_on_exit,
+        },
+    );
     Ok(Reply::Started { pid: pid as u32 })
+}
+
+/// `hull stats`: the container's cgroup usage.
+pub fn stats(agent: &Agent, container_id: &str) -> Result<Reply, AgentError> {
+    let container = agent.running_container(container_id)?;
+    stats::read(container.cgroup.path(), stats::mem_total())
+        .map(Reply::Stats)
+        .map_err(|e| setup_error(&e))
+}
+
+/// `hull top`: the processes in the container's cgroup.
+pub fn list_processes(agent: &Agent, container_id: &str) -> Result<Reply, AgentError> {
+    let container = agent.running_container(container_id)?;
+    top::list(container.cgroup.path(), Path::new("/proc"))
+        .map(|processes| Reply::Processes { processes })
+        .map_err(|e| setup_error(&e))
 }
 
 #[cfg(test)]
@@ -399,5 +399,31 @@ mod tests {
         )
         .unwrap();
         assert!(namespace_flags(&spec).is_err(), "joining");
+    }
+
+    fn process(json: &str) -> Process {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn processes_are_checked() {
+        let ok = check_process(&process(
+            r#"{"args":["sh"],"env":["A=1","B="],"cwd":"/w","terminal":true,
+                "consoleSize":{"height":30,"width":100},"user":{"uid":0,"gid":0},
+                "rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":20}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(ok.terminal, Some((30, 100)));
+        assert_eq!(ok.rlimits, vec![(libc::RLIMIT_NOFILE, 10, 20)]);
+        let bad = [
+            r#"{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}"#,
+            r#"{"args":["sh"],"env":["NOVALUE"],"cwd":"/","user":{"uid":0,"gid":0}}"#,
+            r#"{"args":["sh"],"env":["=x"],"cwd":"/","user":{"uid":0,"gid":0}}"#,
+            r#"{"args":["sh"],"cwd":"relative","user":{"uid":0,"gid":0}}"#,
+        ];
+        for json in bad {
+            let err = check_process(&process(json)).err().expect(json);
+            assert_eq!(err.kind, ErrorKind::InvalidRequest, "{json}");
+        }
     }
 }

@@ -73,10 +73,7 @@ pub fn prepare(
         None => sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
             .map_err(io_err("mount the writable layer"))?,
     }
-    let (upper, work) = (rw.join("upper"), rw.join("work"));
-    for dir in [&upper, &work] {
-        fs::create_dir(dir).map_err(io_err(format!("create {}", dir.display())))?;
-    }
+    let (upper, work) = writable_layer(&rw)?;
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         image.display(),
@@ -89,6 +86,33 @@ pub fn prepare(
     debug!("overlay mounted");
     write_identity_files(&rootfs, hostname)?;
     Ok(rootfs)
+}
+
+/// The overlay's upper and work directories on the writable layer `rw`.
+/// A scratch disk may come from an earlier boot of the same container
+/// (`hull start` after a stop): its upper layer, with every file the
+/// container wrote, is kept; the work directory, which overlayfs wants
+/// empty and may have left entries in, is made anew.
+fn writable_layer(rw: &Path) -> Result<(PathBuf, PathBuf), RootfsError> {
+    let (upper, work) = (rw.join("upper"), rw.join("work"));
+    match fs::symlink_metadata(&upper) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(RootfsError::Io {
+                what: format!("use {} as the upper layer", upper.display()),
+                source: io::Error::from(io::ErrorKind::NotADirectory),
+            })
+        }
+        Err(_) => fs::create_dir(&upper).map_err(io_err(format!("create {}", upper.display())))?,
+    }
+    match fs::symlink_metadata(&work) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(&work),
+        Ok(_) => fs::remove_file(&work),
+        Err(_) => Ok(()),
+    }
+    .map_err(io_err(format!("clear {}", work.display())))?;
+    fs::create_dir(&work).map_err(io_err(format!("create {}", work.display())))?;
+    Ok((upper, work))
 }
 
 /// Creates `rel` under `root` if missing, refusing symlinks on the way, and
@@ -187,6 +211,30 @@ mod tests {
         fs::write(root.join("file"), b"").unwrap();
         assert!(safe_dir(&root, "file/x").is_err());
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_second_boot_keeps_the_upper_layer_and_resets_work() {
+        let rw = std::env::temp_dir().join(format!("hull-agent-rw-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&rw);
+        fs::create_dir_all(&rw).unwrap();
+        let (upper, work) = writable_layer(&rw).unwrap();
+        assert!(upper.is_dir() && work.is_dir());
+        // What a first run leaves: the container's files, and overlayfs's
+        // own entries in work/ (work/work, mode 000).
+        fs::create_dir_all(upper.join("data")).unwrap();
+        fs::write(upper.join("data/kept"), b"written by the container").unwrap();
+        fs::create_dir(work.join("work")).unwrap();
+        fs::write(work.join("work/leftover"), b"").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(work.join("work"), fs::Permissions::from_mode(0o000)).unwrap();
+        let (upper, work) = writable_layer(&rw).unwrap();
+        assert_eq!(
+            fs::read(upper.join("data/kept")).unwrap(),
+            b"written by the container"
+        );
+        assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+        fs::remove_dir_all(&rw).unwrap();
     }
 
     #[test]

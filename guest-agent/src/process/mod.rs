@@ -5,4 +5,4 @@ pub mod reaper;
 pub mod spawn;
 
 pub use reaper::Reaper;
-pub use spawn::{spawn, ChildStdio, Launch, SpawnError};
+pub use spawn::{spawn, ChildStdio, Launch, NewContainer, Place, SpawnError};

@@ -1,5 +1,7 @@
 //! PID 1 must reap every child. One thread waits for all of them and keeps
-//! each exit status until whoever spawned that child collects it.
+//! each exit status until whoever spawned that child collects it, so a
+//! child that exits before its spawner even knows its pid (an exec'd
+//! process, which a middle child clones as ours) loses nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -1,18 +1,20 @@
 //! Starts a container's process: clone into its namespaces (and cgroup),
 //! set up its mounts and /dev, pivot into its root, confine it (rlimits,
 //! capabilities, seccomp), drop to its user, exec. The model is runc's and
-//! youki's init. Between clone and exec the child of a multi-threaded agent
+//! youki's init. An exec'd process instead joins a running container
+//! through a single-threaded middle child (runc's nsenter) and skips the
+//! root setup. Between clone and exec the child of a multi-threaded agent
 //! may not allocate, so everything it needs is prepared here first and
 //! [`super::child`] only replays it.
 
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::child::{self, Prepared, PreparedStdio, Stage};
+use super::child::{self, Prepared, PreparedStdio, ProcessSetup, RootSetup, Stage};
 use super::Reaper;
 use crate::container::mounts::{MountOp, DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
 use crate::container::user::Credentials;
@@ -25,25 +27,38 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Everything needed to start one process.
 pub struct Launch {
-    pub rootfs: PathBuf,
-    pub hostname: Option<String>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
     pub credentials: Credentials,
     pub stdio: ChildStdio,
-    /// CLONE_NEW* flags.
-    pub namespaces: u64,
-    pub mounts: Vec<MountOp>,
-    pub masked_paths: Vec<String>,
-    pub readonly_paths: Vec<String>,
-    pub readonly_root: bool,
     /// (resource, soft, hard)
     pub rlimits: Vec<(u32, u64, u64)>,
     pub capabilities: Option<CapSets>,
     pub no_new_privileges: bool,
     pub seccomp: Option<Vec<SockFilter>>,
     pub cgroup_fd: Option<RawFd>,
+    pub place: Place,
+}
+
+/// Where the process runs.
+pub enum Place {
+    /// A new container, whose init it is.
+    NewContainer(NewContainer),
+    /// A running container (`exec`): the namespaces to join, open.
+    Join(Vec<OwnedFd>),
+}
+
+/// The namespaces and root of a new container.
+pub struct NewContainer {
+    pub rootfs: PathBuf,
+    pub hostname: Option<String>,
+    /// CLONE_NEW* flags.
+    pub namespaces: u64,
+    pub mounts: Vec<MountOp>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    pub readonly_root: bool,
 }
 
 /// The standard streams of the new process.
@@ -127,11 +142,65 @@ fn pointers(items: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-fn under_root(launch: &Launch, path: &str) -> Result<CString, SpawnError> {
-    c(&launch
-        .rootfs
-        .join(path.trim_start_matches('/'))
-        .to_string_lossy())
+fn under_root(rootfs: &Path, path: &str) -> Result<CString, SpawnError> {
+    c(&rootfs.join(path.trim_start_matches('/')).to_string_lossy())
+}
+
+fn path_c(path: &Path) -> Result<CString, SpawnError> {
+    c(&path.to_string_lossy())
+}
+
+/// The C strings of a new container's root, under `rootfs` as the agent
+/// sees it (the child builds the root before pivoting into it).
+fn prepare_root(new: &NewContainer) -> Result<RootSetup<'_>, SpawnError> {
+    let dev_dir = new.rootfs.join("dev");
+    let devices = DEFAULT_DEVICES
+        .iter()
+        .map(|(name, major, minor)| {
+            Ok((
+                path_c(&dev_dir.join(name))?,
+                libc::S_IFCHR | 0o666,
+                libc::makedev(*major, *minor),
+            ))
+        })
+        .collect::<Result<Vec<_>, SpawnError>>()?;
+    let dev_links = DEFAULT_DEV_LINKS
+        .iter()
+        .map(|(name, target)| Ok((c(target)?, path_c(&dev_dir.join(name))?)))
+        .collect::<Result<Vec<_>, SpawnError>>()?;
+    let under = |paths: &[String]| -> Result<Vec<CString>, SpawnError> {
+        paths.iter().map(|p| under_root(&new.rootfs, p)).collect()
+    };
+    Ok(RootSetup {
+        rootfs: path_c(&new.rootfs)?,
+        hostname: new.hostname.as_deref().map(c).transpose()?,
+        mounts: &new.mounts,
+        devices,
+        dev_links,
+        dev_null: path_c(&dev_dir.join("null"))?,
+        masked: under(&new.masked_paths)?,
+        readonly: under(&new.readonly_paths)?,
+        readonly_root: new.readonly_root,
+    })
+}
+
+/// Clones a child, optionally into `cgroup_fd`; registers it with the
+/// reaper in the parent. Ok(0) in the child, which must go straight into
+/// `child::run` or `child::enter`.
+fn clone_child(flags: u64, cgroup_fd: Option<RawFd>, reaper: &Reaper) -> Result<i32, SpawnError> {
+    // SAFETY: both callers run only `child::run` or `child::enter` in the
+    // child, which make raw syscalls on data prepared before the clone and
+    // never allocate or take a lock.
+    let pid = unsafe { sys::clone_into_namespaces(flags, cgroup_fd) }.map_err(|source| {
+        SpawnError::Setup {
+            stage: "clone".into(),
+            source,
+        }
+    })?;
+    if pid != 0 {
+        reaper.child_spawned();
+    }
+    Ok(pid)
 }
 
 /// Starts the process; returns its pid (in the agent's PID namespace) once
@@ -140,97 +209,114 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
     let command = launch.args.first().ok_or(SpawnError::EmptyCommand)?.clone();
     let args = c_vec(&launch.args)?;
     let env = c_vec(&launch.env)?;
-    let dev_dir = launch.rootfs.join("dev");
-    let devices = DEFAULT_DEVICES
-        .iter()
-        .map(|(name, major, minor)| {
-            Ok((
-                c(&dev_dir.join(name).to_string_lossy())?,
-                libc::S_IFCHR | 0o666,
-                libc::makedev(*major, *minor),
-            ))
-        })
-        .collect::<Result<Vec<_>, SpawnError>>()?;
-    let dev_links = DEFAULT_DEV_LINKS
-        .iter()
-        .map(|(name, target)| Ok((c(target)?, c(&dev_dir.join(name).to_string_lossy())?)))
-        .collect::<Result<Vec<_>, SpawnError>>()?;
-    let prepared = Prepared {
-        rootfs: c(&launch.rootfs.to_string_lossy())?,
-        hostname: launch.hostname.as_deref().map(c).transpose()?,
-        cwd: c(&launch.cwd)?,
-        candidates: c_vec(&exec_candidates(&command, &launch.env))?,
-        argv: pointers(&args),
-        envp: pointers(&env),
-        uid: launch.credentials.uid,
-        gid: launch.credentials.gid,
-        groups: launch.credentials.groups.clone(),
-        stdio: match &launch.stdio {
-            ChildStdio::Pipes {
-                stdin,
-                stdout,
-                stderr,
-            } => PreparedStdio::Pipes([stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()]),
-            ChildStdio::Terminal { socket, rows, cols } => PreparedStdio::Terminal {
-                socket: socket.as_raw_fd(),
-                ptmx: c(&dev_dir.join("pts/ptmx").to_string_lossy())?,
-                pts_prefix: c(&format!("{}/", dev_dir.join("pts").to_string_lossy()))?,
-                rows: *rows,
-                cols: *cols,
-            },
-        },
-        mounts: &launch.mounts,
-        devices,
-        dev_links,
-        dev_null: c(&dev_dir.join("null").to_string_lossy())?,
-        masked: launch
-            .masked_paths
-            .iter()
-            .map(|p| under_root(&launch, p))
-            .collect::<Result<_, _>>()?,
-        readonly: launch
-            .readonly_paths
-            .iter()
-            .map(|p| under_root(&launch, p))
-            .collect::<Result<_, _>>()?,
-        readonly_root: launch.readonly_root,
-        rlimits: launch.rlimits.clone(),
-        capabilities: launch.capabilities,
-        no_new_privileges: launch.no_new_privileges,
-        seccomp: launch.seccomp.as_deref(),
+    // An exec'd process is already in the container's mount namespace when
+    // it opens its pty.
+    let dev_dir = match &launch.place {
+        Place::NewContainer(new) => new.rootfs.join("dev"),
+        Place::Join(_) => PathBuf::from("/dev"),
     };
-    let (error_read, error_write) = sys::pipe().map_err(|source| SpawnError::Setup {
-        stage: "pipe".into(),
-        source,
-    })?;
-
-    // SAFETY: the child runs only `child::run`, which makes raw syscalls on
-    // the data prepared above and never allocates or takes a lock.
-    let pid = unsafe { sys::clone_into_namespaces(launch.namespaces, launch.cgroup_fd) }.map_err(
-        |source| SpawnError::Setup {
-            stage: "clone".into(),
-            source,
+    let prepared = Prepared {
+        root: match &launch.place {
+            Place::NewContainer(new) => Some(prepare_root(new)?),
+            Place::Join(_) => None,
         },
-    )?;
-    if pid == 0 {
-        child::run(&prepared, error_write.as_raw_fd());
-    }
-    reaper.child_spawned();
+        process: ProcessSetup {
+            cwd: c(&launch.cwd)?,
+            candidates: c_vec(&exec_candidates(&command, &launch.env))?,
+            argv: pointers(&args),
+            envp: pointers(&env),
+            uid: launch.credentials.uid,
+            gid: launch.credentials.gid,
+            groups: launch.credentials.groups.clone(),
+            stdio: match &launch.stdio {
+                ChildStdio::Pipes {
+                    stdin,
+                    stdout,
+                    stderr,
+                } => PreparedStdio::Pipes([
+                    stdin.as_raw_fd(),
+                    stdout.as_raw_fd(),
+                    stderr.as_raw_fd(),
+                ]),
+                ChildStdio::Terminal { socket, rows, cols } => PreparedStdio::Terminal {
+                    socket: socket.as_raw_fd(),
+                    ptmx: path_c(&dev_dir.join("pts/ptmx"))?,
+                    pts_prefix: c(&format!("{}/", dev_dir.join("pts").to_string_lossy()))?,
+                    rows: *rows,
+                    cols: *cols,
+                },
+            },
+            rlimits: launch.rlimits.clone(),
+            capabilities: launch.capabilities,
+            no_new_privileges: launch.no_new_privileges,
+            seccomp: launch.seccomp.as_deref(),
+        },
+    };
+    let setup = |stage: &str| {
+        let stage = stage.to_string();
+        move |source| SpawnError::Setup { stage, source }
+    };
+    let (error_read, error_write) = sys::pipe().map_err(setup("pipe"))?;
+    let error_fd = error_write.as_raw_fd();
+
+    let pid = match &launch.place {
+        Place::NewContainer(new) => {
+            let pid = clone_child(new.namespaces, launch.cgroup_fd, reaper)?;
+            if pid == 0 {
+                child::run(&prepared, error_fd);
+            }
+            Some(pid)
+        }
+        Place::Join(namespaces) => {
+            let fds: Vec<RawFd> = namespaces.iter().map(|fd| fd.as_raw_fd()).collect();
+            let (pid_read, pid_write) = sys::pipe().map_err(setup("pipe"))?;
+            let pid_fd = pid_write.as_raw_fd();
+            // The middle child starts in the container's cgroup: once in
+            // the container's cgroup namespace it could not move there.
+            let middle = clone_child(0, launch.cgroup_fd, reaper)?;
+            if middle == 0 {
+                child::enter(&prepared, &fds, error_fd, pid_fd);
+            }
+            drop(pid_write);
+            let mut word = [0u8; 4];
+            let pid = std::fs::File::from(pid_read)
+                .read_exact(&mut word)
+                .ok()
+                .map(|_| u32::from_le_bytes(word) as i32);
+            if pid.is_some() {
+                // The process is our child too (CLONE_PARENT). If it already
+                // exited, its status waits in the reaper until collected.
+                reaper.child_spawned();
+            }
+            reaper.wait_for(middle);
+            pid
+        }
+    };
     drop(error_write);
 
     // The error pipe closes on a successful exec; anything in it is why not.
     let mut report = Vec::new();
     let _ = std::fs::File::from(error_read).read_to_end(&mut report);
     if report.len() < child::REPORT_LEN {
-        return Ok(pid);
+        return pid.ok_or_else(|| SpawnError::Setup {
+            stage: "start".into(),
+            source: io::Error::other("the process was not started"),
+        });
     }
-    reaper.wait_for(pid);
+    if let Some(pid) = pid {
+        reaper.wait_for(pid);
+    }
+    Err(decode_report(&report, &launch, command))
+}
+
+/// Turns the child's (stage, errno, index) report into an error.
+fn decode_report(report: &[u8], launch: &Launch, command: String) -> SpawnError {
     let word = |i: usize| [report[i], report[i + 1], report[i + 2], report[i + 3]];
     let stage = Stage::from_u32(u32::from_le_bytes(word(0)));
     let errno = i32::from_le_bytes(word(4));
     let index = u32::from_le_bytes(word(8)) as usize;
     let source = io::Error::from_raw_os_error(errno);
-    Err(match stage {
+    match stage {
         Some(Stage::Exec) if errno == libc::ENOENT || errno == libc::ENOTDIR => {
             SpawnError::NotFound(command)
         }
@@ -241,15 +327,17 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
             source,
         },
         Some(Stage::Mount) => {
-            let target = launch
-                .mounts
-                .get(index)
-                .map(|m| m.target.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let inside = target
-                .strip_prefix(&*launch.rootfs.to_string_lossy())
-                .unwrap_or(&target)
-                .to_string();
+            let (target, rootfs) = match &launch.place {
+                Place::NewContainer(new) => (
+                    new.mounts
+                        .get(index)
+                        .map(|m| m.target.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    new.rootfs.to_string_lossy().into_owned(),
+                ),
+                Place::Join(_) => Default::default(),
+            };
+            let inside = target.strip_prefix(&*rootfs).unwrap_or(&target).to_string();
             SpawnError::Setup {
                 stage: format!("mount {inside}"),
                 source,
@@ -263,7 +351,7 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
             stage: "unknown".into(),
             source,
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -291,5 +379,145 @@ mod tests {
             DEFAULT_PATH.split(':').count()
         );
         assert_eq!(exec_candidates("ls", &[])[0], "/usr/local/sbin/ls");
+    }
+
+    /// A stand-in container made by unshare(1): its init is `sleep`, in
+    /// its own PID, mount, UTS and IPC namespaces. None when this host
+    /// cannot make one (not root, no unshare).
+    fn stand_in_container() -> Option<StandIn> {
+        let child = std::process::Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--mount",
+                "--uts",
+                "--ipc",
+            ])
+            .args(["sh", "-c", "hostname hull-exec-test && exec sleep 1000"])
+            .spawn()
+            .ok()?;
+        let children = format!("/proc/{}/task/{}/children", child.id(), child.id());
+        for _ in 0..500 {
+            let init = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<i32>().ok());
+            if let Some(init) = init {
+                let cmdline = std::fs::read(format!("/proc/{init}/cmdline")).unwrap_or_default();
+                if cmdline.starts_with(b"sleep\0") {
+                    return Some(StandIn { child, init });
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
+    struct StandIn {
+        child: std::process::Child,
+        init: i32,
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            // Its init ignores everything else.
+            let _ = sys::kill(self.init, libc::SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn join_launch(init: i32, args: &[&str], stdio: ChildStdio) -> Launch {
+        let namespaces = ["ipc", "uts", "pid", "mnt"]
+            .iter()
+            .map(|ns| {
+                std::fs::File::open(format!("/proc/{init}/ns/{ns}"))
+                    .unwrap()
+                    .into()
+            })
+            .collect();
+        Launch {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec![format!("PATH={DEFAULT_PATH}")],
+            cwd: "/".into(),
+            credentials: Credentials {
+                uid: 0,
+                gid: 0,
+                groups: vec![0],
+                home: "/root".into(),
+            },
+            stdio,
+            rlimits: vec![(libc::RLIMIT_NOFILE, 512, 512)],
+            capabilities: None,
+            no_new_privileges: false,
+            seccomp: None,
+            cgroup_fd: None,
+            place: Place::Join(namespaces),
+        }
+    }
+
+    fn pipes() -> (ChildStdio, std::fs::File) {
+        let (_, stdin) = sys::pipe().unwrap();
+        let (out_read, out_write) = sys::pipe().unwrap();
+        let (_, stderr) = sys::pipe().unwrap();
+        let stdio = ChildStdio::Pipes {
+            stdin,
+            stdout: out_write,
+            stderr,
+        };
+        (stdio, out_read.into())
+    }
+
+    /// exec as runc does it, against real namespaces: the process sees the
+    /// container's init as its PID 1, its hostname, its own rlimits; a
+    /// missing command is NotFound; a process that exits before `spawn`
+    /// returns is still reaped.
+    #[test]
+    fn exec_joins_a_running_container() {
+        let Some(container) = stand_in_container() else {
+            eprintln!("skipped: cannot unshare namespaces here");
+            return;
+        };
+        let init = container.init;
+        let reaper = Reaper::start();
+        let script = "tr '\\0' ' ' </proc/1/cmdline; echo; hostname; echo $$; ulimit -n";
+        let (stdio, mut out) = pipes();
+        let pid = spawn(join_launch(init, &["sh", "-c", script], stdio), &reaper).unwrap();
+        let mut output = String::new();
+        out.read_to_string(&mut output).unwrap();
+        assert_eq!(reaper.wait_for(pid), sys::WaitStatus::Exited(0));
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines[0].trim_end(), "sleep 1000", "{output}");
+        assert_eq!(lines[1], "hull-exec-test");
+        let inner_pid: i32 = lines[2].parse().unwrap();
+        assert!(inner_pid > 1 && inner_pid != pid, "{output}");
+        assert_eq!(lines[3], "512");
+
+        let (stdio, _out) = pipes();
+        let err = spawn(join_launch(init, &["no-such-command"], stdio), &reaper).unwrap_err();
+        assert!(matches!(err, SpawnError::NotFound(_)), "{err}");
+
+        let (stdio, _out) = pipes();
+        let pid = spawn(join_launch(init, &["true"], stdio), &reaper).unwrap();
+        assert_eq!(reaper.wait_for(pid), sys::WaitStatus::Exited(0));
+
+        let (agent_end, child_end) = sys::socketpair().unwrap();
+        let stdio = ChildStdio::Terminal {
+            socket: child_end,
+            rows: 33,
+            cols: 99,
+        };
+        let pid = spawn(
+            join_launch(init, &["sh", "-c", "stty size; tty"], stdio),
+            &reaper,
+        )
+        .unwrap();
+        let mut master = std::fs::File::from(sys::recv_fd(&agent_end).unwrap());
+        let mut output = Vec::new();
+        // EIO once the process is gone and the slave closed.
+        let _ = master.read_to_end(&mut output);
+        assert_eq!(reaper.wait_for(pid), sys::WaitStatus::Exited(0));
+        let output = String::from_utf8_lossy(&output);
+        assert!(output.starts_with("33 99\r\n/dev/pts/"), "{output}");
     }
 }

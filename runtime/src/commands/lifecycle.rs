@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 
 use crate::cli::Cli;
-use crate::container::{Container, ContainerState, Containers, Status};
+use crate::container::{Container, ContainerState, Containers, ProcessRef, Status};
 use crate::supervisor::control::{self, ControlReply, ControlRequest};
 
 pub fn containers(cli: &Cli) -> Containers {
@@ -71,14 +71,20 @@ pub async fn stop(container: &Container, grace: Duration) -> Result<()> {
         // SAFETY: kill on a pid we just checked is this supervisor.
         unsafe { libc::kill(supervisor.pid, libc::SIGKILL) };
     }
-    await_supervisor_exit(container, Duration::from_secs(15)).await;
+    await_supervisor_exit(container, Some(supervisor), Duration::from_secs(15)).await;
     Ok(())
 }
 
 /// Waits for a container's supervisor to finish (it is cleaning up after
 /// the container stopped); kills it if it takes longer than `patience`.
-pub async fn await_supervisor_exit(container: &Container, patience: Duration) {
-    let Some(supervisor) = container.recorded_state().supervisor else {
+/// `supervisor` is taken from the state before anything was asked of it:
+/// with `--rm` the record may be gone by now.
+pub async fn await_supervisor_exit(
+    container: &Container,
+    supervisor: Option<ProcessRef>,
+    patience: Duration,
+) {
+    let Some(supervisor) = supervisor else {
         return;
     };
     let deadline = Instant::now() + patience;

@@ -3,8 +3,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use super::lifecycle::{await_supervisor_exit, containers, each, stop};
-use crate::container::Status;
 use crate::cli::{Cli, RmArgs};
+use crate::container::Status;
 
 pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
     let all = containers(cli);
@@ -22,7 +22,7 @@ pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
             stop(&c, Duration::ZERO).await?;
         } else {
             // Stopped, its supervisor may still be tidying up.
-            await_supervisor_exit(&c, Duration::from_secs(15)).await;
+            await_supervisor_exit(&c, state.supervisor, Duration::from_secs(15)).await;
         }
         all.remove(&c);
         println!("{}", c.config.name);

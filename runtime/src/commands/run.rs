@@ -11,6 +11,7 @@ use crate::sandbox::{self, scratch};
 use crate::spec::{plan_process, ImageDefaults, RunOverrides};
 use crate::supervisor::control::{self, ControlReply, ControlRequest};
 use crate::supervisor::launch;
+use crate::timings;
 
 /// VM memory when the container has no limit.
 const DEFAULT_VM_MEMORY_MIB: u64 = 512;
@@ -39,6 +40,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
 
     let store = ImageStore::open(&cli.root)?;
     let image = store.resolve(&args.image)?;
+    timings::mark("image_resolved");
     let assets = GuestAssets::locate(args.kernel.as_deref(), args.initramfs.as_deref())?;
     let hypervisor = hypervisor::select(&args.hypervisor)?;
     if args.hypervisor == "auto" && !hypervisor.accelerated() {
@@ -88,6 +90,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     };
     let spec = build_spec(&plan, &options)?;
     let disk = store.rootfs_disk(&image)?;
+    timings::mark("disk_ready");
 
     let memory_mib = memory_bytes.map_or(DEFAULT_VM_MEMORY_MIB, |b| {
         b.div_ceil(1 << 20) + GUEST_OVERHEAD_MIB
@@ -135,7 +138,9 @@ async fn start_new(
     args: &RunArgs,
 ) -> Result<i32> {
     scratch::create(&cli.root, container.short_id())?;
+    timings::mark("writable_layer_ready");
     let mut supervisor = launch::spawn(&cli.root, &cli.run_dir, container, !args.detach)?;
+    timings::mark("supervisor_ready");
     if args.detach {
         let reply = control::call(&container.socket_path(), &ControlRequest::Started).await;
         return match reply {

@@ -14,7 +14,7 @@ pub async fn system_prune(cli: &Cli, args: &SystemPruneArgs) -> Result<i32> {
         let stopped = state.status() == Status::Exited
             || (state.status() == Status::Created && !state.has_live_supervisor());
         if stopped {
-            await_supervisor_exit(&c, Duration::from_secs(15)).await;
+            await_supervisor_exit(&c, state.supervisor, Duration::from_secs(15)).await;
             all.remove(&c);
             println!("Deleted container: {}", c.config.id);
         }

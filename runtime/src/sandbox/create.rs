@@ -62,6 +62,7 @@ impl Sandbox {
         )))?;
         let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"))
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
+        crate::timings::mark("hypervisor_spawned");
         let vm = sandbox.vm.insert(vm);
 
         let connected = tokio::select! {
@@ -77,6 +78,7 @@ impl Sandbox {
 
         match AgentClient::start(connected, BOOT_TIMEOUT).await {
             Ok((client, events)) => {
+                crate::timings::mark("agent_ready");
                 sandbox.client = Some(Arc::new(client));
                 sandbox.events = Some(events);
                 Ok(sandbox)

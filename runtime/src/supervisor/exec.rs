@@ -214,7 +214,7 @@ mod tests {
         assert!(env.contains(&"PATH=/x".to_string()));
         assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
         assert_eq!(p.cwd().to_str(), Some("/tmp"));
-        assert_eq!(p.terminal(), &Some(true));
+        assert_eq!(p.terminal(), Some(true));
         assert_eq!(p.console_size().unwrap().height(), 24);
         assert!(exec_process(
             &spec,

@@ -155,10 +155,12 @@ pub async fn supervise(containers: &Containers, container: Container, wait_attac
     if shared.started.borrow().is_none() {
         shared.started.send_replace(Some(0));
     }
+    crate::timings::mark("vm_gone");
     record_exit(&container, &outcome);
     if container.config.auto_remove {
         containers.remove(&container);
     }
+    crate::timings::mark("cleaned_up");
     shared.outcome.send_replace(Some(outcome));
     // Let attached clients and waiters get their answer.
     let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
@@ -313,12 +315,14 @@ async fn boot_and_run(shared: &Arc<Shared>, wait_attach: bool) -> Outcome {
     });
     shared.client.send_replace(Some(client.clone()));
     shared.started.send_replace(Some(pid));
+    crate::timings::mark("container_started");
 
     let ending = loop {
         tokio::select! {
             event = events.recv() => match event {
                 Some(Event::ProcessExited { process, status, oom_killed }) => {
                     if process == hull_protocol::MAIN_PROCESS {
+                        crate::timings::mark("container_exited");
                         break Ok((status, oom_killed));
                     }
                     if let Some(tx) = lock(&shared.exec_exits).remove(&process) {
@@ -350,8 +354,9 @@ async fn boot_and_run(shared: &Arc<Shared>, wait_attach: bool) -> Outcome {
             let reason = reason.unwrap_or_else(|| sandbox_gone(&sandbox));
             sandbox.delete().await;
             io::join(pumps).await;
+            // A failure of hull's, not the container's: docker's 125.
             Outcome::failed(
-                137,
+                125,
                 format!("the VM died while the container ran ({reason})"),
                 true,
             )

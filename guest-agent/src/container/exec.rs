@@ -1,0 +1,139 @@
+//! `exec`: another process in the running container, as runc's `exec`
+//! (nsenter) starts one. It joins the namespaces of the container's main
+//! process and its cgroup, gets the container's seccomp filter, and its
+//! own user, environment, working directory, rlimits, capabilities and
+//! no_new_privileges; its stdio and exit report work as the main
+//! process's do.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use hull_protocol::{AgentError, ExecProcess, Reply, MAIN_PROCESS};
+
+use super::{check_process, invalid, io, resolve_user, setup_error, ContainerInfo};
+use crate::agent::Agent;
+use crate::process::{spawn, Launch, Place};
+
+/// The namespaces an exec'd process joins, in the order it joins them
+/// (the mount namespace last: it moves the root under the others' paths).
+const JOINED: &[(libc::c_int, &str)] = &[
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWPID, "pid"),
+    (libc::CLONE_NEWCGROUP, "cgroup"),
+    (libc::CLONE_NEWNS, "mnt"),
+];
+
+/// Process ids name a process in requests and events.
+fn check_process_id(id: &str) -> Result<(), AgentError> {
+    if id.is_empty() || id.len() > 256 {
+        return Err(invalid(format!("invalid process id {id:?}")));
+    }
+    if id == MAIN_PROCESS {
+        return Err(invalid(format!(
+            "process id {MAIN_PROCESS:?} is the container's main process"
+        )));
+    }
+    Ok(())
+}
+
+/// Starts the process; replies once it runs.
+pub fn exec(agent: &Arc<Agent>, request: ExecProcess) -> Result<Reply, AgentError> {
+    check_process_id(&request.process_id)?;
+    io::check_stream_ids(agent, &request.stdio)?;
+    let mut params = check_process(&request.process)?;
+    let container = agent.reserve_process(&request.container_id, &request.process_id)?;
+    let started = start(agent, &container, &request, &mut params);
+    if started.is_err() {
+        agent.process_exited(&request.process_id);
+    }
+    started
+}
+
+fn start(
+    agent: &Arc<Agent>,
+    container: &Arc<ContainerInfo>,
+    request: &ExecProcess,
+    params: &mut super::ProcessParams,
+) -> Result<Reply, AgentError> {
+    let credentials = resolve_user(
+        &container.rootfs,
+        &request.user,
+        &request.process,
+        &mut params.env,
+    )?;
+    let namespaces = open_namespaces(container)?;
+    // The main process may have ended while we opened them, and its pid
+    // been reused: only namespaces opened while it still ran are its own.
+    agent.running_container(&container.id)?;
+    let (child_stdio, parent_ends) = io::prepare(&request.stdio, params.terminal)?;
+    let launch = Launch {
+        args: std::mem::take(&mut params.args),
+        env: std::mem::take(&mut params.env),
+        cwd: params.cwd.clone(),
+        credentials,
+        stdio: child_stdio,
+        rlimits: params.rlimits.clone(),
+        capabilities: params.capabilities,
+        no_new_privileges: params.no_new_privileges,
+        seccomp: container.seccomp.clone(),
+        cgroup_fd: Some(container.cgroup.fd()),
+        place: Place::Join(namespaces),
+    };
+    debug!("exec {:?} in {}", launch.args, container.id);
+    let pid = spawn(launch, &agent.reaper)?;
+    debug!("exec {} started as pid {pid}", request.process_id);
+    agent.process_started(&request.process_id, pid);
+    let attached = match io::attach(agent, request.stdio, parent_ends) {
+        Ok((attached, terminal)) => {
+            if let Some(master) = terminal {
+                agent.set_terminal(&request.process_id, master);
+            }
+            attached
+        }
+        Err(err) => {
+            io::abandon(agent, pid);
+            return Err(err);
+        }
+    };
+    io::supervise(
+        agent.clone(),
+        container.clone(),
+        request.process_id.clone(),
+        pid,
+        attached,
+        io::Role::Exec,
+    );
+    Ok(Reply::Started { pid: pid as u32 })
+}
+
+/// Opens the namespaces the container was created with, from its main
+/// process (a user namespace is never among them: containers get none).
+fn open_namespaces(container: &ContainerInfo) -> Result<Vec<OwnedFd>, AgentError> {
+    JOINED
+        .iter()
+        .filter(|(flag, _)| container.namespaces & *flag as u64 != 0)
+        .map(|(_, name)| {
+            let path = format!("/proc/{}/ns/{name}", container.init_pid);
+            File::open(&path).map(OwnedFd::from).map_err(|e| {
+                setup_error(&std::io::Error::new(e.kind(), format!("open {path}: {e}")))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_ids_are_checked() {
+        assert!(check_process_id("exec-1").is_ok());
+        for bad in ["", MAIN_PROCESS, &"x".repeat(257)] {
+            let err = check_process_id(bad).unwrap_err();
+            assert_eq!(err.kind, hull_protocol::ErrorKind::InvalidRequest, "{bad}");
+        }
+    }
+}

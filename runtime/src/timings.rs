@@ -1,0 +1,26 @@
+//! Phase timestamps for benchmarks: when `HULL_TIMINGS` names a file, the
+//! `hull` command and the supervisor it starts (which inherits the
+//! variable) append `PHASE UNIX_MICROS` lines to it. Costs nothing when
+//! unset.
+
+use std::io::Write;
+
+pub const TIMINGS_ENV: &str = "HULL_TIMINGS";
+
+/// Records that `phase` was reached now.
+pub fn mark(phase: &str) {
+    let Some(path) = std::env::var_os(TIMINGS_ENV) else {
+        return;
+    };
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    // One write per line with O_APPEND: lines from two processes never mix.
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(format!("{phase} {micros}\n").as_bytes());
+    }
+}
