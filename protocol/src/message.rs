@@ -100,6 +100,37 @@ pub struct RunContainer {
     /// Power the VM off as soon as the main process has exited and its
     /// exit has been reported (`hull run --rm`).
     pub shutdown_on_exit: bool,
+    /// The VM's network interface and name resolution; `None`: loopback
+    /// only (`--network none`).
+    #[serde(default)]
+    pub network: Option<GuestNetwork>,
+}
+
+/// How the agent configures the VM's (single) network interface, which
+/// the VM's containers share, and their `/etc/hosts` and
+/// `/etc/resolv.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestNetwork {
+    /// The interface's MAC address, to find it (`52:54:00:…`).
+    pub mac: String,
+    /// Address and prefix length, e.g. `10.89.0.5/24`.
+    pub address: String,
+    /// The default route's gateway, if any.
+    pub gateway: Option<String>,
+    pub mtu: u32,
+    /// Other containers on the network: `/etc/hosts` lines.
+    pub hosts: Vec<HostEntry>,
+    /// Nameservers for `/etc/resolv.conf` (none: the file is left alone).
+    pub dns: Vec<String>,
+}
+
+/// One `/etc/hosts` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    pub ip: String,
+    pub names: Vec<String>,
 }
 
 /// Where the image's root filesystem is: a virtio-blk disk found by its
@@ -278,6 +309,7 @@ mod tests {
                     stderr: 3,
                 },
                 shutdown_on_exit: true,
+                network: None,
             })),
         }
     }

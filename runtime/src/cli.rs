@@ -69,9 +69,25 @@ pub enum Command {
     /// Manage hull as a whole.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage container networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List a container's published ports.
+    Port(TopArgs),
     /// Supervise one container (started by hull itself).
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
+    /// The runc-compatible OCI runtime CLI (also installed as `hull-runc`):
+    /// `hull oci [--root DIR] create|start|state|kill|delete|exec|ps|features …`.
+    Oci(OciArgs),
+}
+
+/// runc's command line, parsed by `oci_cli` (runc's `--root` would clash
+/// with hull's own, so it is taken raw here).
+#[derive(Debug, Args)]
+pub struct OciArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +197,32 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network (a bridge in a network namespace of hull's).
+    Create(NetworkCreateArgs),
+    /// List networks.
+    Ls,
+    /// Show networks and their containers, as JSON.
+    Inspect(NetworkNamesArgs),
+    /// Remove networks no container is on.
+    Rm(NetworkNamesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// IPv4 subnet (e.g. 10.90.0.0/24); default: the next free 10.89.N.0/24.
+    #[arg(long)]
+    pub subnet: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkNamesArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SystemCommand {
     /// Remove stopped containers, unused images and leftovers.
     Prune(SystemPruneArgs),
@@ -203,6 +245,10 @@ pub struct SuperviseArgs {
     /// Start the main process only once a client attached.
     #[arg(long)]
     pub wait_attach: bool,
+    /// runc mode (`hull-runc create`): stdio is the container's, the main
+    /// process starts on request, the exit status is the container's.
+    #[arg(long)]
+    pub runc: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +358,15 @@ pub struct RunArgs {
     /// Name the container (unique).
     #[arg(long)]
     pub name: Option<String>,
+    /// Network to join (`none`: loopback only).
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// Another name the container has on its network.
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
+    /// Publish a port: [IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (IP defaults to 127.0.0.1).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
     /// Keep stdin open and pass it to the container.
     #[arg(short = 'i', long)]
     pub interactive: bool,

@@ -6,6 +6,10 @@ use hull_runtime::commands::{self, EXIT_HULL_ERROR};
 
 fn main() {
     hull_runtime::timings::mark("cli_start");
+    // As `hull-runc` or `hull oci`, the runc-compatible CLI.
+    if let Some(argv) = hull_runtime::oci_cli::runc_argv() {
+        std::process::exit(hull_runtime::oci_cli::main(argv));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -50,7 +54,14 @@ fn main() {
             Command::Top(args) => commands::top(&cli, args).await,
             Command::Stats(args) => commands::stats(&cli, args).await,
             Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args).await,
+            Command::Network(command) => commands::network(&cli, command),
+            Command::Port(args) => commands::port(&cli, args),
             Command::Supervise(args) => commands::supervise(&cli, args).await,
+            Command::Oci(args) => Ok(hull_runtime::oci_cli::main(
+                std::iter::once("hull oci".into())
+                    .chain(args.args.clone())
+                    .collect(),
+            )),
         }
     });
     let code = match result {

@@ -256,12 +256,14 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     agent.claim_container()?;
     debug!("container {}: preparing the root", request.container_id);
 
+    crate::net::configure(request.network.as_ref()).map_err(|e| setup_error(&e))?;
     let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
     let rootfs = rootfs::prepare(
         &request.rootfs.disk_serial,
         &request.rootfs.fs_type,
         request.rootfs.scratch_serial.as_deref(),
         hostname.as_deref().unwrap_or("localhost"),
+        request.network.as_ref(),
     )
     .map_err(|e| setup_error(&e))?;
     debug!("root ready at {}", rootfs.display());

@@ -10,6 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use hull_protocol::GuestNetwork;
 use thiserror::Error;
 
 use crate::sys;
@@ -42,6 +43,7 @@ pub fn prepare(
     fs_type: &str,
     scratch_serial: Option<&str>,
     hostname: &str,
+    network: Option<&GuestNetwork>,
 ) -> Result<PathBuf, RootfsError> {
     let state = Path::new(STATE_DIR);
     let (image, rw, rootfs) = (state.join("image"), state.join("rw"), state.join("rootfs"));
@@ -84,7 +86,7 @@ pub fn prepare(
         .map_err(io_err("mount the overlay root"))?;
 
     debug!("overlay mounted");
-    write_identity_files(&rootfs, hostname)?;
+    write_identity_files(&rootfs, hostname, network)?;
     Ok(rootfs)
 }
 
@@ -159,13 +161,21 @@ fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
     }
 }
 
-fn write_identity_files(rootfs: &Path, hostname: &str) -> Result<(), RootfsError> {
+fn write_identity_files(
+    rootfs: &Path,
+    hostname: &str,
+    network: Option<&GuestNetwork>,
+) -> Result<(), RootfsError> {
     let etc = safe_dir(rootfs, "etc")?;
-    let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    );
     write_no_follow(&etc.join("hostname"), format!("{hostname}\n").as_bytes())?;
-    write_no_follow(&etc.join("hosts"), hosts.as_bytes())
+    write_no_follow(
+        &etc.join("hosts"),
+        crate::net::hosts_file(hostname, network).as_bytes(),
+    )?;
+    if let Some(resolv) = crate::net::resolv_conf(network) {
+        write_no_follow(&etc.join("resolv.conf"), resolv.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn write_no_follow(path: &Path, contents: &[u8]) -> Result<(), RootfsError> {
@@ -245,7 +255,7 @@ mod tests {
         let outside = root.with_extension("outside");
         fs::write(&outside, b"keep").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("etc/hosts")).unwrap();
-        write_identity_files(&root, "box").unwrap();
+        write_identity_files(&root, "box", None).unwrap();
         assert_eq!(fs::read(&outside).unwrap(), b"keep");
         assert!(fs::read_to_string(root.join("etc/hosts"))
             .unwrap()

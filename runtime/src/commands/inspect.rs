@@ -62,7 +62,18 @@ fn describe(c: &Container, state: &ContainerState) -> serde_json::Value {
         "Name": format!("/{}", cfg.name),
         "RestartCount": state.starts.saturating_sub(1),
         "Driver": "hull-erofs-overlay",
+        "NetworkSettings": {
+            "IPAddress": state.ip_address.clone().unwrap_or_default(),
+            "Networks": cfg.network.as_ref().map(|n| serde_json::json!({
+                n.as_str(): {
+                    "IPAddress": state.ip_address.clone().unwrap_or_default(),
+                    "Aliases": cfg.aliases,
+                }
+            })),
+            "Ports": cfg.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        },
         "HostConfig": {
+            "NetworkMode": cfg.network.clone().unwrap_or_else(|| "none".into()),
             "AutoRemove": cfg.auto_remove,
             "Memory": memory,
             "NanoCpus": 0,

@@ -6,6 +6,8 @@ use crate::cli::{parse_bytes, Cli, RunArgs};
 use crate::container::{now_nanos, random_name, Container, ContainerConfig, Containers};
 use crate::hypervisor;
 use crate::image::ImageStore;
+use crate::network::forward::PortMapping;
+use crate::network::{Networks, NO_NETWORK};
 use crate::oci::{build_spec, ContainerOptions, SeccompChoice};
 use crate::sandbox::{self, scratch};
 use crate::spec::{plan_process, ImageDefaults, RunOverrides};
@@ -47,6 +49,27 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         tcg_notice_once(cli);
     }
 
+    let network = match args.network.as_str() {
+        NO_NETWORK => None,
+        name => {
+            Networks::new(&cli.root, &cli.run_dir).get(name)?;
+            Some(name.to_string())
+        }
+    };
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| PortMapping::parse(p).map_err(|e| anyhow!(e)))
+        .collect::<Result<Vec<_>>>()?;
+    if network.is_none() && !ports.is_empty() {
+        return Err(anyhow!(
+            "-p needs a network; the container has --network none"
+        ));
+    }
+    for alias in &args.network_alias {
+        crate::container::validate_name(alias)
+            .map_err(|_| anyhow!("invalid --network-alias {alias:?}"))?;
+    }
     let containers = Containers::new(&cli.run_dir);
     std::fs::create_dir_all(&cli.run_dir)
         .with_context(|| format!("create {}", cli.run_dir.display()))?;
@@ -116,6 +139,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         tty: args.tty,
         open_stdin: args.interactive,
         auto_remove: args.rm,
+        network,
+        aliases: args.network_alias.clone(),
+        ports,
     };
     let container = containers.create(config)?;
     // From here on a failure removes the record again.

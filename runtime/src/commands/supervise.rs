@@ -7,5 +7,9 @@ use crate::cli::{Cli, SuperviseArgs};
 pub async fn supervise(cli: &Cli, args: &SuperviseArgs) -> Result<i32> {
     let all = containers(cli);
     let container = all.find(&args.id)?;
-    Ok(crate::supervisor::supervise(&all, container, args.wait_attach).await)
+    let mode = crate::supervisor::Mode {
+        wait_attach: args.wait_attach,
+        runc: args.runc,
+    };
+    Ok(crate::supervisor::supervise(&cli.root, &all, container, mode).await)
 }

@@ -20,7 +20,7 @@
 mod names;
 mod record;
 
-pub use names::random_name;
+pub use names::{random_name, validate as validate_name};
 pub use record::{
     format_time, now_nanos, Container, ContainerConfig, ContainerState, Containers, LookupError,
     ProcessRef, Status,

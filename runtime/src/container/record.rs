@@ -45,6 +45,14 @@ pub struct ContainerConfig {
     pub tty: bool,
     pub open_stdin: bool,
     pub auto_remove: bool,
+    /// The network it joins; `None`: loopback only.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// More names it is known by on its network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<crate::network::forward::PortMapping>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +128,9 @@ pub struct ContainerState {
     pub error: Option<String>,
     /// How many times it was started.
     pub starts: u32,
+    /// Its address on its network, while it runs.
+    #[serde(default)]
+    pub ip_address: Option<String>,
 }
 
 impl ContainerState {
@@ -297,6 +308,9 @@ impl Containers {
     /// writable layer. The caller has made sure nothing runs.
     pub fn remove(&self, container: &Container) {
         let _ = fs::remove_dir_all(&container.config.scratch_dir);
+        if let Some(network) = &container.config.network {
+            crate::network::release(&self.run_dir, network, &container.config.id);
+        }
         let name_file = self.names_dir().join(&container.config.name);
         if fs::read_to_string(&name_file).is_ok_and(|id| id == container.config.id) {
             let _ = fs::remove_file(&name_file);
@@ -439,6 +453,7 @@ fn mark_lost(state: &mut ContainerState) {
         .get_or_insert_with(|| "the container's supervisor died".to_string());
     state.pid = None;
     state.vm_pid = None;
+    state.ip_address = None;
 }
 
 /// Writes `value` as JSON to `path` through a temporary file and a rename.
@@ -477,6 +492,9 @@ mod tests {
             tty: false,
             open_stdin: false,
             auto_remove: false,
+            network: None,
+            aliases: Vec::new(),
+            ports: Vec::new(),
         }
     }
 

@@ -82,6 +82,9 @@ impl Hypervisor for HullVmm {
                 &format!("{}{mode},id={}", disk.path.display(), disk.serial),
             ]);
         }
+        if let Some(nic) = &spec.nic {
+            cmd.args(["--net", &format!("{},mac={}", nic.tap, nic.mac)]);
+        }
         cmd.args([
             "--vsock",
             &format!("cid={GUEST_CID},uds={}", vsock_base.display()),
@@ -117,6 +120,7 @@ mod tests {
                 serial: "hull-rootfs".into(),
             }],
             sandbox_dir: "/run/hull/abc".into(),
+            nic: None,
         };
         let launch = vmm.launch(&spec).unwrap();
         let args: Vec<String> = launch

@@ -26,6 +26,18 @@ pub struct VmSpec {
     pub disks: Vec<DiskSpec>,
     /// Private directory of the sandbox: sockets and logs go here.
     pub sandbox_dir: PathBuf,
+    /// The network card, if the VM has one.
+    pub nic: Option<NicSpec>,
+}
+
+/// A virtio-net card backed by a tap device. The tap lives in a network
+/// namespace of hull's; the hypervisor process is started inside it.
+#[derive(Debug, Clone)]
+pub struct NicSpec {
+    pub tap: String,
+    pub mac: String,
+    /// `/run/netns/NAME` of the namespace holding the tap.
+    pub netns: PathBuf,
 }
 
 /// A virtio-blk disk; the guest finds it by `serial`.

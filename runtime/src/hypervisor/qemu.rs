@@ -112,6 +112,16 @@ impl Hypervisor for Qemu {
                 &format!("virtio-blk-pci,drive=disk{i},serial={}", disk.serial),
             ]);
         }
+        if let Some(nic) = &spec.nic {
+            cmd.args([
+                "-netdev",
+                &format!("tap,id=net0,ifname={},script=no,downscript=no", nic.tap),
+            ])
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=net0,mac={}", nic.mac),
+            ]);
+        }
         cmd.args(["-device", "virtio-serial-pci,id=vser"])
             .args([
                 "-chardev",
@@ -153,6 +163,11 @@ mod tests {
                 serial: "rootfs".into(),
             }],
             sandbox_dir: "/run/hull/abc".into(),
+            nic: Some(crate::hypervisor::NicSpec {
+                tap: "tapabc".into(),
+                mac: "02:42:0a:59:00:02".into(),
+                netns: "/run/netns/x".into(),
+            }),
         };
         let launch = qemu.launch(&spec).unwrap();
         let args: Vec<String> = launch
@@ -166,6 +181,8 @@ mod tests {
         assert!(joined.contains("virtio-blk-pci,drive=disk0,serial=rootfs"));
         assert!(joined.contains("socket,id=agent,path=/run/hull/abc/agent.sock"));
         assert!(joined.contains("hull.channel=serial"));
+        assert!(joined.contains("tap,id=net0,ifname=tapabc,script=no,downscript=no"));
+        assert!(joined.contains("virtio-net-pci,netdev=net0,mac=02:42:0a:59:00:02"));
         assert_eq!(
             launch.agent_socket,
             PathBuf::from("/run/hull/abc/agent.sock")

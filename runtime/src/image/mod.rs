@@ -40,6 +40,7 @@ mod test_utils;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub(crate) use disk::build_erofs;
 pub use disk::FsType;
 pub use maintain::{IngestGuard, Inspect, InspectDisk, InspectLayer, PruneReport};
 pub use reference::Reference;

@@ -24,6 +24,7 @@ pub struct SandboxConfig<'a> {
     pub vcpus: u32,
     pub memory_mib: u32,
     pub disks: Vec<DiskSpec>,
+    pub nic: Option<crate::hypervisor::NicSpec>,
 }
 
 impl Sandbox {
@@ -52,6 +53,7 @@ impl Sandbox {
             vcpus: config.vcpus,
             memory_mib: config.memory_mib,
             disks: config.disks,
+            nic: config.nic.clone(),
             sandbox_dir: spec_dir,
         };
         let launch = hypervisor.launch(&spec)?;
@@ -60,7 +62,8 @@ impl Sandbox {
             "listen on {}",
             launch.agent_socket.display()
         )))?;
-        let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"))
+        let netns = config.nic.as_ref().map(|n| n.netns.as_path());
+        let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"), netns)
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
         crate::timings::mark("hypervisor_spawned");
         let vm = sandbox.vm.insert(vm);

@@ -16,14 +16,28 @@ pub struct VmProcess {
 }
 
 impl VmProcess {
-    pub fn spawn(mut command: Command, stderr_log: &Path) -> std::io::Result<Self> {
+    /// Starts the hypervisor; inside the network namespace at `netns` if
+    /// given (where its tap device is).
+    pub fn spawn(
+        mut command: Command,
+        stderr_log: &Path,
+        netns: Option<&Path>,
+    ) -> std::io::Result<Self> {
         let log = File::create(stderr_log)?;
+        let netns = netns.map(File::open).transpose()?;
         command.stderr(Stdio::from(log)).process_group(0);
-        // SAFETY: the closure only makes the async-signal-safe prctl call.
+        // SAFETY: the closure only makes async-signal-safe calls (prctl,
+        // setns) on a descriptor opened before the fork.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(ns) = &netns {
+                    use std::os::fd::AsRawFd;
+                    if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

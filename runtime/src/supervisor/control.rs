@@ -54,6 +54,10 @@ pub enum ControlRequest {
     /// Answered with `Started` once the main process runs, or `Error` if
     /// it could not start.
     Started,
+    /// Lets a supervisor in runc mode start the main process (it boots the
+    /// VM, then waits for this, as `runc create` leaves `runc start` to
+    /// exec the process); answered with `Ok` at once.
+    Start,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -25,24 +25,50 @@ pub fn spawn(
     container: &Container,
     wait_attach: bool,
 ) -> Result<Child> {
-    let exe = std::env::current_exe().context("find the hull binary")?;
     let log = std::fs::File::create(container.dir.join("supervisor.log"))
         .context("create the supervisor log")?;
+    let stdio = [Stdio::null(), Stdio::null(), Stdio::from(log)];
+    let extra: &[&str] = if wait_attach { &["--wait-attach"] } else { &[] };
+    spawn_with(root, run_dir, container, extra, stdio)
+}
+
+/// Spawns the supervisor of `container` in runc mode with `stdio` (stdin,
+/// stdout, stderr) as the container's, and waits until its control socket
+/// accepts connections. The supervisor outlives the caller, which is meant
+/// to exit and leave it to the nearest subreaper.
+pub fn spawn_runc(
+    root: &Path,
+    run_dir: &Path,
+    container: &Container,
+    stdio: [Stdio; 3],
+) -> Result<Child> {
+    std::fs::File::create(container.dir.join("supervisor.log"))
+        .context("create the supervisor log")?;
+    spawn_with(root, run_dir, container, &["--runc"], stdio)
+}
+
+fn spawn_with(
+    root: &Path,
+    run_dir: &Path,
+    container: &Container,
+    extra: &[&str],
+    stdio: [Stdio; 3],
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("find the hull binary")?;
     let mut command = Command::new(exe);
+    // The same binary may also be installed as `hull-runc`, which picks
+    // its command line by its name.
+    command.arg0("hull");
     command
         .arg("--root")
         .arg(root)
         .arg("--run-dir")
         .arg(run_dir)
         .arg(SUPERVISE_COMMAND)
-        .arg(container.short_id());
-    if wait_attach {
-        command.arg("--wait-attach");
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
+        .arg(container.short_id())
+        .args(extra);
+    let [stdin, stdout, stderr] = stdio;
+    command.stdin(stdin).stdout(stdout).stderr(stderr);
     // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
     unsafe {
         command.pre_exec(|| {

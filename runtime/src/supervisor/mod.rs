@@ -10,6 +10,8 @@ pub mod control;
 mod exec;
 mod io;
 pub mod launch;
+mod network;
+pub mod runc;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -78,6 +80,19 @@ impl Outcome {
     }
 }
 
+/// How a supervisor was asked to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mode {
+    /// Start the main process only once a client attached (or after a
+    /// timeout), so an attached `run` misses no output.
+    pub wait_attach: bool,
+    /// runc mode (`hull-runc create`): the supervisor's own stdin, stdout
+    /// and stderr, as the caller passed them, are the container's; the
+    /// main process starts on a `Start` request; and the supervisor exits
+    /// with the container's exit code, since the caller waits on its pid.
+    pub runc: bool,
+}
+
 /// What the control connections and the main task share.
 struct Shared {
     container: Container,
@@ -99,6 +114,8 @@ struct Shared {
     next_exec: AtomicU32,
     /// Power the VM off now.
     kill_vm: Notify,
+    /// Start the main process now (runc mode).
+    start_gate: Notify,
     /// Open control connections, so the last replies go out before exit.
     connections: AtomicU32,
     connections_done: Notify,
@@ -108,10 +125,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one boot of `container` to its end. With `wait_attach`, the main
-/// process starts only once a client attached (or after a timeout), so an
-/// attached `run` misses no output.
-pub async fn supervise(containers: &Containers, container: Container, wait_attach: bool) -> i32 {
+/// Runs one boot of `container` to its end; returns the supervisor's exit
+/// status (the container's in runc mode).
+pub async fn supervise(
+    root: &std::path::Path,
+    containers: &Containers,
+    container: Container,
+    mode: Mode,
+) -> i32 {
+    // In runc mode the caller's stdio becomes the container's before
+    // anything else can write to it.
+    let runc_stdio = if mode.runc {
+        match runc::take_stdio(&container) {
+            Ok(stdio) => Some(stdio),
+            Err(e) => {
+                tracing::error!("take over the caller's stdio: {e}");
+                return 125;
+            }
+        }
+    } else {
+        None
+    };
     let socket = container.socket_path();
     let _ = std::fs::remove_file(&socket);
     let listener = match UnixListener::bind(&socket) {
@@ -122,7 +156,7 @@ pub async fn supervise(containers: &Containers, container: Container, wait_attac
                 &container,
                 &Outcome::failed(125, format!("supervisor socket: {e}"), false),
             );
-            return 1;
+            return if mode.runc { 125 } else { 1 };
         }
     };
     let _ = container.update(|s| {
@@ -146,12 +180,31 @@ pub async fn supervise(containers: &Containers, container: Container, wait_attac
         exec_exits: Mutex::new(HashMap::new()),
         next_exec: AtomicU32::new(0),
         kill_vm: Notify::new(),
+        start_gate: Notify::new(),
         connections: AtomicU32::new(0),
         connections_done: Notify::new(),
     });
+    if let Some(stdio) = runc_stdio {
+        runc::attach_stdio(&shared, stdio);
+    }
     let acceptor = tokio::spawn(accept_loop(listener, shared.clone()));
 
-    let outcome = boot_and_run(&shared, wait_attach).await;
+    let networks = crate::network::Networks::new(root, containers.run_dir());
+    let outcome = match network::join(networks, &container.config).await {
+        Ok(joined) => {
+            if let Some(j) = &joined {
+                let ip = j.address().to_string();
+                let _ = container.update(|s| s.ip_address = Some(ip));
+            }
+            let outcome = boot_and_run(&shared, mode, joined.as_ref()).await;
+            if let Some(joined) = joined {
+                joined.leave();
+            }
+            outcome
+        }
+        Err(e) => Outcome::failed(125, e, false),
+    };
+    let exit_code = outcome.exit_code;
     if shared.started.borrow().is_none() {
         shared.started.send_replace(Some(0));
     }
@@ -171,7 +224,11 @@ pub async fn supervise(containers: &Containers, container: Container, wait_attac
     .await;
     acceptor.abort();
     let _ = std::fs::remove_file(&socket);
-    0
+    if mode.runc {
+        exit_code
+    } else {
+        0
+    }
 }
 
 fn record_exit(container: &Container, outcome: &Outcome) {
@@ -183,12 +240,17 @@ fn record_exit(container: &Container, outcome: &Outcome) {
         s.finished_at = Some(now_nanos());
         s.pid = None;
         s.vm_pid = None;
+        s.ip_address = None;
     });
 }
 
 /// Boots the VM, starts the main process, pumps its output and waits for
 /// its end, then powers the VM off.
-async fn boot_and_run(shared: &Arc<Shared>, wait_attach: bool) -> Outcome {
+async fn boot_and_run(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    network: Option<&network::Joined>,
+) -> Outcome {
     let config = &shared.container.config;
     let hypervisor = match hypervisor::select(&config.hypervisor) {
         Ok(h) => h,
@@ -216,6 +278,7 @@ async fn boot_and_run(shared: &Arc<Shared>, wait_attach: bool) -> Outcome {
                 serial: SCRATCH_SERIAL.into(),
             },
         ],
+        nic: network.map(network::Joined::nic),
     };
     let created = tokio::select! {
         created = Sandbox::create(hypervisor.as_ref(), sandbox_config) => created,
@@ -232,10 +295,19 @@ async fn boot_and_run(shared: &Arc<Shared>, wait_attach: bool) -> Outcome {
         .container
         .update(|s| s.vm_pid = vm_pid.map(|p| p as i32));
 
-    if wait_attach {
+    if mode.wait_attach {
         tokio::select! {
             _ = shared.attached.notified() => {}
             _ = tokio::time::sleep(ATTACH_TIMEOUT) => {}
+            _ = shared.kill_vm.notified() => {
+                sandbox.delete().await;
+                return Outcome::failed(137, "stopped before it started".into(), false);
+            }
+        }
+    }
+    if mode.runc {
+        tokio::select! {
+            _ = shared.start_gate.notified() => {}
             _ = shared.kill_vm.notified() => {
                 sandbox.delete().await;
                 return Outcome::failed(137, "stopped before it started".into(), false);
@@ -283,6 +355,7 @@ async fn boot_and_run(shared: &Arc<Shared>, wait_attach: bool) -> Outcome {
             stderr: MAIN_STDERR,
         },
         shutdown_on_exit: true,
+        network: network.map(network::Joined::guest),
     };
     let mut events = sandbox.take_events().expect("events are taken once");
     let pid = match sandbox.start_main(request).await {
@@ -463,6 +536,10 @@ async fn serve(
             ),
             None => not_running(),
         },
+        ControlRequest::Start => {
+            shared.start_gate.notify_one();
+            ControlReply::Ok
+        }
         ControlRequest::Started => {
             let mut started = shared.started.subscribe();
             let pid = match started.wait_for(Option::is_some).await {

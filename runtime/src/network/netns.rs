@@ -1,0 +1,74 @@
+//! Network namespaces, bridges and taps, through iproute2's `ip` (the
+//! tool every host has; its `netns` convention makes our namespaces
+//! visible to `ip netns list`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::NetworkError;
+
+pub fn path(namespace: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(namespace)
+}
+
+fn ip(args: &[&str]) -> Result<(), NetworkError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| NetworkError::Command(format!("run ip (install iproute2): {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(NetworkError::Command(format!(
+        "ip {}: {}",
+        args.join(" "),
+        err.trim()
+    )))
+}
+
+/// Makes the namespace with its bridge (holding the gateway address) and
+/// loopback up, unless it exists.
+pub fn ensure(namespace: &str, bridge: &str, gateway_cidr: &str) -> Result<(), NetworkError> {
+    if path(namespace).exists() {
+        return Ok(());
+    }
+    ip(&["netns", "add", namespace])?;
+    let setup = (|| {
+        ip(&["-n", namespace, "link", "set", "lo", "up"])?;
+        ip(&["-n", namespace, "link", "add", bridge, "type", "bridge"])?;
+        ip(&["-n", namespace, "addr", "add", gateway_cidr, "dev", bridge])?;
+        ip(&["-n", namespace, "link", "set", bridge, "up"])
+    })();
+    if setup.is_err() {
+        delete(namespace);
+    }
+    setup
+}
+
+/// A persistent tap on the bridge, up.
+pub fn add_tap(namespace: &str, tap: &str, bridge: &str) -> Result<(), NetworkError> {
+    // A tap of an earlier boot whose supervisor was killed.
+    delete_link(namespace, tap);
+    ip(&["-n", namespace, "tuntap", "add", "dev", tap, "mode", "tap"])?;
+    let setup = (|| {
+        ip(&["-n", namespace, "link", "set", tap, "master", bridge])?;
+        ip(&["-n", namespace, "link", "set", tap, "up"])
+    })();
+    if setup.is_err() {
+        delete_link(namespace, tap);
+    }
+    setup
+}
+
+pub fn delete_link(namespace: &str, link: &str) {
+    if path(namespace).exists() {
+        let _ = ip(&["-n", namespace, "link", "del", link]);
+    }
+}
+
+pub fn delete(namespace: &str) {
+    if path(namespace).exists() {
+        let _ = ip(&["netns", "del", namespace]);
+    }
+}

@@ -1,0 +1,144 @@
+//! `create`: a record, the rootfs disk and writable layer, and a
+//! supervisor in runc mode that boots the VM and waits for `start`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::args::{CreateArgs, RuncArgs};
+use super::bundle::{self, Bundle};
+use super::{close_inherited_fds, console, containers, write_pid_file};
+use crate::assets::GuestAssets;
+use crate::container::{now_nanos, Container, ContainerConfig, Containers};
+use crate::sandbox::{self, scratch};
+use crate::supervisor::launch;
+
+/// VM memory without a limit in the spec, and what the guest needs on top
+/// of a limit (as for `hull run`).
+const DEFAULT_VM_MEMORY_MIB: u64 = 512;
+const GUEST_OVERHEAD_MIB: u64 = 96;
+/// The rootfs disk's file in the record.
+const ROOTFS_DISK: &str = "rootfs.erofs";
+/// Where the bundle came from, for `state`.
+const BUNDLE_FILE: &str = "bundle.json";
+
+/// What `state` reports about the bundle.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleInfo {
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+}
+
+impl BundleInfo {
+    pub fn read(container: &Container) -> Option<Self> {
+        let bytes = std::fs::read(container.dir.join(BUNDLE_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
+    close_inherited_fds();
+    let bundle = Bundle::load(&create.bundle)?;
+    if let Some(process) = bundle.spec.process() {
+        bundle::check_executable(&bundle.rootfs, process)?;
+    }
+    let all = containers(args);
+    std::fs::create_dir_all(&args.root)
+        .with_context(|| format!("create {}", args.root.display()))?;
+    if all
+        .find(&create.id)
+        .is_ok_and(|c| c.config.name == create.id)
+    {
+        return Err(anyhow!("container with id {} already exists", create.id));
+    }
+    let assets = GuestAssets::locate(None, None)?;
+    let id = sandbox::new_id().context("generate a container id")?;
+    let spec = bundle::guest_spec(&bundle.spec);
+    let process = spec.process().clone().unwrap_or_default();
+    let memory_mib = bundle::vm_memory_mib(&spec, DEFAULT_VM_MEMORY_MIB, GUEST_OVERHEAD_MIB);
+    let scratch_dir = scratch::sandboxes_dir(&args.root).join(&id[..12]);
+    let config = ContainerConfig {
+        id: id.clone(),
+        name: create.id.clone(),
+        created: now_nanos(),
+        image: bundle.dir.display().to_string(),
+        image_id: String::new(),
+        vcpus: bundle::vcpus(&spec),
+        memory_mib: u32::try_from(memory_mib).context("the memory limit is too large")?,
+        spec,
+        // Empty: the agent uses the spec's numeric uid and gid.
+        user: String::new(),
+        rootfs_disk: args.root.join(&id[..12]).join(ROOTFS_DISK),
+        fs_type: "erofs".into(),
+        scratch_disk: scratch_dir.join(scratch::DISK_FILE),
+        scratch_dir,
+        hypervisor: std::env::var("HULL_HYPERVISOR").unwrap_or_else(|_| "auto".into()),
+        kernel: assets.kernel,
+        initramfs: assets.initramfs,
+        tty: process.terminal().unwrap_or(false),
+        // The caller's stdin is always the container's (often /dev/null).
+        open_stdin: true,
+        auto_remove: false,
+        network: None,
+        aliases: Vec::new(),
+        ports: Vec::new(),
+    };
+    let container = all.create(config)?;
+    match prepare_and_spawn(args, create, &bundle, &all, &container) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            all.remove(&container);
+            Err(e)
+        }
+    }
+}
+
+fn prepare_and_spawn(
+    args: &RuncArgs,
+    create: &CreateArgs,
+    bundle: &Bundle,
+    all: &Containers,
+    container: &Container,
+) -> Result<()> {
+    let info = BundleInfo {
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+    };
+    std::fs::write(
+        container.dir.join(BUNDLE_FILE),
+        serde_json::to_vec(&info).context("encode the bundle info")?,
+    )
+    .context("record the bundle")?;
+    crate::image::build_erofs(&bundle.rootfs, &container.config.rootfs_disk)
+        .with_context(|| format!("make a disk of {}", bundle.rootfs.display()))?;
+    scratch::create(&args.root, container.short_id())?;
+    let stdio = match &create.console_socket {
+        Some(socket) => {
+            let slave = console::send_pty(socket)?;
+            [
+                Stdio::from(slave.try_clone()?),
+                Stdio::from(slave.try_clone()?),
+                Stdio::from(slave),
+            ]
+        }
+        None => [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+    };
+    let supervisor = launch::spawn_runc(all.run_dir(), all.run_dir(), container, stdio)?;
+    if let Some(path) = &create.pid_file {
+        if let Err(e) = write_pid_file(path, supervisor.id()) {
+            kill_supervisor(container, supervisor);
+            return Err(e);
+        }
+    }
+    // The supervisor outlives this command: the caller's subreaper reaps it.
+    drop(supervisor);
+    Ok(())
+}
+
+fn kill_supervisor(container: &Container, mut supervisor: std::process::Child) {
+    let _ = supervisor.kill();
+    let _ = supervisor.wait();
+    let _ = std::fs::remove_file(container.socket_path());
+}

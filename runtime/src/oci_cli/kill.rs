@@ -1,0 +1,36 @@
+//! `kill ID SIGNAL`: the signal goes to the main process in the guest; a
+//! container whose process has not started yet is stopped (its VM powered
+//! off), as runc's kill ends a created container's init.
+
+use anyhow::{anyhow, Result};
+
+use super::args::{KillArgs, RuncArgs};
+use super::{find, live_supervisor};
+use crate::commands::parse_signal;
+use crate::container::Status;
+use crate::supervisor::control::{self, ControlReply, ControlRequest};
+
+pub async fn kill(args: &RuncArgs, kill: &KillArgs) -> Result<i32> {
+    let signal = parse_signal(&kill.signal)?;
+    let container = find(args, &kill.id)?;
+    if live_supervisor(&container).is_none() {
+        return Err(anyhow!("container not running"));
+    }
+    let request = match container.recorded_state().status() {
+        Status::Running => ControlRequest::Signal { signal },
+        Status::Created => ControlRequest::Stop { timeout_secs: 0 },
+        Status::Exited => return Err(anyhow!("container not running")),
+    };
+    match control::call(&container.socket_path(), &request).await {
+        Ok(ControlReply::Error { message, .. }) => Err(anyhow!("{message}")),
+        Ok(_) => Ok(0),
+        Err(e) if live_supervisor(&container).is_none() => {
+            tracing::debug!("the container stopped while signalled: {e}");
+            Err(anyhow!("container not running"))
+        }
+        Err(e) => Err(anyhow!(
+            "container {}: its supervisor did not answer: {e}",
+            kill.id
+        )),
+    }
+}
