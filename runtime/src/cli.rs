@@ -74,6 +74,9 @@ pub enum Command {
     Network(NetworkCommand),
     /// List a container's published ports.
     Port(TopArgs),
+    /// A network's name server (started by hull itself).
+    #[command(name = "__netdns", hide = true)]
+    NetDns(NetDnsArgs),
     /// Supervise one container (started by hull itself).
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
@@ -236,6 +239,16 @@ pub struct SystemPruneArgs {
     /// Do not ask (hull never asks; accepted for docker compatibility).
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NetDnsArgs {
+    #[arg(long)]
+    pub netns: PathBuf,
+    #[arg(long)]
+    pub listen: std::net::Ipv4Addr,
+    #[arg(long)]
+    pub allocations: PathBuf,
 }
 
 #[derive(Debug, Args)]

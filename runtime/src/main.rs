@@ -56,6 +56,11 @@ fn main() {
             Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args).await,
             Command::Network(command) => commands::network(&cli, command),
             Command::Port(args) => commands::port(&cli, args),
+            Command::NetDns(args) => {
+                hull_runtime::network::dns::run(&args.netns, args.listen, &args.allocations)
+                    .map(|()| 0)
+                    .map_err(|e| anyhow::anyhow!("name server: {e}"))
+            }
             Command::Supervise(args) => commands::supervise(&cli, args).await,
             Command::Oci(args) => Ok(hull_runtime::oci_cli::main(
                 std::iter::once("hull oci".into())

@@ -147,6 +147,21 @@ fn containers_reach_each_other_by_name_and_address_and_the_host_through_a_publis
     assert_eq!(sums[1], &small[..16]);
     assert_eq!(sums[2], &small[..16]);
 
+    // A container started later is found by name from an earlier one,
+    // through the network's name server.
+    ok(&hull.hull(&["run", "-d", "--name", "later", IMAGE, "sleep", "600"]));
+    let resolved = ok(&hull.hull(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "ping -c1 -W5 later >/dev/null && echo found",
+    ]));
+    assert_eq!(resolved.trim(), "found");
+    let missing = hull.hull(&["exec", "web", "ping", "-c1", "-W2", "nobody-here"]);
+    assert!(!missing.status.success());
+    ok(&hull.hull(&["rm", "-f", "later"]));
+
     // From another network: no way through.
     ok(&hull.hull(&["network", "create", "other"]));
     let nets = ok(&hull.hull(&["network", "ls"]));

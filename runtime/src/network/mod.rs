@@ -7,12 +7,15 @@
 //! ```text
 //! <root>/networks/<name>.json          the definition (kept until `network rm`)
 //! <run dir>/networks/<name>.json       who has which address now
-//! <run dir>/networks/<name>.lock       flock'd around every change
+//! <run dir>/networks/<name>.dns        the network's name server process
 //! ```
+//!
+//! Every change happens under a flock of the run dir itself.
 //!
 //! The namespace is made when the first sandbox joins and deleted when the
 //! last one leaves (a host reboot wipes it with `/run`).
 
+pub mod dns;
 pub mod forward;
 mod netns;
 
@@ -23,6 +26,8 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::container::ProcessRef;
 use thiserror::Error;
 
 /// The network containers join unless told otherwise.
@@ -120,7 +125,8 @@ pub struct Attachment {
     pub tap: String,
     pub netns: PathBuf,
     pub mtu: u32,
-    /// The other members: (address, names).
+    /// The other members now: (address, names). Later ones are found
+    /// through the network's name server at the gateway.
     pub peers: Vec<(Ipv4Addr, Vec<String>)>,
 }
 
@@ -305,6 +311,9 @@ impl Networks {
             .ok_or_else(|| NetworkError::Full(name.into()))?;
         let namespace = self.namespace(&def.name);
         netns::ensure(&namespace, BRIDGE, &format!("{gateway}/{prefix}"))?;
+        if let Err(e) = self.ensure_dns(name, gateway) {
+            tracing::warn!("network {name}: no name server: {e}");
+        }
         let tap = tap_name(container_id);
         netns::add_tap(&namespace, &tap, BRIDGE)?;
         let peers = allocations
@@ -350,9 +359,66 @@ impl Networks {
             .by_ip
             .retain(|_, m| m.container_id != container_id);
         if allocations.by_ip.is_empty() {
+            self.stop_dns(name);
             netns::delete(&namespace);
         }
         let _ = self.write_allocations(name, &allocations);
+    }
+}
+
+impl Networks {
+    fn dns_path(&self, name: &str) -> PathBuf {
+        self.runtime.join(format!("{name}.dns"))
+    }
+
+    /// Starts the network's name server unless it runs. Under the lock.
+    fn ensure_dns(&self, name: &str, gateway: Ipv4Addr) -> std::io::Result<()> {
+        let running: Option<ProcessRef> = fs::read(self.dns_path(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if running.is_some_and(|p| p.is_alive()) {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.runtime)?;
+        let run_dir = self.runtime.parent().unwrap_or(Path::new("/"));
+        let mut command = std::process::Command::new(std::env::current_exe()?);
+        command
+            .arg("--run-dir")
+            .arg(run_dir)
+            .arg(dns::COMMAND)
+            .arg("--netns")
+            .arg(netns::path(&self.namespace(name)))
+            .arg("--listen")
+            .arg(gateway.to_string())
+            .arg("--allocations")
+            .arg(self.alloc_path(name))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                rustix::process::setsid()?;
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        let process = ProcessRef::of(child.id() as i32)
+            .ok_or_else(|| std::io::Error::other("the name server exited at once"))?;
+        let bytes = serde_json::to_vec(&process).map_err(std::io::Error::other)?;
+        fs::write(self.dns_path(name), bytes)
+    }
+
+    /// Stops the network's name server. Under the lock.
+    fn stop_dns(&self, name: &str) {
+        let running: Option<ProcessRef> = fs::read(self.dns_path(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(p) = running.filter(ProcessRef::is_alive) {
+            // SAFETY: kill of the pid whose start time says it is ours.
+            unsafe { libc::kill(p.pid, libc::SIGKILL) };
+        }
+        let _ = fs::remove_file(self.dns_path(name));
     }
 }
 

@@ -68,7 +68,7 @@ impl Joined {
                     names: names.clone(),
                 })
                 .collect(),
-            dns: Vec::new(),
+            dns: vec![a.gateway.to_string()],
         }
     }
 
