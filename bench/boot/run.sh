@@ -1,61 +1,70 @@
 #!/usr/bin/env bash
-# `hull run IMAGE true` next to a bare QEMU boot of the same kernel and
-# initramfs to /init (the agent, told of a channel that does not exist,
-# does its boot steps and powers off at once), so the runtime's own
-# overhead shows as a ratio.
+# Figure 1, start latency: `hull run --rm IMAGE true` (wall clock, and its
+# phases from HULL_TIMINGS), next to `podman run --rm` with runc of the
+# same image and a bare QEMU boot of the same kernel and initramfs (the
+# agent, told of a channel that does not exist, does its boot steps and
+# powers off at once). The three alternate, so load from the rest of the
+# machine hits them alike.
 #
-#   bench/boot/run.sh [N]      (make bench runs it; needs `make all images`)
+#   bench/boot/run.sh [N]     (bench/run.sh runs it; needs make all images)
 set -euo pipefail
-n=${1:-10}
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-hull=${HULL_BIN:-$top/build/bin/hull}
-kernel=${HULL_KERNEL:-$top/build/share/hull/vmlinux}
-initramfs=${HULL_INITRAMFS:-$top/build/share/hull/initramfs.cpio}
-archive=${HULL_TEST_IMAGES:-$top/build/images}/busybox.tar
-for f in "$hull" "$kernel" "$initramfs" "$archive"; do
-  [[ -e "$f" ]] || { echo "bench: $f is missing: run make all images" >&2; exit 1; }
-done
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export HULL_ROOT=$work/store HULL_RUN_DIR=$work/run HULL_HYPERVISOR=qemu HULL_KERNEL=$kernel HULL_INITRAMFS=$initramfs
+source "$(dirname "$0")/../lib.sh"
+n=${1:-$(quick_or_full 5 20)}
+fig=start
+bench_begin boot
+hull_load
+peers=1
+podman_setup || peers=
 
 khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2*1000; exit}' /proc/cpuinfo)
-bare_boot() {
+bare_boot() { # the same machine as hull's QEMU backend builds
   qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
     -machine q35,accel=tcg -cpu max -smp 1 -m 512 \
-    -kernel "$kernel" -initrd "$initramfs" \
+    -kernel "$HULL_KERNEL" -initrd "$HULL_INITRAMFS" \
     -append "console=ttyS0 reboot=t panic=-1 acpi=off quiet i8042.noaux i8042.nomux i8042.dumbkbd hull.channel=bench tsc_early_khz=$khz" \
-    -serial none >/dev/null 2>&1
+    -serial none </dev/null >/dev/null 2>&1
+}
+hull_true() { "$hull" run --rm "$bench_image" true; }
+podman_true() { podman_run --rm "localhost/$bench_image" true; }
+
+# Phase intervals from one HULL_TIMINGS file. Both the CLI and the
+# supervisor it spawns mark cli_start: the second one is the supervisor's
+# start. The last cli_exit is whichever of the two ends last. (The CLI's
+# supervisor_ready overlaps the supervisor's own phases; it is not used.)
+phases() { # FILE LAUNCH_US
+  awk -v launch="$2" '
+    $1 == "cli_start" && ("cli_start" in t) { $1 = "supervisor_start" }
+    !($1 in t) || $1 == "cli_exit" { t[$1] = $2 }
+    END {
+      n = split("launch cli_start image_resolved writable_layer_ready supervisor_start hypervisor_spawned agent_ready container_started container_exited cli_exit", k, " ")
+      split("hull process start|image resolve|disk ready (image disk, writable layer)|supervisor start|hypervisor spawn|guest kernel to agent ready|container start|container runs `true`|exit and teardown", name, "|")
+      t["launch"] = launch
+      for (i = 1; i < n; i++) {
+        if (!(k[i] in t) || !(k[i + 1] in t)) { print "missing phase " k[i + 1] > "/dev/stderr"; exit 1 }
+        printf "%s\t%.1f\n", name[i], (t[k[i + 1]] - t[k[i]]) / 1000
+      }
+    }' "$1"
 }
 
-"$hull" load -i "$archive" >/dev/null
-"$hull" run --rm hull-demo/busybox true   # converts the image once
-
-now_ms() { date +%s%3N; }
-timed() { # file command... : appends the command's wall time in ms
-  local file=$1; shift
-  local t0; t0=$(now_ms)
-  "$@"
-  echo $(( $(now_ms) - t0 )) >>"$file"
-}
-# Interleaved, so a change in machine load hits both sides alike.
-for _ in $(seq "$n"); do
-  timed "$work/hull.raw" "$hull" run --rm hull-demo/busybox true
-  timed "$work/bare.raw" bare_boot
+hull_true   # converts the image once, not counted
+if [[ -n $peers ]]; then podman_true; fi
+bare_boot
+for i in $(seq "$n"); do
+  t0=$(now_us)
+  HULL_TIMINGS=$work/timings.$i hull_true
+  sample $fig "hull run --rm" "wall ms" "$(ms_since "$t0")"
+  while IFS=$'\t' read -r phase ms; do
+    sample $fig "hull phase" "$phase ms" "$ms"
+  done < <(phases "$work/timings.$i" "$t0")
+  if [[ -n $peers ]]; then
+    t0=$(now_us); podman_true
+    sample $fig "podman run --rm (runc)" "wall ms" "$(ms_since "$t0")"
+  fi
+  t0=$(now_us); bare_boot
+  sample $fig "bare QEMU boot, same kernel+initramfs" "wall ms" "$(ms_since "$t0")"
 done
-sort -n "$work/hull.raw" >"$work/hull.times"
-sort -n "$work/bare.raw" >"$work/bare.times"
 
-stat_of() { # file -> "median min max"
-  awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%d %d %d\n", m, a[1], a[NR]}' "$1"
-}
-read -r hm hmin hmax < <(stat_of "$work/hull.times")
-read -r bm bmin bmax < <(stat_of "$work/bare.times")
-echo
-echo "boot benchmark: N=$n, QEMU TCG q35, $(basename "$kernel") $(stat -c %s "$kernel") bytes, initramfs $(stat -c %s "$initramfs") bytes"
-printf '%-44s %10s %10s %10s\n' "what" "median ms" "min ms" "max ms"
-printf '%-44s %10s %10s %10s\n' "hull run --rm hull-demo/busybox true" "$hm" "$hmin" "$hmax"
-printf '%-44s %10s %10s %10s\n' "bare qemu boot to /init, same kernel+initramfs" "$bm" "$bmin" "$bmax"
-awk -v h="$hm" -v b="$bm" 'BEGIN {printf "ratio hull / bare (median): %.2f; hull overhead: %d ms\n", h/b, h-b}'
+ratio $fig "hull / podman+runc" "hull run --rm|wall ms" "podman run --rm (runc)|wall ms"
+ratio $fig "hull / bare QEMU boot" "hull run --rm|wall ms" "bare QEMU boot, same kernel+initramfs|wall ms"
+note $fig "$n runs each, alternating; image $bench_image already converted; QEMU TCG q35, 1 vCPU, 512 MiB (hull's QEMU backend); guest kernel $(cat "$bench_top/build/share/hull/kernel-release" 2>/dev/null || basename "$HULL_KERNEL"), initramfs $(( $(stat -c %s "$HULL_INITRAMFS") / 1024 )) KiB"
+note $fig "phases from HULL_TIMINGS; hypervisor spawn ends when the QEMU process is spawned, so QEMU's own start-up falls in the guest-kernel phase"

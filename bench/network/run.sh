@@ -67,8 +67,7 @@ elif mode == "ping":
         t = time.perf_counter(); c.sendall(b"x" * 64); got = 0
         while got < 64: got += len(c.recv(64 - got))
         lat.append((time.perf_counter() - t) * 1e6)
-    lat.sort(); q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
-    print(f"{q(0):.0f} {q(0.5):.0f} {q(0.95):.0f} {q(0.99):.0f}")
+    print("\n".join(f"{v:.0f}" for v in lat))
 PY
 
 echo "bench/network: veth between two host namespaces" >&2
@@ -79,7 +78,7 @@ ip -n "$ns_a" link set "hb-a-$tag" up; ip -n "$ns_b" link set "hb-b-$tag" up
 ip netns exec "$ns_b" python3 "$py" sink 10.250.0.2 5001 & sink=$!
 veth_mbs=$(ip netns exec "$ns_a" python3 "$py" send 10.250.0.2 5001 "$mb"); wait $sink || true
 ip netns exec "$ns_b" python3 "$py" echo 10.250.0.2 5002 & echo_pid=$!
-veth_lat=$(ip netns exec "$ns_a" python3 "$py" ping 10.250.0.2 5002 "$trips"); kill $echo_pid 2>/dev/null || true
+ip netns exec "$ns_a" python3 "$py" ping 10.250.0.2 5002 "$trips" >"$work/veth.lat"; kill $echo_pid 2>/dev/null || true
 
 echo "bench/network: container → container ($mb MB)" >&2
 "$hull" run -d --name sink hull-demo/busybox sh -c 'nc -l -p 5000 > /dev/null' >/dev/null
@@ -100,13 +99,26 @@ echo "bench/network: $trips round trips through a published port" >&2
 port=$(free_port)
 "$hull" run -d --name echo -p "$port:7" hull-demo/busybox nc -l -p 7 -e cat >/dev/null
 sleep 2
-pub_lat=$(python3 "$py" ping 127.0.0.1 "$port" "$trips")
+python3 "$py" ping 127.0.0.1 "$port" "$trips" >"$work/pub.lat"
 "$hull" rm -f echo >/dev/null
 
+quantiles() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%d/%d/%d/%d", a[1], a[int(NR*0.5)+1], a[int(NR*0.95)], a[int(NR*0.99)]}'; }
 printf '\n%-46s %10s\n' "network, $mb MB bulk TCP" "MB/s"
 printf '%-46s %10s\n' "veth between two host namespaces (floor)" "$veth_mbs"
 printf '%-46s %10s\n' "hull container → container" "$c2c"
 printf '%-46s %10s\n' "host → hull published port → container" "$pub_mbs"
 printf '\n%-46s %28s\n' "$trips round trips of 64 B (µs)" "min / median / p95 / p99"
-printf '%-46s %28s\n' "veth between two host namespaces" "$(echo $veth_lat | tr ' ' '/')"
-printf '%-46s %28s\n' "host → hull published port → container" "$(echo $pub_lat | tr ' ' '/')"
+printf '%-46s %28s\n' "veth between two host namespaces" "$(quantiles "$work/veth.lat")"
+printf '%-46s %28s\n' "host → hull published port → container" "$(quantiles "$work/pub.lat")"
+
+# Samples for `make bench`'s report (bench/lib.sh's format).
+if [[ -n ${BENCH_SAMPLES:-} ]]; then
+  rec() { local IFS=$'\t'; echo "$*" >>"$BENCH_SAMPLES"; }
+  rec sample network "veth, two host namespaces" "MB/s ($mb MB)" "$veth_mbs"
+  rec sample network "hull container → container" "MB/s ($mb MB)" "$c2c"
+  rec sample network "host → hull published port" "MB/s ($mb MB)" "$pub_mbs"
+  while read -r v; do rec sample network "veth, two host namespaces" "round trip µs" "$v"; done <"$work/veth.lat"
+  while read -r v; do rec sample network "host → hull published port" "round trip µs" "$v"; done <"$work/pub.lat"
+  rec ratio network "published port / veth, round trip" "host → hull published port|round trip µs" "veth, two host namespaces|round trip µs"
+  rec note network "bulk numbers are one transfer each; under TCG the guest's CPU, not the path, is the limit"
+fi

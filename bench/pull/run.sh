@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
-# `hull pull` (download + verify + unpack + EROFS disk) of a ~200 MB Debian
-# root filesystem from a registry on 127.0.0.1, next to `skopeo copy` of
-# the same image into an OCI directory and `umoci unpack` of that, in one
-# run; then a second pull (must do no image work) and the disk next to an
-# ext4 image of the same tree.
+# Figure 5, image pull and conversion: `hull pull` (download + verify +
+# unpack + EROFS disk) of a ~200 MB Debian root filesystem from a registry
+# on 127.0.0.1, next to `podman pull` (download + unpack into overlay
+# storage) and `skopeo copy` into an OCI directory + `umoci unpack` of the
+# same image, alternating; a second `hull pull` (must do no image work);
+# and the EROFS disk next to an ext4 image of the same tree.
 #
-#   bench/pull/run.sh [N]      (make bench runs it; needs `make hull`)
+#   bench/pull/run.sh [N]      (bench/run.sh runs it; needs make hull deps)
 #
 # The image is made once with `debootstrap --variant=minbase bookworm`
 # (Debian's mirror) and umoci, in two layers (/usr/share apart from the
 # rest), and cached under ~/.cache/hull/bench/.
 set -euo pipefail
-n=${1:-3}
-here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-hull=${HULL_BIN:-$top/build/bin/hull}
-[[ -x "$hull" ]] || { echo "bench: $hull is missing: run make hull" >&2; exit 1; }
+source "$(dirname "$0")/../lib.sh"
+n=${1:-$(quick_or_full 3 10)}
+need "$hull"
 for tool in docker-registry skopeo umoci debootstrap mkfs.ext4 mkfs.erofs; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing: run make deps" >&2; exit 1; }
 done
@@ -51,19 +50,17 @@ if [[ ! -f $layout/index.json ]]; then
   rm -rf "$tmp"
 fi
 
-work=$(mktemp -d)
+bench_begin pull
+peers=1
+podman_setup || peers=
 registry_pid=
-cleanup() {
-  # Keep the script's own status: waiting on the killed registry gives 143.
-  local status=$?
+stop_registry() {
   if [[ -n $registry_pid ]]; then
     kill "$registry_pid" 2>/dev/null
     wait "$registry_pid" 2>/dev/null || true
   fi
-  rm -rf "$work"
-  exit "$status"
 }
-trap cleanup EXIT
+bench_cleanup_hooks+=(stop_registry)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 addr=127.0.0.1:$port
 cat >"$work/registry.yml" <<EOF
@@ -84,71 +81,62 @@ for _ in $(seq 100); do curl -sf "http://$addr/v2/" >/dev/null && break; sleep 0
 image=$addr/bench/debian:1
 skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:debian" "docker://$image"
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
-: >"$work/pull" ; : >"$work/unpack" ; : >"$work/build" ; : >"$work/skopeo" ; : >"$work/umoci" ; : >"$work/both" ; : >"$work/again"
+fig=pull
+hull_series="hull pull (download, verify, unpack, EROFS disk)"
+podman_series="podman pull (download, unpack to overlay)"
+skopeo_series="skopeo copy + umoci unpack"
 sync
 for i in $(seq "$n"); do
   export HULL_ROOT=$work/store$i
-  t0=$(now_ms)
-  HULL_LOG=hull_runtime::image=info "$hull" pull --plain-http "$image" >/dev/null 2>"$work/pull$i.log"
-  t1=$(now_ms)
-  echo $((t1 - t0)) >>"$work/pull"
-  sed 's/\x1b\[[0-9;]*m//g' "$work/pull$i.log" >"$work/pull$i.txt"
-  { grep -o 'unpack_ms=[0-9]*' "$work/pull$i.txt" || echo unpack_ms=0; } | cut -d= -f2 >>"$work/unpack"
-  { grep -o ' ms=[0-9]*' "$work/pull$i.txt" || echo ms=0; } | cut -d= -f2 >>"$work/build"
-  t0=$(now_ms)
+  t0=$(now_us)
+  HULL_LOG=hull_runtime::image=info "$hull" pull --plain-http "$image" >/dev/null 2>"$work/pull.log"
+  sample $fig "$hull_series" "wall ms" "$(ms_since "$t0")"
+  sed 's/\x1b\[[0-9;]*m//g' "$work/pull.log" >"$work/pull.txt"
+  unpack=$(grep -o 'unpack_ms=[0-9]*' "$work/pull.txt" | cut -d= -f2 | head -1 || true)
+  build=$(grep -o ' ms=[0-9]*' "$work/pull.txt" | cut -d= -f2 | head -1 || true)
+  if [[ -n $unpack && -n $build ]]; then
+    sample $fig "hull pull, of which unpacking the layers" "ms" "$unpack"
+    sample $fig "hull pull, of which mkfs.erofs" "ms" "$((build - unpack))"
+  fi
+  t0=$(now_us)
   "$hull" pull --plain-http "$image" >/dev/null
-  t1=$(now_ms)
-  echo $((t1 - t0)) >>"$work/again"
+  sample $fig "second hull pull (no image work)" "wall ms" "$(ms_since "$t0")"
 
-  t0=$(now_ms)
+  if [[ -n $peers ]]; then
+    t0=$(now_us)
+    podman pull -q --tls-verify=false "$image" >/dev/null
+    sample $fig "$podman_series" "wall ms" "$(ms_since "$t0")"
+    podman rmi -a -f >/dev/null
+  fi
+
+  t0=$(now_us)
   skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$image" "oci:$work/sk$i:debian"
-  t1=$(now_ms)
+  t1=$(now_us)
   umoci unpack --image "$work/sk$i:debian" "$work/bundle$i" >/dev/null
-  t2=$(now_ms)
-  echo $((t1 - t0)) >>"$work/skopeo"
-  echo $((t2 - t1)) >>"$work/umoci"
-  echo $((t2 - t0)) >>"$work/both"
+  t2=$(now_us)
+  sample $fig "$skopeo_series" "wall ms" "$(( (t2 - t0) / 1000 ))"
+  sample $fig "skopeo copy docker:// → oci:" "ms" "$(( (t1 - t0) / 1000 ))"
+  sample $fig "umoci unpack" "ms" "$(( (t2 - t1) / 1000 ))"
   rm -rf "$work/sk$i"
-  [[ $i -lt $n ]] && rm -rf "$work/store$i" "$work/bundle$i"
+  if [[ $i -lt $n ]]; then rm -rf "$work/store$i" "$work/bundle$i"; fi
 done
+ratio $fig "hull pull / podman pull" "$hull_series|wall ms" "$podman_series|wall ms"
+ratio $fig "hull pull / skopeo + umoci" "$hull_series|wall ms" "$skopeo_series|wall ms"
 
 # Disk format, on the last unpacked tree: EROFS (what hull builds) vs ext4.
 tree=$work/bundle$n/rootfs
 disk=$(ls "$work/store$n"/disks/*.erofs)
-t0=$(now_ms)
+t0=$(now_us)
 mkfs.erofs --quiet "$work/again.erofs" "$tree"
-t1=$(now_ms)
+sample $fig "mkfs.erofs of the tree (hull's disk)" "ms" "$(ms_since "$t0")"
 kib=$(du -sk "$tree" | cut -f1)
 size_mb=$(( kib * 13 / 10 / 1024 + 64 ))
-mkfs.ext4 -q -O ^has_journal -d "$tree" "$work/disk.ext4" "${size_mb}M"
-t2=$(now_ms)
-
-gz_mb=$(du -cb "$layout"/blobs/sha256/* | tail -1 | awk '{printf "%.1f", $1/1048576}')
-tree_mb=$(awk -v k="$kib" 'BEGIN {printf "%.1f", k/1024}')
-mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN {printf "%.1f", b/1048576}'; }
-alloc() { awk -v k="$(du -k "$1" | cut -f1)" 'BEGIN {printf "%.1f", k/1024}'; }
-pull=$(median <"$work/pull"); unpack=$(median <"$work/unpack"); build=$(median <"$work/build")
-sk=$(median <"$work/skopeo"); um=$(median <"$work/umoci"); both=$(median <"$work/both")
-again=$(median <"$work/again")
-
-echo
-echo "## hull pull vs skopeo copy + umoci unpack (median of $n, ms; image: debootstrap minbase, $tree_mb MB tree, $gz_mb MB of blobs, 2 layers)"
-echo
-echo "| step | ms |"
-echo "|---|---|"
-echo "| hull pull (download+verify, unpack, EROFS disk) | $pull |"
-echo "|   of which unpacking the layers (decompress, apply, diff ids) | $unpack |"
-echo "|   of which mkfs.erofs | $((build - unpack)) |"
-echo "| skopeo copy docker:// → oci: | $sk |"
-echo "| umoci unpack | $um |"
-echo "| skopeo + umoci | $both |"
-echo "| second hull pull of the same image (no image work) | $again |"
-echo
-echo "## disk of the same tree"
-echo
-echo "| format | build ms | file MB | allocated MB |"
-echo "|---|---|---|---|"
-echo "| EROFS (hull's) | $((t1 - t0)) | $(mb "$disk") | $(alloc "$disk") |"
-echo "| ext4, no journal (mkfs.ext4 -d) | $((t2 - t1)) | $(mb "$work/disk.ext4") | $(alloc "$work/disk.ext4") |"
+t0=$(now_us)
+mkfs.ext4 -q -O ^has_journal -d "$tree" "$work/disk.ext4" "${size_mb}M" 2>"$work/mkfs.err" \
+  || { cat "$work/mkfs.err" >&2; exit 1; }
+sample $fig "mkfs.ext4 -d of the tree, no journal" "ms" "$(ms_since "$t0")"
+allocated_mib() { awk -v k="$(du -k "$1" | cut -f1)" 'BEGIN {printf "%.1f", k / 1024}'; }
+sample $fig "EROFS disk (hull's)" "allocated MiB" "$(allocated_mib "$disk")"
+sample $fig "ext4 disk of the same tree" "allocated MiB" "$(allocated_mib "$work/disk.ext4")"
+gz_mib=$(du -cb "$layout"/blobs/sha256/* | tail -1 | awk '{printf "%.1f", $1 / 1048576}')
+note $fig "$n runs each, alternating; image: debootstrap minbase bookworm, $((kib / 1024)) MiB tree, $gz_mib MiB of blobs, 2 layers, served by docker-registry on 127.0.0.1"

@@ -1,15 +1,20 @@
-#!/bin/sh
-# hull-vmm benchmark: N runs of a stand-in guest that writes one byte to
-# the serial port and resets, under hull-vmm and under QEMU microvm, and
-# the RSS of each VMM while an idle stand-in guest runs.
-# Usage: bench/vmm/run.sh [N]   (default N=20; needs gcc, python3, and
-# qemu-system-x86_64 for the comparison column)
-set -eu
-N=${1:-20}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cargo build --release -q -p hull-vmm --manifest-path "$root/Cargo.toml"
-target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-sh "$root/tests/standin-guests/build.sh" "$work" >/dev/null
-exec python3 "$root/bench/vmm/measure.py" "$N" "$target/release/hull-vmm" "$work"
+#!/usr/bin/env bash
+# Figure 2, VMM overhead: a stand-in guest (tests/standin-guests/bench.S:
+# one byte to the serial port, then reset) under hull-vmm and under QEMU
+# microvm on this host's KVM; launch -> first guest byte, launch -> exit,
+# and RSS/PSS with an idle stand-in guest. measure.py does the measuring.
+#
+#   bench/vmm/run.sh [N]     (bench/run.sh runs it; needs make vmm, gcc)
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+n=${1:-$(quick_or_full 20 100)}
+rss_runs=$(quick_or_full 3 10)
+vmm=${HULL_VMM_BIN:-$bench_top/target/release/hull-vmm}
+need "$vmm"
+[[ -r /dev/kvm && -w /dev/kvm ]] || { echo "bench: no usable /dev/kvm: the VMM figure needs KVM" >&2; exit 1; }
+bench_begin vmm
+sh "$bench_top/tests/standin-guests/build.sh" "$work/guests" >/dev/null
+python3 "$bench_top/bench/vmm/measure.py" "$n" "$rss_runs" "$vmm" "$work/guests" "$BENCH_SAMPLES"
+ratio vmm "hull-vmm / QEMU microvm, first byte" "hull-vmm|launch to first guest byte ms" "QEMU microvm -enable-kvm|launch to first guest byte ms"
+ratio vmm "hull-vmm / QEMU microvm, RSS" "hull-vmm|RSS MiB, idle guest" "QEMU microvm -enable-kvm|RSS MiB, idle guest"
+note vmm "$n runs each, alternating, 64 MiB guests; memory: $rss_runs runs, 0.3 s after the idle guest's first byte; KVM here: $(kvm_kind)"

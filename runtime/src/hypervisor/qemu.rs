@@ -119,7 +119,9 @@ impl Hypervisor for Qemu {
             ])
             .args([
                 "-device",
-                &format!("virtio-net-pci,netdev=net0,mac={}", nic.mac),
+                // No option ROM: nothing here network-boots (and hosts
+                // may not ship QEMU's ROM files).
+                &format!("virtio-net-pci,netdev=net0,mac={},romfile=", nic.mac),
             ]);
         }
         cmd.args(["-device", "virtio-serial-pci,id=vser"])
@@ -182,7 +184,7 @@ mod tests {
         assert!(joined.contains("socket,id=agent,path=/run/hull/abc/agent.sock"));
         assert!(joined.contains("hull.channel=serial"));
         assert!(joined.contains("tap,id=net0,ifname=tapabc,script=no,downscript=no"));
-        assert!(joined.contains("virtio-net-pci,netdev=net0,mac=02:42:0a:59:00:02"));
+        assert!(joined.contains("virtio-net-pci,netdev=net0,mac=02:42:0a:59:00:02,romfile="));
         assert_eq!(
             launch.agent_socket,
             PathBuf::from("/run/hull/abc/agent.sock")

@@ -11,6 +11,15 @@ use super::Sandbox;
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Sandbox {
+    /// Kills the VM at once (no clean power-off) and removes its directory.
+    pub async fn destroy(mut self) {
+        self.client.take();
+        if let Some(vm) = self.vm.as_mut() {
+            vm.kill().await;
+        }
+        self.vm = None;
+    }
+
     pub async fn delete(mut self) {
         if let Some(client) = self.client.take() {
             client.notify(Request::Shutdown);
