@@ -21,9 +21,9 @@ export HULL_TEST_IMAGES := $(IMAGES)
 export HULL_TESTHOST_KERNEL := $(BUILD)/testhost/vmlinux
 export HULL_VMM_BIN := $(CURDIR)/target/release/hull-vmm
 
-.PHONY: all deps kernel testhost-kernel agent initramfs hull vmm images demo test lint unit e2e bench bench-deps clean
+.PHONY: all deps kernel testhost-kernel agent initramfs hull shim vmm images demo test lint unit e2e bench bench-deps clean
 
-all: kernel initramfs hull vmm
+all: kernel initramfs hull shim vmm
 
 deps:
 	@scripts/install-deps.sh
@@ -51,6 +51,14 @@ hull:
 	$(CARGO) build --release -p hull-runtime
 	@mkdir -p $(BIN)
 	@install -m 0755 target/release/hull $(BIN)/hull
+	@ln -sf hull $(BIN)/hull-runc
+
+# containerd's runtime v2 shim (`ctr run --runtime io.containerd.hull.v2`);
+# it runs `hull` from its own directory.
+shim:
+	$(CARGO) build --release -p hull-shim
+	@mkdir -p $(BIN)
+	@install -m 0755 target/release/containerd-shim-hull-v2 $(BIN)/containerd-shim-hull-v2
 
 vmm:
 	$(CARGO) build --release -p hull-vmm

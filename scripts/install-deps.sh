@@ -11,6 +11,8 @@ packages=(
   # pull tests: a real registry on loopback, htpasswd for its Basic auth,
   # raw pushes, zstd layers; the pull benchmark's Debian image
   docker-registry apache2-utils curl zstd debootstrap
+  # the ecosystem tests: real containerd (ctr, its runc shim) and podman
+  containerd podman runc conmon
 )
 missing=()
 for pkg in "${packages[@]}"; do

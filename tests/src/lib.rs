@@ -5,6 +5,7 @@
 //! they are. Run outside `make`, a test fails saying what is missing rather
 //! than passing quietly.
 
+pub mod ecosystem;
 pub mod registry;
 pub mod testhost;
 

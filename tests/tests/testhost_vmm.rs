@@ -404,3 +404,48 @@ fn a_triple_fault_is_one_clear_error() {
         run.describe()
     );
 }
+
+#[test]
+fn a_container_on_a_hull_network_reaches_the_test_host_and_serves_a_published_port() {
+    // The listener runs in the test host inside the network's namespace
+    // (at the gateway): the container reaches it over its tap and the
+    // bridge; the test host reaches the container through `-p`.
+    let run = with_image(&format!(
+        r#"{SHOW_CONSOLE}
+hull run -d --name srv -p 8080:80 hull-demo/busybox sh -c 'mkdir -p /www && echo served-over-the-tap >/www/f && exec httpd -f -p 80 -h /www' >/dev/null || {{ echo run-failed; show_console; }}
+ns=$(/usr/sbin/ip netns list | grep '^hull-net-' | cut -d' ' -f1)
+echo "netns=$ns"
+/usr/sbin/ip netns exec "$ns" nc -l -p 9090 >/tmp/received &
+sleep 0.3
+hull exec srv sh -c 'echo hello-from-the-container | nc 10.89.0.1 9090' && echo exec-ok=yes
+sleep 0.5
+echo "received=$(cat /tmp/received)"
+i=0; until wget -q -O /tmp/got http://127.0.0.1:8080/f 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
+echo "published=$(cat /tmp/got 2>/dev/null)"
+hull rm -f srv >/dev/null
+echo "netns-left=[$(/usr/sbin/ip netns list | grep '^hull-net-')]"
+echo "vmms=[$(pidof hull-vmm)]"
+"#
+    ));
+    run.assert_passed();
+    assert!(
+        run.value("netns").is_some_and(|n| !n.is_empty()),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.value("exec-ok"), Some("yes"), "{}", run.describe());
+    assert_eq!(
+        run.value("received"),
+        Some("hello-from-the-container"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.value("published"),
+        Some("served-over-the-tap"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.value("netns-left"), Some("[]"), "{}", run.describe());
+    assert_eq!(run.value("vmms"), Some("[]"), "{}", run.describe());
+}

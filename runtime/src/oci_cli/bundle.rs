@@ -275,7 +275,9 @@ mod tests {
         assert!(check_executable(r, &process(&["/bin/sh", "-c", "x"], &[])).is_ok());
         assert!(check_executable(r, &process(&["busybox"], &[])).is_ok());
         let missing = check_executable(r, &process(&["nope"], &[])).unwrap_err();
-        assert!(missing.to_string().contains("executable file not found in $PATH"));
+        assert!(missing
+            .to_string()
+            .contains("executable file not found in $PATH"));
         assert!(check_executable(r, &process(&["/bin/nope"], &[])).is_err());
     }
 

@@ -1,7 +1,7 @@
 //! `create`: a record, the rootfs disk and writable layer, and a
 //! supervisor in runc mode that boots the VM and waits for `start`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{anyhow, Context, Result};
@@ -40,28 +40,40 @@ impl BundleInfo {
 
 pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
     close_inherited_fds();
-    let bundle = Bundle::load(&create.bundle)?;
+    let container = prepare(&args.root, &create.bundle, &create.id)?;
+    let all = containers(args);
+    match console_and_spawn(args, create, &container) {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            all.remove(&container);
+            Err(e)
+        }
+    }
+}
+
+/// Makes the record of container `id` under `root` from the bundle at
+/// `bundle_dir`: the guest's spec, the rootfs disk and the writable layer.
+/// Nothing is left behind if it fails.
+pub fn prepare(root: &Path, bundle_dir: &Path, id: &str) -> Result<Container> {
+    let bundle = Bundle::load(bundle_dir)?;
     if let Some(process) = bundle.spec.process() {
         bundle::check_executable(&bundle.rootfs, process)?;
     }
-    let all = containers(args);
-    std::fs::create_dir_all(&args.root)
-        .with_context(|| format!("create {}", args.root.display()))?;
-    if all
-        .find(&create.id)
-        .is_ok_and(|c| c.config.name == create.id)
-    {
-        return Err(anyhow!("container with id {} already exists", create.id));
+    let all = Containers::new(root);
+    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    if all.find(id).is_ok_and(|c| c.config.name == id) {
+        return Err(anyhow!("container with id {id} already exists"));
     }
     let assets = GuestAssets::locate(None, None)?;
-    let id = sandbox::new_id().context("generate a container id")?;
+    let hull_id = sandbox::new_id().context("generate a container id")?;
     let spec = bundle::guest_spec(&bundle.spec);
     let process = spec.process().clone().unwrap_or_default();
     let memory_mib = bundle::vm_memory_mib(&spec, DEFAULT_VM_MEMORY_MIB, GUEST_OVERHEAD_MIB);
-    let scratch_dir = scratch::sandboxes_dir(&args.root).join(&id[..12]);
+    let short = hull_id[..12].to_string();
+    let scratch_dir = scratch::sandboxes_dir(root).join(&short);
     let config = ContainerConfig {
-        id: id.clone(),
-        name: create.id.clone(),
+        id: hull_id.clone(),
+        name: id.to_string(),
         created: now_nanos(),
         image: bundle.dir.display().to_string(),
         image_id: String::new(),
@@ -70,7 +82,7 @@ pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
         spec,
         // Empty: the agent uses the spec's numeric uid and gid.
         user: String::new(),
-        rootfs_disk: args.root.join(&id[..12]).join(ROOTFS_DISK),
+        rootfs_disk: root.join(&short).join(ROOTFS_DISK),
         fs_type: "erofs".into(),
         scratch_disk: scratch_dir.join(scratch::DISK_FILE),
         scratch_dir,
@@ -86,8 +98,8 @@ pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
         ports: Vec::new(),
     };
     let container = all.create(config)?;
-    match prepare_and_spawn(args, create, &bundle, &all, &container) {
-        Ok(()) => Ok(0),
+    match make_disks(root, &bundle, &container) {
+        Ok(()) => Ok(container),
         Err(e) => {
             all.remove(&container);
             Err(e)
@@ -95,13 +107,7 @@ pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
     }
 }
 
-fn prepare_and_spawn(
-    args: &RuncArgs,
-    create: &CreateArgs,
-    bundle: &Bundle,
-    all: &Containers,
-    container: &Container,
-) -> Result<()> {
+fn make_disks(root: &Path, bundle: &Bundle, container: &Container) -> Result<()> {
     let info = BundleInfo {
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
@@ -113,7 +119,22 @@ fn prepare_and_spawn(
     .context("record the bundle")?;
     crate::image::build_erofs(&bundle.rootfs, &container.config.rootfs_disk)
         .with_context(|| format!("make a disk of {}", bundle.rootfs.display()))?;
-    scratch::create(&args.root, container.short_id())?;
+    scratch::create(root, container.short_id())?;
+    Ok(())
+}
+
+/// Starts the supervisor of a prepared container in runc mode with
+/// `stdio` as the container's; `hull` is the binary that supervises.
+pub fn spawn_supervisor(
+    hull: &Path,
+    root: &Path,
+    container: &Container,
+    stdio: [Stdio; 3],
+) -> Result<std::process::Child> {
+    launch::spawn_runc(hull, root, root, container, stdio)
+}
+
+fn console_and_spawn(args: &RuncArgs, create: &CreateArgs, container: &Container) -> Result<()> {
     let stdio = match &create.console_socket {
         Some(socket) => {
             let slave = console::send_pty(socket)?;
@@ -125,7 +146,8 @@ fn prepare_and_spawn(
         }
         None => [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
     };
-    let supervisor = launch::spawn_runc(all.run_dir(), all.run_dir(), container, stdio)?;
+    let hull = std::env::current_exe().context("find the hull binary")?;
+    let supervisor = spawn_supervisor(&hull, &args.root, container, stdio)?;
     if let Some(path) = &create.pid_file {
         if let Err(e) = write_pid_file(path, supervisor.id()) {
             kill_supervisor(container, supervisor);

@@ -2,13 +2,14 @@
 //! started), waits for its supervisor to be gone, and removes everything
 //! of it: record, rootfs disk, writable layer, sockets.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 
 use super::args::{DeleteArgs, RuncArgs};
-use super::{await_gone, containers, find, live_supervisor};
-use crate::container::Status;
+use super::{await_gone, find, live_supervisor};
+use crate::container::{Container, Containers, Status};
 use crate::supervisor::control::{self, ControlRequest};
 
 /// How long a supervisor gets to power its VM off and record the exit.
@@ -21,21 +22,27 @@ pub async fn delete(args: &RuncArgs, delete: &DeleteArgs) -> Result<i32> {
         Err(_) if delete.force => return Ok(0),
         Err(e) => return Err(e),
     };
-    if let Some(supervisor) = live_supervisor(&container) {
-        let running = container.recorded_state().status() == Status::Running;
-        if running && !delete.force {
-            return Err(anyhow!(
-                "cannot delete container {} that is not stopped: running",
-                delete.id
-            ));
-        }
+    let running = container.recorded_state().status() == Status::Running;
+    if running && live_supervisor(&container).is_some() && !delete.force {
+        return Err(anyhow!(
+            "cannot delete container {} that is not stopped: running",
+            delete.id
+        ));
+    }
+    remove(&args.root, &container).await;
+    Ok(0)
+}
+
+/// Stops the container if its supervisor is alive, waits for that to be
+/// gone, and removes everything of it.
+pub async fn remove(root: &Path, container: &Container) {
+    if let Some(supervisor) = live_supervisor(container) {
         let socket = container.socket_path();
         let stop = control::call(&socket, &ControlRequest::Stop { timeout_secs: 0 });
         if let Err(e) = tokio::time::timeout(STOP_PATIENCE, stop).await {
-            tracing::warn!("container {}: stop: {e}", delete.id);
+            tracing::warn!("container {}: stop: {e}", container.config.name);
         }
         await_gone(supervisor, Duration::from_secs(5)).await;
     }
-    containers(args).remove(&container);
-    Ok(0)
+    Containers::new(root).remove(container);
 }

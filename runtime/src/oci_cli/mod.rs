@@ -41,6 +41,9 @@ use anyhow::{anyhow, Result};
 use clap::Parser;
 
 pub use args::{RuncArgs, RuncCommand, DEFAULT_ROOT};
+pub use create::{prepare, spawn_supervisor};
+pub use delete::remove;
+pub use state::status;
 
 use crate::container::{Container, Containers, ProcessRef};
 
@@ -164,7 +167,12 @@ fn containers(args: &RuncArgs) -> Containers {
 
 /// The container the caller calls `id` (runc ids are hull names).
 fn find(args: &RuncArgs, id: &str) -> Result<Container> {
-    match containers(args).find(id) {
+    find_in(&args.root, id)
+}
+
+/// The container called `id` under `root`.
+pub fn find_in(root: &Path, id: &str) -> Result<Container> {
+    match Containers::new(root).find(id) {
         Ok(c) if c.config.name == id => Ok(c),
         _ => Err(anyhow!("container {id} does not exist")),
     }
@@ -172,7 +180,7 @@ fn find(args: &RuncArgs, id: &str) -> Result<Container> {
 
 /// Whether a process is gone for good: exited, or a zombie its parent (the
 /// caller, a subreaper) has not reaped yet.
-fn gone(process: &ProcessRef) -> bool {
+pub fn gone(process: &ProcessRef) -> bool {
     if !process.is_alive() {
         return true;
     }
@@ -186,7 +194,7 @@ fn gone(process: &ProcessRef) -> bool {
 }
 
 /// The container's supervisor while it is alive.
-fn live_supervisor(container: &Container) -> Option<ProcessRef> {
+pub fn live_supervisor(container: &Container) -> Option<ProcessRef> {
     container.recorded_state().supervisor.filter(|p| !gone(p))
 }
 

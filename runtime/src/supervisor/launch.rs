@@ -29,14 +29,17 @@ pub fn spawn(
         .context("create the supervisor log")?;
     let stdio = [Stdio::null(), Stdio::null(), Stdio::from(log)];
     let extra: &[&str] = if wait_attach { &["--wait-attach"] } else { &[] };
-    spawn_with(root, run_dir, container, extra, stdio)
+    let hull = std::env::current_exe().context("find the hull binary")?;
+    spawn_with(&hull, root, run_dir, container, extra, stdio)
 }
 
 /// Spawns the supervisor of `container` in runc mode with `stdio` (stdin,
 /// stdout, stderr) as the container's, and waits until its control socket
-/// accepts connections. The supervisor outlives the caller, which is meant
-/// to exit and leave it to the nearest subreaper.
+/// accepts connections. `hull` is the binary to run (the containerd shim
+/// is another one). The supervisor outlives a `hull-runc` caller, which
+/// leaves it to the nearest subreaper.
 pub fn spawn_runc(
+    hull: &Path,
     root: &Path,
     run_dir: &Path,
     container: &Container,
@@ -44,18 +47,18 @@ pub fn spawn_runc(
 ) -> Result<Child> {
     std::fs::File::create(container.dir.join("supervisor.log"))
         .context("create the supervisor log")?;
-    spawn_with(root, run_dir, container, &["--runc"], stdio)
+    spawn_with(hull, root, run_dir, container, &["--runc"], stdio)
 }
 
 fn spawn_with(
+    hull: &Path,
     root: &Path,
     run_dir: &Path,
     container: &Container,
     extra: &[&str],
     stdio: [Stdio; 3],
 ) -> Result<Child> {
-    let exe = std::env::current_exe().context("find the hull binary")?;
-    let mut command = Command::new(exe);
+    let mut command = Command::new(hull);
     // The same binary may also be installed as `hull-runc`, which picks
     // its command line by its name.
     command.arg0("hull");

@@ -146,6 +146,22 @@ pub async fn supervise(
     } else {
         None
     };
+    // One supervisor per container: two `hull start`s racing must not
+    // boot two VMs on one writable layer.
+    let me = ProcessRef::of_self();
+    let claimed = container.update(|s| match s.supervisor {
+        Some(other) if other != me && other.is_alive() => false,
+        _ => {
+            s.supervisor = Some(me);
+            // Booting: no longer the exited container of a past boot.
+            s.status = Some(Status::Created);
+            true
+        }
+    });
+    if !matches!(claimed, Ok(true)) {
+        tracing::error!("the container already has a supervisor");
+        return 125;
+    }
     let socket = container.socket_path();
     let _ = std::fs::remove_file(&socket);
     let listener = match UnixListener::bind(&socket) {
@@ -160,7 +176,6 @@ pub async fn supervise(
         }
     };
     let _ = container.update(|s| {
-        s.supervisor = Some(ProcessRef::of_self());
         s.error = None;
         s.exit_code = None;
         s.oom_killed = false;
@@ -402,10 +417,10 @@ async fn boot_and_run(
                         let _ = tx.send(status);
                     }
                 }
-                None => break Err(None),
+                None => break Err(Some(sandbox_gone(&sandbox))),
             },
             status = sandbox.wait_vm() => break Err(Some(sandbox.vm_gone_reason(status))),
-            _ = shared.kill_vm.notified() => break Err(Some("the VM was powered off".into())),
+            _ = shared.kill_vm.notified() => break Err(POWERED_OFF),
         }
     };
     shared.client.send_replace(None);
@@ -419,6 +434,17 @@ async fn boot_and_run(
             Outcome {
                 exit_code: status.shell_code(),
                 oom_killed,
+                error: None,
+                started: true,
+            }
+        }
+        Err(POWERED_OFF) => {
+            // `stop` ran out of patience, or `rm -f`: as a SIGKILL would.
+            sandbox.destroy().await;
+            io::join(pumps).await;
+            Outcome {
+                exit_code: 128 + libc::SIGKILL,
+                oom_killed: false,
                 error: None,
                 started: true,
             }
@@ -438,6 +464,9 @@ async fn boot_and_run(
     lock(&shared.exec_exits).clear();
     outcome
 }
+
+/// The main task's ending when the VM is powered off on purpose.
+const POWERED_OFF: Option<String> = None;
 
 fn sandbox_gone(sandbox: &Sandbox) -> String {
     sandbox.vm_gone_reason(None)
@@ -621,7 +650,13 @@ async fn stop(shared: &Arc<Shared>, grace: Duration) {
                 .is_ok()
         }
     };
-    if !grace.is_zero() && signal_main(libc::SIGTERM) && done(&mut outcome, grace).await {
+    if grace.is_zero() {
+        // `rm -f`, `stop -t 0`: nothing in the VM needs to be asked.
+        shared.kill_vm.notify_one();
+        let _ = outcome.wait_for(Option::is_some).await;
+        return;
+    }
+    if signal_main(libc::SIGTERM) && done(&mut outcome, grace).await {
         return;
     }
     if signal_main(libc::SIGKILL) && done(&mut outcome, KILL_GRACE).await {

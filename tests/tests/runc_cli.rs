@@ -1,0 +1,529 @@
+//! hull's runc-compatible CLI (`hull-runc`) end to end: driven directly
+//! the way a shim drives runc, then by the real clients from Debian —
+//! containerd's runc shim (`ctr run --runc-binary`) and podman
+//! (`--runtime`) — each booting real QEMU guests.
+//!
+//! The callers of a runc are subreapers that wait on the pid in
+//! `--pid-file`; this test process plays that part (see
+//! `hull_tests::ecosystem`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use hull_tests::ecosystem::{
+    become_subreaper, eventually, ok, reap, reap_orphans, records, temp_dir, timed, Containerd,
+};
+use hull_tests::{artifact, image_archive, processes_mentioning, stderr, stdout};
+
+const IMAGE: &str = "hull-demo/busybox:latest";
+
+fn hull_runc() -> PathBuf {
+    let bin = artifact("HULL_BIN");
+    let runc = bin.with_file_name("hull-runc");
+    assert!(
+        runc.exists(),
+        "{} is missing: run `make hull`",
+        runc.display()
+    );
+    runc
+}
+
+/// A bundle of the busybox test image (umoci's runtime config), with
+/// `args` as the process.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(args: &[&str]) -> Self {
+        let dir = temp_dir("bundle");
+        let layout = dir.path().join("oci");
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", "--insecure-policy"])
+            .arg(format!(
+                "oci-archive:{}",
+                image_archive("busybox.tar").display()
+            ))
+            .arg(format!("oci:{}:latest", layout.display()))
+            .output()
+            .expect("run skopeo");
+        ok(&out);
+        let out = Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:latest", layout.display()))
+            .arg(dir.path().join("bundle"))
+            .output()
+            .expect("run umoci");
+        ok(&out);
+        let bundle = Self { dir };
+        bundle.set_process(args);
+        bundle
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn set_process(&self, args: &[&str]) {
+        let file = self.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        config["process"]["args"] = serde_json::json!(args);
+        config["process"]["terminal"] = serde_json::json!(false);
+        std::fs::write(&file, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+}
+
+/// One hull-runc installation: its own root and log.
+struct Runc {
+    root: tempfile::TempDir,
+}
+
+impl Runc {
+    fn new() -> Self {
+        become_subreaper();
+        Self {
+            root: temp_dir("runc"),
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.root.path().join("runc.log")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(hull_runc());
+        cmd.arg("--root")
+            .arg(self.root.path().join("state"))
+            .arg("--log")
+            .arg(self.log())
+            .args(["--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run hull-runc")
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&ok(&self.run(&["state", id]))).expect("state prints JSON")
+    }
+
+    /// `create` with piped stdio; returns the supervisor's pid and the
+    /// container's stdin, stdout and stderr.
+    fn create(&self, bundle: &Bundle, id: &str) -> (i32, Container) {
+        let pid_file = self.root.path().join(format!("{id}.pid"));
+        let mut child = self
+            .command(&["create", "--bundle"])
+            .arg(bundle.path())
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn create");
+        let stdio = Container {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().unwrap(),
+            stderr: child.stderr.take().unwrap(),
+        };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "create exited {status}");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        (pid, stdio)
+    }
+
+    fn assert_nothing_left(&self) {
+        let state = self.root.path().join("state");
+        assert!(
+            records(&state).is_empty(),
+            "records left: {:?}",
+            records(&state)
+        );
+        let names: Vec<_> = std::fs::read_dir(state.join("names"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        assert!(names.is_empty(), "names left: {names:?}");
+        let sandboxes: Vec<_> = std::fs::read_dir(state.join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        assert!(sandboxes.is_empty(), "writable layers left: {sandboxes:?}");
+        let procs = processes_mentioning(self.root.path().to_str().unwrap());
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+    }
+}
+
+struct Container {
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::process::ChildStdout,
+    stderr: std::process::ChildStderr,
+}
+
+impl Container {
+    fn output(mut self) -> (String, String) {
+        drop(self.stdin.take());
+        let mut out = String::new();
+        let mut err = String::new();
+        self.stdout.read_to_string(&mut out).unwrap();
+        self.stderr.read_to_string(&mut err).unwrap();
+        (out, err)
+    }
+}
+
+#[test]
+fn runc_create_start_state_kill_delete_exec_and_errors() {
+    let runc = Runc::new();
+    let bundle = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo out; echo err >&2; read line; echo got $line; exit 3",
+    ]);
+
+    // create → created (the supervisor's pid), start → running, its exit
+    // status is the supervisor's, output went to the stdio given to create.
+    let (pid, mut stdio) = runc.create(&bundle, "c1");
+    let state = runc.state("c1");
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(state["id"], "c1");
+    assert_eq!(state["bundle"], bundle.path().to_str().unwrap());
+    assert!(state["rootfs"].as_str().unwrap().ends_with("rootfs"));
+    ok(&runc.run(&["start", "c1"]));
+    assert_eq!(runc.state("c1")["status"], "running");
+    assert_eq!(
+        ok(&runc.run(&["ps", "--format", "json", "c1"])).trim(),
+        format!("[{pid}]")
+    );
+    stdio.stdin.as_mut().unwrap().write_all(b"x\n").unwrap();
+    assert_eq!(reap(pid, 60), 3);
+    let (out, err) = stdio.output();
+    assert_eq!(out, "out\ngot x\n");
+    assert_eq!(err, "err\n");
+    let state = runc.state("c1");
+    assert_eq!(state["status"], "stopped");
+    assert_eq!(state["pid"], 0);
+    let out = runc.run(&["start", "c1"]);
+    assert!(!out.status.success(), "start of a stopped container");
+    ok(&runc.run(&["delete", "c1"]));
+    let out = runc.run(&["state", "c1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+
+    // A long-running one: exec --detach through a helper whose pid is
+    // waited on, kill with a signal its trap turns into an exit code.
+    bundle.set_process(&[
+        "sh",
+        "-c",
+        "trap 'echo term; exit 42' TERM; while true; do sleep 0.1; done",
+    ]);
+    let (pid, stdio) = runc.create(&bundle, "c2");
+    ok(&runc.run(&["start", "c2"]));
+    let process = runc.root.path().join("process.json");
+    std::fs::write(
+        &process,
+        serde_json::to_vec(&serde_json::json!({
+            "args": ["sh", "-c", "echo exec-out; cat; exit 4"],
+            "env": ["PATH=/bin:/usr/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let exec_pid_file = runc.root.path().join("exec.pid");
+    let mut exec = runc
+        .command(&["exec", "--process"])
+        .arg(&process)
+        .arg("--detach")
+        .arg("--pid-file")
+        .arg(&exec_pid_file)
+        .arg("c2")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exec_in = exec.stdin.take().unwrap();
+    let mut exec_out = exec.stdout.take().unwrap();
+    assert!(exec.wait().unwrap().success(), "exec --detach");
+    let exec_pid: i32 = std::fs::read_to_string(&exec_pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    exec_in.write_all(b"typed\n").unwrap();
+    drop(exec_in);
+    assert_eq!(reap(exec_pid, 30), 4);
+    let mut out = String::new();
+    exec_out.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "exec-out\ntyped\n");
+    let out = runc.run(&["delete", "c2"]);
+    assert!(!out.status.success(), "delete of a running container");
+    assert!(stderr(&out).contains("not stopped"), "{}", stderr(&out));
+    ok(&runc.run(&["kill", "c2", "TERM"]));
+    assert_eq!(reap(pid, 30), 42);
+    assert_eq!(stdio.output().0, "term\n");
+    let out = runc.run(&["kill", "c2", "KILL"]);
+    assert!(
+        stderr(&out).contains("container not running"),
+        "{}",
+        stderr(&out)
+    );
+    ok(&runc.run(&["delete", "c2"]));
+
+    // delete --force of a running container, and of one never started.
+    let (pid, _stdio3) = runc.create(&bundle, "c3");
+    ok(&runc.run(&["start", "c3"]));
+    ok(&runc.run(&["delete", "--force", "c3"]));
+    assert_eq!(reap(pid, 30), 137);
+    let (pid, _stdio4) = runc.create(&bundle, "c4");
+    ok(&runc.run(&["delete", "--force", "c4"]));
+    reap(pid, 30);
+    ok(&runc.run(&["delete", "--force", "c4"]));
+
+    // Errors: a missing command fails at create, as runc's does (podman
+    // maps it to 127), and lands in the JSON log; pause is not supported.
+    bundle.set_process(&["no-such-command"]);
+    let out = runc.run(&["create", "--bundle", bundle.path().to_str().unwrap(), "c5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let log = std::fs::read_to_string(runc.log()).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(
+        last["msg"]
+            .as_str()
+            .unwrap()
+            .contains("executable file not found in $PATH"),
+        "{last}"
+    );
+    let out = runc.run(&["pause", "c5"]);
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    let features: serde_json::Value = serde_json::from_str(&ok(&runc.run(&["features"]))).unwrap();
+    assert_eq!(features["ociVersionMin"], "1.0.0");
+    assert!(ok(&runc.run(&["--version"])).contains("hull-runc version"));
+    runc.assert_nothing_left();
+}
+
+#[test]
+fn ctr_runs_tasks_through_hull_runc() {
+    let containerd = Containerd::start();
+    let runc = hull_runc();
+    let runc = runc.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--runc-binary", runc];
+        args.extend_from_slice(extra);
+        containerd.ctr(&args)
+    };
+
+    let out = run(&["--rm", IMAGE, "t1", "sh", "-c", "echo hi from ctr; exit 7"]);
+    assert_eq!(stdout(&out), "hi from ctr\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(7));
+
+    ok(&run(&[
+        "-d",
+        IMAGE,
+        "t2",
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; while true; do sleep 0.1; done",
+    ]));
+    let out = containerd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "t2",
+        "sh",
+        "-c",
+        "echo in exec; exit 5",
+    ]);
+    assert_eq!(stdout(&out), "in exec\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(5));
+    let ps = ok(&containerd.ctr(&["task", "ps", "t2"]));
+    assert_eq!(ps.lines().count(), 2, "one pid stands for the VM: {ps}");
+    ok(&containerd.ctr(&["task", "kill", "t2"]));
+    eventually(30, "t2 to stop", || {
+        ok(&containerd.ctr(&["task", "ls"])).contains("STOPPED")
+    });
+    ok(&containerd.ctr(&["task", "delete", "t2"]));
+    ok(&containerd.ctr(&["container", "rm", "t2"]));
+
+    // The wall time of `ctr run --rm IMAGE true`, hull next to runc.
+    let (out, hull_time) = timed(|| run(&["--rm", IMAGE, "t3", "true"]));
+    ok(&out);
+    let (out, runc_time) = timed(|| containerd.ctr(&["run", "--rm", IMAGE, "t4", "true"]));
+    ok(&out);
+    eprintln!("ctr run --rm {IMAGE} true: hull-runc {hull_time:.2?}, runc {runc_time:.2?}");
+
+    assert!(records(&containerd.runc_root()).is_empty(), "records left");
+    let procs = processes_mentioning(containerd.runc_root().to_str().unwrap());
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+/// podman 4.3 with its storage, locks, events and temp files under a temp
+/// dir, configured through the environment (nothing under /etc changes).
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Self {
+        become_subreaper();
+        let dir = temp_dir("podman");
+        let d = dir.path();
+        std::fs::write(
+            d.join("containers.conf"),
+            format!(
+                "[containers]\nnetns = \"none\"\n\
+                 default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+                 events_logfile_path = \"{0}/events.log\"\nlock_type = \"file\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/runroot\"\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("registries.conf"),
+            "unqualified-search-registries = []\n",
+        )
+        .unwrap();
+        let podman = Self { dir };
+        ok(&podman.podman(&[
+            "load",
+            "-q",
+            "-i",
+            image_archive("busybox.tar").to_str().unwrap(),
+        ]));
+        podman
+    }
+
+    fn command(&self, runtime: &str, args: &[&str]) -> Command {
+        let d = self.dir.path();
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
+            .arg("--runtime")
+            .arg(runtime)
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        self.command(hull_runc().to_str().unwrap(), args)
+            .output()
+            .expect("run podman")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["rm", "-a", "-f"]);
+        let _ = self.podman(&["rmi", "-a", "-f"]);
+        reap_orphans(10);
+    }
+}
+
+/// podman calls `delete` without the `--root` it gave `create` (from its
+/// cleanup process), so its containers live under hull-runc's default
+/// root: the names recorded there.
+fn default_root_names() -> Vec<String> {
+    std::fs::read_dir(Path::new(hull_runtime_default_root()).join("names"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn hull_runtime_default_root() -> &'static str {
+    "/run/hull-runc"
+}
+
+#[test]
+fn podman_runs_containers_through_hull_runc() {
+    let podman = Podman::new();
+    let names_before = default_root_names();
+    let with_name = |name: &str, args: &[&str]| {
+        let mut all = vec!["run", "--name", name];
+        all.extend_from_slice(args);
+        podman.podman(&all)
+    };
+    let out = with_name("p1", &["--rm", IMAGE, "echo", "hi"]);
+    assert_eq!(stdout(&out), "hi\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    let out = with_name("p2", &["--rm", IMAGE, "sh", "-c", "exit 9"]);
+    assert_eq!(out.status.code(), Some(9), "stderr: {}", stderr(&out));
+    let out = with_name("p5", &["--rm", "-t", IMAGE, "sh", "-c", "tty; exit 6"]);
+    assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(6));
+    let out = with_name("p3", &["--rm", IMAGE, "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "stderr: {}", stderr(&out));
+
+    let id = ok(&with_name(
+        "p4",
+        &[
+            "-d",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    ));
+    let id = id.trim().to_string();
+    let out = podman.podman(&["exec", &id, "sh", "-c", "echo exec ok; exit 4"]);
+    assert_eq!(stdout(&out), "exec ok\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(4));
+    // With -t, conmon passes --console-socket: a pty on the host, a
+    // terminal in the guest.
+    let out = podman.podman(&["exec", "-t", &id, "tty"]);
+    assert!(stdout(&out).starts_with("/dev/pts/"), "{}", stderr(&out));
+    ok(&podman.podman(&["stop", "-t", "5", &id]));
+    let inspect = ok(&podman.podman(&["inspect", "--format", "{{.State.ExitCode}}", &id]));
+    assert_eq!(inspect.trim(), "0");
+    ok(&podman.podman(&["rm", &id]));
+
+    // The wall time of `podman run --rm IMAGE true`, hull next to runc.
+    let (out, hull_time) = timed(|| podman.podman(&["run", "--rm", IMAGE, "true"]));
+    ok(&out);
+    let (out, runc_time) = timed(|| {
+        podman
+            .command("runc", &["run", "--rm", IMAGE, "true"])
+            .output()
+            .unwrap()
+    });
+    ok(&out);
+    eprintln!("podman run --rm {IMAGE} true: hull-runc {hull_time:.2?}, runc {runc_time:.2?}");
+
+    eventually(10, "podman's containers to be deleted", || {
+        default_root_names()
+            .iter()
+            .all(|n| names_before.contains(n))
+    });
+    let procs = processes_mentioning(podman.dir.path().to_str().unwrap());
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}

@@ -1,0 +1,185 @@
+//! `containerd-shim-hull-v2` end to end: real containerd 1.6 and `ctr`,
+//! each task in its own QEMU guest.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use hull_tests::ecosystem::{eventually, ok, records, timed, Containerd};
+use hull_tests::{pids_mentioning, processes_mentioning, stderr, stdout};
+
+const IMAGE: &str = "hull-demo/busybox:latest";
+const RUNTIME: &str = "io.containerd.hull.v2";
+
+/// Where the shim keeps the records of a namespace.
+fn shim_root(containerd: &Containerd) -> PathBuf {
+    PathBuf::from("/run/hull-shim").join(&containerd.namespace)
+}
+
+fn run(containerd: &Containerd, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "--runtime", RUNTIME];
+    all.extend_from_slice(args);
+    containerd.ctr(&all)
+}
+
+/// No record, VM or supervisor of the namespace is left.
+fn assert_nothing_left(containerd: &Containerd) {
+    let root = shim_root(containerd);
+    assert!(
+        records(&root).is_empty(),
+        "records left: {:?}",
+        records(&root)
+    );
+    let procs = processes_mentioning(root.to_str().unwrap());
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+#[test]
+fn ctr_run_rm_prints_and_propagates_the_exit_code() {
+    let containerd = Containerd::start();
+    let out = run(
+        &containerd,
+        &[
+            "--rm",
+            IMAGE,
+            "s1",
+            "sh",
+            "-c",
+            "echo hi from the shim; exit 7",
+        ],
+    );
+    assert_eq!(
+        stdout(&out),
+        "hi from the shim\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(7));
+
+    // stdin reaches the task through containerd's FIFO.
+    let mut child = Command::new("ctr")
+        .arg("--address")
+        .arg(containerd.dir.path().join("c.sock"))
+        .args(["--namespace", &containerd.namespace])
+        .args([
+            "run",
+            "--runtime",
+            RUNTIME,
+            "--rm",
+            IMAGE,
+            "s2",
+            "sh",
+            "-c",
+            "read x; echo got $x",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"typed\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "got typed\n");
+
+    // The wall time of `ctr run --rm IMAGE true`, hull's shim next to runc.
+    let (out, hull_time) = timed(|| run(&containerd, &["--rm", IMAGE, "s3", "true"]));
+    ok(&out);
+    let (out, runc_time) = timed(|| containerd.ctr(&["run", "--rm", IMAGE, "r3", "true"]));
+    ok(&out);
+    eprintln!("ctr run --rm {IMAGE} true: {RUNTIME} {hull_time:.2?}, runc {runc_time:.2?}");
+    assert_nothing_left(&containerd);
+}
+
+#[test]
+fn ctr_detached_task_exec_kill_delete() {
+    let containerd = Containerd::start();
+    ok(&run(
+        &containerd,
+        &[
+            "-d",
+            IMAGE,
+            "d1",
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 0.1; done",
+        ],
+    ));
+    let out = containerd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "d1",
+        "sh",
+        "-c",
+        "echo in exec; exit 5",
+    ]);
+    assert_eq!(stdout(&out), "in exec\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(5));
+    let ps = ok(&containerd.ctr(&["task", "ps", "d1"]));
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    let metrics = ok(&containerd.ctr(&["task", "metrics", "d1"]));
+    assert!(metrics.contains("memory.usage"), "{metrics}");
+    ok(&containerd.ctr(&["task", "kill", "d1"]));
+    eventually(30, "d1 to stop", || {
+        ok(&containerd.ctr(&["task", "ls"])).contains("STOPPED")
+    });
+    let out = ok(&containerd.ctr(&["task", "delete", "d1"]));
+    assert!(out.is_empty() || out.contains("42"), "{out}");
+    ok(&containerd.ctr(&["container", "rm", "d1"]));
+    assert_nothing_left(&containerd);
+}
+
+#[test]
+fn ctr_run_tty_gives_a_shell_under_a_pty() {
+    let containerd = Containerd::start();
+    // `script` gives ctr the terminal it insists on for -t.
+    let ctr = format!(
+        "ctr --address {} --namespace {} run -t --rm --runtime {RUNTIME} {IMAGE} t1 sh",
+        containerd.dir.path().join("c.sock").display(),
+        containerd.namespace
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &ctr, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // Typed once the shell is up; a terminal keeps what comes early.
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        std::io::Write::write_all(&mut stdin, b"tty; echo tty-ok; exit 3\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("/dev/pts/"), "{text:?}");
+    assert!(text.contains("tty-ok"), "{text:?}");
+    assert_eq!(out.status.code(), Some(3), "{text:?}");
+    drop(writer);
+    assert_nothing_left(&containerd);
+}
+
+#[test]
+fn killing_the_vmm_makes_containerd_see_the_task_exit() {
+    let containerd = Containerd::start();
+    ok(&run(&containerd, &["-d", IMAGE, "k1", "sleep", "1000"]));
+    let root = shim_root(&containerd);
+    let vmms: Vec<u32> = pids_mentioning(root.to_str().unwrap())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("qemu"))
+        })
+        .collect();
+    assert_eq!(vmms.len(), 1, "one VM: {vmms:?}");
+    ok(&Command::new("kill")
+        .args(["-9", &vmms[0].to_string()])
+        .output()
+        .unwrap());
+    eventually(30, "containerd to see k1 stop", || {
+        ok(&containerd.ctr(&["task", "ls"])).contains("STOPPED")
+    });
+    ok(&containerd.ctr(&["task", "delete", "k1"]));
+    ok(&containerd.ctr(&["container", "rm", "k1"]));
+    assert_nothing_left(&containerd);
+}
