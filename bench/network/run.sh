@@ -7,10 +7,9 @@
 #   - latency of small request/response round trips through a published
 #     port, next to the same over the veth pair.
 #
-#   bench/network/run.sh [MB] [ROUND_TRIPS]   (defaults 256 and 1000;
-#                                              BENCH_FULL=1: 1024 MB)
+#   bench/network/run.sh [MB] [ROUND_TRIPS]   (defaults 1024 and 1000)
 set -euo pipefail
-mb=${1:-$([[ ${BENCH_FULL:-} == 1 ]] && echo 1024 || echo 256)}
+mb=${1:-1024}
 trips=${2:-1000}
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
