@@ -80,11 +80,22 @@ ip netns exec "$ns_b" python3 "$py" echo 10.250.0.2 5002 & echo_pid=$!
 ip netns exec "$ns_a" python3 "$py" ping 10.250.0.2 5002 "$trips" >"$work/veth.lat"; kill $echo_pid 2>/dev/null || true
 
 echo "bench/network: container → container ($mb MB)" >&2
-"$hull" run -d --name sink hull-demo/busybox sh -c 'nc -l -p 5000 > /dev/null' >/dev/null
+"$hull" run -d --name sink hull-demo/busybox sh -c 'nc -l -p 5000 | wc -c' >/dev/null
+# Retry until the sink listens; time only the transfer that connected.
 c2c=$("$hull" run --rm hull-demo/busybox sh -c "
-  sleep 1; s=\$(cut -d' ' -f1 /proc/uptime)
-  dd if=/dev/zero bs=1048576 count=$mb 2>/dev/null | nc -w 30 sink 5000
-  e=\$(cut -d' ' -f1 /proc/uptime); awk \"BEGIN { printf \\\"%.1f\\\", $mb / (\$e - \$s + 0.01) }\"")
+  for i in \$(seq 1 150); do
+    s=\$(cut -d' ' -f1 /proc/uptime)
+    if dd if=/dev/zero bs=1048576 count=$mb 2>/dev/null | nc sink 5000; then
+      e=\$(cut -d' ' -f1 /proc/uptime)
+      awk \"BEGIN { printf \\\"%.1f\\\", $mb / (\$e - \$s + 0.01) }\"
+      sleep 1  # let the FIN leave before the VM powers off
+      exit 0
+    fi
+    sleep 0.2
+  done; exit 1")
+timeout 120 "$hull" wait sink >/dev/null || true
+received=$("$hull" logs sink | tr -d '[:space:]')
+[[ $received == $((mb << 20)) ]] || { echo "bench: the sink got $received bytes, not $((mb << 20))" >&2; exit 1; }
 "$hull" rm -f sink >/dev/null
 
 echo "bench/network: host → published port ($mb MB)" >&2

@@ -162,6 +162,7 @@ impl Agent {
     pub fn power_off_soon(&self) {
         std::thread::spawn(|| {
             std::thread::sleep(SHUTDOWN_GRACE);
+            crate::net::drain_tcp();
             sys::power_off();
         });
     }
@@ -223,6 +224,7 @@ impl Agent {
                         .wire
                         .send_message(&ControlMessage::Response { id, result });
                     if shutdown {
+                        crate::net::drain_tcp();
                         sys::power_off();
                     }
                 });

@@ -188,3 +188,55 @@ mod tests {
         assert!(resolv_conf(None).is_none());
     }
 }
+
+/// How long a power-off waits for TCP data the container already wrote.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (bounded) until no TCP socket holds unsent data or an unsent or
+/// unacknowledged FIN: a process that wrote to a socket and exited expects
+/// its peer to get everything, as it would if the host kept running.
+pub fn drain_tcp() {
+    let deadline = std::time::Instant::now() + DRAIN_LIMIT;
+    while std::time::Instant::now() < deadline {
+        let pending = ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|p| fs::read_to_string(p).ok())
+            .any(|table| table.lines().skip(1).any(socket_pending));
+        if !pending {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// One `/proc/net/tcp` row: data still queued to send, or a close in
+/// progress (FIN_WAIT1 04, CLOSING 0B, LAST_ACK 09).
+fn socket_pending(row: &str) -> bool {
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let (Some(state), Some(queues)) = (fields.get(3), fields.get(4)) else {
+        return false;
+    };
+    let tx_queued = queues
+        .split(':')
+        .next()
+        .is_some_and(|tx| u64::from_str_radix(tx, 16).is_ok_and(|n| n > 0));
+    tx_queued || matches!(*state, "04" | "0B" | "09")
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+
+    #[test]
+    fn rows_with_queued_data_or_a_closing_state_are_pending() {
+        let idle = "0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1";
+        let queued =
+            "1: 0200590A:C350 0300590A:1388 01 00010000:00000000 01:00000014 00000000 0 0 2";
+        let closing =
+            "2: 0200590A:C350 0300590A:1388 04 00000000:00000000 01:00000014 00000000 0 0 3";
+        assert!(!socket_pending(idle));
+        assert!(socket_pending(queued));
+        assert!(socket_pending(closing));
+        assert!(!socket_pending("garbage"));
+    }
+}
