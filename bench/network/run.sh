@@ -80,7 +80,8 @@ ip netns exec "$ns_b" python3 "$py" echo 10.250.0.2 5002 & echo_pid=$!
 ip netns exec "$ns_a" python3 "$py" ping 10.250.0.2 5002 "$trips" >"$work/veth.lat"; kill $echo_pid 2>/dev/null || true
 
 echo "bench/network: container → container ($mb MB)" >&2
-"$hull" run -d --name sink hull-demo/busybox sh -c 'nc -l -p 5000 | wc -c' >/dev/null
+# -i: busybox nc ends the connection when its own stdin ends.
+"$hull" run -d -i --name sink hull-demo/busybox sh -c 'nc -l -p 5000 | wc -c' >/dev/null
 # Retry until the sink listens; time only the transfer that connected.
 c2c=$("$hull" run --rm hull-demo/busybox sh -c "
   for i in \$(seq 1 150); do
@@ -100,7 +101,7 @@ received=$("$hull" logs sink | tr -d '[:space:]')
 
 echo "bench/network: host → published port ($mb MB)" >&2
 port=$(free_port)
-"$hull" run -d --name pub -p "$port:5000" hull-demo/busybox sh -c 'nc -l -p 5000 > /dev/null' >/dev/null
+"$hull" run -d -i --name pub -p "$port:5000" hull-demo/busybox sh -c 'nc -l -p 5000 > /dev/null' >/dev/null
 sleep 2
 pub_mbs=$(python3 "$py" send 127.0.0.1 "$port" "$mb")
 "$hull" rm -f pub >/dev/null
