@@ -484,16 +484,22 @@ mod tests {
     }
 
     /// Follows the log at `path` in this thread while `writer` runs in
-    /// another; the follower stops once `writer` has returned.
+    /// another; the writer starts once the follower has read what was
+    /// there (its first poll), and the follower stops once `writer` has
+    /// returned.
     fn follow_while(
         path: &Path,
         opts: ReadOptions,
         writer: impl FnOnce() + Send + 'static,
     ) -> String {
         let done = Arc::new(AtomicBool::new(false));
+        let polled = Arc::new(AtomicBool::new(false));
         let thread = {
-            let done = done.clone();
+            let (done, polled) = (done.clone(), polled.clone());
             std::thread::spawn(move || {
+                while !polled.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 writer();
                 done.store(true, Ordering::SeqCst);
             })
@@ -502,6 +508,7 @@ mod tests {
         let mut polls = 0;
         let mut still_running = || {
             polls += 1;
+            polled.store(true, Ordering::SeqCst);
             !done.load(Ordering::SeqCst)
         };
         let opts = ReadOptions {
