@@ -383,3 +383,27 @@ fn twenty_sandboxes_started_in_parallel_all_run_and_are_all_removed() {
     assert_eq!(ok(&hull.hull(&["ps", "-aq"])), "");
     hull.assert_no_sandbox_left();
 }
+
+#[test]
+fn after_a_simulated_host_reboot_no_container_claims_to_run() {
+    let hull = Hull::with_busybox();
+    for name in ["r1", "r2"] {
+        ok(&hull.hull(&["run", "-d", "--name", name, IMAGE, "sleep", "600"]));
+    }
+    assert_eq!(ok(&hull.hull(&["ps", "-q"])).lines().count(), 2);
+    // A reboot takes every process with it: supervisors, VMs, name servers.
+    let root = hull.root.path().to_str().unwrap().to_string();
+    for pid in pids_mentioning(&root) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    eventually(20, "every process of this installation to go", || {
+        pids_mentioning(&root).is_empty()
+    });
+    assert_eq!(ok(&hull.hull(&["ps", "-q"])), "", "nothing claims to run");
+    let all = ok(&hull.hull(&["ps", "-a"]));
+    assert_eq!(all.matches("Exited (255)").count(), 2, "{all}");
+    ok(&hull.hull(&["rm", "r1", "r2"]));
+    hull.assert_no_sandbox_left();
+}

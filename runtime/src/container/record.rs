@@ -97,17 +97,27 @@ impl ProcessRef {
         })
     }
 
+    /// Whether the process runs. A zombie does not: where nobody reaps
+    /// orphans (PID 1 of some hosts), a killed supervisor stays one.
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
+        stat(self.pid)
+            .is_some_and(|(state, start)| start == self.start_time && !matches!(state, 'Z' | 'X'))
     }
 }
 
 fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Field 3 (state) and field 22 (start time) of `/proc/PID/stat`.
+fn stat(pid: i32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command may hold spaces and parentheses: fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
-    // `rest` starts at field 3 (state); start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3; start time is field 22.
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Where a container is in its life.
