@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use crate::{artifact, image_archive, stderr, stdout};
+use crate::{artifact, eventually, image_archive, ok};
 
 /// A temp dir the suite's leak check knows (`hull-e2e*`).
 pub fn temp_dir(what: &str) -> tempfile::TempDir {
@@ -92,25 +92,6 @@ pub fn reap_orphans(secs: u64) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-pub fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-pub fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}; stdout: {}; stderr: {}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
 }
 
 /// Record directories (12 hex digits) left under a hull-runc root.

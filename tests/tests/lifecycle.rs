@@ -6,29 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hull_tests::{assert_one_line_error, pids_mentioning, stderr, stdout, Hull};
+use hull_tests::{assert_one_line_error, eventually, ok, pids_mentioning, stderr, stdout, Hull};
 
 const IMAGE: &str = "hull-demo/busybox";
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}; stdout: {}; stderr: {}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    );
-    stdout(out)
-}
-
-/// Waits until `check` holds, failing after `secs`.
-fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn inspect(hull: &Hull, name: &str) -> serde_json::Value {
     let out = ok(&hull.hull(&["inspect", name]));

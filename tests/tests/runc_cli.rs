@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use hull_tests::ecosystem::{
-    become_subreaper, eventually, ok, reap, reap_orphans, records, temp_dir, timed, Containerd,
+    become_subreaper, reap, reap_orphans, records, temp_dir, timed, Containerd,
 };
-use hull_tests::{artifact, image_archive, processes_mentioning, stderr, stdout};
+use hull_tests::{artifact, eventually, image_archive, ok, processes_mentioning, stderr, stdout};
 
 const IMAGE: &str = "hull-demo/busybox:latest";
 

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use hull_tests::ecosystem::{eventually, ok, records, timed, Containerd};
+use hull_tests::ecosystem::{records, timed, Containerd};
+use hull_tests::{eventually, ok};
 use hull_tests::{pids_mentioning, processes_mentioning, stderr, stdout};
 
 const IMAGE: &str = "hull-demo/busybox:latest";
