@@ -120,12 +120,13 @@ pub struct LogsArgs {
     pub container: String,
 }
 
+/// How the process of `run` and `exec` is set up, as docker spells it.
 #[derive(Debug, Args)]
-pub struct ExecArgs {
+pub struct ProcessArgs {
     /// Keep stdin open and pass it to the process.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Give the process a terminal.
+    /// Give the process a terminal (a pty in the guest).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
@@ -137,6 +138,12 @@ pub struct ExecArgs {
     /// User to run as (name|uid[:group|gid]).
     #[arg(short = 'u', long = "user")]
     pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub process: ProcessArgs,
     pub container: String,
     /// Command and arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -380,21 +387,8 @@ pub struct RunArgs {
     /// Publish a port: [IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (IP defaults to 127.0.0.1).
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
-    /// Keep stdin open and pass it to the container.
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Give the container a terminal (a pty in the guest).
-    #[arg(short = 't', long)]
-    pub tty: bool,
-    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
-    pub workdir: Option<String>,
-    /// User to run as (name|uid[:group|gid]).
-    #[arg(short = 'u', long = "user")]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,

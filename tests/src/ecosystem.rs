@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use crate::{artifact, eventually, image_archive, ok};
+use crate::{artifact, eventually, image_archive, ok, stderr, stdout};
 
 /// A temp dir the suite's leak check knows (`hull-e2e*`).
 pub fn temp_dir(what: &str) -> tempfile::TempDir {
@@ -92,6 +92,25 @@ pub fn reap_orphans(secs: u64) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `ctr task exec` into the running task `id` brings its output and exit
+/// code back, and `ctr task ps` lists the one pid that stands for the VM.
+pub fn exec_and_ps(containerd: &Containerd, id: &str) {
+    let out = containerd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        id,
+        "sh",
+        "-c",
+        "echo in exec; exit 5",
+    ]);
+    assert_eq!(stdout(&out), "in exec\n", "stderr: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(5));
+    let ps = ok(&containerd.ctr(&["task", "ps", id]));
+    assert_eq!(ps.lines().count(), 2, "one pid stands for the VM: {ps}");
 }
 
 /// Record directories (12 hex digits) left under a hull-runc root.

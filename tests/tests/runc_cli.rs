@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use hull_tests::ecosystem::{
-    become_subreaper, reap, reap_orphans, records, temp_dir, timed, Containerd,
+    become_subreaper, exec_and_ps, reap, reap_orphans, records, temp_dir, timed, Containerd,
 };
 use hull_tests::{artifact, eventually, image_archive, ok, processes_mentioning, stderr, stdout};
 
@@ -340,20 +340,7 @@ fn ctr_runs_tasks_through_hull_runc() {
         "-c",
         "trap 'exit 42' TERM; while true; do sleep 0.1; done",
     ]));
-    let out = containerd.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "e1",
-        "t2",
-        "sh",
-        "-c",
-        "echo in exec; exit 5",
-    ]);
-    assert_eq!(stdout(&out), "in exec\n", "stderr: {}", stderr(&out));
-    assert_eq!(out.status.code(), Some(5));
-    let ps = ok(&containerd.ctr(&["task", "ps", "t2"]));
-    assert_eq!(ps.lines().count(), 2, "one pid stands for the VM: {ps}");
+    exec_and_ps(&containerd, "t2");
     ok(&containerd.ctr(&["task", "kill", "t2"]));
     eventually(30, "t2 to stop", || {
         ok(&containerd.ctr(&["task", "ls"])).contains("STOPPED")

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use hull_tests::ecosystem::{records, timed, Containerd};
+use hull_tests::ecosystem::{exec_and_ps, records, timed, Containerd};
 use hull_tests::{eventually, ok};
 use hull_tests::{pids_mentioning, processes_mentioning, stderr, stdout};
 
@@ -103,20 +103,7 @@ fn ctr_detached_task_exec_kill_delete() {
             "trap 'exit 42' TERM; while true; do sleep 0.1; done",
         ],
     ));
-    let out = containerd.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "e1",
-        "d1",
-        "sh",
-        "-c",
-        "echo in exec; exit 5",
-    ]);
-    assert_eq!(stdout(&out), "in exec\n", "stderr: {}", stderr(&out));
-    assert_eq!(out.status.code(), Some(5));
-    let ps = ok(&containerd.ctr(&["task", "ps", "d1"]));
-    assert_eq!(ps.lines().count(), 2, "{ps}");
+    exec_and_ps(&containerd, "d1");
     let metrics = ok(&containerd.ctr(&["task", "metrics", "d1"]));
     assert!(metrics.contains("memory.usage"), "{metrics}");
     ok(&containerd.ctr(&["task", "kill", "d1"]));

@@ -16,7 +16,7 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32> {
         ));
     }
     let mut env = Vec::new();
-    for entry in &args.env {
+    for entry in &args.process.env {
         match entry.split_once('=') {
             Some(_) => env.push(entry.clone()),
             None => {
@@ -29,15 +29,15 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32> {
     let request = ExecRequest {
         args: args.command.clone(),
         env,
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
-        tty: args.tty,
-        stdin: args.interactive,
-        size: args.tty.then(crate::terminal::size),
+        workdir: args.process.workdir.clone(),
+        user: args.process.user.clone(),
+        tty: args.process.tty,
+        stdin: args.process.interactive,
+        size: args.process.tty.then(crate::terminal::size),
     };
     let (input, out, err) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
-    if args.interactive {
+    if args.process.interactive {
         fds.push(input.as_fd());
     }
     fds.push(out.as_fd());
@@ -57,10 +57,10 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32> {
         }
         other => return Err(anyhow!("unexpected supervisor reply {other:?}")),
     }
-    let _raw_mode = (args.tty && args.interactive)
+    let _raw_mode = (args.process.tty && args.process.interactive)
         .then(crate::terminal::RawMode::enable)
         .flatten();
-    let mut winch = if args.tty {
+    let mut winch = if args.process.tty {
         signal(SignalKind::window_change()).ok()
     } else {
         None

@@ -93,9 +93,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let overrides = RunOverrides {
         entrypoint: args.entrypoint.clone(),
         cmd: args.command.clone(),
-        env: args.env.clone(),
-        workdir: args.workdir.clone(),
-        user: args.user.clone(),
+        env: args.process.env.clone(),
+        workdir: args.process.workdir.clone(),
+        user: args.process.user.clone(),
     };
     let plan = plan_process(&defaults, &overrides, &hostname, |k| std::env::var(k).ok())?;
     let options = ContainerOptions {
@@ -109,7 +109,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         memory_bytes,
         cpus: args.cpus,
         pids_limit: args.pids_limit,
-        terminal: args.tty.then(crate::terminal::size),
+        terminal: args.process.tty.then(crate::terminal::size),
     };
     let spec = build_spec(&plan, &options)?;
     let disk = store.rootfs_disk(&image)?;
@@ -136,8 +136,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         hypervisor: args.hypervisor.clone(),
         kernel: assets.kernel,
         initramfs: assets.initramfs,
-        tty: args.tty,
-        open_stdin: args.interactive,
+        tty: args.process.tty,
+        open_stdin: args.process.interactive,
         auto_remove: args.rm,
         network,
         aliases: args.network_alias.clone(),
@@ -188,7 +188,8 @@ async fn start_new(
             }
         };
     }
-    let outcome = attach::attach_and_wait(container, args.interactive, args.tty).await;
+    let outcome =
+        attach::attach_and_wait(container, args.process.interactive, args.process.tty).await;
     // The supervisor has recorded and cleaned up by the time it answers;
     // wait for it so nothing of this run outlives the command.
     let _ = tokio::task::spawn_blocking(move || supervisor.wait()).await;
