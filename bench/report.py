@@ -18,7 +18,7 @@ FIGURES = [
     ("start", "1. Start latency: `hull run --rm IMAGE true`"),
     ("vmm", "2. VMM overhead with a stand-in guest"),
     ("density", "3. Density: idle busybox sandboxes"),
-    ("memory", "Guest memory of one idle busybox sandbox"),
+    ("memory", "Guest memory of idle busybox sandboxes (hull)"),
     ("rate", "4. Creation rate, 2 in flight"),
     ("pull", "5. Image pull and conversion"),
 ]
@@ -32,6 +32,17 @@ PLOTS = [
     ("pull", "wall ms", "5. image pull (and conversion), ms"),
 ]
 PHASES = ("start", "hull phase")
+# Rows whose metric starts with this are parts of the row above them (the
+# density figure's split of host memory per sandbox): the plot stacks them.
+PART = "… "
+
+# Figure 6 (bench/disk/run.sh): the rootfs disk, EROFS against ext4.
+FIGURES.append(("disk", "6. Rootfs disk: EROFS vs ext4 (build, size, cold guest read)"))
+PLOTS.append(("disk", "guest tar of / ms (cold)", "6. guest reads every file of a Debian image, cold, ms"))
+
+# Figure 7 (bench/pod/run.sh): a container in a VM of its own vs joining one.
+FIGURES.append(("pod", "7. Pods: a VM of its own vs joining a running VM"))
+PLOTS.append(("pod", "ms", "7. hull run --rm true: own VM vs joining one, ms"))
 
 
 class Run:
@@ -160,6 +171,11 @@ def svg(run):
             y += row_h
         if fig == PHASES[0]:
             y = phase_bar(run, parts, text, y, left, plot_w, scale, row_h, bar_h)
+        for series, _ in rows:
+            split = [(m[len(PART):].removesuffix(" MiB"), statistics.median(v))
+                     for (s, m), v in run.samples.get(fig, {}).items() if s == series and m.startswith(PART)]
+            if split:
+                y = stacked_bar(parts, text, y, left, scale, row_h, bar_h, f"{series}, split (medians)", split, "MiB")
     y += 10
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
             f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'
@@ -171,22 +187,27 @@ def phase_bar(run, parts, text, y, left, plot_w, scale, row_h, bar_h):
               if s == PHASES[1]]
     if not phases:
         return y
+    return stacked_bar(parts, text, y, left, scale, row_h, bar_h, "hull run phases (medians)", phases, "ms")
+
+
+def stacked_bar(parts, text, y, left, scale, row_h, bar_h, label, pieces, unit):
+    """One bar of (name, value) pieces end to end, with a legend below."""
     colors = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4"]
     cy = y + row_h / 2
-    text(left - 8, cy + 4, "hull run phases (medians)", anchor="end")
+    text(left - 8, cy + 4, label, anchor="end")
     x = left
-    for i, (name, ms) in enumerate(phases):
-        w = ms * scale
+    for i, (name, value) in enumerate(pieces):
+        w = value * scale
         parts.append(f'<rect x="{x:.1f}" y="{cy - bar_h / 2:.1f}" width="{w:.1f}" height="{bar_h}" '
-                     f'fill="{colors[i % len(colors)]}"><title>{html.escape(name)}: {num(ms)} ms</title></rect>')
+                     f'fill="{colors[i % len(colors)]}"><title>{html.escape(name)}: {num(value)} {unit}</title></rect>')
         x += w
     y += row_h
-    for i, (name, ms) in enumerate(phases):
+    for i, (name, value) in enumerate(pieces):
         col, line = i % 2, i // 2
         lx, ly = 30 + col * 430, y + line * 16 + 10
         parts.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{colors[i % len(colors)]}"/>')
-        text(lx + 14, ly, f"{name}: {num(ms)} ms", size=11)
-    return y + ((len(phases) + 1) // 2) * 16 + 6
+        text(lx + 14, ly, f"{name}: {num(value)} {unit}", size=11)
+    return y + ((len(pieces) + 1) // 2) * 16 + 6
 
 
 def main(argv):

@@ -55,6 +55,10 @@ figure vmm "$here/vmm/run.sh"
 figure density "$here/density/run.sh"
 figure pull "$here/pull/run.sh"
 figure network "$here/network/run.sh"
+# Figure 6: EROFS vs ext4 rootfs disks, build, size and guest read speed.
+figure disk "$here/disk/run.sh"
+# Figure 7: pods, joining a running VM against booting one.
+figure pod "$here/pod/run.sh"
 extras=()
 if [[ -n $bench_full ]]; then
   if [[ -e ${HULL_TESTHOST_KERNEL:-$bench_top/build/testhost/vmlinux} ]]; then

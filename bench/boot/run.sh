@@ -17,11 +17,12 @@ peers=1
 podman_setup || peers=
 
 khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2*1000; exit}' /proc/cpuinfo)
-bare_boot() { # the same machine as hull's QEMU backend builds
+bare_boot() { # the same machine as hull's QEMU backend (runtime/src/hypervisor/qemu.rs) builds
   qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-    -machine q35,accel=tcg -cpu max -smp 1 -m 512 \
+    -machine q35,memory-backend=ram -accel tcg,tb-size=16 -cpu max -smp 1 -m 512M \
+    -object memory-backend-memfd,id=ram,size=512M -device virtio-balloon-pci,free-page-reporting=on -device virtio-scsi-pci,id=scsi0 \
     -kernel "$HULL_KERNEL" -initrd "$HULL_INITRAMFS" \
-    -append "console=ttyS0 reboot=t panic=-1 acpi=off quiet i8042.noaux i8042.nomux i8042.dumbkbd hull.channel=bench tsc_early_khz=$khz" \
+    -append "console=ttyS0 reboot=t panic=-1 acpi=off quiet i8042.noaux i8042.nomux i8042.dumbkbd hull.channel=bench scsi_mod.scan=manual tsc_early_khz=$khz" \
     -serial none </dev/null >/dev/null 2>&1
 }
 hull_true() { "$hull" run --rm "$bench_image" true; }
@@ -66,5 +67,5 @@ done
 
 ratio $fig "hull / podman+runc" "hull run --rm|wall ms" "podman run --rm (runc)|wall ms"
 ratio $fig "hull / bare QEMU boot" "hull run --rm|wall ms" "bare QEMU boot, same kernel+initramfs|wall ms"
-note $fig "$n runs each, alternating; image $bench_image already converted; QEMU TCG q35, 1 vCPU, 512 MiB (hull's QEMU backend); guest kernel $(cat "$bench_top/build/share/hull/kernel-release" 2>/dev/null || basename "$HULL_KERNEL"), initramfs $(( $(stat -c %s "$HULL_INITRAMFS") / 1024 )) KiB"
+note $fig "$n runs each, alternating; image $bench_image already converted; QEMU TCG q35, 1 vCPU, 512 MiB on a memfd, 16 MiB translation cache, free page reporting (hull's QEMU backend); guest kernel $(cat "$bench_top/build/share/hull/kernel-release" 2>/dev/null || basename "$HULL_KERNEL"), initramfs $(( $(stat -c %s "$HULL_INITRAMFS") / 1024 )) KiB"
 note $fig "phases from HULL_TIMINGS; hypervisor spawn ends when the QEMU process is spawned, so QEMU's own start-up falls in the guest-kernel phase"

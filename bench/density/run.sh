@@ -2,21 +2,27 @@
 # Figure 3, density: start idle busybox sandboxes (`sleep 3600`), 2 in
 # flight, up to N = 10, 25 (and 50, 100 with BENCH_FULL=1), stopping early
 # when the host has less than 20% of its memory available; at each N,
-# record each sandbox's host memory (PSS of its processes; for hull also
-# the guest RAM resident on the host) and idle CPU, the time to start them
-# all, and `ps` latency. Podman with runc first, then hull, one run.
-# The first hull level also measures the guest memory one sandbox touches,
-# from inside (/proc/meminfo through `hull exec`) and from the host.
+# record each sandbox's host memory (PSS of its processes, split into
+# where it goes: memory.py) and idle CPU, the time to start them all, and
+# `ps` latency. Podman with runc first, then hull, one run.
+# The first hull level also measures the guest memory each sandbox
+# touches, from inside (/proc/meminfo through `hull exec`) and from the
+# host, and on one sandbox what stays resident after the container
+# allocates and frees memory (free page reporting gives it back).
 #
 # Figure 4, creation rate: rounds of K sandboxes started from an empty
 # host, 2 in flight, hull and podman alternating; sandboxes per second.
 #
 #   bench/density/run.sh ["LEVELS"] [ROUNDS] [K]   (bench/run.sh runs it)
+#
+# BENCH_DENSITY_LEVELS, BENCH_RATE_ROUNDS and BENCH_RATE_K set the same
+# through `make bench` (for example, the full mode's path at a small N).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-levels=${1:-$(quick_or_full "10 25" "10 25 50 100")}
-rounds=${2:-$(quick_or_full 3 5)}
-per_round=${3:-$(quick_or_full 4 10)}
+levels=${1:-${BENCH_DENSITY_LEVELS:-$(quick_or_full "10 25" "10 25 50 100")}}
+rounds=${2:-${BENCH_RATE_ROUNDS:-$(quick_or_full 3 5)}}
+per_round=${3:-${BENCH_RATE_K:-$(quick_or_full 4 10)}}
+fill_mib=48   # what the container allocates and frees in the memory figure
 floor_pct=${BENCH_MEM_FLOOR_PCT:-20}   # stop starting sandboxes below this MemAvailable
 here=$bench_top/bench/density
 bench_begin density
@@ -40,6 +46,44 @@ start_one() { # KIND NAME LATENCY_FILE
   echo "$(ms_since "$t0")" >>"$3"
 }
 stopped_early=
+hull_field() { # ID FIELD: a field of `hull inspect ID`'s Hull section
+  "$hull" inspect "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Hull"][sys.argv[1]])' "$2"
+}
+# guest_memory: the guest side of every running hull sandbox, and on one
+# of them what stays resident on the host after its container allocates
+# and frees memory (tmpfs pages, freed whole by rm).
+guest_memory() {
+  local id ids vpid mib side="guest side (hull exec cat /proc/meminfo)" total used shmem reserved
+  # (not `hull ps -q | head -1`: hull dies of the closed pipe, and pipefail)
+  mapfile -t ids < <("$hull" ps -q)
+  id=${ids[0]}
+  vpid=$(hull_field "$id" HypervisorPid)
+  meta "a hull sandbox's hypervisor (measured)" "$(basename "$(readlink "/proc/$vpid/exe")") $(tr '\0' ' ' <"/proc/$vpid/cmdline" | grep -oE ' ((-machine|-M|-accel|-cpu|-smp|-m) [^ ]+|-object memory-backend[^ ]+|-device virtio-balloon[^ ]+)' | tr -d '\n')"
+  for id in "${ids[@]}"; do
+    mib=$(hull_field "$id" MemoryMiB)
+    "$hull" exec "$id" cat /proc/meminfo | awk -v mib="$mib" '
+      /^MemTotal:/ {t = $2} /^MemFree:/ {f = $2} /^Shmem:/ {s = $2}
+      END {printf "%.2f\t%.2f\t%.2f\t%.2f\n", t / 1024, (t - f) / 1024, s / 1024, mib - t / 1024}' >"$work/meminfo" || continue
+    IFS=$'\t' read -r total used shmem reserved <"$work/meminfo"
+    sample memory "$side" "MemTotal MiB" "$total"
+    sample memory "$side" "RAM size - MemTotal (kernel image, struct pages) MiB" "$reserved"
+    sample memory "$side" "MemTotal - MemFree MiB" "$used"
+    sample memory "$side" "… of it Shmem (unpacked initramfs, tmpfs) MiB" "$shmem"
+  done
+  id=${ids[0]}
+  vpid=$(hull_field "$id" HypervisorPid)
+  mib=$(hull_field "$id" MemoryMiB)
+  side="one sandbox: guest RAM resident on the host"
+  sample memory "$side" "idle MiB" "$(python3 "$here/memory.py" --guest-ram "$vpid" "$mib")"
+  if "$hull" exec "$id" dd if=/dev/zero of=/dev/shm/bench-fill bs=1M count=$fill_mib 2>/dev/null; then
+    sample memory "$side" "with a $fill_mib MiB tmpfs file written MiB" "$(python3 "$here/memory.py" --guest-ram "$vpid" "$mib")"
+    "$hull" exec "$id" rm /dev/shm/bench-fill || true
+    sleep 5   # the guest reports free pages 2 s after they gather
+    sample memory "$side" "5 s after it is deleted MiB" "$(python3 "$here/memory.py" --guest-ram "$vpid" "$mib")"
+  else
+    note memory "the $fill_mib MiB allocation could not be written to /dev/shm"
+  fi
+}
 start_many() { # KIND PREFIX FROM TO LATENCY_FILE: 2 in flight
   local i running=0
   for ((i = $3; i <= $4; i++)); do
@@ -75,7 +119,7 @@ for kind in $kinds; do
     series="$kind, N=$have"
     sleep 2   # let the last guests settle into idle
     extra=()
-    if [[ $kind == hull && -n $first ]]; then extra=(--guest-memory); fi
+    if [[ $kind == hull && -n $first ]]; then extra=(--detail); fi
     inspect_all "$kind" | python3 "$here/memory.py" "$kind" "$series" "$BENCH_SAMPLES" "${extra[@]}"
     sample density "$series" "time to start all N s" "$(awk -v ms="$elapsed_ms" 'BEGIN {printf "%.2f", ms / 1000}')"
     while read -r ms; do sample density "$series" "start latency while filling ms" "$ms"; done <"$work/lat"
@@ -87,17 +131,7 @@ for kind in $kinds; do
       sample density "$series" "ps ms" "$(ms_since "$t1")"
     done
     if [[ $kind == hull && -n $first ]]; then
-      vpid=$("$hull" inspect "$("$hull" ps -q | head -1)" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Hull"]["HypervisorPid"])')
-      meta "a hull sandbox's hypervisor (measured)" "$(basename "$(readlink "/proc/$vpid/exe")") $(tr '\0' ' ' <"/proc/$vpid/cmdline" | grep -oE ' (-machine|-M|-accel|-cpu|-smp|-m) [^ ]+' | tr -d '\n')"
-      for id in $("$hull" ps -q); do
-        "$hull" exec "$id" cat /proc/meminfo | awk '
-          /^MemTotal:/ {t = $2} /^MemFree:/ {f = $2} /^Shmem:/ {s = $2}
-          END {printf "%.2f\t%.2f\t%.2f\n", t / 1024, (t - f) / 1024, s / 1024}' >"$work/meminfo" || continue
-        IFS=$'\t' read -r total used shmem <"$work/meminfo"
-        sample memory "guest side (hull exec cat /proc/meminfo)" "MemTotal MiB" "$total"
-        sample memory "guest side (hull exec cat /proc/meminfo)" "MemTotal - MemFree MiB" "$used"
-        sample memory "guest side (hull exec cat /proc/meminfo)" "of which Shmem (initramfs, tmpfs) MiB" "$shmem"
-      done
+      guest_memory
     fi
     if [[ $have -lt $n ]]; then
       note density "$kind: $have of $n sandboxes running$([[ -n $stopped_early ]] && echo ": stopped, host MemAvailable below $floor_pct%")"
@@ -112,9 +146,9 @@ for n in $levels; do
   ratio density "hull / podman time to start all, N=$n" "hull, N=$n|time to start all N s" "podman, N=$n|time to start all N s"
 done
 ratio memory "guest RAM resident on the host / used inside the guest" "host side|guest RAM resident (RSS) MiB" "guest side (hull exec cat /proc/meminfo)|MemTotal - MemFree MiB"
-note memory "every idle sandbox of the first hull level: inside, /proc/meminfo through hull exec; outside, the hypervisor's anonymous mapping of exactly the guest's RAM size (resident pages = guest memory the host really backs)"
-note memory "what would shrink it (follow-ups, not done here): virtio-balloon with free page reporting (QEMU virtio-balloon free-page-reporting=on; guest CONFIG_VIRTIO_BALLOON + PAGE_REPORTING, absent from kernel-config/guest.config) so pages the guest frees go back; no transparent huge pages on guest RAM (QEMU madvises it MADV_HUGEPAGE, so each touched 2 MiB region is backed whole); a smaller default guest RAM size; under TCG, a smaller translation cache (-accel tcg,tb-size=N; most of the hypervisor PSS besides guest RAM); the initramfs is unpacked into guest RAM (Shmem)"
-note density "host memory per sandbox: PSS of the sandbox's processes (hull: supervisor + hypervisor, guest RAM included; podman: conmon + container); neither counts kernel memory (page tables, cgroups, overlay mounts, page cache); idle CPU over 3 s; started 2 in flight; MemAvailable drop is noisy on a shared host"
+note memory "every idle sandbox of the first hull level: inside, /proc/meminfo through hull exec; outside, the hypervisor's mapping of exactly the guest's RAM size (resident pages = guest memory the host really backs, including the kernel image and struct pages, which MemTotal leaves out, and pages the guest freed but has not reported)"
+note memory "the allocation: \`dd\` of $fill_mib MiB into /dev/shm in the container, then \`rm\`; with free page reporting (virtio-balloon) the guest hands back freed blocks of 4 MiB (page_reporting_order 10 in this kernel, which has no HUGETLB_PAGE) and QEMU punches them out of guest RAM"
+note density "host memory per sandbox: PSS of the sandbox's processes (hull: supervisor + hypervisor, guest RAM included; podman: conmon + container), split by memory.py: rows starting with … are parts of it; neither counts kernel memory (page tables, cgroups, overlay mounts, page cache); idle CPU over 3 s; started 2 in flight; MemAvailable drop is noisy on a shared host"
 
 # Figure 4.
 for ((r = 1; r <= rounds; r++)); do

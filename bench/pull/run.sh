@@ -8,9 +8,12 @@
 #
 #   bench/pull/run.sh [N]      (bench/run.sh runs it; needs make hull deps)
 #
-# The image is made once with `debootstrap --variant=minbase bookworm`
-# (Debian's mirror) and umoci, in two layers (/usr/share apart from the
-# rest), and cached under ~/.cache/hull/bench/.
+# Also: pulling a second image on the same two layers plus a small one,
+# into a store that has the first (the shared base is not unpacked again).
+#
+# The image is made once (bench/pull/debian-image.sh) with `debootstrap
+# --variant=minbase bookworm` and umoci, in two layers (/usr/share apart
+# from the rest), and cached under ~/.cache/hull/bench/.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 n=${1:-$(quick_or_full 3 10)}
@@ -19,36 +22,7 @@ for tool in docker-registry skopeo umoci debootstrap mkfs.ext4 mkfs.erofs; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing: run make deps" >&2; exit 1; }
 done
 
-cache=${HULL_BENCH_CACHE:-$HOME/.cache/hull/bench}
-mkdir -p "$cache"
-rootfs_tar=$cache/debian-minbase.tar
-layout=$cache/debian-oci
-if [[ ! -f $rootfs_tar ]]; then
-  echo "bench: debootstrap --variant=minbase bookworm (once, cached in $cache)" >&2
-  rm -rf "$cache/rootfs.tmp"
-  debootstrap --variant=minbase bookworm "$cache/rootfs.tmp" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1
-  tar -C "$cache/rootfs.tmp" --numeric-owner -cf "$rootfs_tar.tmp" .
-  mv "$rootfs_tar.tmp" "$rootfs_tar"
-  rm -rf "$cache/rootfs.tmp"
-fi
-if [[ ! -f $layout/index.json ]]; then
-  echo "bench: building the OCI image (once)" >&2
-  tmp=$(mktemp -d "$cache/layout.XXXXXX")
-  mkdir "$tmp/tree"
-  tar -C "$tmp/tree" -xf "$rootfs_tar"
-  umoci init --layout "$tmp/oci"
-  umoci new --image "$tmp/oci:debian"
-  umoci unpack --image "$tmp/oci:debian" "$tmp/bundle" >/dev/null
-  # Layer 1: everything but /usr/share; layer 2: /usr/share.
-  (cd "$tmp/tree" && tar --numeric-owner --exclude=./usr/share -cf - .) | tar -C "$tmp/bundle/rootfs" -xf -
-  umoci repack --image "$tmp/oci:debian" "$tmp/bundle"
-  umoci insert --image "$tmp/oci:debian" "$tmp/tree/usr/share" /usr/share
-  umoci config --image "$tmp/oci:debian" --config.cmd /bin/bash
-  umoci gc --layout "$tmp/oci"
-  rm -rf "$layout"
-  mv "$tmp/oci" "$layout"
-  rm -rf "$tmp"
-fi
+source "$(dirname "$0")/debian-image.sh"
 
 bench_begin pull
 peers=1
@@ -79,7 +53,9 @@ docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 registry_pid=$!
 for _ in $(seq 100); do curl -sf "http://$addr/v2/" >/dev/null && break; sleep 0.1; done
 image=$addr/bench/debian:1
+image_b=$addr/bench/debian-b:1
 skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:debian" "docker://$image"
+skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout_b:debian-b" "docker://$image_b"
 
 fig=pull
 hull_series="hull pull (download, verify, unpack, EROFS disk)"
@@ -98,9 +74,21 @@ for i in $(seq "$n"); do
     sample $fig "hull pull, of which unpacking the layers" "ms" "$unpack"
     sample $fig "hull pull, of which mkfs.erofs" "ms" "$((build - unpack))"
   fi
+  disk=$(ls "$HULL_ROOT"/disks/*.erofs)
   t0=$(now_us)
   "$hull" pull --plain-http "$image" >/dev/null
   sample $fig "second hull pull (no image work)" "wall ms" "$(ms_since "$t0")"
+  # Another image on the same base: its small layer, and a disk.
+  t0=$(now_us)
+  HULL_LOG=hull_runtime::image=info "$hull" pull --plain-http "$image_b" >/dev/null 2>"$work/pull.log"
+  sample $fig "hull pull of a second image sharing the base" "wall ms" "$(ms_since "$t0")"
+  sed 's/\x1b\[[0-9;]*m//g' "$work/pull.log" >"$work/pull.txt"
+  unpack=$(grep -o 'unpack_ms=[0-9]*' "$work/pull.txt" | cut -d= -f2 | head -1 || true)
+  build=$(grep -o ' ms=[0-9]*' "$work/pull.txt" | cut -d= -f2 | head -1 || true)
+  if [[ -n $unpack && -n $build ]]; then
+    sample $fig "second image sharing the base, of which unpacking" "ms" "$unpack"
+    sample $fig "second image sharing the base, of which mkfs.erofs" "ms" "$((build - unpack))"
+  fi
 
   if [[ -n $peers ]]; then
     t0=$(now_us)
@@ -125,7 +113,6 @@ ratio $fig "hull pull / skopeo + umoci" "$hull_series|wall ms" "$skopeo_series|w
 
 # Disk format, on the last unpacked tree: EROFS (what hull builds) vs ext4.
 tree=$work/bundle$n/rootfs
-disk=$(ls "$work/store$n"/disks/*.erofs)
 t0=$(now_us)
 mkfs.erofs --quiet "$work/again.erofs" "$tree"
 sample $fig "mkfs.erofs of the tree (hull's disk)" "ms" "$(ms_since "$t0")"

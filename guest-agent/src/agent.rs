@@ -1,7 +1,7 @@
 //! The agent's server: reads frames from the host, routes data to streams
 //! and requests to thin handlers that call the domain modules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hull_protocol::{
-    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, Reply, Request, MAIN_PROCESS,
-    PROTOCOL_VERSION,
+    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, GuestNetwork, Reply, Request,
+    MAIN_PROCESS, PROTOCOL_VERSION,
 };
 
 use crate::container::{self, ContainerInfo};
@@ -22,16 +22,58 @@ use crate::wire::{Streams, Wire};
 /// reported, before powering off on its own.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long `RemoveContainer` waits for the killed main process to be
+/// reaped before it unmounts anyway.
+const REMOVE_WAIT: Duration = Duration::from_secs(5);
+
+/// One connection from the host, serving one container. The VM's first
+/// connection (`primary`) owns the VM: its end powers the VM off. A
+/// container that joins the VM (a pod) comes with a connection of its
+/// own, on a port the host hot-adds.
 pub struct Agent {
     pub wire: Arc<Wire>,
     pub streams: Streams,
     pub reaper: Arc<Reaper>,
+    pub vm: Arc<Vm>,
+    primary: bool,
     state: Mutex<State>,
+}
+
+/// What the containers of one VM share.
+#[derive(Default)]
+pub struct Vm {
+    /// Ids of the containers in the VM, on any connection.
+    containers: Mutex<HashSet<String>>,
+    /// The network as the first container set it up (`Some(None)`:
+    /// loopback only); later containers share it.
+    network: Mutex<Option<Option<GuestNetwork>>>,
+}
+
+impl Vm {
+    /// The VM's network: set up from `requested` by the first container,
+    /// shared as it is by the containers that join later.
+    pub fn network(
+        &self,
+        requested: Option<&GuestNetwork>,
+    ) -> Result<Option<GuestNetwork>, crate::net::NetError> {
+        let mut network = self.network.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(configured) = network.as_ref() {
+            return Ok(configured.clone());
+        }
+        crate::net::configure(requested)?;
+        *network = Some(requested.cloned());
+        Ok(requested.cloned())
+    }
+
+    fn containers(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Default)]
 struct State {
-    container_claimed: bool,
+    /// The id of this connection's container, once a `RunContainer` came.
+    container_claimed: Option<String>,
     /// Set once the main process runs.
     container: Option<Arc<ContainerInfo>>,
     /// The main process has exited: the container is stopped for good.
@@ -54,11 +96,23 @@ fn invalid(message: impl Into<String>) -> AgentError {
 }
 
 impl Agent {
+    /// The VM's first connection.
     pub fn new(wire: Wire, reaper: Arc<Reaper>) -> Arc<Self> {
+        Self::session(wire, reaper, Arc::default(), true)
+    }
+
+    /// A connection for a container that joins the VM.
+    pub fn joined(wire: Wire, reaper: Arc<Reaper>, vm: Arc<Vm>) -> Arc<Self> {
+        Self::session(wire, reaper, vm, false)
+    }
+
+    fn session(wire: Wire, reaper: Arc<Reaper>, vm: Arc<Vm>, primary: bool) -> Arc<Self> {
         Arc::new(Self {
             wire: Arc::new(wire),
             streams: Streams::default(),
             reaper,
+            vm,
+            primary,
             state: Mutex::default(),
         })
     }
@@ -67,13 +121,66 @@ impl Agent {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn claim_container(&self) -> Result<(), AgentError> {
+    /// Claims this connection (one container each) and the VM-wide id.
+    pub fn claim_container(&self, id: &str) -> Result<(), AgentError> {
         let mut state = self.state();
-        if state.container_claimed {
-            return Err(invalid("this VM already runs a container"));
+        if state.container_claimed.is_some() {
+            return Err(invalid("this connection already runs a container"));
         }
-        state.container_claimed = true;
+        if !self.vm.containers().insert(id.to_string()) {
+            return Err(invalid(format!("container {id:?} already runs in this VM")));
+        }
+        state.container_claimed = Some(id.to_string());
         Ok(())
+    }
+
+    /// Ends this connection's container, if it joined the VM: kills what is
+    /// left of it, unmounts its root and frees its id, so its disks can go.
+    pub fn remove_container(&self, id: &str) -> Result<Reply, AgentError> {
+        if self.primary {
+            return Err(invalid(
+                "the VM's first container ends with the VM, not on its own",
+            ));
+        }
+        if self.state().container_claimed.as_deref() != Some(id) {
+            return Err(invalid(format!("no container {id:?} on this connection")));
+        }
+        self.release_container();
+        Ok(Reply::Done)
+    }
+
+    /// What `remove_container` does, also when a joined container's
+    /// connection ends without it.
+    pub fn release_container(&self) {
+        if self.primary {
+            return;
+        }
+        let Some(id) = self.state().container_claimed.clone() else {
+            return;
+        };
+        self.kill_all();
+        let deadline = std::time::Instant::now() + REMOVE_WAIT;
+        while !self.main_gone() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let container = self.state().container.take();
+        if let Some(container) = container {
+            container.cgroup.kill_all();
+            container.cgroup.remove();
+        }
+        container::rootfs::release(&id);
+        self.vm.containers().remove(&id);
+    }
+
+    /// Whether this is the VM's first connection, which owns the VM.
+    pub fn is_primary(&self) -> bool {
+        self.primary
+    }
+
+    /// The main process has exited, or never ran.
+    fn main_gone(&self) -> bool {
+        let state = self.state();
+        state.stopped || state.container.is_none()
     }
 
     /// The main process of `container` runs as `pid`.
@@ -218,7 +325,7 @@ impl Agent {
                 // Requests may block (mounts, exec); the reader must not.
                 let agent = self.clone();
                 std::thread::spawn(move || {
-                    let shutdown = matches!(request, Request::Shutdown);
+                    let shutdown = matches!(request, Request::Shutdown) && agent.primary;
                     let result = agent.handle(request);
                     let _ = agent
                         .wire
@@ -251,6 +358,18 @@ impl Agent {
             Request::ListProcesses { container_id } => {
                 container::list_processes(self, &container_id)
             }
+            Request::SignalContainer {
+                container_id,
+                signal,
+            } => container::signal_all(self, &container_id, signal),
+            Request::Freeze {
+                container_id,
+                frozen,
+            } => container::freeze(self, &container_id, frozen),
+            Request::RemoveContainer { container_id } => self.remove_container(&container_id),
+            Request::Shutdown if !self.primary => Err(invalid(
+                "a container that joined the VM cannot power it off",
+            )),
             Request::Shutdown => {
                 self.kill_all();
                 Ok(Reply::Done)

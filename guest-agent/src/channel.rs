@@ -3,10 +3,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hull_protocol::{AGENT_SERIAL_PORT_NAME, AGENT_VSOCK_PORT};
+use hull_protocol::{AGENT_JOIN_PORT_PREFIX, AGENT_SERIAL_PORT_NAME, AGENT_VSOCK_PORT};
 
 use crate::sys;
 
@@ -77,9 +77,117 @@ fn find_serial_port() -> io::Result<PathBuf> {
     ))
 }
 
+/// Calls `serve` with each virtio-serial port named
+/// `hull.agent.<suffix>` that the host hot-adds, once per port, on a thread
+/// of its own. Ports announce themselves by kernel uevents ("add", then
+/// "change" once the host has sent the port's name), so nothing polls.
+pub fn watch_join_ports(serve: impl Fn(File) + Send + Sync + 'static) -> io::Result<()> {
+    let events = sys::uevent_socket()?;
+    let serve = std::sync::Arc::new(serve);
+    std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match sys::recv(&events, &mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("hull-agent: uevents: {e}");
+                    return;
+                }
+            };
+            let Some((action, port)) = virtio_port_event(&buf[..n]) else {
+                continue;
+            };
+            if action == PortAction::Removed {
+                // Its device name may come back with the next port.
+                seen.remove(&port);
+                continue;
+            }
+            let name = fs::read_to_string(format!("/sys/class/virtio-ports/{port}/name"))
+                .unwrap_or_default();
+            if !name.trim_end().starts_with(AGENT_JOIN_PORT_PREFIX) || !seen.insert(port.clone()) {
+                continue;
+            }
+            debug!("join port {port} ({})", name.trim_end());
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(Path::new("/dev").join(&port))
+            {
+                Ok(file) => {
+                    let serve = serve.clone();
+                    std::thread::spawn(move || serve(file));
+                }
+                Err(e) => eprintln!("hull-agent: open /dev/{port}: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortAction {
+    /// Added, or named by the host.
+    Ready,
+    Removed,
+}
+
+/// What a uevent says about a virtio-serial port: `ACTION=add|change|
+/// remove`, `SUBSYSTEM=virtio-ports`, `DEVNAME=vport…`.
+fn virtio_port_event(message: &[u8]) -> Option<(PortAction, String)> {
+    let mut fields = message.split(|&b| b == 0).map(String::from_utf8_lossy);
+    // The first field is the "action@devpath" header.
+    fields.next()?;
+    let (mut action, mut subsystem, mut devname) = (None, None, None);
+    for field in fields {
+        if let Some((key, value)) = field.split_once('=') {
+            match key {
+                "ACTION" => action = Some(value.to_string()),
+                "SUBSYSTEM" => subsystem = Some(value.to_string()),
+                "DEVNAME" => devname = Some(value.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let devname = devname?;
+    let plain = !devname.is_empty()
+        && devname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if subsystem.as_deref() != Some("virtio-ports") || !plain {
+        return None;
+    }
+    match action.as_deref() {
+        Some("add" | "change") => Some((PortAction::Ready, devname)),
+        Some("remove") => Some((PortAction::Removed, devname)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_events_name_the_device() {
+        let event = b"change@/devices/pci0000:00/virtio3/virtio-ports/vport3p1\0ACTION=change\0DEVPATH=/x\0SUBSYSTEM=virtio-ports\0DEVNAME=vport3p1\0";
+        assert_eq!(
+            virtio_port_event(event),
+            Some((PortAction::Ready, "vport3p1".into()))
+        );
+        let block = b"add@/block/sda\0ACTION=add\0SUBSYSTEM=block\0DEVNAME=sda\0";
+        assert_eq!(virtio_port_event(block), None);
+        let removed = b"remove@/x\0ACTION=remove\0SUBSYSTEM=virtio-ports\0DEVNAME=vport3p1\0";
+        assert_eq!(
+            virtio_port_event(removed),
+            Some((PortAction::Removed, "vport3p1".into()))
+        );
+        let bound = b"bind@/x\0ACTION=bind\0SUBSYSTEM=virtio-ports\0DEVNAME=vport3p1\0";
+        assert_eq!(virtio_port_event(bound), None);
+        let hostile = b"add@/x\0ACTION=add\0SUBSYSTEM=virtio-ports\0DEVNAME=../sda\0";
+        assert_eq!(virtio_port_event(hostile), None);
+    }
 
     #[test]
     fn channel_kind_parses() {

@@ -48,6 +48,28 @@ fn main() {
     std::process::exit(if result.is_ok() { 0 } else { 1 });
 }
 
+/// Serves a container that joined the VM on its own port; when the host
+/// goes away from it, the container goes too (the VM runs on).
+fn serve_joined(
+    port: std::fs::File,
+    reaper: std::sync::Arc<process::Reaper>,
+    vm: std::sync::Arc<agent::Vm>,
+) {
+    let reader = match port.try_clone() {
+        Ok(reader) => reader,
+        Err(e) => {
+            eprintln!("hull-agent: join port: {e}");
+            return;
+        }
+    };
+    let session = agent::Agent::joined(wire::Wire::new(port), reaper, vm);
+    if let Err(e) = session.serve(reader) {
+        eprintln!("hull-agent: joined container: {e}");
+    }
+    session.release_container();
+    session.streams.close_all();
+}
+
 fn run() -> io::Result<()> {
     if sys::getpid() == 1 {
         boot::setup_system()?;
@@ -62,7 +84,11 @@ fn run() -> io::Result<()> {
     let reaper = process::Reaper::start();
     let channel = channel::open(kind)?;
     let reader = channel.try_clone()?;
-    let agent = agent::Agent::new(wire::Wire::new(channel), reaper);
+    let agent = agent::Agent::new(wire::Wire::new(channel), reaper.clone());
+    if kind == ChannelKind::Serial {
+        let vm = agent.vm.clone();
+        channel::watch_join_ports(move |port| serve_joined(port, reaper.clone(), vm.clone()))?;
+    }
     let served = agent.serve(reader);
     // The host is gone or broke the protocol: nothing may outlive it.
     agent.kill_all();

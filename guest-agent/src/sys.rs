@@ -21,6 +21,13 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// mount(2). `source`/`fstype`/`data` may be empty.
+/// Detaches the mount at `target` (it goes once nothing uses it).
+pub fn unmount_detach(target: &Path) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
+}
+
 pub fn mount(
     source: &str,
     target: &Path,
@@ -226,6 +233,44 @@ pub fn vsock_connect(cid: u32, port: u32) -> io::Result<OwnedFd> {
         )
     })?;
     Ok(sock)
+}
+
+/// A socket that receives the kernel's device uevents (what udev reads).
+pub fn uevent_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket has no memory-safety preconditions.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_KOBJECT_UEVENT,
+        )
+    })?;
+    // SAFETY: socket succeeded, so `fd` is open and ours alone.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data for which all-zero is valid.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // Group 1: the kernel's own uevents.
+    addr.nl_groups = 1;
+    // SAFETY: `addr` is a valid sockaddr_nl and its size is passed with it.
+    check(unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    Ok(sock)
+}
+
+/// One datagram from `sock` into `buf`; returns its length.
+pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// Ignores SIGPIPE (a closed pipe is an EPIPE error for the agent, not death).
@@ -463,8 +508,13 @@ pub mod child {
         if ret < 0 {
             return Err(errno());
         }
+        // The kernel raises an ambient capability only if it is permitted
+        // and inheritable; specs (`runc spec`'s default among them) list
+        // ambient ones without inheritable, which runc then leaves out
+        // rather than failing: so do we.
+        let raisable = ambient & permitted & inheritable;
         for cap in 0..=last_cap {
-            if ambient & (1u64 << cap) != 0 {
+            if raisable & (1u64 << cap) != 0 {
                 // SAFETY: prctl with integer arguments.
                 ok(unsafe {
                     libc::prctl(

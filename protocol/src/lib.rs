@@ -12,6 +12,7 @@
 //!   never stall control messages (the SSH/HTTP2 scheme).
 //! * [`message`]: what the control stream says.
 
+pub mod blockio;
 pub mod flow;
 pub mod frame;
 pub mod message;
@@ -68,7 +69,7 @@ pub const CAPABILITY_NAMES: &[&str] = &[
 
 /// Protocol version; both sides say it in their first control message and
 /// refuse a peer that speaks another.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// vsock port the host listens on for the agent (hull-vmm's hybrid vsock
 /// turns a guest connection to CID 2, port P into `<uds>_P` on the host).
@@ -76,6 +77,11 @@ pub const AGENT_VSOCK_PORT: u32 = 1024;
 
 /// Name of the virtio-serial port the agent uses under QEMU.
 pub const AGENT_SERIAL_PORT_NAME: &str = "hull.agent";
+
+/// Name prefix of the virtio-serial ports hot-added to a running VM, one
+/// per container that joins it (a pod): `hull.agent.<suffix>`. Each is a
+/// connection of its own, serving that container.
+pub const AGENT_JOIN_PORT_PREFIX: &str = "hull.agent.";
 
 /// Kernel command-line key that tells the agent which channel to use
 /// (`hull.channel=vsock` or `hull.channel=serial`).

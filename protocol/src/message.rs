@@ -53,6 +53,15 @@ pub enum Request {
     Stats { container_id: String },
     /// The processes of the container (`hull top`).
     ListProcesses { container_id: String },
+    /// Send a signal to every process of the container (its cgroup's).
+    SignalContainer { container_id: String, signal: i32 },
+    /// Freeze (`frozen`) or thaw every process of the container through
+    /// its cgroup's freezer (`pause`/`resume`, `docker pause`).
+    Freeze { container_id: String, frozen: bool },
+    /// End a container that joined this VM on its own connection: kill
+    /// what is left of it, unmount its root and forget it, so the host can
+    /// unplug its disks. The VM runs on.
+    RemoveContainer { container_id: String },
     /// Stop everything and power the VM off.
     Shutdown,
 }

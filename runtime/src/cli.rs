@@ -60,6 +60,10 @@ pub enum Command {
     Start(StartArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(ContainersArgs),
+    /// Freeze every process of running containers.
+    Pause(ContainersArgs),
+    /// Thaw paused containers.
+    Unpause(ContainersArgs),
     /// Show everything about containers, as JSON.
     Inspect(ContainersArgs),
     /// Show the processes of a container.
@@ -421,6 +425,8 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Which hypervisor runs the VM: auto, qemu or hull-vmm.
     #[arg(long, env = "HULL_HYPERVISOR", default_value = "auto")]
     pub hypervisor: String,
@@ -435,6 +441,45 @@ pub struct RunArgs {
     /// Command and arguments (replace the image's Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `run`'s rlimit, block I/O and user-namespace flags (Docker's and
+/// podman's spelling); checked in `oci::limits`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// A resource limit: NAME=SOFT[:HARD] (core, cpu, data, fsize, locks,
+    /// memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime,
+    /// sigpending, stack); repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Block I/O weight of the container's cgroup, 10 to 1000.
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    pub blkio_weight: Option<u16>,
+    /// Limit reads per second from a disk of the container: DISK:RATE, DISK
+    /// one of rootfs (both disks), image (the image disk), writable (the
+    /// writable-layer disk); RATE like 1mb.
+    #[arg(long = "device-read-bps", value_name = "DISK:RATE")]
+    pub device_read_bps: Vec<String>,
+    /// Limit writes per second to a disk of the container (DISK:RATE, as
+    /// --device-read-bps).
+    #[arg(long = "device-write-bps", value_name = "DISK:RATE")]
+    pub device_write_bps: Vec<String>,
+    /// Limit read operations per second on a disk of the container (DISK:N).
+    #[arg(long = "device-read-iops", value_name = "DISK:N")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write operations per second on a disk of the container (DISK:N).
+    #[arg(long = "device-write-iops", value_name = "DISK:N")]
+    pub device_write_iops: Vec<String>,
+    /// Run in a user namespace mapping CONTAINER_ID..+SIZE to the VM's
+    /// HOST_ID..+SIZE; repeatable.
+    #[arg(long = "uidmap", value_name = "CONTAINER_ID:HOST_ID:SIZE")]
+    pub uidmap: Vec<String>,
+    /// The user namespace's group ids, as --uidmap (default: the uid map).
+    #[arg(long = "gidmap", value_name = "CONTAINER_ID:HOST_ID:SIZE")]
+    pub gidmap: Vec<String>,
+    /// User namespace: host (the VM's, the default) unless --uidmap/--gidmap.
+    #[arg(long = "userns", value_name = "MODE")]
+    pub userns: Option<String>,
 }
 
 #[derive(Debug, Args)]

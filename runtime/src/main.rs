@@ -50,6 +50,8 @@ fn main() {
             Command::Rm(args) => commands::rm(&cli, args).await,
             Command::Start(args) => commands::start(&cli, args).await,
             Command::Wait(args) => commands::wait(&cli, args).await,
+            Command::Pause(args) => commands::pause(&cli, args, true).await,
+            Command::Unpause(args) => commands::pause(&cli, args, false).await,
             Command::Inspect(args) => commands::inspect(&cli, args),
             Command::Top(args) => commands::top(&cli, args).await,
             Command::Stats(args) => commands::stats(&cli, args).await,

@@ -6,8 +6,10 @@
 //!
 //! Pids: a task's pid is its supervisor's (the host process that stands
 //! for the VM); an exec's is its pid in the guest, which containerd only
-//! shows. Pods (containers joining a sandbox's VM through the CRI
-//! annotations) are not supported yet: every task gets its own VM.
+//! shows. Pods: a task whose CRI annotations name its pod's sandbox
+//! (`io.kubernetes.cri.container-type=container`, `…sandbox-id`) runs
+//! inside the sandbox task's VM (see `oci_cli::create`); each task still
+//! has a shim and a supervisor of its own.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,7 +28,8 @@ use containerd_shim_protos::cgroups_v2::metrics::{
     CPUStat, IOEntry, IOStat, MemoryStat, Metrics, PidsStat,
 };
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -424,6 +427,7 @@ impl Inner {
             .map_err(|e| Error::InvalidArgument(format!("the exec's process spec: {e}")))?;
         let user = process.user();
         let request = ExecRequest {
+            owned: true,
             args: process.args().clone().unwrap_or_default(),
             env: process.env().clone().unwrap_or_default(),
             workdir: Some(process.cwd().display().to_string()).filter(|c| !c.is_empty()),
@@ -487,16 +491,56 @@ impl Inner {
                 req.id
             )));
         }
-        let request = if task.started.load(Ordering::SeqCst) {
-            ControlRequest::Signal { signal }
-        } else {
+        let request = if !task.started.load(Ordering::SeqCst) {
             ControlRequest::Stop { timeout_secs: 0 }
+        } else if req.all {
+            ControlRequest::SignalAll { signal }
+        } else {
+            ControlRequest::Signal { signal }
         };
         match control::call(&task.container.socket_path(), &request).await {
             Ok(ControlReply::Error { message, .. }) => Err(Error::FailedPrecondition(message)),
             Ok(_) => Ok(()),
             Err(e) => Err(Error::runtime("signal the task")(e.into())),
         }
+    }
+
+    /// Pause (`frozen`) or resume a started task: the guest's cgroup
+    /// freezer, then the event containerd expects.
+    async fn freeze(&self, id: &str, frozen: bool) -> Result<()> {
+        let task = self.task(id)?;
+        if !task.started.load(Ordering::SeqCst) || task.exit.borrow().is_some() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {id} is not running"
+            )));
+        }
+        let request = if frozen {
+            ControlRequest::Pause
+        } else {
+            ControlRequest::Resume
+        };
+        match control::call(&task.container.socket_path(), &request).await {
+            Ok(ControlReply::Error { message, .. }) => {
+                return Err(Error::FailedPrecondition(message))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Error::runtime("pause or resume the task")(e.into())),
+        }
+        let container_id = id.to_string();
+        if frozen {
+            self.publish(TaskPaused {
+                container_id,
+                ..Default::default()
+            })
+            .await;
+        } else {
+            self.publish(TaskResumed {
+                container_id,
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(())
     }
 
     async fn delete(&self, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
@@ -589,6 +633,7 @@ impl Inner {
         };
         let status = match (&exit, started) {
             (Some(_), _) => Status::STOPPED,
+            (None, true) if task.container.state().paused => Status::PAUSED,
             (None, true) => Status::RUNNING,
             (None, false) => Status::CREATED,
         };
@@ -792,16 +837,18 @@ impl Task for TaskService {
         Ok(self.0.delete(req).await?)
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        Err(Error::Unsupported("pause").into())
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        self.0.freeze(&req.id, true).await?;
+        Ok(api::Empty::new())
     }
 
     async fn resume(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::ResumeRequest,
+        req: api::ResumeRequest,
     ) -> TtrpcResult<api::Empty> {
-        Err(Error::Unsupported("resume").into())
+        self.0.freeze(&req.id, false).await?;
+        Ok(api::Empty::new())
     }
 
     async fn connect(

@@ -8,6 +8,7 @@
 pub mod ecosystem;
 pub mod registry;
 pub mod testhost;
+pub mod token_server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! A real OCI registry for the pull tests: Debian's `docker-registry`
 //! (distribution 2.8) on 127.0.0.1, on a free port, storing under a temp
-//! dir, optionally behind `htpasswd` Basic auth; images are pushed to it
-//! with `skopeo copy`. The registry is killed and reaped on drop.
+//! dir, optionally behind `htpasswd` Basic auth or Bearer tokens from a
+//! [`TokenServer`]; images are pushed to it with `skopeo copy`. The registry is killed and reaped on drop.
 //!
 //! Also: an editable OCI image layout (from an OCI archive) to make
 //! indexes and configs for other platforms.
@@ -14,7 +14,16 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest as _;
 
+use crate::token_server::{self, TokenServer};
+
 const REGISTRY_BIN: &str = "docker-registry";
+
+/// How the registry authenticates clients.
+enum Auth<'a> {
+    Anonymous,
+    Htpasswd,
+    Token(&'a TokenServer),
+}
 
 /// A running registry.
 pub struct Registry {
@@ -28,15 +37,28 @@ pub struct Registry {
 impl Registry {
     /// An anonymous registry.
     pub fn start() -> Registry {
-        Registry::spawn(None)
+        Registry::spawn(None, Auth::Anonymous)
     }
 
     /// A registry that demands Basic auth (`htpasswd`, bcrypt) for `user`.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Registry::spawn(Some((user.to_string(), password.to_string())))
+        Registry::spawn(
+            Some((user.to_string(), password.to_string())),
+            Auth::Htpasswd,
+        )
     }
 
-    fn spawn(creds: Option<(String, String)>) -> Registry {
+    /// A registry that demands Bearer tokens issued by `tokens` (`auth:
+    /// token`, verifying them against its certificate); `user` and
+    /// `password` are what pushes log in to the token server with.
+    pub fn start_with_tokens(tokens: &TokenServer, user: &str, password: &str) -> Registry {
+        Registry::spawn(
+            Some((user.to_string(), password.to_string())),
+            Auth::Token(tokens),
+        )
+    }
+
+    fn spawn(creds: Option<(String, String)>, auth: Auth<'_>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("hull-registry")
             .tempdir()
@@ -50,7 +72,7 @@ impl Registry {
              http:\n  addr: {addr}\n",
             dir.path().join("storage").display()
         );
-        if let Some((user, password)) = &creds {
+        if let (Some((user, password)), Auth::Htpasswd) = (&creds, &auth) {
             let htpasswd = dir.path().join("htpasswd");
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
@@ -61,6 +83,15 @@ impl Registry {
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: hull-test\n    path: {}\n",
                 htpasswd.display()
+            ));
+        }
+        if let Auth::Token(tokens) = &auth {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                tokens.realm(),
+                token_server::SERVICE,
+                token_server::ISSUER,
+                tokens.trusted.cert.display()
             ));
         }
         let config_path = dir.path().join("config.yml");

@@ -191,6 +191,45 @@ fn stop_of_a_container_that_ignores_sigterm_kills_it_after_the_grace_time() {
 }
 
 #[test]
+fn pause_freezes_every_process_and_unpause_thaws_them() {
+    let hull = Hull::with_busybox();
+    // A main process and a child of it that both write ticks.
+    let ticker = "trap 'exit 3' TERM; (while true; do echo child; sleep 0.2; done) & \
+                  while true; do echo main; sleep 0.2; done";
+    ok(&hull.hull(&["run", "-d", "--name", "p", IMAGE, "sh", "-c", ticker]));
+    let count = |what: &str| logs(&hull, "p").matches(what).count();
+    eventually(60, "ticks", || count("main") > 0 && count("child") > 0);
+    ok(&hull.hull(&["pause", "p"]));
+    let p = inspect(&hull, "p");
+    assert_eq!(p["State"]["Status"], "paused", "{p}");
+    assert_eq!(p["State"]["Paused"], true, "{p}");
+    assert!(ok(&hull.hull(&["ps"])).contains("(Paused)"));
+    let frozen = (count("main"), count("child"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        (count("main"), count("child")),
+        frozen,
+        "nothing ran while paused"
+    );
+    assert_one_line_error(&hull.hull(&["pause", "p"]), 1, "already paused");
+    assert_one_line_error(&hull.hull(&["exec", "p", "true"]), 125, "is paused");
+    ok(&hull.hull(&["unpause", "p"]));
+    assert_eq!(status(&hull, "p"), "running");
+    eventually(60, "ticks after the thaw", || {
+        count("main") > frozen.0 && count("child") > frozen.1
+    });
+    assert_one_line_error(&hull.hull(&["unpause", "p"]), 1, "not paused");
+    // A paused container stops on SIGTERM: it is thawed to act on it.
+    ok(&hull.hull(&["pause", "p"]));
+    ok(&hull.hull(&["stop", "-t", "30", "p"]));
+    let p = inspect(&hull, "p");
+    assert_eq!(p["State"]["ExitCode"], 3, "{p}");
+    assert_eq!(p["State"]["Paused"], false, "{p}");
+    ok(&hull.hull(&["rm", "p"]));
+    hull.assert_no_sandbox_left();
+}
+
+#[test]
 fn kill_sends_the_signal_and_wait_reports_the_exit_code() {
     let hull = Hull::with_busybox();
     ok(&hull.hull(&[

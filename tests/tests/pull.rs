@@ -515,8 +515,61 @@ fn save_inspect_prune_and_rmi() {
 
     ok(&hull.hull(&["rmi", "-f", &image]));
     assert!(disks(&hull).is_empty());
+    assert!(
+        unpacked_layers(&hull).is_empty(),
+        "rmi left unpacked layers"
+    );
     let out = hull.hull(&["image", "inspect", &image]);
     assert_one_line_error(&out, 125, "image not found");
+}
+
+/// The unpacked layer stacks under the store (`layers/<chain id>`).
+fn unpacked_layers(hull: &Hull) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(hull.store_dir().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn images_on_the_same_layers_unpack_them_once_and_rmi_frees_them() {
+    // busybox-app is busybox's four layers under another config.
+    let reg = Registry::start();
+    reg.push(&busybox(), "hull/busybox:1", &[]);
+    let app = format!("oci-archive:{}", image_archive("busybox-app.tar").display());
+    reg.push(&app, "hull/app:1", &[]);
+    let (image, app) = (reg.image("hull/busybox:1"), reg.image("hull/app:1"));
+    let layer_count = reg.layers("hull/busybox:1").len();
+    let hull = Hull::new();
+    ok(&pull(&hull, &image));
+    let unpacked = unpacked_layers(&hull);
+    assert_eq!(unpacked.len(), layer_count, "{unpacked:?}");
+
+    let out = hull
+        .command(&["pull", "--plain-http", &app])
+        .env("HULL_LOG", "hull_runtime::image=info")
+        .output()
+        .unwrap();
+    ok(&out);
+    let log = stderr(&out);
+    assert!(
+        log.contains(&format!("layers_reused={layer_count}")) && log.contains("layers_unpacked=0"),
+        "{log}"
+    );
+    assert_eq!(unpacked_layers(&hull), unpacked);
+    assert_eq!(disks(&hull).len(), 2);
+    // Its entrypoint is `sh -c`.
+    let run = ok(&hull.hull(&["run", "--rm", &app, "cat /etc/hull-release"]));
+    assert!(!run.trim().is_empty());
+
+    // Layers go with the last image that uses them.
+    ok(&hull.hull(&["rmi", &image]));
+    assert_eq!(unpacked_layers(&hull), unpacked);
+    ok(&hull.hull(&["rmi", &app]));
+    assert!(unpacked_layers(&hull).is_empty());
+    assert!(disks(&hull).is_empty());
 }
 
 #[test]

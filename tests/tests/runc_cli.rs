@@ -183,6 +183,25 @@ impl Container {
     }
 }
 
+/// An OCI process file for `exec --process`: `args` as root in `/`.
+fn write_process(path: &Path, args: &[&str]) {
+    let process = serde_json::json!({
+        "args": args,
+        "env": ["PATH=/bin:/usr/bin"],
+        "cwd": "/",
+        "user": {"uid": 0, "gid": 0}
+    });
+    std::fs::write(path, serde_json::to_vec(&process).unwrap()).unwrap();
+}
+
+fn read_pid(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn runc_create_start_state_kill_delete_exec_and_errors() {
     let runc = Runc::new();
@@ -227,22 +246,14 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
     bundle.set_process(&[
         "sh",
         "-c",
-        "trap 'echo term; exit 42' TERM; while true; do sleep 0.1; done",
+        "trap 'echo term; exit 42' TERM; \
+         (trap 'echo child-term; exit' TERM; while true; do sleep 0.1; done) & \
+         while true; do sleep 0.1; done",
     ]);
     let (pid, stdio) = runc.create(&bundle, "c2");
     ok(&runc.run(&["start", "c2"]));
     let process = runc.root.path().join("process.json");
-    std::fs::write(
-        &process,
-        serde_json::to_vec(&serde_json::json!({
-            "args": ["sh", "-c", "echo exec-out; cat; exit 4"],
-            "env": ["PATH=/bin:/usr/bin"],
-            "cwd": "/",
-            "user": {"uid": 0, "gid": 0}
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    write_process(&process, &["sh", "-c", "echo exec-out; cat; exit 4"]);
     let exec_pid_file = runc.root.path().join("exec.pid");
     let mut exec = runc
         .command(&["exec", "--process"])
@@ -259,23 +270,54 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
     let mut exec_in = exec.stdin.take().unwrap();
     let mut exec_out = exec.stdout.take().unwrap();
     assert!(exec.wait().unwrap().success(), "exec --detach");
-    let exec_pid: i32 = std::fs::read_to_string(&exec_pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let exec_pid = read_pid(&exec_pid_file);
     exec_in.write_all(b"typed\n").unwrap();
     drop(exec_in);
     assert_eq!(reap(exec_pid, 30), 4);
     let mut out = String::new();
     exec_out.read_to_string(&mut out).unwrap();
     assert_eq!(out, "exec-out\ntyped\n");
+    // A detached exec dies with its helper, whose pid containerd and
+    // podman hold for it: a SIGKILL to that pid must not leave the
+    // process running in the guest.
+    write_process(&process, &["sleep", "1000"]);
+    let mut exec = runc
+        .command(&["exec", "--process"])
+        .arg(&process)
+        .args(["--detach", "--pid-file"])
+        .arg(&exec_pid_file)
+        .arg("c2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(exec.wait().unwrap().success(), "exec --detach");
+    let exec_pid = read_pid(&exec_pid_file);
+    let guest_ps = || ok(&runc.run(&["exec", "c2", "ps", "-o", "args"]));
+    assert!(guest_ps().contains("sleep 1000"), "{}", guest_ps());
+    // SAFETY: signalling a child of ours that has not been reaped yet.
+    unsafe { libc::kill(exec_pid, libc::SIGKILL) };
+    reap(exec_pid, 30);
+    eventually(30, "the exec'd process to die with its helper", || {
+        !guest_ps().contains("sleep 1000")
+    });
     let out = runc.run(&["delete", "c2"]);
     assert!(!out.status.success(), "delete of a running container");
     assert!(stderr(&out).contains("not stopped"), "{}", stderr(&out));
-    ok(&runc.run(&["kill", "c2", "TERM"]));
+    // pause/resume: the guest's cgroup freezer.
+    ok(&runc.run(&["pause", "c2"]));
+    assert_eq!(runc.state("c2")["status"], "paused");
+    ok(&runc.run(&["resume", "c2"]));
+    assert_eq!(runc.state("c2")["status"], "running");
+    // --all reaches the child too (without it, the child dies with the
+    // main process's pid namespace, by SIGKILL, silently).
+    ok(&runc.run(&["kill", "--all", "c2", "TERM"]));
     assert_eq!(reap(pid, 30), 42);
-    assert_eq!(stdio.output().0, "term\n");
+    let out = stdio.output().0;
+    assert!(
+        out.contains("term\n") && out.contains("child-term\n"),
+        "{out}"
+    );
     let out = runc.run(&["kill", "c2", "KILL"]);
     assert!(
         stderr(&out).contains("container not running"),
@@ -295,7 +337,7 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
     ok(&runc.run(&["delete", "--force", "c4"]));
 
     // Errors: a missing command fails at create, as runc's does (podman
-    // maps it to 127), and lands in the JSON log; pause is not supported.
+    // maps it to 127), and lands in the JSON log.
     bundle.set_process(&["no-such-command"]);
     let out = runc.run(&["create", "--bundle", bundle.path().to_str().unwrap(), "c5"]);
     assert_eq!(out.status.code(), Some(1));
@@ -310,7 +352,10 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
         "{last}"
     );
     let out = runc.run(&["pause", "c5"]);
-    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    assert!(
+        !out.status.success(),
+        "pause of a container that is not there"
+    );
     let features: serde_json::Value = serde_json::from_str(&ok(&runc.run(&["features"]))).unwrap();
     assert_eq!(features["ociVersionMin"], "1.0.0");
     assert!(ok(&runc.run(&["--version"])).contains("hull-runc version"));

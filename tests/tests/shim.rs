@@ -106,6 +106,10 @@ fn ctr_detached_task_exec_kill_delete() {
     exec_and_ps(&containerd, "d1");
     let metrics = ok(&containerd.ctr(&["task", "metrics", "d1"]));
     assert!(metrics.contains("memory.usage"), "{metrics}");
+    ok(&containerd.ctr(&["task", "pause", "d1"]));
+    assert!(ok(&containerd.ctr(&["task", "ls"])).contains("PAUSED"));
+    ok(&containerd.ctr(&["task", "resume", "d1"]));
+    assert!(ok(&containerd.ctr(&["task", "ls"])).contains("RUNNING"));
     ok(&containerd.ctr(&["task", "kill", "d1"]));
     eventually(30, "d1 to stop", || {
         ok(&containerd.ctr(&["task", "ls"])).contains("STOPPED")
@@ -113,6 +117,130 @@ fn ctr_detached_task_exec_kill_delete() {
     let out = ok(&containerd.ctr(&["task", "delete", "d1"]));
     assert!(out.is_empty() || out.contains("42"), "{out}");
     ok(&containerd.ctr(&["container", "rm", "d1"]));
+    assert_nothing_left(&containerd);
+}
+
+/// CRI's annotations for a pod's sandbox and for a container in it.
+const SANDBOX: &str = "io.kubernetes.cri.container-type=sandbox";
+const IN_POD: &str = "io.kubernetes.cri.container-type=container";
+/// The pod's network namespace, as CRI names it in every container's spec.
+const POD_NETNS: &str = "network:/proc/1/ns/net";
+/// The sandbox's IPC and UTS namespaces, as CRI names them for its pod's
+/// containers (host paths; hull makes them the sandbox's in the guest).
+const POD_IPC: &str = "ipc:/proc/1/ns/ipc";
+const POD_UTS: &str = "uts:/proc/1/ns/uts";
+
+/// Hypervisor processes of the namespace's tasks.
+fn vms(containerd: &Containerd) -> Vec<String> {
+    processes_mentioning(shim_root(containerd).to_str().unwrap())
+        .into_iter()
+        .filter(|p| p.contains("qemu-system"))
+        .collect()
+}
+
+#[test]
+fn containers_of_one_pod_run_in_its_sandbox_vm() {
+    let containerd = Containerd::start();
+    // The page says which IPC and UTS namespaces the sandbox is in.
+    let server = "mkdir -p /www && { readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; } > /www/index.html \
+                  && exec httpd -f -p 8080 -h /www";
+    // As CRI does, every container of the pod names the pod's network
+    // namespace (a host path, which in hull means the VM's network).
+    ok(&run(
+        &containerd,
+        &[
+            "-d",
+            "--with-ns",
+            POD_NETNS,
+            "--annotation",
+            SANDBOX,
+            IMAGE,
+            "pod1",
+            "sh",
+            "-c",
+            server,
+        ],
+    ));
+    let sandbox_id = "io.kubernetes.cri.sandbox-id=pod1";
+    ok(&run(
+        &containerd,
+        &[
+            "-d",
+            "--with-ns",
+            POD_NETNS,
+            "--annotation",
+            IN_POD,
+            "--annotation",
+            sandbox_id,
+            IMAGE,
+            "app1",
+            "sleep",
+            "600",
+        ],
+    ));
+    assert_eq!(vms(&containerd).len(), 1, "{:?}", vms(&containerd));
+    let fetch = "for i in $(seq 1 40); do wget -qO- http://127.0.0.1:8080/ 2>/dev/null && break; sleep 0.5; done; \
+                 readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; echo httpds=$(ps -o comm | grep -c httpd)";
+    let out = run(
+        &containerd,
+        &[
+            "--rm",
+            "--with-ns",
+            POD_NETNS,
+            "--with-ns",
+            POD_IPC,
+            "--with-ns",
+            POD_UTS,
+            "--annotation",
+            IN_POD,
+            "--annotation",
+            sandbox_id,
+            IMAGE,
+            "app2",
+            "sh",
+            "-c",
+            fetch,
+        ],
+    );
+    // The member reached the sandbox's server over their shared network,
+    // is in the sandbox's IPC and UTS namespaces, and not in its PID one.
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text} / {}", stderr(&out));
+    assert!(
+        lines[0].starts_with("ipc:[") && lines[1].starts_with("uts:["),
+        "{text}"
+    );
+    assert_eq!(lines[..2], lines[2..4], "{text}");
+    assert_eq!(lines[4], "httpds=0");
+    // A container of a pod whose sandbox is not running is refused.
+    let out = run(
+        &containerd,
+        &[
+            "--rm",
+            "--annotation",
+            IN_POD,
+            "--annotation",
+            "io.kubernetes.cri.sandbox-id=nope",
+            IMAGE,
+            "app3",
+            "true",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+    let _ = containerd.ctr(&["container", "rm", "app3"]);
+
+    for id in ["app1", "pod1"] {
+        ok(&containerd.ctr(&["task", "kill", "-s", "KILL", id]));
+        eventually(30, "the task to stop", || {
+            ok(&containerd.ctr(&["task", "ls"]))
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains("STOPPED"))
+        });
+        ok(&containerd.ctr(&["task", "delete", id]));
+        ok(&containerd.ctr(&["container", "rm", id]));
+    }
     assert_nothing_left(&containerd);
 }
 

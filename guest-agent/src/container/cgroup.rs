@@ -1,7 +1,9 @@
 //! The container's cgroup (v2): created under /sys/fs/cgroup/hull/<id>,
 //! limits written from the spec's resources, the process cloned straight
 //! into it (CLONE_INTO_CGROUP), OOM kills counted, removed at the end.
-//! `stats` reads its usage back for `hull stats`.
+//! `stats` reads its usage back for `hull stats`. Block I/O limits go to
+//! io.weight and io.max, with the container's disks already resolved to
+//! real major:minor numbers (`super::blkio`).
 
 use std::fs::{self, File};
 use std::io;
@@ -9,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxBlockIo, LinuxResources};
 use thiserror::Error;
 
 const ROOT: &str = "/sys/fs/cgroup";
@@ -41,6 +43,54 @@ pub fn shares_to_weight(shares: u64) -> u64 {
         return 100;
     }
     1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// runc's conversion of a blkio weight (10–1000) to an io.weight (1–10000).
+pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+    let weight = u64::from(weight.clamp(10, 1000));
+    1 + (weight - 10) * 9999 / 990
+}
+
+/// io.weight and io.max lines for the spec's blockIO: one write per
+/// device and limit (io.max keeps what a line does not name).
+fn block_io_files(block_io: &LinuxBlockIo, files: &mut Vec<(&'static str, String)>) {
+    if let Some(weight) = block_io.weight() {
+        files.push((
+            "io.weight",
+            format!("default {}", blkio_weight_to_io_weight(weight)),
+        ));
+    }
+    for device in block_io.weight_device().iter().flatten() {
+        if let Some(weight) = device.weight() {
+            files.push((
+                "io.weight",
+                format!(
+                    "{}:{} {}",
+                    device.major(),
+                    device.minor(),
+                    blkio_weight_to_io_weight(weight)
+                ),
+            ));
+        }
+    }
+    for (key, devices) in [
+        ("rbps", block_io.throttle_read_bps_device()),
+        ("wbps", block_io.throttle_write_bps_device()),
+        ("riops", block_io.throttle_read_iops_device()),
+        ("wiops", block_io.throttle_write_iops_device()),
+    ] {
+        for device in devices.iter().flatten() {
+            files.push((
+                "io.max",
+                format!(
+                    "{}:{} {key}={}",
+                    device.major(),
+                    device.minor(),
+                    device.rate()
+                ),
+            ));
+        }
+    }
 }
 
 /// The files to write for the spec's resources: (file, value).
@@ -86,6 +136,9 @@ pub fn limit_files(resources: &LinuxResources) -> Vec<(&'static str, String)> {
                 limit.to_string()
             },
         ));
+    }
+    if let Some(block_io) = resources.block_io() {
+        block_io_files(block_io, &mut files);
     }
     files
 }
@@ -148,10 +201,12 @@ impl Cgroup {
     /// a moment after the last exit).
     pub fn remove(&self) {
         for _ in 0..100 {
-            if fs::remove_dir(&self.path).is_ok() {
-                return;
+            match fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                // Removed already (the main process's end removes it).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
         eprintln!("hull-agent: could not remove {}", self.path.display());
     }
@@ -172,6 +227,27 @@ mod tests {
         assert!(files.contains(&("cpu.max", "50000 100000".into())));
         assert!(files.contains(&("cpu.weight", "39".into())));
         assert!(files.contains(&("pids.max", "20".into())));
+    }
+
+    #[test]
+    fn block_io_maps_to_io_max_and_io_weight() {
+        let resources: LinuxResources = serde_json::from_str(
+            r#"{"blockIO":{"weight":500,"weightDevice":[{"major":254,"minor":16,"weight":1000}],
+                "throttleReadBpsDevice":[{"major":254,"minor":0,"rate":1048576}],
+                "throttleWriteIOPSDevice":[{"major":254,"minor":0,"rate":100}]}}"#,
+        )
+        .unwrap();
+        let files = limit_files(&resources);
+        assert_eq!(
+            files,
+            vec![
+                ("io.weight", "default 4950".to_string()),
+                ("io.weight", "254:16 10000".to_string()),
+                ("io.max", "254:0 rbps=1048576".to_string()),
+                ("io.max", "254:0 wiops=100".to_string()),
+            ]
+        );
+        assert_eq!(blkio_weight_to_io_weight(10), 1);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::process::{spawn, Launch, Place};
 /// The namespaces an exec'd process joins, in the order it joins them
 /// (the mount namespace last: it moves the root under the others' paths).
 const JOINED: &[(libc::c_int, &str)] = &[
+    (libc::CLONE_NEWUSER, "user"),
     (libc::CLONE_NEWIPC, "ipc"),
     (libc::CLONE_NEWUTS, "uts"),
     (libc::CLONE_NEWNET, "net"),
@@ -110,7 +111,7 @@ fn start(
 }
 
 /// Opens the namespaces the container was created with, from its main
-/// process (a user namespace is never among them: containers get none).
+/// process (its user namespace first: the others are owned by it).
 fn open_namespaces(container: &ContainerInfo) -> Result<Vec<OwnedFd>, AgentError> {
     JOINED
         .iter()

@@ -1,15 +1,20 @@
-//! One container per VM: its root, its main process, its stdio, its end;
-//! then `exec`, `stats` and `top` against it. `run` validates the request
-//! and turns the OCI spec into a `Launch`; the domain modules do the work.
+//! A container of the VM: its root, its main process, its stdio, its end;
+//! then `exec`, `stats` and `top` against it. The VM's first container
+//! sets up the VM's network; containers that join later (a pod) share it.
+//! `run` validates the request and turns the OCI spec into a `Launch`; the
+//! domain modules do the work.
 
+pub mod blkio;
 pub mod cgroup;
 mod exec;
 mod io;
+mod join;
 pub mod mounts;
 pub mod rootfs;
 mod stats;
 mod top;
 pub mod user;
+pub mod userns;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -85,8 +90,8 @@ fn check_container_id(id: &str) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// CLONE_NEW* flags for the spec's namespaces. Joining existing namespaces
-/// (a `path`) and user namespaces are not supported yet.
+/// CLONE_NEW* flags for the namespaces the spec has created (those with a
+/// `path` are joined instead, see `join`).
 fn namespace_flags(spec: &Spec) -> Result<u64, AgentError> {
     let mut flags = 0u64;
     for ns in spec
@@ -96,7 +101,8 @@ fn namespace_flags(spec: &Spec) -> Result<u64, AgentError> {
         .unwrap_or_default()
     {
         if ns.path().is_some() {
-            return Err(invalid("joining an existing namespace is not supported"));
+            // Joined, not created: see `join`.
+            continue;
         }
         flags |= match ns.typ() {
             LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
@@ -105,6 +111,7 @@ fn namespace_flags(spec: &Spec) -> Result<u64, AgentError> {
             LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
             LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
             LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+            LinuxNamespaceType::User => libc::CLONE_NEWUSER,
             other => return Err(invalid(format!("{other:?} namespaces are not supported"))),
         } as u64;
     }
@@ -244,6 +251,7 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         .ok_or_else(|| invalid("the spec has no process"))?;
     let mut params = check_process(process)?;
     let namespaces = namespace_flags(spec)?;
+    let joined = join::from_spec(spec).map_err(invalid)?;
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = match linux.seccomp() {
         Some(section) => Some(
@@ -253,17 +261,26 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         ),
         None => None,
     };
-    agent.claim_container()?;
+    if request.shutdown_on_exit && !agent.is_primary() {
+        return Err(invalid(
+            "a container that joined the VM cannot power it off on exit",
+        ));
+    }
+    agent.claim_container(&request.container_id)?;
     debug!("container {}: preparing the root", request.container_id);
 
-    crate::net::configure(request.network.as_ref()).map_err(|e| setup_error(&e))?;
+    let network = agent
+        .vm
+        .network(request.network.as_ref())
+        .map_err(|e| setup_error(&e))?;
     let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
     let rootfs = rootfs::prepare(
+        &request.container_id,
         &request.rootfs.disk_serial,
         &request.rootfs.fs_type,
         request.rootfs.scratch_serial.as_deref(),
         hostname.as_deref().unwrap_or("localhost"),
-        request.network.as_ref(),
+        network.as_ref(),
     )
     .map_err(|e| setup_error(&e))?;
     debug!("root ready at {}", rootfs.display());
@@ -271,8 +288,15 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     rootfs::ensure_workdir(&rootfs, &params.cwd);
     let mounts = mounts::plan(&rootfs, spec.mounts().as_deref().unwrap_or_default())
         .map_err(|e| setup_error(&e))?;
-    let cgroup = Cgroup::create(&request.container_id, linux.resources().as_ref())
+    let user_namespace =
+        userns::from_spec(&linux, namespaces).map_err(|e| invalid(e.to_string()))?;
+    if let Some(ns) = &user_namespace {
+        userns::idmap_rootfs(&rootfs, ns, &agent.reaper).map_err(|e| setup_error(&e))?;
+    }
+    let resources = blkio::resolve_for_root(linux.resources().as_ref(), &rootfs)
         .map_err(|e| setup_error(&e))?;
+    let cgroup =
+        Cgroup::create(&request.container_id, resources.as_ref()).map_err(|e| setup_error(&e))?;
     let (child_stdio, parent_ends) = match io::prepare(&stdio, params.terminal) {
         Ok(ends) => ends,
         Err(err) => {
@@ -296,6 +320,7 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
             rootfs: rootfs.clone(),
             hostname: hostname.filter(|_| namespaces & libc::CLONE_NEWUTS as u64 != 0),
             namespaces,
+            user_namespace,
             mounts,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
@@ -307,7 +332,15 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         }),
     };
     debug!("spawning {:?}", launch.args);
-    let pid = match spawn(launch, &agent.reaper) {
+    let spawned = joined
+        .run_inside(|| spawn(launch, &agent.reaper))
+        .unwrap_or_else(|source| {
+            Err(SpawnError::Setup {
+                stage: "join the pod's namespaces".into(),
+                source,
+            })
+        });
+    let pid = match spawned {
         Ok(pid) => pid,
         Err(err) => {
             cgroup.remove();
@@ -318,7 +351,7 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     let container = Arc::new(ContainerInfo {
         id: request.container_id.clone(),
         init_pid: pid,
-        namespaces,
+        namespaces: namespaces | joined.flags(),
         rootfs,
         cgroup,
         seccomp,
@@ -358,6 +391,52 @@ pub fn stats(agent: &Agent, container_id: &str) -> Result<Reply, AgentError> {
     stats::read(container.cgroup.path(), stats::mem_total())
         .map(Reply::Stats)
         .map_err(|e| setup_error(&e))
+}
+
+/// `kill --all`: `signal` to every process in the container's cgroup.
+pub fn signal_all(agent: &Agent, container_id: &str, signal: i32) -> Result<Reply, AgentError> {
+    if !(1..=64).contains(&signal) {
+        return Err(invalid(format!("invalid signal {signal}")));
+    }
+    let container = agent.running_container(container_id)?;
+    let procs = fs::read_to_string(container.cgroup.path().join("cgroup.procs"))
+        .map_err(|e| setup_error(&e))?;
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = crate::sys::kill(pid, signal);
+    }
+    Ok(Reply::Done)
+}
+
+/// How long the freezer may take to stop every process of a container.
+const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `pause`/`resume`: the cgroup v2 freezer stops or thaws every process
+/// of the container; answers once the kernel reports it done.
+pub fn freeze(agent: &Agent, container_id: &str, frozen: bool) -> Result<Reply, AgentError> {
+    let container = agent.running_container(container_id)?;
+    let dir = container.cgroup.path();
+    let want = if frozen { "1" } else { "0" };
+    fs::write(dir.join("cgroup.freeze"), want).map_err(|e| setup_error(&e))?;
+    let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
+    loop {
+        let events = fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+        if events
+            .lines()
+            .any(|line| line.strip_prefix("frozen ") == Some(want))
+        {
+            return Ok(Reply::Done);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(AgentError::new(
+                ErrorKind::Setup,
+                format!(
+                    "the container's processes did not {} in time",
+                    if frozen { "freeze" } else { "thaw" }
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// `hull top`: the processes in the container's cgroup.
@@ -400,7 +479,11 @@ mod tests {
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"/proc/1/ns/net"}]}}"#,
         )
         .unwrap();
-        assert!(namespace_flags(&spec).is_err(), "joining");
+        assert_eq!(
+            namespace_flags(&spec).unwrap(),
+            libc::CLONE_NEWNS as u64,
+            "a joined namespace is not created"
+        );
     }
 
     fn process(json: &str) -> Process {

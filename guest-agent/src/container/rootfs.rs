@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::sys;
 
-/// Where the agent keeps a container's mounts.
+/// Where the agent keeps containers' mounts, a directory per container.
 const STATE_DIR: &str = "/run/hull";
 
 #[derive(Debug, Error)]
@@ -37,15 +37,17 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RootfsError {
     move |source| RootfsError::Io { what, source }
 }
 
-/// Mounts the image and assembles the container root; returns its path.
+/// Mounts the image and assembles the root of container `id` (a plain
+/// name, checked by the caller); returns its path.
 pub fn prepare(
+    id: &str,
     disk_serial: &str,
     fs_type: &str,
     scratch_serial: Option<&str>,
     hostname: &str,
     network: Option<&GuestNetwork>,
 ) -> Result<PathBuf, RootfsError> {
-    let state = Path::new(STATE_DIR);
+    let state = Path::new(STATE_DIR).join(id);
     let (image, rw, rootfs) = (state.join("image"), state.join("rw"), state.join("rootfs"));
     for dir in [&image, &rw, &rootfs] {
         fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
@@ -88,6 +90,31 @@ pub fn prepare(
     debug!("overlay mounted");
     write_identity_files(&rootfs, hostname, network)?;
     Ok(rootfs)
+}
+
+/// Unmounts what [`prepare`] mounted for container `id` (lazily: its
+/// processes are dead, but a mount may still be held by a dying one) and
+/// removes its directory, so its disks can be unplugged.
+pub fn release(id: &str) {
+    let state = Path::new(STATE_DIR).join(id);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Innermost first: the overlay, then what it was made of (with a user
+    // namespace, also its idmapped layers under `rootfs-idmapped/`).
+    for target in mounts_under(&mountinfo, &state).iter().rev() {
+        let _ = sys::unmount_detach(target);
+    }
+    let _ = fs::remove_dir_all(&state);
+}
+
+/// Mount points at or below `dir`, in mount order, from mountinfo text.
+fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        // mountinfo escapes spaces and the like as \ooo; ours have none.
+        .map(PathBuf::from)
+        .filter(|target| target.starts_with(dir))
+        .collect()
 }
 
 /// The overlay's upper and work directories on the writable layer `rw`.
@@ -148,8 +175,7 @@ fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
     loop {
         if let Ok(entries) = fs::read_dir("/sys/block") {
             for entry in entries.flatten() {
-                let found = fs::read_to_string(entry.path().join("serial")).unwrap_or_default();
-                if found.trim_end_matches(['\n', '\0']) == serial {
+                if disk_serial(&entry.path()).as_deref() == Some(serial) {
                     return Ok(Path::new("/dev").join(entry.file_name()));
                 }
             }
@@ -159,6 +185,23 @@ fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The serial of the disk at `/sys/block/NAME`: virtio-blk shows it in
+/// `serial`; a SCSI disk (hot-added to a running VM) in its unit serial
+/// number VPD page (0x80): a 4-byte header, then the serial.
+fn disk_serial(sys_block: &Path) -> Option<String> {
+    let plain = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string()
+    };
+    if let Ok(serial) = fs::read(sys_block.join("serial")) {
+        return Some(plain(&serial));
+    }
+    let page = fs::read(sys_block.join("device/vpd_pg80")).ok()?;
+    let len = u16::from_be_bytes([*page.get(2)?, *page.get(3)?]) as usize;
+    Some(plain(page.get(4..4 + len).unwrap_or(&page[4..])))
 }
 
 fn write_identity_files(
@@ -245,6 +288,50 @@ mod tests {
         );
         assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
         fs::remove_dir_all(&rw).unwrap();
+    }
+
+    #[test]
+    fn a_containers_mounts_are_found_in_mount_order() {
+        let mountinfo = "\
+22 1 0:20 / / rw - tmpfs none rw
+30 22 254:0 / /run/hull/abc/image ro - erofs /dev/vda ro
+31 22 254:16 / /run/hull/abc/rw rw - ext4 /dev/vdb rw
+32 22 0:30 / /run/hull/abc/rootfs rw - overlay overlay rw
+33 22 0:31 / /run/hull/abcd/rootfs rw - overlay overlay rw
+34 22 254:0 / /run/hull/abc/rootfs-idmapped/l0 ro - erofs /dev/vda ro
+";
+        let found = mounts_under(mountinfo, Path::new("/run/hull/abc"));
+        let found: Vec<_> = found.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            found,
+            [
+                "/run/hull/abc/image",
+                "/run/hull/abc/rw",
+                "/run/hull/abc/rootfs",
+                "/run/hull/abc/rootfs-idmapped/l0"
+            ]
+        );
+    }
+
+    #[test]
+    fn serials_come_from_virtio_blk_or_the_scsi_vpd_page() {
+        let dir = std::env::temp_dir().join(format!("hull-agent-serial-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (vda, sda, bare) = (dir.join("vda"), dir.join("sda"), dir.join("loop0"));
+        fs::create_dir_all(&vda).unwrap();
+        fs::create_dir_all(sda.join("device")).unwrap();
+        fs::create_dir_all(&bare).unwrap();
+        fs::write(vda.join("serial"), b"hull-rootfs\n").unwrap();
+        let mut page = vec![0u8, 0x80, 0, 9];
+        page.extend_from_slice(b"hr-abc123");
+        page.extend_from_slice(b"\0\0junk");
+        fs::write(sda.join("device/vpd_pg80"), &page).unwrap();
+        assert_eq!(disk_serial(&vda).as_deref(), Some("hull-rootfs"));
+        assert_eq!(disk_serial(&sda).as_deref(), Some("hr-abc123"));
+        assert_eq!(disk_serial(&bare), None);
+        fs::write(sda.join("device/vpd_pg80"), [0u8, 0x80]).unwrap();
+        assert_eq!(disk_serial(&sda), None, "a short page is no serial");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use crate::container::mounts::MountOp;
+use crate::container::userns::{self, ChildUserns};
 use crate::security::capabilities::{CapSets, LAST_CAP};
 use crate::security::seccomp::SockFilter;
 use crate::sys::child as sys;
@@ -34,6 +35,8 @@ pub struct RootSetup<'a> {
     pub masked: Vec<CString>,
     pub readonly: Vec<CString>,
     pub readonly_root: bool,
+    /// In a new user namespace: wait for its maps; bind device nodes.
+    pub user_namespace: Option<ChildUserns>,
 }
 
 /// What every process gets, main or exec'd: stdio, limits, confinement,
@@ -88,6 +91,7 @@ pub enum Stage {
     Terminal = 17,
     JoinNamespaces = 18,
     CloneProcess = 19,
+    UserNamespace = 20,
 }
 
 impl Stage {
@@ -113,6 +117,7 @@ impl Stage {
             Terminal,
             JoinNamespaces,
             CloneProcess,
+            UserNamespace,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -139,6 +144,7 @@ impl Stage {
             Self::Terminal => "open the terminal",
             Self::JoinNamespaces => "join the container's namespaces",
             Self::CloneProcess => "start the process in the container",
+            Self::UserNamespace => "become root of the user namespace",
         }
     }
 }
@@ -190,6 +196,11 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
 /// [`run`] without a root to build.
 pub fn enter(p: &Prepared, namespaces: &[RawFd], error_fd: RawFd, pid_fd: RawFd) -> ! {
     let report = Reporter(error_fd);
+    // Raised before joining: in a user namespace it could not raise a hard
+    // limit (the process sets them again, lowering only).
+    for (resource, soft, hard) in &p.process.rlimits {
+        report.check(Stage::Rlimits, sys::set_rlimit(*resource, *soft, *hard));
+    }
     for (i, fd) in namespaces.iter().enumerate() {
         if let Err(errno) = sys::set_namespace(*fd) {
             report.fail(Stage::JoinNamespaces, errno, i);
@@ -209,13 +220,39 @@ pub fn enter(p: &Prepared, namespaces: &[RawFd], error_fd: RawFd, pid_fd: RawFd)
 /// `tty` names it there), read-only root, pivot, hostname. Returns the
 /// terminal's slave, or -1 without a terminal.
 fn build_root(root: &RootSetup, stdio: &PreparedStdio, report: Reporter) -> RawFd {
+    if let Some(ns) = &root.user_namespace {
+        report.check(Stage::UserNamespace, userns::child::enter(ns.sync_fd));
+    }
     report.check(Stage::PrivateMounts, sys::make_mounts_private());
+    if root.user_namespace.is_some() {
+        // The root came from the VM's mount namespace, so it is locked
+        // here and pivot_root refuses it; a bind of it made here is not.
+        report.check(
+            Stage::UserNamespace,
+            sys::mount(
+                &root.rootfs,
+                &root.rootfs,
+                c"",
+                libc::MS_BIND | libc::MS_REC,
+                c"",
+            ),
+        );
+    }
     for (i, m) in root.mounts.iter().enumerate() {
         let mounted = sys::mkdir(&m.target, 0o755)
             .and_then(|_| sys::mount(&m.source, &m.target, &m.fstype, m.flags, &m.data))
             .and_then(|_| match m.remount_flags {
                 Some(flags) => sys::mount(&m.source, &m.target, c"", flags, c""),
                 None => Ok(()),
+            })
+            .or_else(|errno| match (&root.user_namespace, errno) {
+                (Some(_), libc::EPERM) if m.fstype.as_c_str() == c"sysfs" => {
+                    userns::child::bind_sysfs(&m.target, m.flags)
+                }
+                (Some(_), libc::EBUSY) if m.fstype.as_c_str() == c"cgroup2" => {
+                    userns::child::mount_over_vm_cgroup(m)
+                }
+                _ => Err(errno),
             });
         if let Err(errno) = mounted {
             report.fail(Stage::Mount, errno, i);
@@ -368,8 +405,14 @@ fn exec_process(p: &ProcessSetup, terminal: RawFd, report: Reporter) -> ! {
 }
 
 fn populate_dev(root: &RootSetup) -> Result<(), i32> {
-    for (path, mode, dev) in &root.devices {
-        sys::mknod(path, *mode, *dev)?;
+    for (i, (path, mode, dev)) in root.devices.iter().enumerate() {
+        match &root.user_namespace {
+            Some(ns) => match ns.device_sources.get(i) {
+                Some(source) => userns::child::bind_device(source, path)?,
+                None => return Err(libc::EINVAL),
+            },
+            None => sys::mknod(path, *mode, *dev)?,
+        }
     }
     for (target, link) in &root.dev_links {
         sys::symlink(target, link)?;

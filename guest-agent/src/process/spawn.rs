@@ -18,6 +18,7 @@ use super::child::{self, Prepared, PreparedStdio, ProcessSetup, RootSetup, Stage
 use super::Reaper;
 use crate::container::mounts::{MountOp, DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
 use crate::container::user::Credentials;
+use crate::container::userns::{self, ChildUserns, UserNamespace};
 use crate::security::capabilities::CapSets;
 use crate::security::seccomp::SockFilter;
 use crate::sys;
@@ -55,6 +56,8 @@ pub struct NewContainer {
     pub hostname: Option<String>,
     /// CLONE_NEW* flags.
     pub namespaces: u64,
+    /// With CLONE_NEWUSER: its maps.
+    pub user_namespace: Option<UserNamespace>,
     pub mounts: Vec<MountOp>,
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -152,7 +155,10 @@ fn path_c(path: &Path) -> Result<CString, SpawnError> {
 
 /// The C strings of a new container's root, under `rootfs` as the agent
 /// sees it (the child builds the root before pivoting into it).
-fn prepare_root(new: &NewContainer) -> Result<RootSetup<'_>, SpawnError> {
+fn prepare_root(
+    new: &NewContainer,
+    userns_sync: Option<RawFd>,
+) -> Result<RootSetup<'_>, SpawnError> {
     let dev_dir = new.rootfs.join("dev");
     let devices = DEFAULT_DEVICES
         .iter()
@@ -181,6 +187,16 @@ fn prepare_root(new: &NewContainer) -> Result<RootSetup<'_>, SpawnError> {
         masked: under(&new.masked_paths)?,
         readonly: under(&new.readonly_paths)?,
         readonly_root: new.readonly_root,
+        user_namespace: match userns_sync {
+            Some(sync_fd) => Some(ChildUserns {
+                sync_fd,
+                device_sources: DEFAULT_DEVICES
+                    .iter()
+                    .map(|(name, _, _)| path_c(&Path::new("/dev").join(name)))
+                    .collect::<Result<_, _>>()?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -211,13 +227,27 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
     let env = c_vec(&launch.env)?;
     // An exec'd process is already in the container's mount namespace when
     // it opens its pty.
+    // A new user namespace: the child waits on this until its maps are written.
+    let userns_sync = match &launch.place {
+        Place::NewContainer(NewContainer {
+            user_namespace: Some(_),
+            ..
+        }) => Some(sys::pipe().map_err(|source| SpawnError::Setup {
+            stage: "pipe".into(),
+            source,
+        })?),
+        _ => None,
+    };
     let dev_dir = match &launch.place {
         Place::NewContainer(new) => new.rootfs.join("dev"),
         Place::Join(_) => PathBuf::from("/dev"),
     };
     let prepared = Prepared {
         root: match &launch.place {
-            Place::NewContainer(new) => Some(prepare_root(new)?),
+            Place::NewContainer(new) => Some(prepare_root(
+                new,
+                userns_sync.as_ref().map(|(read, _)| read.as_raw_fd()),
+            )?),
             Place::Join(_) => None,
         },
         process: ProcessSetup {
@@ -264,6 +294,16 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
             let pid = clone_child(new.namespaces, launch.cgroup_fd, reaper)?;
             if pid == 0 {
                 child::run(&prepared, error_fd);
+            }
+            if let (Some(ns), Some((_, sync))) = (&new.user_namespace, userns_sync) {
+                if let Err(source) = userns::release_child(pid, ns, &launch.rlimits, sync) {
+                    // release_child killed the child.
+                    reaper.wait_for(pid);
+                    return Err(SpawnError::Setup {
+                        stage: "write the user namespace's maps".into(),
+                        source,
+                    });
+                }
             }
             Some(pid)
         }

@@ -15,6 +15,13 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32> {
             container.config.name
         ));
     }
+    if container.state().paused {
+        // Its cgroup is frozen: the new process would freeze on arrival.
+        return Err(anyhow!(
+            "container {} is paused, unpause it first",
+            container.config.name
+        ));
+    }
     let mut env = Vec::new();
     for entry in &args.process.env {
         match entry.split_once('=') {
@@ -27,6 +34,7 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32> {
         }
     }
     let request = ExecRequest {
+        owned: false,
         args: args.command.clone(),
         env,
         workdir: args.process.workdir.clone(),

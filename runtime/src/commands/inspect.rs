@@ -45,9 +45,9 @@ fn describe(c: &Container, state: &ContainerState) -> serde_json::Value {
         "Path": args.first().cloned().unwrap_or_default(),
         "Args": args.get(1..).unwrap_or_default(),
         "State": {
-            "Status": state.status().as_str(),
+            "Status": state.status_name(),
             "Running": state.is_running(),
-            "Paused": false,
+            "Paused": state.paused,
             "Restarting": false,
             "OOMKilled": state.oom_killed,
             "Dead": false,
@@ -73,7 +73,11 @@ fn describe(c: &Container, state: &ContainerState) -> serde_json::Value {
             "Ports": cfg.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },
         "HostConfig": {
-            "NetworkMode": cfg.network.clone().unwrap_or_else(|| "none".into()),
+            "NetworkMode": match (&cfg.network, &cfg.shares_vm_with) {
+                (_, Some(host)) => format!("container:{host}"),
+                (Some(network), None) => network.clone(),
+                (None, None) => "none".into(),
+            },
             "AutoRemove": cfg.auto_remove,
             "Memory": memory,
             "NanoCpus": 0,

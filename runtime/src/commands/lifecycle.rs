@@ -104,6 +104,7 @@ pub fn status_line(state: &ContainerState, now: u64) -> String {
     let ago = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
     match state.status() {
         Status::Created => "Created".into(),
+        Status::Running if state.paused => format!("Up {} (Paused)", ago(state.started_at)),
         Status::Running => format!("Up {}", ago(state.started_at)),
         Status::Exited => format!(
             "Exited ({}) {} ago",

@@ -43,7 +43,7 @@ pub use run::run;
 pub use save::save;
 pub use start::start;
 pub use stats::stats;
-pub use stop::{kill, stop};
+pub use stop::{kill, pause, stop};
 pub use supervise::supervise;
 pub use system_prune::system_prune;
 pub use top::top;

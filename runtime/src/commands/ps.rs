@@ -34,7 +34,7 @@ pub fn ps(cli: &Cli, args: &PsArgs) -> Result<i32> {
                 "Image": c.config.image,
                 "Command": command_line(&c.config.spec),
                 "CreatedAt": crate::container::format_time(c.config.created),
-                "State": state.status().as_str(),
+                "State": state.status_name(),
                 "Status": status_line(state, now),
                 "ExitCode": state.exit_code,
             });

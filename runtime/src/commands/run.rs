@@ -8,6 +8,9 @@ use crate::hypervisor;
 use crate::image::ImageStore;
 use crate::network::forward::PortMapping;
 use crate::network::{Networks, NO_NETWORK};
+
+/// `--network container:NAME`: run in NAME's VM.
+const CONTAINER_NETWORK: &str = "container:";
 use crate::oci::{build_spec, ContainerOptions, SeccompChoice};
 use crate::sandbox::{self, scratch};
 use crate::spec::{plan_process, ImageDefaults, RunOverrides};
@@ -39,6 +42,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         return Err(anyhow!("--cpus must be between 0 and 256"));
     }
     let (seccomp, no_new_privileges) = parse_security_opts(&args.security_opt)?;
+    let limits = crate::oci::limits::parse(&args.limits.flags())?;
 
     let store = ImageStore::open(&cli.root)?;
     let image = store.resolve(&args.image)?;
@@ -49,11 +53,18 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         tcg_notice_once(cli);
     }
 
-    let network = match args.network.as_str() {
-        NO_NETWORK => None,
+    let containers = Containers::new(&cli.run_dir);
+    std::fs::create_dir_all(&cli.run_dir)
+        .with_context(|| format!("create {}", cli.run_dir.display()))?;
+    containers.sweep(&cli.root);
+    let (network, shares_vm_with) = match args.network.as_str() {
+        NO_NETWORK => (None, None),
+        mode if mode.starts_with(CONTAINER_NETWORK) => {
+            (None, Some(vm_to_join(&containers, mode, args)?))
+        }
         name => {
             Networks::new(&cli.root, &cli.run_dir).get(name)?;
-            Some(name.to_string())
+            (Some(name.to_string()), None)
         }
     };
     let ports = args
@@ -61,7 +72,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         .iter()
         .map(|p| PortMapping::parse(p).map_err(|e| anyhow!(e)))
         .collect::<Result<Vec<_>>>()?;
-    if network.is_none() && !ports.is_empty() {
+    if network.is_none() && shares_vm_with.is_none() && !ports.is_empty() {
         return Err(anyhow!(
             "-p needs a network; the container has --network none"
         ));
@@ -70,10 +81,6 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         crate::container::validate_name(alias)
             .map_err(|_| anyhow!("invalid --network-alias {alias:?}"))?;
     }
-    let containers = Containers::new(&cli.run_dir);
-    std::fs::create_dir_all(&cli.run_dir)
-        .with_context(|| format!("create {}", cli.run_dir.display()))?;
-    containers.sweep(&cli.root);
     let id = sandbox::new_id().context("generate a container id")?;
     let name = match &args.name {
         Some(name) => name.clone(),
@@ -110,6 +117,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         cpus: args.cpus,
         pids_limit: args.pids_limit,
         terminal: args.process.tty.then(crate::terminal::size),
+        limits,
     };
     let spec = build_spec(&plan, &options)?;
     let disk = store.rootfs_disk(&image)?;
@@ -142,6 +150,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         network,
         aliases: args.network_alias.clone(),
         ports,
+        shares_vm_with,
     };
     let container = containers.create(config)?;
     // From here on a failure removes the record again.
@@ -153,6 +162,31 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
             Err(e)
         }
     }
+}
+
+/// `--network container:NAME`: hull's pods. The container runs in NAME's
+/// VM, as a container of its own (its own root, namespaces and cgroup)
+/// that shares the VM's network, the way Docker's containers share a
+/// network namespace. Returns NAME's id.
+fn vm_to_join(containers: &Containers, mode: &str, args: &RunArgs) -> Result<String> {
+    let name = &mode[CONTAINER_NETWORK.len()..];
+    if !args.publish.is_empty() || !args.network_alias.is_empty() {
+        return Err(anyhow!(
+            "--network {mode}: the network is {name}'s; publish ports and give aliases there"
+        ));
+    }
+    let host = containers
+        .find(name)
+        .map_err(|e| anyhow!("--network {mode}: {e}"))?;
+    if !host.state().is_running() {
+        return Err(anyhow!("--network {mode}: {name} is not running"));
+    }
+    // Pods are flat: joining a joined container means joining its VM.
+    Ok(host
+        .config
+        .shares_vm_with
+        .clone()
+        .unwrap_or_else(|| host.config.id.clone()))
 }
 
 /// Makes the writable layer and hands the container to a supervisor;

@@ -1,15 +1,37 @@
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 
 use super::lifecycle::{ask, each, parse_signal, stop as stop_container};
-use crate::cli::{Cli, KillArgs, StopArgs};
+use crate::cli::{Cli, ContainersArgs, KillArgs, StopArgs};
 use crate::supervisor::control::ControlRequest;
 
 pub async fn stop(cli: &Cli, args: &StopArgs) -> Result<i32> {
     let grace = Duration::from_secs(args.time);
     each(cli, &args.containers, |c| async move {
         stop_container(&c, grace).await?;
+        println!("{}", c.config.name);
+        Ok(())
+    })
+    .await
+}
+
+/// `pause` (`frozen`) and `unpause`: the cgroup freezer in the guest.
+pub async fn pause(cli: &Cli, args: &ContainersArgs, frozen: bool) -> Result<i32> {
+    each(cli, &args.containers, |c| async move {
+        let paused = c.state().paused;
+        if frozen && paused {
+            return Err(anyhow!("container {} is already paused", c.config.name));
+        }
+        if !frozen && !paused && c.state().is_running() {
+            return Err(anyhow!("container {} is not paused", c.config.name));
+        }
+        let request = if frozen {
+            ControlRequest::Pause
+        } else {
+            ControlRequest::Resume
+        };
+        ask(&c, &request).await?;
         println!("{}", c.config.name);
         Ok(())
     })

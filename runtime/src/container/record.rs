@@ -53,6 +53,11 @@ pub struct ContainerConfig {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub ports: Vec<crate::network::forward::PortMapping>,
+    /// The id of the container whose VM this one runs in (a pod,
+    /// `--network container:NAME`), sharing its network; `None`: a VM of
+    /// its own.
+    #[serde(default)]
+    pub shares_vm_with: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +146,9 @@ pub struct ContainerState {
     /// Its address on its network, while it runs.
     #[serde(default)]
     pub ip_address: Option<String>,
+    /// Its processes are frozen (`hull pause`), while it runs.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl ContainerState {
@@ -150,6 +158,14 @@ impl ContainerState {
 
     pub fn is_running(&self) -> bool {
         self.status() == Status::Running
+    }
+
+    /// "created", "running", "paused" or "exited", as Docker names them.
+    pub fn status_name(&self) -> &'static str {
+        match self.status() {
+            Status::Running if self.paused => "paused",
+            status => status.as_str(),
+        }
     }
 
     /// Whether a supervisor owns the container now (starting, running, or
@@ -505,6 +521,7 @@ mod tests {
             network: None,
             aliases: Vec::new(),
             ports: Vec::new(),
+            shares_vm_with: None,
         }
     }
 

@@ -5,8 +5,10 @@
 //! watches that process the same way for every backend, and always listens
 //! for the agent on the unix socket the backend names.
 
+pub mod hotplug;
 pub mod hull_vmm;
 pub mod qemu;
+pub mod qmp;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

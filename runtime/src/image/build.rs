@@ -1,20 +1,15 @@
-//! Turning an image's layers into its read-only rootfs disk: apply every
-//! layer in order onto one staging directory (checking each layer's diff
-//! id as it streams past), then build the EROFS image of that directory.
+//! Turning an image's layers into its read-only rootfs disk: every layer
+//! not unpacked yet is applied onto a clone of the tree below it (see
+//! [`super::layers`], which keeps those trees once per chain id and shares
+//! them between images), checking each layer's diff id as it streams
+//! past; the disk image is then built from the top layer's tree.
 //!
-//! Why no per-layer unpack cache (`layers/<diffid>/` shared between
-//! images): the disk is built once per image and then cached, and EROFS
-//! is built from one flattened directory, so such a cache only helps the
-//! first disk of a second image that shares base layers, while keeping
-//! every layer's tree on disk a second time (next to the disk image) and
-//! still costing a pass over every cached file per build. Measured on the
-//! 205 MB debootstrap image (`bench/pull/run.sh`, this 2-core host):
-//! applying both layers took ~6 s of an 8 s pull before the decoder
-//! thread below; `gunzip` alone ~1.3 s, `gunzip | tar -x` 2.1 s, `cp -a`
-//! of the unpacked tree 0.5 s, a hardlink farm of it (`cp -al`) 0.13 s.
-//! So a cache could save a few seconds once per image sharing layers; it
-//! is the next step if pulls of related images matter, as a hardlink
-//! farm per layer plus recorded whiteouts.
+//! Measured on the 205 MB debootstrap image (`bench/pull/run.sh`, this
+//! 2-core host): applying both layers took ~6 s of an 8 s pull before
+//! the decoder thread below; `gunzip` alone ~1.3 s, `gunzip | tar -x`
+//! 2.1 s, a hardlink farm of the unpacked tree (`cp -al`) 0.13 s. So a
+//! second image on the same base costs a clone and its own layers instead
+//! of the whole base again.
 
 use std::fs;
 use std::io::{self, Read};
@@ -22,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
-use super::disk::{self, DISK_FS};
+use super::disk;
 use super::store::ImageStore;
 use super::unpack::Unpacker;
 use super::{digest, layer, Error};
@@ -34,6 +29,10 @@ pub(super) struct LayerSource {
     pub(super) digest: String,
     pub(super) path: PathBuf,
     pub(super) diff_id: String,
+    /// Whether the blob is new to the store (a download not committed
+    /// yet): it is checked against its diff id even when the layer need
+    /// not be unpacked.
+    pub(super) fresh: bool,
 }
 
 impl ImageStore {
@@ -47,59 +46,91 @@ impl ImageStore {
         dest: &Path,
     ) -> Result<(), Error> {
         let started = std::time::Instant::now();
-        let staging = self.tempdir("rootfs-")?;
-        let rootfs = staging.path().join("rootfs");
-        fs::create_dir(&rootfs).map_err(Error::io(&rootfs))?;
-        let limit = self.limits.max_layer_size;
-        let mut unpacker = Unpacker::with_limit(&rootfs, limit);
-        for layer in layers {
-            let digest = layer.digest.clone();
-            let read_err = |source| Error::ReadLayer {
-                digest: digest.clone(),
-                source,
-            };
-            // Decompressing and hashing run on a thread of their own, the
-            // tar entries are applied here: the two halves of the work
-            // overlap on two cores.
-            let (stream, decoder) = decompress_in_background(&layer.path, stream_limit(limit));
-            let applied = unpacker.apply(stream).map_err(|source| Error::Unpack {
-                digest: digest.clone(),
-                source,
-            });
-            let rest = match applied {
-                Ok(rest) => rest,
-                Err(e) => {
-                    drop(decoder.stop());
-                    return Err(e);
-                }
-            };
-            let (actual, _) = decoder.finish(rest).map_err(read_err)?;
-            if Some(actual.as_str()) != digest::parse(&layer.diff_id).ok() {
-                return Err(Error::DiffIdMismatch {
-                    digest,
-                    expected: layer.diff_id.clone(),
-                    actual,
-                });
-            }
-        }
+        let staging = self.tempdir("disk-")?;
+        let (tree, stats) = self.unpack_layers(layers)?;
         let unpacked = started.elapsed();
-        unpacker.finish().map_err(|source| Error::Unpack {
-            digest: id.to_string(),
-            source,
-        })?;
-
+        let tree = match tree {
+            Some(tree) => tree,
+            None => {
+                let empty = staging.path().join("rootfs");
+                fs::create_dir(&empty).map_err(Error::io(&empty))?;
+                empty
+            }
+        };
         let tmp_disk = staging.path().join("disk");
-        disk::build_erofs(&rootfs, &tmp_disk)?;
-        fs::rename(&tmp_disk, dest).map_err(Error::io(dest))?;
+        let built = disk::build(self.disk_fs, &tree, &tmp_disk)
+            .and_then(|()| fs::rename(&tmp_disk, dest).map_err(Error::io(dest)));
+        if let Err(e) = built {
+            stats.undo();
+            return Err(e);
+        }
         tracing::info!(
             image = %id,
-            fs = %DISK_FS,
+            fs = %self.disk_fs,
+            layers_reused = stats.reused,
+            layers_unpacked = stats.created.len(),
             unpack_ms = unpacked.as_millis() as u64,
             ms = started.elapsed().as_millis() as u64,
             "built rootfs disk"
         );
         Ok(())
     }
+}
+
+/// Applies one layer blob onto `unpacker`'s root, checking its diff id.
+pub(super) fn apply_layer(
+    unpacker: &mut Unpacker,
+    layer: &LayerSource,
+    limit: u64,
+) -> Result<(), Error> {
+    let digest = layer.digest.clone();
+    let read_err = |source| Error::ReadLayer {
+        digest: digest.clone(),
+        source,
+    };
+    // Decompressing and hashing run on a thread of their own, the tar
+    // entries are applied here: the two halves of the work overlap on two
+    // cores.
+    let (stream, decoder) = decompress_in_background(&layer.path, stream_limit(limit));
+    let applied = unpacker.apply(stream).map_err(|source| Error::Unpack {
+        digest: digest.clone(),
+        source,
+    });
+    let rest = match applied {
+        Ok(rest) => rest,
+        Err(e) => {
+            drop(decoder.stop());
+            return Err(e);
+        }
+    };
+    let (actual, _) = decoder.finish(rest).map_err(read_err)?;
+    if Some(actual.as_str()) != digest::parse(&layer.diff_id).ok() {
+        return Err(Error::DiffIdMismatch {
+            digest,
+            expected: layer.diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a layer blob against its diff id without applying it.
+pub(super) fn check_diff_id(s: &LayerSource, limit: u64) -> Result<(), Error> {
+    let read_err = |source| Error::ReadLayer {
+        digest: s.digest.clone(),
+        source,
+    };
+    let (actual, _) = layer::open(&s.path, limit)
+        .and_then(|r| r.finish())
+        .map_err(read_err)?;
+    if Some(actual.as_str()) != digest::parse(&s.diff_id).ok() {
+        return Err(Error::DiffIdMismatch {
+            digest: s.digest.clone(),
+            expected: s.diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 /// The bound on a layer's whole uncompressed stream: the files' bound

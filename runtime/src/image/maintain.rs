@@ -14,7 +14,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::disk::DISK_FS;
 use super::store::{find, ImageStore};
 use super::Error;
 
@@ -56,7 +55,7 @@ pub struct InspectDisk {
 pub struct PruneReport {
     /// Ids of the images removed.
     pub images: Vec<String>,
-    /// Bytes freed in blobs, disks and ingest.
+    /// Bytes freed in blobs, disks, ingest and unpacked layers.
     pub reclaimed: u64,
 }
 
@@ -110,7 +109,7 @@ impl ImageStore {
             disk: InspectDisk {
                 built: disk.exists(),
                 path: disk,
-                fs_type: DISK_FS.to_string(),
+                fs_type: self.disk_fs.to_string(),
             },
             id,
         })
@@ -175,9 +174,9 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Bytes in blobs, disks and ingest.
+    /// Bytes in blobs, disks, ingest and unpacked layers.
     fn usage(&self) -> Result<u64, Error> {
-        let mut total = 0;
+        let mut total = self.layers_usage()?;
         for dir in ["blobs/sha256", "disks", "ingest"] {
             total += dir_size(&self.root().join(dir))?;
         }

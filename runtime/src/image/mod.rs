@@ -12,6 +12,8 @@
 //! ```text
 //! blobs/sha256/<hex>     verified manifests, configs and layers
 //! images.json            image id -> manifest digest and names (atomic rename)
+//! layers/<chain>/        one unpacked layer stack per chain id, shared by
+//!                        the images built on it, see [`layers`]
 //! disks/<hex>.erofs      flattened rootfs per image id (config digest)
 //! ingest/<hex>.partial   a registry download in progress (flock'd by its writer)
 //! ingest/<hex>           a verified download, waiting for its image's commit
@@ -27,6 +29,7 @@ mod digest;
 mod disk;
 mod export;
 mod layer;
+mod layers;
 mod maintain;
 pub mod progress;
 mod reference;
@@ -197,8 +200,13 @@ pub enum Error {
         #[source]
         source: unpack::Error,
     },
-    #[error("{tool} not found; install erofs-utils")]
-    ToolMissing { tool: &'static str },
+    #[error("{tool} not found; install {package}")]
+    ToolMissing {
+        tool: &'static str,
+        package: &'static str,
+    },
+    #[error("HULL_DISK_FS={0:?} is not a disk kind (erofs or ext4)")]
+    BadDiskFs(String),
     #[error("{tool} failed on {dir}: {stderr}")]
     ToolFailed {
         tool: &'static str,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageConfiguration, ImageManifest};
@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::archive::{ImportedImage, Staged};
 use super::build::LayerSource;
-use super::disk::DISK_FS;
+use super::disk::FsType;
+use super::layers::chain_ids;
 use super::reference::{self, Reference};
 use super::{digest, Error, Image, ImageConfig, Limits, RootfsDisk, MAX_JSON_SIZE};
 
@@ -34,6 +35,8 @@ const MIN_ID_PREFIX: usize = 12;
 pub struct ImageStore {
     root: PathBuf,
     pub(super) limits: Limits,
+    /// The filesystem new disks are built with.
+    pub(super) disk_fs: FsType,
 }
 
 /// `images.json`: image id -> record.
@@ -55,16 +58,33 @@ pub(super) struct Lock {
 }
 
 impl ImageStore {
-    /// Opens the store at `root`, creating its layout if missing.
+    /// Opens the store at `root`, creating its layout if missing. Disks
+    /// are built as EROFS unless `HULL_DISK_FS` says `ext4`.
     pub fn open(root: &Path) -> Result<ImageStore, Error> {
-        for dir in ["blobs/sha256", "disks", "tmp", "ingest"] {
+        let disk_fs = FsType::from_env()?;
+        for dir in [
+            "blobs/sha256",
+            "disks",
+            "tmp",
+            "ingest",
+            super::layers::LAYERS_DIR,
+        ] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        }
+        // Unpacked layers hold the images' set-id binaries and devices:
+        // nobody but root may reach them on the host.
+        let layers = root.join(super::layers::LAYERS_DIR);
+        let mode = fs::metadata(&layers).map_err(Error::io(&layers))?.mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&layers, fs::Permissions::from_mode(0o700))
+                .map_err(Error::io(&layers))?;
         }
         let root = root.canonicalize().map_err(Error::io(root))?;
         let store = ImageStore {
             root,
             limits: Limits::default(),
+            disk_fs,
         };
         store.lock_file()?;
         Ok(store)
@@ -216,13 +236,20 @@ impl ImageStore {
         self.gc(&index)
     }
 
+    /// The same store, building disks of kind `fs`.
+    pub fn with_disk_fs(mut self, fs: FsType) -> ImageStore {
+        self.disk_fs = fs;
+        self
+    }
+
     /// The rootfs disk of `image`, built on first use and cached per image
-    /// id. Every layer's diff id is checked again while it is unpacked.
+    /// id. Every layer not unpacked yet has its diff id checked again
+    /// while it is unpacked.
     pub fn rootfs_disk(&self, image: &Image) -> Result<RootfsDisk, Error> {
         let path = self.disk_path(&image.id)?;
         let disk = RootfsDisk {
             path: path.clone(),
-            fs_type: DISK_FS,
+            fs_type: self.disk_fs,
         };
         if path.exists() {
             return Ok(disk);
@@ -257,6 +284,7 @@ impl ImageStore {
                     path: self.blob_path(&digest)?,
                     digest,
                     diff_id: diff_id.clone(),
+                    fresh: false,
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -270,7 +298,7 @@ impl ImageStore {
         Ok(self
             .root
             .join("disks")
-            .join(format!("{hex}.{}", DISK_FS.extension())))
+            .join(format!("{hex}.{}", self.disk_fs.extension())))
     }
 
     // ----- internals -----
@@ -424,24 +452,37 @@ impl ImageStore {
         Ok(Lock { _file: file })
     }
 
-    /// Deletes blobs and disks that no image in `index` uses. Blobs of an
-    /// image whose manifest cannot be read are kept.
+    /// Deletes blobs, disks and unpacked layers that no image in `index`
+    /// uses. Everything is kept if an image's manifest or config cannot
+    /// be read (we do not guess).
     pub(super) fn gc(&self, index: &Index) -> Result<(), Error> {
         let mut live: BTreeSet<String> = BTreeSet::new();
         let mut live_disks: BTreeSet<String> = BTreeSet::new();
+        let mut live_layers: BTreeSet<String> = BTreeSet::new();
         for (id, rec) in &index.images {
             live.insert(id.clone());
             live.insert(rec.manifest_digest.clone());
-            live_disks.insert(format!(
-                "{}.{}",
-                id.trim_start_matches("sha256:"),
-                DISK_FS.extension()
-            ));
+            for fs in FsType::ALL {
+                live_disks.insert(format!(
+                    "{}.{}",
+                    id.trim_start_matches("sha256:"),
+                    fs.extension()
+                ));
+            }
             match self.read_manifest(&rec.manifest_digest) {
                 Ok(m) => live.extend(m.layers().iter().map(|l| l.digest().to_string())),
-                Err(_) => return Ok(()), // do not guess: keep everything
+                Err(_) => return Ok(()),
+            }
+            let diff_ids = match self.read_config(id) {
+                Ok(c) => c.rootfs().diff_ids().clone(),
+                Err(_) => return Ok(()),
+            };
+            match chain_ids(&diff_ids) {
+                Ok(chains) => live_layers.extend(chains),
+                Err(_) => return Ok(()),
             }
         }
+        self.gc_layers(&live_layers)?;
         let blobs = self.root.join("blobs/sha256");
         for entry in fs::read_dir(&blobs).map_err(Error::io(&blobs))? {
             let entry = entry.map_err(Error::io(&blobs))?;

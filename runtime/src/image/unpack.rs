@@ -95,6 +95,14 @@ impl Unpacker {
         }
     }
 
+    /// Directory mtimes to restore at [`Unpacker::finish`] (before the
+    /// layers' own): those of a tree cloned into the root, whose
+    /// directories get new entries while a layer is applied on top.
+    pub fn keep_dir_times(&mut self, times: Vec<(PathBuf, i64)>) {
+        let ours = std::mem::replace(&mut self.dir_times, times);
+        self.dir_times.extend(ours);
+    }
+
     /// Applies one uncompressed layer tar stream, reading it to its end.
     /// Returns the stream so the caller can drain and hash what is left.
     pub fn apply<R: Read>(&mut self, layer: R) -> Result<R, Error> {

@@ -3,6 +3,7 @@
 //! capabilities, masked and read-only paths, the default seccomp profile,
 //! and the limits given on the command line.
 
+pub mod limits;
 mod seccomp_default;
 
 // Every capability, for `--privileged` and `--cap-add ALL`.
@@ -78,6 +79,8 @@ pub struct ContainerOptions {
     pub pids_limit: Option<i64>,
     /// A terminal of (rows, columns) for the process.
     pub terminal: Option<(u16, u16)>,
+    /// `--ulimit`, block I/O limits, user namespace.
+    pub limits: limits::Limits,
 }
 
 #[derive(Debug, Error)]
@@ -197,6 +200,9 @@ pub fn build_spec(plan: &ProcessPlan, options: &ContainerOptions) -> Result<Spec
     if let Some(limit) = options.pids_limit {
         resources.insert("pids".into(), json!({"limit": limit}));
     }
+    if let Some(block_io) = limits::block_io(&options.limits.block_io) {
+        resources.insert("blockIO".into(), block_io);
+    }
     let mut linux = json!({
         "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
         "resources": resources,
@@ -204,6 +210,9 @@ pub fn build_spec(plan: &ProcessPlan, options: &ContainerOptions) -> Result<Spec
     if !privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
+    }
+    if let Some(id_maps) = &options.limits.id_maps {
+        limits::user_namespace(&mut linux, id_maps);
     }
     if !seccomp.is_null() {
         linux["seccomp"] = seccomp;
@@ -218,7 +227,7 @@ pub fn build_spec(plan: &ProcessPlan, options: &ContainerOptions) -> Result<Spec
             "env": plan.env,
             "cwd": plan.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
+            "rlimits": limits::rlimits(&options.limits),
             "noNewPrivileges": options.no_new_privileges,
         },
         "root": {"path": "rootfs", "readonly": options.read_only},

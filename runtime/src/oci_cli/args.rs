@@ -60,9 +60,10 @@ pub enum RuncCommand {
     Ps(PsArgs),
     /// Print what this runtime supports, as JSON.
     Features,
-    /// Not supported: a VM is not frozen through the cgroup freezer.
+    /// Freeze every process of a running container (the guest's cgroup
+    /// freezer).
     Pause(IdArgs),
-    /// Not supported (see pause).
+    /// Thaw a paused container.
     Resume(IdArgs),
     /// The process that owns a detached exec (started by `exec`).
     #[command(name = "__exec", hide = true)]
@@ -98,8 +99,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct KillArgs {
-    /// Accepted for compatibility: the signal goes to the main process,
-    /// which takes the whole VM with it.
+    /// Signal every process of the container, not only its main one.
     #[arg(short = 'a', long)]
     pub all: bool,
     pub id: String,

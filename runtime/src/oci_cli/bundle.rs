@@ -52,9 +52,14 @@ impl Bundle {
 ///   /etc/hosts, /etc/resolv.conf, /run/.containerenv): dropped, except
 ///   /dev/shm, which becomes a tmpfs of its own;
 /// - namespaces to join by path are host namespaces: dropped (the VM is
-///   the boundary); user namespaces are not supported by the agent;
+///   the boundary), except in a pod (`pod_host` is the guest pid of the
+///   main process of the container whose VM this one joins): there the
+///   IPC, UTS and network namespaces that CRI has every container of a
+///   pod join become that container's, in the guest;
+/// - user namespaces and their maps are host ones: dropped; so are the
+///   block I/O limits of host devices (major:minor numbers);
 /// - hooks run host programs: dropped (none of the callers tested sets any).
-pub fn guest_spec(spec: &Spec) -> Spec {
+pub fn guest_spec(spec: &Spec, pod_host: Option<u32>) -> Spec {
     let mut spec = spec.clone();
     if let Some(mounts) = spec.mounts().clone() {
         let kept: Vec<Mount> = mounts.into_iter().filter_map(guest_mount).collect();
@@ -64,12 +69,38 @@ pub fn guest_spec(spec: &Spec) -> Spec {
         if let Some(namespaces) = linux.namespaces().clone() {
             let kept = namespaces
                 .into_iter()
-                .filter(|ns| ns.path().is_none() && ns.typ() != LinuxNamespaceType::User)
+                .filter(|ns| ns.typ() != LinuxNamespaceType::User)
+                .filter_map(|mut ns| {
+                    if ns.path().is_none() {
+                        return Some(ns);
+                    }
+                    let kind = match ns.typ() {
+                        LinuxNamespaceType::Ipc => "ipc",
+                        LinuxNamespaceType::Uts => "uts",
+                        LinuxNamespaceType::Network => "net",
+                        _ => return None,
+                    };
+                    let host = pod_host?;
+                    ns.set_path(Some(format!("/proc/{host}/ns/{kind}").into()));
+                    Some(ns)
+                })
                 .collect();
             linux.set_namespaces(Some(kept));
         }
         linux.set_uid_mappings(None);
         linux.set_gid_mappings(None);
+        if let Some(mut resources) = linux.resources().clone() {
+            if let Some(mut block_io) = resources.block_io().clone() {
+                // Host block devices (major:minor): the guest has other ones.
+                block_io.set_weight_device(None);
+                block_io.set_throttle_read_bps_device(None);
+                block_io.set_throttle_write_bps_device(None);
+                block_io.set_throttle_read_iops_device(None);
+                block_io.set_throttle_write_iops_device(None);
+                resources.set_block_io(Some(block_io));
+            }
+            linux.set_resources(Some(resources));
+        }
         spec.set_linux(Some(linux));
     }
     spec.set_hooks(None);
@@ -229,6 +260,8 @@ mod tests {
             ],
             "hooks": {"prestart": [{"path": "/bin/true"}]},
             "linux": {
+                "resources": {"blockIO": {"weight": 300,
+                    "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]}},
                 "namespaces": [
                     {"type": "pid"}, {"type": "mount"},
                     {"type": "network", "path": "/proc/1/ns/net"},
@@ -237,7 +270,7 @@ mod tests {
                 "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
             }
         }));
-        let g = guest_spec(&s);
+        let g = guest_spec(&s, None);
         let mounts = g.mounts().clone().unwrap();
         let dests: Vec<_> = mounts.iter().map(|m| m.destination().clone()).collect();
         assert_eq!(dests, [PathBuf::from("/proc"), PathBuf::from("/dev/shm")]);
@@ -255,6 +288,46 @@ mod tests {
         assert_eq!(ns, [LinuxNamespaceType::Pid, LinuxNamespaceType::Mount]);
         assert!(g.hooks().is_none());
         assert!(g.linux().as_ref().unwrap().uid_mappings().is_none());
+        let block_io = g
+            .linux()
+            .as_ref()
+            .unwrap()
+            .resources()
+            .clone()
+            .unwrap()
+            .block_io()
+            .clone()
+            .unwrap();
+        assert_eq!(block_io.weight(), Some(300));
+        assert!(block_io.throttle_read_bps_device().is_none());
+    }
+
+    #[test]
+    fn a_pod_members_shared_namespaces_become_its_hosts_in_the_guest() {
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [
+                {"type": "pid", "path": "/proc/77/ns/pid"}, {"type": "mount"},
+                {"type": "ipc", "path": "/proc/77/ns/ipc"},
+                {"type": "uts", "path": "/proc/77/ns/uts"},
+                {"type": "network", "path": "/var/run/netns/cni-1"}
+            ]}
+        }));
+        let g = guest_spec(&s, Some(9));
+        let ns: Vec<_> = g.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let shown: Vec<_> = ns
+            .iter()
+            .map(|n| (n.typ(), n.path().clone().map(|p| p.display().to_string())))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (LinuxNamespaceType::Mount, None),
+                (LinuxNamespaceType::Ipc, Some("/proc/9/ns/ipc".into())),
+                (LinuxNamespaceType::Uts, Some("/proc/9/ns/uts".into())),
+                (LinuxNamespaceType::Network, Some("/proc/9/ns/net".into())),
+            ]
+        );
     }
 
     #[test]

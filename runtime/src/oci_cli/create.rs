@@ -21,6 +21,9 @@ const DEFAULT_VM_MEMORY_MIB: u64 = 512;
 const GUEST_OVERHEAD_MIB: u64 = 96;
 /// The rootfs disk's file in the record.
 const ROOTFS_DISK: &str = "rootfs.erofs";
+/// The annotations CRI (containerd's, CRI-O's) puts on a pod's containers.
+const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 /// Where the bundle came from, for `state`.
 const BUNDLE_FILE: &str = "bundle.json";
 
@@ -66,12 +69,14 @@ pub fn prepare(root: &Path, bundle_dir: &Path, id: &str) -> Result<Container> {
     }
     let assets = GuestAssets::locate(None, None)?;
     let hull_id = sandbox::new_id().context("generate a container id")?;
-    let spec = bundle::guest_spec(&bundle.spec);
+    let pod = pod_vm(&all, &bundle.spec)?;
+    let spec = bundle::guest_spec(&bundle.spec, pod.as_ref().map(|host| host.pid));
     let process = spec.process().clone().unwrap_or_default();
     let memory_mib = bundle::vm_memory_mib(&spec, DEFAULT_VM_MEMORY_MIB, GUEST_OVERHEAD_MIB);
     let short = hull_id[..12].to_string();
     let scratch_dir = scratch::sandboxes_dir(root).join(&short);
     let config = ContainerConfig {
+        shares_vm_with: pod.map(|host| host.vm_owner),
         id: hull_id.clone(),
         name: id.to_string(),
         created: now_nanos(),
@@ -105,6 +110,42 @@ pub fn prepare(root: &Path, bundle_dir: &Path, id: &str) -> Result<Container> {
             Err(e)
         }
     }
+}
+
+/// The pod's sandbox container, for a container that joins its VM.
+struct PodHost {
+    /// The hull id of the container that owns the VM.
+    vm_owner: String,
+    /// The sandbox's main process, as a pid in the guest.
+    pid: u32,
+}
+
+/// CRI's pod annotations: a container of type `container` runs in the VM
+/// of its pod's sandbox container (the one named by `sandbox-id`), which
+/// must be running; a sandbox, or a container without them, gets a VM of
+/// its own.
+fn pod_vm(all: &Containers, spec: &oci_spec::runtime::Spec) -> Result<Option<PodHost>> {
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let kind = annotations.get(CRI_CONTAINER_TYPE).map(String::as_str);
+    let sandbox = annotations.get(CRI_SANDBOX_ID);
+    let (Some("container"), Some(sandbox)) = (kind, sandbox) else {
+        return Ok(None);
+    };
+    let host = all
+        .find(sandbox)
+        .map_err(|_| anyhow!("the pod's sandbox {sandbox} is not a hull container here"))?;
+    let state = host.state();
+    let (true, Some(pid)) = (state.is_running(), state.pid) else {
+        return Err(anyhow!("the pod's sandbox {sandbox} is not running"));
+    };
+    Ok(Some(PodHost {
+        vm_owner: host
+            .config
+            .shares_vm_with
+            .clone()
+            .unwrap_or_else(|| host.config.id.clone()),
+        pid,
+    }))
 }
 
 fn make_disks(root: &Path, bundle: &Bundle, container: &Container) -> Result<()> {

@@ -177,6 +177,7 @@ fn exec_request(exec: &ExecArgs) -> Result<ExecRequest> {
                 .with_context(|| format!("parse {}", path.display()))?;
             let user = process.user();
             ExecRequest {
+                owned: true,
                 args: process.args().clone().unwrap_or_default(),
                 env: process.env().clone().unwrap_or_default(),
                 workdir: Some(process.cwd().display().to_string()).filter(|c| !c.is_empty()),
@@ -189,6 +190,7 @@ fn exec_request(exec: &ExecArgs) -> Result<ExecRequest> {
             }
         }
         None => ExecRequest {
+            owned: true,
             args: exec.command.clone(),
             env: exec.env.clone(),
             workdir: exec.cwd.clone(),

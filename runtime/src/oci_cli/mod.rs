@@ -116,10 +116,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             RuncCommand::ExecHelper(a) => exec::helper(&args, a).await,
             RuncCommand::Ps(a) => ps::ps(&args, a),
             RuncCommand::Features => ps::features(),
-            RuncCommand::Pause(a) | RuncCommand::Resume(a) => Err(anyhow!(
-                "container {}: pause and resume are not supported by hull",
-                a.id
-            )),
+            RuncCommand::Pause(a) => kill::freeze(&args, &a.id, true).await,
+            RuncCommand::Resume(a) => kill::freeze(&args, &a.id, false).await,
         }
     });
     match result {

@@ -14,6 +14,7 @@ pub fn status(container: &Container) -> &'static str {
     let alive = live_supervisor(container).is_some();
     match state.status() {
         Status::Created if alive || state.supervisor.is_none() => "created",
+        Status::Running if alive && state.paused => "paused",
         Status::Running if alive => "running",
         _ => "stopped",
     }

@@ -46,6 +46,7 @@ impl Sandbox {
             vm: None,
             client: None,
             events: None,
+            guest: None,
         };
         let spec = VmSpec {
             kernel: config.assets.kernel.clone(),

@@ -13,6 +13,11 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 impl Sandbox {
     /// Kills the VM at once (no clean power-off) and removes its directory.
     pub async fn destroy(mut self) {
+        if self.is_guest() {
+            // Not our VM to kill: the container alone goes, at once.
+            self.leave().await;
+            return;
+        }
         self.client.take();
         if let Some(vm) = self.vm.as_mut() {
             vm.kill().await;
@@ -21,6 +26,10 @@ impl Sandbox {
     }
 
     pub async fn delete(mut self) {
+        if self.is_guest() {
+            self.leave().await;
+            return;
+        }
         if let Some(client) = self.client.take() {
             client.notify(Request::Shutdown);
         }

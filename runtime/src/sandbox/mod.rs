@@ -1,4 +1,6 @@
-//! A sandbox: one microVM with its agent, holding one container.
+//! A sandbox: one microVM with its agent, holding one container; or a
+//! container that joined another container's VM (a pod), with an agent
+//! connection of its own.
 //!
 //! The lifecycle verbs live one per file as `impl Sandbox` blocks:
 //! [`create`] boots the VM and greets the agent, [`start`] starts the
@@ -8,6 +10,7 @@
 
 mod create;
 mod delete;
+mod join;
 pub mod scratch;
 mod start;
 pub mod vm;
@@ -47,6 +50,8 @@ pub enum SandboxError {
     VmDied(String),
     #[error("guest agent request")]
     Request(#[source] RequestError),
+    #[error("cannot join the VM: {0}")]
+    CannotJoin(String),
 }
 
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -61,6 +66,8 @@ pub struct Sandbox {
     vm: Option<VmProcess>,
     client: Option<std::sync::Arc<AgentClient>>,
     events: Option<mpsc::UnboundedReceiver<Event>>,
+    /// Set when the container runs in another container's VM.
+    guest: Option<join::Guest>,
 }
 
 impl Sandbox {
@@ -85,6 +92,9 @@ impl Sandbox {
     /// Why the VM went away, from what it left behind: a kernel panic line
     /// on the console, else the hypervisor's last error, else its status.
     fn death_reason(&self, status: Option<std::process::ExitStatus>) -> String {
+        if self.guest.is_some() {
+            return "the VM it shared with another container stopped".into();
+        }
         let panic = vm::last_line(&self.console_log, |l| {
             l.contains("Kernel panic") || l.contains("hull-agent:")
         });
@@ -113,6 +123,10 @@ impl Drop for Sandbox {
         // Normal paths went through `delete`; this is for errors and panics.
         if let Some(vm) = &mut self.vm {
             vm.kill_now();
+        }
+        if let Some(guest) = self.guest.take() {
+            // No executor here for QMP: the devices stay until the VM ends.
+            tracing::warn!(sandbox = %self.id, vm = %guest.vm_dir.display(), "left devices in the VM");
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -54,6 +54,14 @@ pub enum ControlRequest {
     /// Answered with `Started` once the main process runs, or `Error` if
     /// it could not start.
     Started,
+    /// Signal every process of the container (`kill --all`).
+    SignalAll {
+        signal: i32,
+    },
+    /// Freeze every process of the container (`hull pause`).
+    Pause,
+    /// Thaw them (`hull unpause`).
+    Resume,
     /// Lets a supervisor in runc mode start the main process (it boots the
     /// VM, then waits for this, as `runc create` leaves `runc start` to
     /// exec the process); answered with `Ok` at once.
@@ -73,6 +81,12 @@ pub struct ExecRequest {
     pub stdin: bool,
     /// The terminal size, with `tty`.
     pub size: Option<(u16, u16)>,
+    /// The process dies with this connection: its client stands for it
+    /// (hull-runc's exec helper, whose pid is the exec's for containerd
+    /// and podman; the shim). Without it the process runs on, as a
+    /// `docker exec` whose client went away does.
+    #[serde(default)]
+    pub owned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -118,6 +118,7 @@ pub(super) async fn serve(
 
     let mut exit_rx = exit_rx;
     let mut client_gone = false;
+    let owned = request.owned;
     let status = loop {
         tokio::select! {
             status = &mut exit_rx => break status.ok(),
@@ -134,8 +135,15 @@ pub(super) async fn serve(
                     })
                 }
                 Some(_) => {}
-                // The process runs on without its client, as with docker.
-                None => client_gone = true,
+                None => {
+                    client_gone = true;
+                    if owned {
+                        client.notify(Request::Signal {
+                            process: process_id.clone(),
+                            signal: libc::SIGKILL,
+                        });
+                    }
+                }
             },
         }
     };
@@ -200,6 +208,7 @@ mod tests {
     fn exec_keeps_the_containers_process_and_overrides_what_was_asked() {
         let spec = oci_spec::runtime::Spec::default();
         let request = ExecRequest {
+            owned: false,
             args: vec!["sh".into()],
             env: vec!["PATH=/x".into(), "A=1".into()],
             workdir: Some("/tmp".into()),

@@ -205,13 +205,26 @@ pub async fn supervise(
     let acceptor = tokio::spawn(accept_loop(listener, shared.clone()));
 
     let networks = crate::network::Networks::new(root, containers.run_dir());
+    let host = match host_vm(containers, &container) {
+        Ok(host) => host,
+        Err(e) => {
+            record_exit(&container, &Outcome::failed(125, e, false));
+            let _ = std::fs::remove_file(&socket);
+            acceptor.abort();
+            return if mode.runc { 125 } else { 1 };
+        }
+    };
     let outcome = match network::join(networks, &container.config).await {
         Ok(joined) => {
             if let Some(j) = &joined {
                 let ip = j.address().to_string();
                 let _ = container.update(|s| s.ip_address = Some(ip));
             }
-            let outcome = boot_and_run(&shared, mode, joined.as_ref()).await;
+            if let Some(host) = &host {
+                let ip = host.state().ip_address;
+                let _ = container.update(|s| s.ip_address = ip);
+            }
+            let outcome = boot_and_run(&shared, mode, joined.as_ref(), host.as_ref()).await;
             if let Some(joined) = joined {
                 joined.leave();
             }
@@ -246,6 +259,26 @@ pub async fn supervise(
     }
 }
 
+/// The running container whose VM `container` joins, if it joins one.
+fn host_vm(containers: &Containers, container: &Container) -> Result<Option<Container>, String> {
+    let Some(id) = &container.config.shares_vm_with else {
+        return Ok(None);
+    };
+    let host = containers.find(id).map_err(|_| {
+        format!(
+            "container {} (whose VM it joins) is gone",
+            &id[..12.min(id.len())]
+        )
+    })?;
+    if !host.state().is_running() {
+        return Err(format!(
+            "container {} (whose VM it joins) is not running",
+            host.config.name
+        ));
+    }
+    Ok(Some(host))
+}
+
 fn record_exit(container: &Container, outcome: &Outcome) {
     let _ = container.update(|s| {
         s.status = Some(Status::Exited);
@@ -256,6 +289,7 @@ fn record_exit(container: &Container, outcome: &Outcome) {
         s.pid = None;
         s.vm_pid = None;
         s.ip_address = None;
+        s.paused = false;
     });
 }
 
@@ -265,38 +299,32 @@ async fn boot_and_run(
     shared: &Arc<Shared>,
     mode: Mode,
     network: Option<&network::Joined>,
+    host: Option<&Container>,
 ) -> Outcome {
     let config = &shared.container.config;
-    let hypervisor = match hypervisor::select(&config.hypervisor) {
-        Ok(h) => h,
-        Err(e) => return Outcome::failed(125, e.to_string(), false),
+    // In a VM of its own the disks have fixed names; in another
+    // container's VM, names of their own.
+    let (rootfs_serial, scratch_serial) = match host {
+        None => (ROOTFS_SERIAL.to_string(), SCRATCH_SERIAL.to_string()),
+        Some(_) => (
+            format!("hr-{}", shared.container.short_id()),
+            format!("hs-{}", shared.container.short_id()),
+        ),
     };
-    let assets = GuestAssets {
-        kernel: config.kernel.clone(),
-        initramfs: config.initramfs.clone(),
-    };
-    let sandbox_config = SandboxConfig {
-        id: config.id.clone(),
-        dir: shared.container.vm_dir(),
-        assets: &assets,
-        vcpus: config.vcpus,
-        memory_mib: config.memory_mib,
-        disks: vec![
-            DiskSpec {
-                path: config.rootfs_disk.clone(),
-                read_only: true,
-                serial: ROOTFS_SERIAL.into(),
-            },
-            DiskSpec {
-                path: config.scratch_disk.clone(),
-                read_only: false,
-                serial: SCRATCH_SERIAL.into(),
-            },
-        ],
-        nic: network.map(network::Joined::nic),
-    };
+    let disks = vec![
+        DiskSpec {
+            path: config.rootfs_disk.clone(),
+            read_only: true,
+            serial: rootfs_serial.clone(),
+        },
+        DiskSpec {
+            path: config.scratch_disk.clone(),
+            read_only: false,
+            serial: scratch_serial.clone(),
+        },
+    ];
     let created = tokio::select! {
-        created = Sandbox::create(hypervisor.as_ref(), sandbox_config) => created,
+        created = open_sandbox(shared, disks, network, host) => created,
         _ = shared.kill_vm.notified() => {
             return Outcome::failed(137, "stopped while the VM booted".into(), false);
         }
@@ -358,9 +386,9 @@ async fn boot_and_run(
     let request = RunContainer {
         container_id: config.id.clone(),
         rootfs: RootfsSource {
-            disk_serial: ROOTFS_SERIAL.into(),
+            disk_serial: rootfs_serial,
             fs_type: config.fs_type.clone(),
-            scratch_serial: Some(SCRATCH_SERIAL.into()),
+            scratch_serial: Some(scratch_serial),
         },
         spec: config.spec.clone(),
         user: config.user.clone(),
@@ -369,7 +397,8 @@ async fn boot_and_run(
             stdout: MAIN_STDOUT,
             stderr: MAIN_STDERR,
         },
-        shutdown_on_exit: true,
+        // A VM of its own ends with it; another's runs on.
+        shutdown_on_exit: host.is_none(),
         network: network.map(network::Joined::guest),
     };
     let mut events = sandbox.take_events().expect("events are taken once");
@@ -463,6 +492,40 @@ async fn boot_and_run(
     };
     lock(&shared.exec_exits).clear();
     outcome
+}
+
+/// Boots a VM of the container's own, or joins the VM of `host`.
+async fn open_sandbox(
+    shared: &Arc<Shared>,
+    disks: Vec<DiskSpec>,
+    network: Option<&network::Joined>,
+    host: Option<&Container>,
+) -> Result<Sandbox, SandboxError> {
+    let config = &shared.container.config;
+    if let Some(host) = host {
+        return Sandbox::join(
+            config.id.clone(),
+            shared.container.vm_dir(),
+            &host.vm_dir(),
+            disks,
+        )
+        .await;
+    }
+    let hypervisor = hypervisor::select(&config.hypervisor)?;
+    let assets = GuestAssets {
+        kernel: config.kernel.clone(),
+        initramfs: config.initramfs.clone(),
+    };
+    let sandbox_config = SandboxConfig {
+        id: config.id.clone(),
+        dir: shared.container.vm_dir(),
+        assets: &assets,
+        vcpus: config.vcpus,
+        memory_mib: config.memory_mib,
+        disks,
+        nic: network.map(network::Joined::nic),
+    };
+    Sandbox::create(hypervisor.as_ref(), sandbox_config).await
 }
 
 /// The main task's ending when the VM is powered off on purpose.
@@ -569,6 +632,20 @@ async fn serve(
             shared.start_gate.notify_one();
             ControlReply::Ok
         }
+        ControlRequest::SignalAll { signal } => match running_client(shared) {
+            Some(client) => agent_reply(
+                client
+                    .request(Request::SignalContainer {
+                        container_id: shared.container.config.id.clone(),
+                        signal,
+                    })
+                    .await
+                    .map(|_| ControlReply::Ok),
+            ),
+            None => not_running(),
+        },
+        ControlRequest::Pause => freeze(shared, true).await,
+        ControlRequest::Resume => freeze(shared, false).await,
         ControlRequest::Started => {
             let mut started = shared.started.subscribe();
             let pid = match started.wait_for(Option::is_some).await {
@@ -589,6 +666,22 @@ async fn serve(
         }
     };
     let _ = conn.reply(&reply).await;
+}
+
+/// Freezes or thaws the container's processes and records it.
+async fn freeze(shared: &Shared, frozen: bool) -> ControlReply {
+    let Some(client) = running_client(shared) else {
+        return not_running();
+    };
+    let request = Request::Freeze {
+        container_id: shared.container.config.id.clone(),
+        frozen,
+    };
+    let reply = agent_reply(client.request(request).await.map(|_| ControlReply::Ok));
+    if matches!(reply, ControlReply::Ok) {
+        let _ = shared.container.update(|s| s.paused = frozen);
+    }
+    reply
 }
 
 fn agent_reply(result: Result<ControlReply, crate::agent_client::RequestError>) -> ControlReply {
@@ -656,7 +749,12 @@ async fn stop(shared: &Arc<Shared>, grace: Duration) {
         let _ = outcome.wait_for(Option::is_some).await;
         return;
     }
-    if signal_main(libc::SIGTERM) && done(&mut outcome, grace).await {
+    let signalled = signal_main(libc::SIGTERM);
+    if shared.container.state().paused {
+        // A frozen process cannot act on SIGTERM: thaw it, as docker does.
+        let _ = freeze(shared, false).await;
+    }
+    if signalled && done(&mut outcome, grace).await {
         return;
     }
     if signal_main(libc::SIGKILL) && done(&mut outcome, KILL_GRACE).await {

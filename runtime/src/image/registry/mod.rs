@@ -4,15 +4,19 @@
 //! Model: containerd's `remotes` + `images.Handlers` fetch path, over the
 //! `oci-client` crate for the HTTP side (token and Basic auth, ranges).
 //! The steps, each checked before the next:
+//! 0. for a registry that answers `401` with a `Bearer` challenge, a pull
+//!    token from its token server (the realm), asked for with the Basic
+//!    credentials `hull login` stored, or anonymously;
 //! 1. the manifest (OCI or Docker v2 schema 2) by tag or digest; an image
 //!    index / manifest list picks linux/amd64; digests of what we asked
 //!    by digest are checked, and every manifest's digest is computed here;
 //! 2. the config blob (bounded, digest-checked) and its platform;
 //! 3. the layers not yet in the store, a few at a time, each into
 //!    `ingest/` verified while it streams ([`fetch`]);
-//! 4. under the store lock: every layer applied in order onto a staging
-//!    root with its diff id checked, the disk built, then blobs moved
-//!    into `blobs/` and the image recorded, as `load` does.
+//! 4. under the store lock: every layer not unpacked yet (see
+//!    [`super::layers`]) applied onto the layers below it with its diff id
+//!    checked, the disk built, then blobs moved into `blobs/` and the
+//!    image recorded, as `load` does.
 //!
 //! On a failure that retrying cannot fix (a digest mismatch, a truncated
 //! blob, a missing image) the downloads this pull finished are removed,
@@ -28,6 +32,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
+use oci_client::RegistryOperation;
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
 use super::archive::{
@@ -38,7 +43,7 @@ use super::auth::{self, AuthFile};
 use super::build::LayerSource;
 use super::progress::PullProgress;
 use super::reference::{is_domain, Reference};
-use super::{digest, layer, Image, ImageStore, MAX_JSON_SIZE};
+use super::{digest, Image, ImageStore, MAX_JSON_SIZE};
 
 /// Layers downloaded at the same time (Docker's default is 3).
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -57,6 +62,14 @@ pub enum Error {
     NotFound { reference: String, registry: String },
     #[error("registry {registry} denied access to {reference} (run `hull login {registry}` if it needs credentials)")]
     Unauthorized { reference: String, registry: String },
+    #[error("the token server of registry {registry} refused the stored credentials (run `hull login {registry}` again)")]
+    TokenRefused { registry: String },
+    #[error("cannot reach the token server of registry {registry}")]
+    TokenServerUnreachable {
+        registry: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("cannot reach registry {registry}")]
     Unreachable {
         registry: String,
@@ -95,7 +108,12 @@ impl Error {
     /// Whether pulling again may succeed without anything changing at
     /// the registry (then downloads are kept for the next attempt).
     fn is_transient(&self) -> bool {
-        matches!(self, Error::Interrupted { .. } | Error::Unreachable { .. })
+        matches!(
+            self,
+            Error::Interrupted { .. }
+                | Error::Unreachable { .. }
+                | Error::TokenServerUnreachable { .. }
+        )
     }
 }
 
@@ -213,6 +231,17 @@ pub async fn pull(
         read_timeout: Some(READ_TIMEOUT),
         ..Default::default()
     });
+
+    // 0. Credentials: a registry that answers with a Bearer challenge
+    // sends us to its token server (with the stored Basic credentials,
+    // or anonymously) for a pull token, which oci-client keeps for the
+    // requests below. Asked for here, before anything else, so that a
+    // token server that is down or refuses the credentials is named;
+    // later requests would swallow that and go on anonymously.
+    client
+        .auth(&remote.oci(), &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| map_auth_error(e, &remote, &auth))?;
 
     // 1. The manifest, through an index if need be.
     let (manifest_digest, manifest_bytes) = {
@@ -421,10 +450,10 @@ impl ImageStore {
         for (digest, diff_id) in &img.layers {
             let blob = self.blob_path(digest)?;
             let staged = fetch::done_path(&ingest, digest)?;
-            let path = if blob.exists() {
+            let (path, fresh) = if blob.exists() {
                 // A concurrent pull committed it first: our copy is spare.
                 let _ = std::fs::remove_file(&staged);
-                blob
+                (blob, false)
             } else {
                 if !staged.exists() {
                     return Err(super::Error::MissingBlob {
@@ -432,12 +461,13 @@ impl ImageStore {
                     });
                 }
                 to_move.push((staged.clone(), blob));
-                staged
+                (staged, true)
             };
             sources.push(LayerSource {
                 digest: digest.clone(),
                 path,
                 diff_id: diff_id.clone(),
+                fresh,
             });
         }
         let disk = self.disk_path(img.config_digest)?;
@@ -452,7 +482,10 @@ impl ImageStore {
                     .iter()
                     .find(|s| &s.path == src)
                     .expect("moved layers are sources");
-                check_diff_id(s, super::build::stream_limit(self.limits.max_layer_size))?;
+                super::build::check_diff_id(
+                    s,
+                    super::build::stream_limit(self.limits.max_layer_size),
+                )?;
             }
             false
         };
@@ -485,30 +518,16 @@ impl ImageStore {
             }
             if built {
                 let _ = std::fs::remove_file(&disk);
+                // And the layers unpacked for it that no image uses.
+                if let Ok(index) = self.read_index() {
+                    let _ = self.gc(&index);
+                }
             }
             return Err(e);
         }
         let name = img.names.first().cloned().unwrap_or_default();
         self.image(img.config_digest, &name)
     }
-}
-
-fn check_diff_id(s: &LayerSource, limit: u64) -> Result<(), super::Error> {
-    let read_err = |source| super::Error::ReadLayer {
-        digest: s.digest.clone(),
-        source,
-    };
-    let (actual, _) = layer::open(&s.path, limit)
-        .and_then(|r| r.finish())
-        .map_err(read_err)?;
-    if Some(actual.as_str()) != digest::parse(&s.diff_id).ok() {
-        return Err(super::Error::DiffIdMismatch {
-            digest: s.digest.clone(),
-            expected: s.diff_id.clone(),
-            actual,
-        });
-    }
-    Ok(())
 }
 
 /// Fetches the manifest (or index) `remote` names; returns its digest,
@@ -642,6 +661,30 @@ fn choose_platform(index_digest: &str, bytes: &[u8]) -> Result<String, Error> {
             }
             .into()
         })
+}
+
+/// What went wrong while getting a token (see step 0 of [`pull`]).
+fn map_auth_error(e: OciDistributionError, remote: &Remote, auth: &RegistryAuth) -> Error {
+    let registry = remote.registry.clone();
+    match e {
+        // The `GET /v2/` that asks for the challenge, or the realm.
+        OciDistributionError::RequestError(source) => {
+            let at_registry = source.url().is_none_or(|u| u.path() == "/v2/");
+            if at_registry {
+                Error::Unreachable { registry, source }
+            } else {
+                Error::TokenServerUnreachable { registry, source }
+            }
+        }
+        OciDistributionError::AuthenticationFailure(_) => match auth {
+            RegistryAuth::Anonymous => Error::Unauthorized {
+                reference: remote.display(),
+                registry,
+            },
+            _ => Error::TokenRefused { registry },
+        },
+        other => map_oci_error(other, remote, None),
+    }
 }
 
 /// One line for what the registry said, naming the image (or blob).
