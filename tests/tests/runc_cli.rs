@@ -246,8 +246,8 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
     bundle.set_process(&[
         "sh",
         "-c",
-        "trap 'echo term; exit 42' TERM; \
-         (trap 'echo child-term; exit' TERM; while true; do sleep 0.1; done) & \
+        "(trap 'echo child-term; exit' TERM; while true; do sleep 0.1; done) & child=$!; \
+         trap 'wait $child; echo term; exit 42' TERM; \
          while true; do sleep 0.1; done",
     ]);
     let (pid, stdio) = runc.create(&bundle, "c2");
@@ -309,15 +309,11 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
     assert_eq!(runc.state("c2")["status"], "paused");
     ok(&runc.run(&["resume", "c2"]));
     assert_eq!(runc.state("c2")["status"], "running");
-    // --all reaches the child too (without it, the child dies with the
-    // main process's pid namespace, by SIGKILL, silently).
+    // --all reaches the child too (without it the main process would wait
+    // for its child for ever).
     ok(&runc.run(&["kill", "--all", "c2", "TERM"]));
     assert_eq!(reap(pid, 30), 42);
-    let out = stdio.output().0;
-    assert!(
-        out.contains("term\n") && out.contains("child-term\n"),
-        "{out}"
-    );
+    assert_eq!(stdio.output().0, "child-term\nterm\n");
     let out = runc.run(&["kill", "c2", "KILL"]);
     assert!(
         stderr(&out).contains("container not running"),
