@@ -337,20 +337,12 @@ fn copy_dir(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::test_utils::{gzip, LayerBuilder, OciArchive, TestImage, MTIME};
+    use crate::image::test_utils::{
+        gzip, store_fixture as fixture, LayerBuilder, OciArchive, StoreFixture as Fixture,
+        TestImage, MTIME,
+    };
     use crate::image::Image;
     use std::collections::BTreeMap;
-
-    struct Fixture {
-        dir: tempfile::TempDir,
-        store: ImageStore,
-    }
-
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::open(&dir.path().join("store")).unwrap();
-        Fixture { dir, store }
-    }
 
     impl Fixture {
         /// Loads one image of `layers` named `name`.

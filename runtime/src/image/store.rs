@@ -614,20 +614,10 @@ fn image_config(config: &ImageConfiguration) -> ImageConfig {
 mod tests {
     use super::*;
     use crate::image::test_utils::{
-        busybox_archive, docker_save, LayerBuilder, OciArchive, TestImage,
+        busybox_archive, docker_save, store_fixture as fixture, LayerBuilder, OciArchive,
+        StoreFixture as Fixture, TestImage,
     };
     use crate::image::FsType;
-
-    struct Fixture {
-        dir: tempfile::TempDir,
-        store: ImageStore,
-    }
-
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::open(&dir.path().join("store")).unwrap();
-        Fixture { dir, store }
-    }
 
     impl Fixture {
         fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {

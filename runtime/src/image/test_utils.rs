@@ -11,6 +11,19 @@ use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 
 use super::digest::sha256_hex;
+use super::ImageStore;
+
+/// An empty image store in a temp dir, which also takes the tests' files.
+pub(crate) struct StoreFixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) store: ImageStore,
+}
+
+pub(crate) fn store_fixture() -> StoreFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(&dir.path().join("store")).unwrap();
+    StoreFixture { dir, store }
+}
 
 /// A temp dir holding `root/` (a canonical, empty unpack root) and
 /// `outside/`, which escapes must never touch.
