@@ -48,7 +48,7 @@ initramfs: deps agent
 	@rootfs/build.sh target/$(AGENT_TARGET)/release/hull-agent $(HULL_INITRAMFS)
 
 hull:
-	$(CARGO) build --release -p hull-runtime
+	$(CARGO) build --release -p hull-cli
 	@mkdir -p $(BIN)
 	@install -m 0755 target/release/hull $(BIN)/hull
 	@ln -sf hull $(BIN)/hull-runc

@@ -17,7 +17,7 @@ peers=1
 podman_setup || peers=
 
 khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2*1000; exit}' /proc/cpuinfo)
-bare_boot() { # the same machine as hull's QEMU backend (runtime/src/hypervisor/qemu.rs) builds
+bare_boot() { # the same machine as hull's QEMU backend (host/sandbox/src/hypervisor/qemu.rs) builds
   qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
     -machine q35,memory-backend=ram -accel tcg,tb-size=16 -cpu max -smp 1 -m 512M \
     -object memory-backend-memfd,id=ram,size=512M -device virtio-balloon-pci,free-page-reporting=on -device virtio-scsi-pci,id=scsi0 \

@@ -38,7 +38,7 @@ rm -f "$HULL_ROOT"/disks/*
 for i in $(seq 3); do
   for kind in "${kinds[@]}"; do
     rm -f "$HULL_ROOT"/disks/*."$kind"
-    HULL_DISK_FS=$kind HULL_LOG=hull_runtime::image=info "$hull" run --rm "$image" true 2>"$work/build.log"
+    HULL_DISK_FS=$kind HULL_LOG=hull_image=info "$hull" run --rm "$image" true 2>"$work/build.log"
     ms=$(sed 's/\x1b\[[0-9;]*m//g' "$work/build.log" | grep -o ' ms=[0-9]*' | cut -d= -f2 | head -1 || true)
     [[ -n $ms ]] && sample $fig "$kind disk" "build ms (from unpacked layers)" "$ms"
   done

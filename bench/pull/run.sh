@@ -65,7 +65,7 @@ sync
 for i in $(seq "$n"); do
   export HULL_ROOT=$work/store$i
   t0=$(now_us)
-  HULL_LOG=hull_runtime::image=info "$hull" pull --plain-http "$image" >/dev/null 2>"$work/pull.log"
+  HULL_LOG=hull_image=info "$hull" pull --plain-http "$image" >/dev/null 2>"$work/pull.log"
   sample $fig "$hull_series" "wall ms" "$(ms_since "$t0")"
   sed 's/\x1b\[[0-9;]*m//g' "$work/pull.log" >"$work/pull.txt"
   unpack=$(grep -o 'unpack_ms=[0-9]*' "$work/pull.txt" | cut -d= -f2 | head -1 || true)
@@ -80,7 +80,7 @@ for i in $(seq "$n"); do
   sample $fig "second hull pull (no image work)" "wall ms" "$(ms_since "$t0")"
   # Another image on the same base: its small layer, and a disk.
   t0=$(now_us)
-  HULL_LOG=hull_runtime::image=info "$hull" pull --plain-http "$image_b" >/dev/null 2>"$work/pull.log"
+  HULL_LOG=hull_image=info "$hull" pull --plain-http "$image_b" >/dev/null 2>"$work/pull.log"
   sample $fig "hull pull of a second image sharing the base" "wall ms" "$(ms_since "$t0")"
   sed 's/\x1b\[[0-9;]*m//g' "$work/pull.log" >"$work/pull.txt"
   unpack=$(grep -o 'unpack_ms=[0-9]*' "$work/pull.txt" | cut -d= -f2 | head -1 || true)

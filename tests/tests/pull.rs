@@ -549,7 +549,7 @@ fn images_on_the_same_layers_unpack_them_once_and_rmi_frees_them() {
 
     let out = hull
         .command(&["pull", "--plain-http", &app])
-        .env("HULL_LOG", "hull_runtime::image=info")
+        .env("HULL_LOG", "hull_image=info")
         .output()
         .unwrap();
     ok(&out);

@@ -1,0 +1,45 @@
+//! `state`: runc's JSON view of a container.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::args::RuncArgs;
+use super::find;
+use hull_container::plan::BundleInfo;
+use hull_container::record::{format_time, Container, Status};
+
+/// runc's status words.
+pub fn status(container: &Container) -> &'static str {
+    let state = container.recorded_state();
+    let alive = container.live_supervisor().is_some();
+    match state.status() {
+        Status::Created if alive || state.supervisor.is_none() => "created",
+        Status::Running if alive && state.paused => "paused",
+        Status::Running if alive => "running",
+        _ => "stopped",
+    }
+}
+
+pub fn state(args: &RuncArgs, id: &str) -> Result<i32> {
+    let container = find(args, id)?;
+    let status = status(&container);
+    let pid = match (status, container.live_supervisor()) {
+        ("stopped", _) | (_, None) => 0,
+        (_, Some(p)) => p.pid,
+    };
+    let info = BundleInfo::read(&container);
+    let spec = &container.config.spec;
+    let state = json!({
+        "ociVersion": spec.version(),
+        "id": id,
+        "pid": pid,
+        "status": status,
+        "bundle": info.as_ref().map(|i| i.bundle.display().to_string()).unwrap_or_default(),
+        "rootfs": info.as_ref().map(|i| i.rootfs.display().to_string()).unwrap_or_default(),
+        "created": format_time(container.config.created),
+        "owner": "",
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    });
+    println!("{}", serde_json::to_string_pretty(&state)?);
+    Ok(0)
+}

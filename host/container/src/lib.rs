@@ -1,0 +1,19 @@
+//! hull's containers, the library every front door calls: records on disk
+//! ([`record`]), the OCI spec a container runs with ([`oci`], [`spec`],
+//! [`bundle`]), the supervisor that owns a container's VM ([`supervisor`])
+//! and its logs ([`logs`]).
+
+pub mod bundle;
+mod error;
+pub mod lifecycle;
+pub mod logs;
+pub mod oci;
+pub mod plan;
+pub mod record;
+pub mod spec;
+pub mod supervisor;
+pub mod units;
+
+pub use error::{Error, ErrorKind};
+pub use plan::{Paths, RunPlan, RunRequest};
+pub use record::{Container, ContainerConfig, ContainerState, Containers, Status};

@@ -1,0 +1,85 @@
+//! The supervisor's part in networking: for one boot, a place on the
+//! container's network (address and tap), the guest's interface settings,
+//! and the published ports' forwarders.
+
+use hull_protocol::{GuestNetwork, HostEntry};
+
+use crate::record::ContainerConfig;
+use hull_net::forward::{self, Forwarders};
+use hull_net::{Attachment, Networks};
+use hull_sandbox::hypervisor::NicSpec;
+
+/// A boot's network, released by [`Joined::leave`].
+pub struct Joined {
+    attachment: Attachment,
+    forwarders: Forwarders,
+    networks: Networks,
+    container_id: String,
+}
+
+/// Joins the container's network (if it has one) and publishes its ports.
+pub async fn join(networks: Networks, config: &ContainerConfig) -> Result<Option<Joined>, String> {
+    let Some(name) = &config.network else {
+        return Ok(None);
+    };
+    let mut names = vec![config.name.clone(), config.id[..12].to_string()];
+    names.extend(config.aliases.iter().cloned());
+    let attachment = networks
+        .attach(name, &config.id, names)
+        .map_err(|e| format!("network {name}: {e}"))?;
+    let forwarders =
+        match forward::start(&config.ports, &attachment.netns, attachment.address).await {
+            Ok(f) => f,
+            Err(e) => {
+                networks.detach(name, &config.id);
+                return Err(super::one_line(&e));
+            }
+        };
+    Ok(Some(Joined {
+        attachment,
+        forwarders,
+        networks,
+        container_id: config.id.clone(),
+    }))
+}
+
+impl Joined {
+    pub fn nic(&self) -> NicSpec {
+        NicSpec {
+            tap: self.attachment.tap.clone(),
+            mac: self.attachment.mac.clone(),
+            netns: self.attachment.netns.clone(),
+        }
+    }
+
+    /// What the agent configures in the guest.
+    pub fn guest(&self) -> GuestNetwork {
+        let a = &self.attachment;
+        GuestNetwork {
+            mac: a.mac.clone(),
+            address: format!("{}/{}", a.address, a.prefix),
+            gateway: Some(a.gateway.to_string()),
+            mtu: a.mtu,
+            hosts: a
+                .peers
+                .iter()
+                .map(|(ip, names)| HostEntry {
+                    ip: ip.to_string(),
+                    names: names.clone(),
+                })
+                .collect(),
+            dns: vec![a.gateway.to_string()],
+        }
+    }
+
+    pub fn address(&self) -> std::net::Ipv4Addr {
+        self.attachment.address
+    }
+
+    /// Stops the forwarders and gives the address and tap back.
+    pub fn leave(self) {
+        self.forwarders.stop();
+        self.networks
+            .detach(&self.attachment.network, &self.container_id);
+    }
+}
