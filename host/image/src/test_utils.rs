@@ -388,7 +388,7 @@ pub(crate) fn docker_save(layers: &[Vec<u8>], repo_tags: &[&str]) -> (Vec<u8>, S
 /// the script; it fails loudly if its tools are missing).
 pub(crate) fn busybox_archive(dir: &Path, extra_args: &[&str]) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/images/make-busybox-image.sh")
+        .join("../../tests/images/make-busybox-image.sh")
         .canonicalize()
         .expect("tests/images/make-busybox-image.sh is missing");
     let out = dir.join("busybox.tar");
