@@ -7,149 +7,168 @@
 //! documents are read and every blob an image needs is checked against its
 //! descriptor (size, sha256) and every layer against its diff id, before
 //! the store commits anything (containerd's `images/archive` importer is
-//! the model).
+//! the model). Each image of the archive is an [`ImageSource`] for the
+//! shared import steps of [`super::source`]; which layout an archive has
+//! is decided by [`LAYOUTS`].
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
-use serde::Deserialize;
+use oci_spec::image::Descriptor;
 
 use super::digest::{self, HashingWriter};
-use super::{layer, Error, Reference, MAX_JSON_SIZE};
+use super::source::{self, Documents, ImageSource, Imported, LayerFile};
+use super::{layer, media, Reference, MAX_JSON_SIZE};
+
+mod docker;
 
 /// Entries an outer archive may hold.
 const MAX_ENTRIES: usize = 100_000;
 /// Nesting of image indexes we follow.
 const MAX_INDEX_DEPTH: usize = 2;
 
-pub(crate) const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub(crate) const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub(crate) const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub(crate) const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub(crate) const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub(crate) const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const MT_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const MT_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// What is wrong inside an archive (the store's
+/// [`CorruptArchive`](super::Error::CorruptArchive) names the archive).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Tar(io::Error),
+    #[error("more than {MAX_ENTRIES} entries")]
+    TooManyEntries,
+    #[error("entry {0:?} escapes the archive")]
+    EntryEscapes(PathBuf),
+    #[error("entry {name}")]
+    Entry {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("link {0} has no target")]
+    NoLinkTarget(String),
+    #[error("link {0} escapes the archive")]
+    LinkEscapes(String),
+    #[error("path {0:?} escapes the archive")]
+    PathEscapes(String),
+    #[error("neither index.json (OCI) nor manifest.json (docker save)")]
+    NoLayout,
+    #[error("missing config {0}")]
+    MissingConfig(String),
+    #[error("missing layer {0}")]
+    MissingLayer(String),
+}
+
+/// An archive layout: the document that marks it and how its images are
+/// read. Tried in order; a new layout is one more entry.
+struct Layout {
+    document: &'static str,
+    images: fn(&mut Staged, &[u8]) -> Result<Vec<Imported>, super::Error>,
+}
+
+const LAYOUTS: &[Layout] = &[
+    Layout {
+        document: "index.json",
+        images: oci_images,
+    },
+    Layout {
+        document: "manifest.json",
+        images: docker::images,
+    },
+];
+
+/// Reads and verifies every image `archive` names, staging its files in
+/// `dir` (which must exist and be empty).
+pub(crate) fn read(archive: &Path, dir: &Path) -> Result<Vec<Imported>, super::Error> {
+    Staged::new(archive, dir)?.images()
+}
+
 /// A regular file copied out of the archive.
 #[derive(Clone, Debug)]
-pub(crate) struct StagedFile {
-    pub(crate) path: PathBuf,
-    pub(crate) size: u64,
+struct StagedFile {
+    path: PathBuf,
+    size: u64,
     /// Hex sha256 of the content.
-    pub(crate) sha256: String,
+    sha256: String,
 }
 
 /// The archive's files, keyed by their cleaned archive path.
-pub(crate) struct Staged {
+struct Staged {
     archive: PathBuf,
     files: HashMap<String, StagedFile>,
     /// Symlinks and hardlinks: archive path -> cleaned archive path.
     links: HashMap<String, String>,
     /// Diff ids already computed, by layer digest (images share layers).
-    diff_ids: RefCell<HashMap<String, String>>,
-}
-
-/// A layer an image needs, verified.
-#[derive(Clone, Debug)]
-pub(crate) struct LayerBlob {
-    pub(crate) digest: String,
-    pub(crate) file: StagedFile,
-}
-
-/// One verified image read from an archive.
-#[derive(Debug)]
-pub(crate) struct ImportedImage {
-    /// Normalized names (`repo:tag`); empty for an unnamed image.
-    pub(crate) names: Vec<String>,
-    pub(crate) manifest_digest: String,
-    pub(crate) manifest: Vec<u8>,
-    pub(crate) config_digest: String,
-    pub(crate) config: Vec<u8>,
-    pub(crate) layers: Vec<LayerBlob>,
+    diff_ids: HashMap<String, String>,
 }
 
 impl Staged {
     /// Copies the regular files of `archive` (plain or gzipped tar) into
-    /// `dir`, which must exist and be empty.
-    pub(crate) fn new(archive: &Path, dir: &Path) -> Result<Staged, Error> {
-        let read_err = |source| Error::ReadArchive {
-            archive: archive.to_path_buf(),
-            source,
-        };
-        let corrupt = |reason: String| Error::CorruptArchive {
-            archive: archive.to_path_buf(),
-            reason,
-        };
-        let mut input = BufReader::new(File::open(archive).map_err(read_err)?);
-        let gzipped = input
-            .fill_buf()
-            .map_err(read_err)?
-            .starts_with(&[0x1f, 0x8b]);
-        let stream: Box<dyn Read> = if gzipped {
-            Box::new(flate2::bufread::MultiGzDecoder::new(input))
-        } else {
-            Box::new(input)
-        };
-        let mut tar = tar::Archive::new(stream);
+    /// `dir`.
+    fn new(archive: &Path, dir: &Path) -> Result<Staged, super::Error> {
         let mut staged = Staged {
             archive: archive.to_path_buf(),
             files: HashMap::new(),
             links: HashMap::new(),
-            diff_ids: RefCell::new(HashMap::new()),
+            diff_ids: HashMap::new(),
         };
-        let entries = tar.entries().map_err(|e| corrupt(e.to_string()))?;
+        let mut tar = tar::Archive::new(open(archive)?);
+        let entries = tar.entries().map_err(|e| staged.corrupt(Error::Tar(e)))?;
         for (n, entry) in entries.enumerate() {
             if n >= MAX_ENTRIES {
-                return Err(corrupt(format!("more than {MAX_ENTRIES} entries")));
+                return Err(staged.corrupt(Error::TooManyEntries));
             }
-            let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-            let raw = entry
-                .path()
-                .map_err(|e| corrupt(e.to_string()))?
-                .into_owned();
-            let Some(name) = clean(&raw) else {
-                return Err(corrupt(format!("entry {raw:?} escapes the archive")));
-            };
-            match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let path = dir.join(n.to_string());
-                    let file = File::create(&path).map_err(Error::io(&path))?;
-                    let mut writer = HashingWriter::new(file);
-                    io::copy(&mut entry, &mut writer)
-                        .map_err(|e| corrupt(format!("entry {name}: {e}")))?;
-                    let (_, sha256, size) = writer.finish();
-                    staged.files.insert(name, StagedFile { path, size, sha256 });
-                }
-                tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let is_symlink = entry.header().entry_type().is_symlink();
-                    let target = entry
-                        .link_name()
-                        .map_err(|e| corrupt(e.to_string()))?
-                        .ok_or_else(|| corrupt(format!("link {name} has no target")))?;
-                    let target = if is_symlink {
-                        Path::new(&name)
-                            .parent()
-                            .unwrap_or(Path::new(""))
-                            .join(target)
-                    } else {
-                        target.into_owned()
-                    };
-                    let target = clean(&target)
-                        .ok_or_else(|| corrupt(format!("link {name} escapes the archive")))?;
-                    staged.links.insert(name, target);
-                }
-                _ => {} // directories and the rest carry nothing we read
-            }
+            let entry = entry.map_err(|e| staged.corrupt(Error::Tar(e)))?;
+            staged.add(entry, &dir.join(n.to_string()))?;
         }
         Ok(staged)
+    }
+
+    /// Stages one entry of the outer tar: a regular file into `path`, a
+    /// link as a map entry.
+    fn add<R: Read>(
+        &mut self,
+        mut entry: tar::Entry<'_, R>,
+        path: &Path,
+    ) -> Result<(), super::Error> {
+        let raw = entry
+            .path()
+            .map_err(|e| self.corrupt(Error::Tar(e)))?
+            .into_owned();
+        let name = clean(&raw).ok_or_else(|| self.corrupt(Error::EntryEscapes(raw.clone())))?;
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let file = File::create(path).map_err(super::Error::io(path))?;
+                let mut writer = HashingWriter::new(file);
+                if let Err(source) = io::copy(&mut entry, &mut writer) {
+                    return Err(self.corrupt(Error::Entry { name, source }));
+                }
+                let (_, sha256, size) = writer.finish();
+                let path = path.to_path_buf();
+                self.files.insert(name, StagedFile { path, size, sha256 });
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| self.corrupt(Error::Tar(e)))?
+                    .ok_or_else(|| self.corrupt(Error::NoLinkTarget(name.clone())))?;
+                let target = if kind.is_symlink() {
+                    let dir = Path::new(&name).parent().unwrap_or(Path::new(""));
+                    dir.join(target)
+                } else {
+                    target.into_owned()
+                };
+                let target =
+                    clean(&target).ok_or_else(|| self.corrupt(Error::LinkEscapes(name.clone())))?;
+                self.links.insert(name, target);
+            }
+            _ => {} // directories and the rest carry nothing we read
+        }
+        Ok(())
     }
 
     fn get(&self, name: &str) -> Option<&StagedFile> {
@@ -163,294 +182,77 @@ impl Staged {
         None
     }
 
-    fn corrupt(&self, reason: impl Into<String>) -> Error {
-        Error::CorruptArchive {
+    fn corrupt(&self, source: Error) -> super::Error {
+        super::Error::CorruptArchive {
             archive: self.archive.clone(),
-            reason: reason.into(),
+            source,
         }
     }
 
-    /// A path named inside manifest.json, cleaned like the tar's paths.
-    fn clean_name(&self, name: &str) -> Result<String, Error> {
-        clean(Path::new(name))
-            .ok_or_else(|| self.corrupt(format!("path {name:?} escapes the archive")))
+    /// The staged file of a path named inside a document, cleaned like
+    /// the tar's paths; `missing` says what is wrong without it.
+    fn named(&self, name: &str, missing: fn(String) -> Error) -> Result<&StagedFile, super::Error> {
+        let key = clean(Path::new(name))
+            .ok_or_else(|| self.corrupt(Error::PathEscapes(name.to_string())))?;
+        self.get(&key)
+            .ok_or_else(|| self.corrupt(missing(name.to_string())))
     }
 
     /// Reads a small file named by the archive itself (index.json, …).
-    fn read_doc(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    fn read_doc(&self, name: &str) -> Result<Option<Vec<u8>>, super::Error> {
         let Some(f) = self.get(name) else {
             return Ok(None);
         };
-        if f.size > MAX_JSON_SIZE {
-            return Err(Error::TooLarge {
-                what: "document",
-                digest: name.to_string(),
-                limit: MAX_JSON_SIZE,
-            });
-        }
-        fs::read(&f.path).map(Some).map_err(Error::io(&f.path))
+        read_small(f, "document", name).map(Some)
     }
 
     /// The verified blob a descriptor points at.
-    fn blob(&self, digest: &str, size: u64) -> Result<&StagedFile, Error> {
+    fn blob(&self, digest: &str, size: u64) -> Result<&StagedFile, super::Error> {
         let hex = digest::parse(digest)?;
-        let f = self
-            .get(&format!("blobs/sha256/{hex}"))
-            .ok_or_else(|| Error::MissingBlob {
-                digest: digest.to_string(),
-            })?;
+        let f =
+            self.get(&format!("blobs/sha256/{hex}"))
+                .ok_or_else(|| super::Error::MissingBlob {
+                    digest: digest.to_string(),
+                })?;
         verify(f, digest, hex, size)?;
         Ok(f)
     }
 
     /// Reads and verifies a JSON blob of at most [`MAX_JSON_SIZE`] bytes.
-    fn json_blob(&self, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, Error> {
-        let digest = desc.digest().to_string();
-        if desc.size() > MAX_JSON_SIZE {
-            return Err(Error::TooLarge {
-                what,
-                digest,
-                limit: MAX_JSON_SIZE,
-            });
-        }
-        let f = self.blob(&digest, desc.size())?;
-        fs::read(&f.path).map_err(Error::io(&f.path))
+    fn json_blob(&self, what: &'static str, desc: &Descriptor) -> Result<Vec<u8>, super::Error> {
+        source::check_json_size(what, desc)?;
+        let f = self.blob(desc.digest().as_ref(), desc.size())?;
+        fs::read(&f.path).map_err(super::Error::io(&f.path))
     }
 
     /// Reads every image the archive names, verifying all it needs.
-    pub(crate) fn images(&self) -> Result<Vec<ImportedImage>, Error> {
-        let images = if let Some(index) = self.read_doc("index.json")? {
-            self.oci_images(&index)?
-        } else if let Some(manifest) = self.read_doc("manifest.json")? {
-            self.docker_images(&manifest)?
-        } else {
-            return Err(self.corrupt("neither index.json (OCI) nor manifest.json (docker save)"));
-        };
-        if images.is_empty() {
-            return Err(Error::NoImages {
-                archive: self.archive.clone(),
-            });
-        }
-        Ok(images)
-    }
-
-    fn oci_images(&self, index_bytes: &[u8]) -> Result<Vec<ImportedImage>, Error> {
-        let index: ImageIndex =
-            serde_json::from_slice(index_bytes).map_err(|source| Error::InvalidJson {
-                what: "image index",
-                digest: "index.json".to_string(),
-                source,
-            })?;
-        check_index_media_type(&index, "index.json")?;
-        let mut out = Vec::new();
-        for desc in index.manifests() {
-            if desc.platform().as_ref().is_some_and(|p| !is_linux_amd64(p)) {
-                continue;
-            }
-            let names = names_of(desc)?;
-            let (manifest_digest, manifest) = self.resolve_manifest(desc, 0)?;
-            out.push(self.verify_image(names, manifest_digest, manifest)?);
-        }
-        Ok(out)
-    }
-
-    /// Follows a descriptor (through indexes, picking linux/amd64) to an
-    /// image manifest: returns its digest and bytes.
-    fn resolve_manifest(
-        &self,
-        desc: &Descriptor,
-        depth: usize,
-    ) -> Result<(String, Vec<u8>), Error> {
-        let digest = desc.digest().to_string();
-        let media_type = desc.media_type().to_string();
-        match media_type.as_str() {
-            MT_OCI_MANIFEST | MT_DOCKER_MANIFEST => {
-                Ok((digest, self.json_blob("image manifest", desc)?))
-            }
-            MT_OCI_INDEX | MT_DOCKER_LIST if depth < MAX_INDEX_DEPTH => {
-                let bytes = self.json_blob("image index", desc)?;
-                let index: ImageIndex =
-                    serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
-                        what: "image index",
-                        digest: digest.clone(),
-                        source,
-                    })?;
-                check_index_media_type(&index, &digest)?;
-                let chosen = index
-                    .manifests()
-                    .iter()
-                    .find(|d| d.platform().as_ref().is_some_and(is_linux_amd64))
-                    .ok_or(Error::NoMatchingPlatform { digest })?;
-                self.resolve_manifest(chosen, depth + 1)
-            }
-            _ => Err(Error::UnsupportedMediaType {
-                what: "manifest",
-                media_type,
-                digest,
-            }),
-        }
-    }
-
-    /// Checks a manifest's config and layers and returns the image.
-    fn verify_image(
-        &self,
-        names: Vec<String>,
-        manifest_digest: String,
-        manifest_bytes: Vec<u8>,
-    ) -> Result<ImportedImage, Error> {
-        let manifest: ImageManifest =
-            serde_json::from_slice(&manifest_bytes).map_err(|source| Error::InvalidJson {
-                what: "image manifest",
-                digest: manifest_digest.clone(),
-                source,
-            })?;
-        check_manifest(&manifest, &manifest_digest)?;
-        let config_desc = manifest.config();
-        let config_digest = config_desc.digest().to_string();
-        let config = self.json_blob("image config", config_desc)?;
-        let mut layers = Vec::new();
-        for desc in manifest.layers() {
-            let digest = desc.digest().to_string();
-            let file = self.blob(&digest, desc.size())?.clone();
-            layers.push(LayerBlob { digest, file });
-        }
-        self.check_diff_ids(&manifest_digest, &config_digest, &config, &layers)?;
-        Ok(ImportedImage {
-            names,
-            manifest_digest,
-            manifest: manifest_bytes,
-            config_digest,
-            config,
-            layers,
-        })
-    }
-
-    /// `docker save`'s manifest.json: turn each entry into an OCI manifest
-    /// of our own over the same config and layer files.
-    fn docker_images(&self, manifest_bytes: &[u8]) -> Result<Vec<ImportedImage>, Error> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Entry {
-            config: String,
-            #[serde(default)]
-            repo_tags: Option<Vec<String>>,
-            layers: Vec<String>,
-        }
-        let entries: Vec<Entry> =
-            serde_json::from_slice(manifest_bytes).map_err(|source| Error::InvalidJson {
-                what: "docker manifest",
-                digest: "manifest.json".to_string(),
-                source,
-            })?;
-        let mut out = Vec::new();
-        for entry in entries {
-            let config_file = self
-                .get(&self.clean_name(&entry.config)?)
-                .ok_or_else(|| self.corrupt(format!("missing config {}", entry.config)))?;
-            if config_file.size > MAX_JSON_SIZE {
-                return Err(Error::TooLarge {
-                    what: "image config",
-                    digest: entry.config,
-                    limit: MAX_JSON_SIZE,
-                });
-            }
-            let config = fs::read(&config_file.path).map_err(Error::io(&config_file.path))?;
-            let config_digest = format!("sha256:{}", digest::sha256_hex(&config));
-            let mut layers = Vec::new();
-            let mut layer_descs = Vec::new();
-            for name in &entry.layers {
-                let file = self
-                    .get(&self.clean_name(name)?)
-                    .ok_or_else(|| self.corrupt(format!("missing layer {name}")))?
-                    .clone();
-                let digest = format!("sha256:{}", file.sha256);
-                let media_type = if is_gzip(&file.path)? {
-                    MT_OCI_LAYER_GZIP
-                } else {
-                    MT_OCI_LAYER_TAR
-                };
-                layer_descs.push(serde_json::json!({
-                    "mediaType": media_type, "digest": digest, "size": file.size,
-                }));
-                layers.push(LayerBlob { digest, file });
-            }
-            let manifest = serde_json::json!({
-                "schemaVersion": 2,
-                "mediaType": MT_OCI_MANIFEST,
-                "config": {
-                    "mediaType": MT_OCI_CONFIG,
-                    "digest": config_digest,
-                    "size": config.len(),
-                },
-                "layers": layer_descs,
-            });
-            let manifest = serde_json::to_vec(&manifest).map_err(|source| Error::InvalidJson {
-                what: "docker manifest",
-                digest: "manifest.json".to_string(),
-                source,
-            })?;
-            let manifest_digest = format!("sha256:{}", digest::sha256_hex(&manifest));
-            self.check_diff_ids(&manifest_digest, &config_digest, &config, &layers)?;
-            let names = entry
-                .repo_tags
-                .unwrap_or_default()
-                .iter()
-                .map(|t| normalize_name(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.push(ImportedImage {
-                names,
-                manifest_digest,
-                manifest,
-                config_digest,
-                config,
-                layers,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Parses a config and checks each layer's uncompressed digest against
-    /// `rootfs.diff_ids`.
-    fn check_diff_ids(
-        &self,
-        manifest_digest: &str,
-        config_digest: &str,
-        config: &[u8],
-        layers: &[LayerBlob],
-    ) -> Result<(), Error> {
-        let parsed: ImageConfiguration =
-            serde_json::from_slice(config).map_err(|source| Error::InvalidJson {
-                what: "image config",
-                digest: config_digest.to_string(),
-                source,
-            })?;
-        let diff_ids = parsed.rootfs().diff_ids();
-        if diff_ids.len() != layers.len() {
-            return Err(Error::LayerCountMismatch {
-                digest: manifest_digest.to_string(),
-                layers: layers.len(),
-                diff_ids: diff_ids.len(),
-            });
-        }
-        for (layer, expected) in layers.iter().zip(diff_ids) {
-            let expected_hex = digest::parse(expected)?;
-            let known = self.diff_ids.borrow().get(&layer.digest).cloned();
-            let actual = match known {
-                Some(id) => id,
-                None => {
-                    let id =
-                        layer::diff_id(&layer.file.path).map_err(|source| Error::ReadLayer {
-                            digest: layer.digest.clone(),
-                            source,
-                        })?;
-                    self.diff_ids
-                        .borrow_mut()
-                        .insert(layer.digest.clone(), id.clone());
-                    id
+    fn images(mut self) -> Result<Vec<Imported>, super::Error> {
+        for layout in LAYOUTS {
+            if let Some(doc) = self.read_doc(layout.document)? {
+                let images = (layout.images)(&mut self, &doc)?;
+                if images.is_empty() {
+                    return Err(super::Error::NoImages {
+                        archive: self.archive.clone(),
+                    });
                 }
-            };
+                return Ok(images);
+            }
+        }
+        Err(self.corrupt(Error::NoLayout))
+    }
+
+    /// Checks each layer's uncompressed digest against the config's
+    /// `rootfs.diff_ids` (whose count [`source::documents`] matched).
+    fn check_diff_ids(
+        &mut self,
+        docs: &Documents,
+        layers: &[LayerFile],
+    ) -> Result<(), super::Error> {
+        for (layer, expected) in layers.iter().zip(&docs.diff_ids) {
+            let expected_hex = digest::parse(expected)?;
+            let actual = self.diff_id(layer)?;
             if actual != expected_hex {
-                return Err(Error::DiffIdMismatch {
+                return Err(super::Error::DiffIdMismatch {
                     digest: layer.digest.clone(),
                     expected: expected.clone(),
                     actual,
@@ -459,52 +261,134 @@ impl Staged {
         }
         Ok(())
     }
+
+    /// The diff id of a staged layer, computed once per digest.
+    fn diff_id(&mut self, layer: &LayerFile) -> Result<String, super::Error> {
+        if let Some(id) = self.diff_ids.get(&layer.digest) {
+            return Ok(id.clone());
+        }
+        let id = layer::diff_id(&layer.path).map_err(|source| super::Error::ReadLayer {
+            digest: layer.digest.clone(),
+            source,
+        })?;
+        self.diff_ids.insert(layer.digest.clone(), id.clone());
+        Ok(id)
+    }
 }
 
-/// Checks the media types of a manifest, its config and its layers.
-pub(crate) fn check_manifest(manifest: &ImageManifest, manifest_digest: &str) -> Result<(), Error> {
-    if let Some(mt) = manifest.media_type() {
-        let mt = mt.to_string();
-        if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
-            return Err(Error::UnsupportedMediaType {
-                what: "manifest",
-                media_type: mt,
-                digest: manifest_digest.to_string(),
-            });
-        }
-    }
-    let config_desc = manifest.config();
-    let config_mt = config_desc.media_type().to_string();
-    if config_mt != MT_OCI_CONFIG && config_mt != MT_DOCKER_CONFIG {
-        return Err(Error::UnsupportedMediaType {
-            what: "config",
-            media_type: config_mt,
-            digest: config_desc.digest().to_string(),
+/// Opens an archive, plain or gzipped, as its tar stream.
+fn open(archive: &Path) -> Result<Box<dyn Read>, super::Error> {
+    let read_err = |source| super::Error::ReadArchive {
+        archive: archive.to_path_buf(),
+        source,
+    };
+    let mut input = BufReader::new(File::open(archive).map_err(read_err)?);
+    let gzipped = input
+        .fill_buf()
+        .map_err(read_err)?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gzipped {
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    })
+}
+
+/// Reads a staged file of at most [`MAX_JSON_SIZE`] bytes; `name` is what
+/// the error calls it.
+fn read_small(f: &StagedFile, what: &'static str, name: &str) -> Result<Vec<u8>, super::Error> {
+    if f.size > MAX_JSON_SIZE {
+        return Err(super::Error::TooLarge {
+            what,
+            digest: name.to_string(),
+            limit: MAX_JSON_SIZE,
         });
     }
-    for desc in manifest.layers() {
-        let mt = desc.media_type().to_string();
-        if !layer::supported_media_type(&mt) {
-            return Err(Error::UnsupportedMediaType {
-                what: "layer",
-                media_type: mt,
-                digest: desc.digest().to_string(),
-            });
-        }
-    }
-    Ok(())
+    fs::read(&f.path).map_err(super::Error::io(&f.path))
 }
 
-fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), Error> {
+/// The images of an OCI layout's `index.json`.
+fn oci_images(staged: &mut Staged, index_bytes: &[u8]) -> Result<Vec<Imported>, super::Error> {
+    let index = media::parse_index("index.json", index_bytes)?;
+    let mut out = Vec::new();
+    for desc in index.manifests() {
+        if desc
+            .platform()
+            .as_ref()
+            .is_some_and(|p| !media::is_linux_amd64(p))
+        {
+            continue;
+        }
+        let names = names_of(desc)?;
+        let mut image = OciImage { staged, desc };
+        out.push(source::import_now(&mut image, names)?);
+    }
+    Ok(out)
+}
+
+/// One image of an OCI layout, from its descriptor in `index.json`.
+struct OciImage<'a> {
+    staged: &'a mut Staged,
+    desc: &'a Descriptor,
+}
+
+impl ImageSource for OciImage<'_> {
+    type Error = super::Error;
+
+    async fn manifest(&mut self) -> Result<(String, Vec<u8>), super::Error> {
+        resolve_manifest(self.staged, self.desc.clone(), 0)
+    }
+
+    async fn config(&mut self, desc: &Descriptor) -> Result<Vec<u8>, super::Error> {
+        self.staged.json_blob("image config", desc)
+    }
+
+    async fn layers(&mut self, docs: &Documents) -> Result<Vec<LayerFile>, super::Error> {
+        let mut layers = Vec::new();
+        for desc in docs.manifest.layers() {
+            let digest = desc.digest().to_string();
+            let path = self.staged.blob(&digest, desc.size())?.path.clone();
+            layers.push(LayerFile { digest, path });
+        }
+        self.staged.check_diff_ids(docs, &layers)?;
+        Ok(layers)
+    }
+}
+
+/// Follows a descriptor (through indexes, picking linux/amd64) to an
+/// image manifest: returns its digest and bytes.
+fn resolve_manifest(
+    staged: &Staged,
+    desc: Descriptor,
+    depth: usize,
+) -> Result<(String, Vec<u8>), super::Error> {
+    let digest = desc.digest().to_string();
+    let media_type = desc.media_type().to_string();
+    if media::is_manifest(&media_type) {
+        return Ok((digest, staged.json_blob("image manifest", &desc)?));
+    }
+    if media::is_index_type(&media_type) && depth < MAX_INDEX_DEPTH {
+        let bytes = staged.json_blob("image index", &desc)?;
+        let chosen = media::platform_manifest(&digest, &bytes)?;
+        return resolve_manifest(staged, chosen, depth + 1);
+    }
+    Err(super::Error::UnsupportedMediaType {
+        what: "manifest",
+        media_type,
+        digest,
+    })
+}
+
+fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), super::Error> {
     if f.size != size {
-        return Err(Error::SizeMismatch {
+        return Err(super::Error::SizeMismatch {
             digest: digest.to_string(),
             expected: size,
             actual: f.size,
         });
     }
     if f.sha256 != hex {
-        return Err(Error::DigestMismatch {
+        return Err(super::Error::DigestMismatch {
             digest: digest.to_string(),
             actual: f.sha256.clone(),
         });
@@ -512,26 +396,8 @@ fn verify(f: &StagedFile, digest: &str, hex: &str, size: u64) -> Result<(), Erro
     Ok(())
 }
 
-pub(crate) fn check_index_media_type(index: &ImageIndex, digest: &str) -> Result<(), Error> {
-    if let Some(mt) = index.media_type() {
-        let mt = mt.to_string();
-        if mt != MT_OCI_INDEX && mt != MT_DOCKER_LIST {
-            return Err(Error::UnsupportedMediaType {
-                what: "image index",
-                media_type: mt,
-                digest: digest.to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn is_linux_amd64(p: &oci_spec::image::Platform) -> bool {
-    p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
-}
-
 /// The image names a top-level index entry carries.
-fn names_of(desc: &Descriptor) -> Result<Vec<String>, Error> {
+fn names_of(desc: &Descriptor) -> Result<Vec<String>, super::Error> {
     let Some(ann) = desc.annotations() else {
         return Ok(Vec::new());
     };
@@ -549,20 +415,13 @@ fn names_of(desc: &Descriptor) -> Result<Vec<String>, Error> {
     }
 }
 
-fn normalize_name(name: &str) -> Result<String, Error> {
+fn normalize_name(name: &str) -> Result<String, super::Error> {
     Reference::parse(name)?
         .tagged_name()
-        .ok_or_else(|| Error::InvalidReference {
+        .ok_or_else(|| super::Error::InvalidReference {
             reference: name.to_string(),
             reason: "an image in an archive must be named by a tag, not a digest",
         })
-}
-
-fn is_gzip(path: &Path) -> Result<bool, Error> {
-    let mut magic = [0u8; 2];
-    let mut f = File::open(path).map_err(Error::io(path))?;
-    let n = f.read(&mut magic).map_err(Error::io(path))?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
 }
 
 /// An archive path as a map key: no `/` or `.` prefix, `..` refused.
@@ -584,15 +443,17 @@ fn clean(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::MT_OCI_INDEX;
     use crate::test_utils::{docker_save, LayerBuilder, OciArchive, TestImage};
+    use crate::Error;
 
-    fn stage(bytes: &[u8]) -> (tempfile::TempDir, Result<Vec<ImportedImage>, Error>) {
+    fn stage(bytes: &[u8]) -> (tempfile::TempDir, Result<Vec<Imported>, Error>) {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("a.tar");
         fs::write(&archive, bytes).unwrap();
         let staging = dir.path().join("staging");
         fs::create_dir(&staging).unwrap();
-        let result = Staged::new(&archive, &staging).and_then(|s| s.images());
+        let result = read(&archive, &staging);
         (dir, result)
     }
 
@@ -607,8 +468,8 @@ mod tests {
         let images = images.unwrap();
         assert_eq!(images.len(), 1);
         assert_eq!(images[0].names, vec!["hull-test/img:latest"]);
-        assert_eq!(images[0].manifest_digest, a.digests[0].0);
-        assert_eq!(images[0].config_digest, a.digests[0].1);
+        assert_eq!(images[0].docs.manifest_digest, a.digests[0].0);
+        assert_eq!(images[0].docs.config_digest, a.digests[0].1);
         assert_eq!(images[0].layers.len(), 2);
     }
 
@@ -743,7 +604,7 @@ mod tests {
         let (_d, r) = stage(&a.to_tar());
         let images = r.unwrap();
         assert_eq!(images[0].names, vec!["multi/arch:1"]);
-        assert_eq!(images[0].manifest_digest, a.digests[0].0);
+        assert_eq!(images[0].docs.manifest_digest, a.digests[0].0);
     }
 
     #[test]
@@ -753,7 +614,7 @@ mod tests {
         let (_d, r) = stage(&bytes);
         let images = r.unwrap();
         assert_eq!(images[0].names, vec!["busybox:1.36"]);
-        assert_eq!(images[0].config_digest, config_digest);
+        assert_eq!(images[0].docs.config_digest, config_digest);
         assert_eq!(images[0].layers.len(), 2);
     }
 

@@ -186,7 +186,7 @@ pub async fn verify(registry: &str, creds: &Credentials, plain_http: bool) -> Re
         registry: registry.to_string(),
         source,
     };
-    super::registry::install_crypto_provider();
+    super::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .timeout(TIMEOUT)
         .build()

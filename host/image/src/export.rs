@@ -15,7 +15,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::digest::HashingReader;
-use super::store::{find, ImageStore};
+use super::index::find;
+use super::store::ImageStore;
 use super::{digest, Error};
 
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -30,13 +31,13 @@ impl ImageStore {
         for reference in references {
             let (id, name) = find(&index, reference)?;
             let rec = &index.images[&id];
-            let manifest_bytes = self.read_blob(&rec.manifest_digest, "image manifest")?;
-            let manifest = self.read_manifest(&rec.manifest_digest)?;
+            let manifest_bytes = self.blobs().read(&rec.manifest_digest, "image manifest")?;
+            let manifest = self.blobs().manifest(&rec.manifest_digest)?;
             let media_type = manifest
                 .media_type()
                 .as_ref()
                 .map(|m| m.to_string())
-                .unwrap_or_else(|| super::archive::MT_OCI_MANIFEST.to_string());
+                .unwrap_or_else(|| super::media::MT_OCI_MANIFEST.to_string());
             let mut desc = json!({
                 "mediaType": media_type,
                 "digest": rec.manifest_digest,
@@ -52,7 +53,7 @@ impl ImageStore {
         }
         let index_json = serde_json::to_vec(&json!({
             "schemaVersion": 2,
-            "mediaType": super::archive::MT_OCI_INDEX,
+            "mediaType": super::media::MT_OCI_INDEX,
             "manifests": manifests,
         }))
         .map_err(|source| Error::InvalidJson {

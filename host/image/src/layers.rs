@@ -38,12 +38,11 @@ use rustix::fs::{AtFlags, CWD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::build::LayerSource;
-use super::store::ImageStore;
+use super::layer::{apply_layer, check_diff_id, stream_limit, LayerSource};
 use super::unpack::Unpacker;
-use super::{digest, Error};
+use super::{digest, Error, Limits};
 
-pub(super) const LAYERS_DIR: &str = "layers";
+pub(crate) const LAYERS_DIR: &str = "layers";
 const COMPLETE: &str = "complete.json";
 const TREE: &str = "rootfs";
 
@@ -59,7 +58,7 @@ struct Complete {
 /// The chain ids of a stack of layers, bottom first (OCI image-spec:
 /// `ChainID(L0) = DiffID(L0)`, `ChainID(L0|…|Ln) =
 /// sha256(ChainID(L0|…|Ln-1) + " " + DiffID(Ln))`).
-pub(super) fn chain_ids<S: AsRef<str>>(diff_ids: &[S]) -> Result<Vec<String>, Error> {
+pub(crate) fn chain_ids<S: AsRef<str>>(diff_ids: &[S]) -> Result<Vec<String>, Error> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for diff_id in diff_ids {
         let diff_id = diff_id.as_ref();
@@ -76,28 +75,47 @@ pub(super) fn chain_ids<S: AsRef<str>>(diff_ids: &[S]) -> Result<Vec<String>, Er
     Ok(out)
 }
 
-/// What [`ImageStore::unpack_layers`] did.
+/// What [`LayerCache::unpack`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct Unpacked {
+pub(crate) struct Unpacked {
     /// Layers found unpacked already.
-    pub(super) reused: usize,
+    pub(crate) reused: usize,
     /// The directories of the layers unpacked now, bottom first.
-    pub(super) created: Vec<PathBuf>,
+    pub(crate) created: Vec<PathBuf>,
 }
 
 impl Unpacked {
     /// Takes back what was unpacked (the image it was for failed).
-    pub(super) fn undo(&self) {
+    pub(crate) fn undo(&self) {
         for dir in self.created.iter().rev() {
             let _ = fs::remove_dir_all(dir);
         }
     }
 }
 
-impl ImageStore {
+/// The unpacked layers of one store: `layers/` and the staging directory
+/// new trees are built in (the store's `tmp/`, which only the holder of
+/// the writer lock uses).
+#[derive(Debug, Clone)]
+pub(crate) struct LayerCache {
+    dir: PathBuf,
+    tmp: PathBuf,
+    max_layer_size: u64,
+}
+
+impl LayerCache {
+    /// The cache in `<root>/layers`, staging in `tmp`.
+    pub(crate) fn new(root: &Path, tmp: &Path, limits: Limits) -> LayerCache {
+        LayerCache {
+            dir: root.join(LAYERS_DIR),
+            tmp: tmp.to_path_buf(),
+            max_layer_size: limits.max_layer_size,
+        }
+    }
+
     /// The flattened tree of the stack whose top has `chain_id`, if it is
     /// complete.
-    pub(super) fn layer_tree(&self, chain_id: &str) -> Result<Option<PathBuf>, Error> {
+    pub(crate) fn tree(&self, chain_id: &str) -> Result<Option<PathBuf>, Error> {
         let dir = self.layer_dir(chain_id)?;
         let complete = dir.join(COMPLETE);
         let Ok(bytes) = fs::read(&complete) else {
@@ -109,7 +127,7 @@ impl ImageStore {
     }
 
     fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, Error> {
-        Ok(self.root().join(LAYERS_DIR).join(digest::parse(chain_id)?))
+        Ok(self.dir.join(digest::parse(chain_id)?))
     }
 
     /// Makes sure every layer of `layers` (bottom first) is unpacked in
@@ -118,7 +136,7 @@ impl ImageStore {
     /// holds the writer lock. A layer found unpacked whose blob is
     /// `fresh` (not in the store before) is still checked against its
     /// diff id, so every stored blob is what its image's config says.
-    pub(super) fn unpack_layers(
+    pub(crate) fn unpack(
         &self,
         layers: &[LayerSource],
     ) -> Result<(Option<PathBuf>, Unpacked), Error> {
@@ -128,7 +146,7 @@ impl ImageStore {
         // its tree.
         let mut below = None;
         for i in (0..chains.len()).rev() {
-            if let Some(tree) = self.layer_tree(&chains[i])? {
+            if let Some(tree) = self.tree(&chains[i])? {
                 below = Some((i, tree));
                 break;
             }
@@ -136,10 +154,7 @@ impl ImageStore {
         let start = below.as_ref().map_or(0, |(i, _)| i + 1);
         for layer in &layers[..start] {
             if layer.fresh {
-                super::build::check_diff_id(
-                    layer,
-                    super::build::stream_limit(self.limits.max_layer_size),
-                )?;
+                check_diff_id(layer, stream_limit(self.max_layer_size))?;
             }
         }
         stats.reused = start;
@@ -170,7 +185,10 @@ impl ImageStore {
         below: Option<&Path>,
         parent: Option<&str>,
     ) -> Result<PathBuf, Error> {
-        let staging = self.tempdir("layer-")?;
+        let staging = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(&self.tmp)
+            .map_err(Error::io(&self.tmp))?;
         // Becomes `layers/<chain>/`: root's alone (see `ImageStore::open`).
         fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o700))
             .map_err(Error::io(staging.path()))?;
@@ -185,9 +203,9 @@ impl ImageStore {
                 Vec::new()
             }
         };
-        let mut unpacker = Unpacker::with_limit(&tree, self.limits.max_layer_size);
+        let mut unpacker = Unpacker::with_limit(&tree, self.max_layer_size);
         unpacker.keep_dir_times(dir_times);
-        super::build::apply_layer(&mut unpacker, layer, self.limits.max_layer_size)?;
+        apply_layer(&mut unpacker, layer, self.max_layer_size)?;
         unpacker.finish().map_err(|source| Error::Unpack {
             digest: layer.digest.clone(),
             source,
@@ -203,8 +221,7 @@ impl ImageStore {
         fs::write(&complete, bytes).map_err(Error::io(&complete))?;
 
         let dest = self.layer_dir(chain_id)?;
-        let layers_dir = self.root().join(LAYERS_DIR);
-        fs::create_dir_all(&layers_dir).map_err(Error::io(&layers_dir))?;
+        fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
         if dest.exists() {
             // Incomplete (we checked before): never trusted, replaced.
             fs::remove_dir_all(&dest).map_err(Error::io(&dest))?;
@@ -216,19 +233,18 @@ impl ImageStore {
 
     /// Removes unpacked layers that no stack in `live` (chain ids) needs,
     /// and any entry of `layers/` that is not complete.
-    pub(super) fn gc_layers(&self, live: &BTreeSet<String>) -> Result<(), Error> {
-        let dir = self.root().join(LAYERS_DIR);
-        let entries = match fs::read_dir(&dir) {
+    pub(crate) fn gc(&self, live: &BTreeSet<String>) -> Result<(), Error> {
+        let dir = &self.dir;
+        let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&dir)(e)),
+            Err(e) => return Err(Error::io(dir)(e)),
         };
         for entry in entries {
-            let entry = entry.map_err(Error::io(&dir))?;
+            let entry = entry.map_err(Error::io(dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let chain_id = format!("sha256:{name}");
-            let keep =
-                live.contains(&chain_id) && self.layer_tree(&chain_id).ok().flatten().is_some();
+            let keep = live.contains(&chain_id) && self.tree(&chain_id).ok().flatten().is_some();
             if !keep {
                 let p = entry.path();
                 let removed = if p.is_dir() && !p.is_symlink() {
@@ -244,11 +260,10 @@ impl ImageStore {
 
     /// Bytes of the distinct files under `layers/` (a file shared by
     /// several trees counts once).
-    pub(super) fn layers_usage(&self) -> Result<u64, Error> {
-        let dir = self.root().join(LAYERS_DIR);
+    pub(crate) fn usage(&self) -> Result<u64, Error> {
         let mut seen = HashSet::new();
         let mut total = 0u64;
-        let mut stack = vec![dir];
+        let mut stack = vec![self.dir.clone()];
         while let Some(d) = stack.pop() {
             let entries = match fs::read_dir(&d) {
                 Ok(e) => e,
@@ -338,8 +353,8 @@ fn copy_dir(from: &Path, to: &Path, meta: &fs::Metadata) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::test_utils::{
-        gzip, store_fixture as fixture, LayerBuilder, OciArchive, StoreFixture as Fixture,
-        TestImage, MTIME,
+        erofs_files, gzip, store_fixture as fixture, LayerBuilder, OciArchive,
+        StoreFixture as Fixture, TestImage, MTIME,
     };
     use crate::Image;
     use std::collections::BTreeMap;
@@ -358,12 +373,16 @@ mod tests {
         }
 
         fn chains(&self, img: &Image) -> Vec<String> {
-            let config = self.store.read_config(&img.id).unwrap();
+            let config = self.store.blobs().config(&img.id).unwrap();
             chain_ids(config.rootfs().diff_ids()).unwrap()
         }
 
         fn tree(&self, chain: &str) -> PathBuf {
-            self.store.layer_tree(chain).unwrap().expect("unpacked")
+            self.store
+                .layer_cache()
+                .tree(chain)
+                .unwrap()
+                .expect("unpacked")
         }
 
         fn entries(&self) -> Vec<String> {
@@ -429,7 +448,7 @@ mod tests {
         // Images' set-id files are out of other users' reach.
         for dir in [
             f.store.root().join(LAYERS_DIR),
-            f.store.layer_dir(&ca[0]).unwrap(),
+            f.store.layer_cache().layer_dir(&ca[0]).unwrap(),
         ] {
             assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o077, 0, "{dir:?}");
         }
@@ -524,10 +543,10 @@ mod tests {
         let stale = f.store.root().join("tmp/layer-crashed/rootfs/etc");
         fs::create_dir_all(&stale).unwrap();
         fs::write(stale.join("half"), b"x").unwrap();
-        let top_dir = f.store.layer_dir(&chains[1]).unwrap();
+        let top_dir = f.store.layer_cache().layer_dir(&chains[1]).unwrap();
         fs::create_dir_all(top_dir.join("rootfs/etc")).unwrap();
         fs::write(top_dir.join("rootfs/etc/half-written"), b"x").unwrap();
-        assert_eq!(f.store.layer_tree(&chains[1]).unwrap(), None);
+        assert_eq!(f.store.layer_cache().tree(&chains[1]).unwrap(), None);
 
         let disk = f.store.rootfs_disk(&img).unwrap();
         let listing = erofs_files(&disk.path);
@@ -543,7 +562,10 @@ mod tests {
         let err = f.store.rootfs_disk(&bad_img).unwrap_err();
         let cause = std::error::Error::source(&err).map(|e| e.to_string());
         assert!(cause.is_some_and(|c| c.contains("escape")), "{err}");
-        assert_eq!(f.store.layer_tree(&f.chains(&bad_img)[1]).unwrap(), None);
+        assert_eq!(
+            f.store.layer_cache().tree(&f.chains(&bad_img)[1]).unwrap(),
+            None
+        );
         assert_eq!(f.entries().len(), 2, "{:?}", f.entries());
         assert!(f.tmp_is_empty());
 
@@ -574,36 +596,10 @@ mod tests {
             f.entries(),
             vec![digest::parse(&chains[0]).unwrap().to_string()]
         );
-        assert!(f.store.layer_tree(&chains[0]).unwrap().is_some());
+        assert!(f.store.layer_cache().tree(&chains[0]).unwrap().is_some());
 
         let report = f.store.prune(true, &BTreeMap::new()).unwrap();
         assert_eq!(report.images, vec![plain.id.clone()]);
         assert!(f.entries().is_empty());
-    }
-
-    /// Non-directory paths of an EROFS image, via `fsck.erofs --extract`.
-    fn erofs_files(image: &Path) -> Vec<String> {
-        let out = tempfile::tempdir().unwrap();
-        let dest = out.path().join("x");
-        let status = std::process::Command::new("fsck.erofs")
-            .arg(format!("--extract={}", dest.display()))
-            .arg(image)
-            .output()
-            .unwrap();
-        assert!(status.status.success());
-        let mut files = Vec::new();
-        let mut stack = vec![dest.clone()];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() && !p.is_symlink() {
-                    stack.push(p);
-                } else {
-                    files.push(p.strip_prefix(&dest).unwrap().display().to_string());
-                }
-            }
-        }
-        files.sort();
-        files
     }
 }

@@ -24,17 +24,22 @@
 
 mod archive;
 pub mod auth;
+mod blobs;
 mod build;
 mod digest;
 mod disk;
 mod export;
+mod index;
 mod layer;
 mod layers;
 mod maintain;
+mod media;
 pub mod progress;
 mod reference;
 pub mod registry;
+mod source;
 mod store;
+mod tls;
 pub mod unpack;
 
 #[cfg(test)]
@@ -43,6 +48,7 @@ mod test_utils;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use archive::Error as ArchiveError;
 pub use disk::build_erofs;
 pub use disk::FsType;
 pub use maintain::{IngestGuard, Inspect, InspectDisk, InspectLayer, PruneReport};
@@ -133,8 +139,12 @@ pub enum Error {
         reference: String,
         reason: &'static str,
     },
-    #[error("corrupt archive {archive}: {reason}")]
-    CorruptArchive { archive: PathBuf, reason: String },
+    #[error("corrupt archive {archive}")]
+    CorruptArchive {
+        archive: PathBuf,
+        #[source]
+        source: archive::Error,
+    },
     #[error("cannot read archive {archive}")]
     ReadArchive {
         archive: PathBuf,

@@ -14,7 +14,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::store::{find, ImageStore};
+use super::index::find;
+use super::store::ImageStore;
 use super::Error;
 
 /// `hull image inspect`'s view of one image.
@@ -72,8 +73,8 @@ impl ImageStore {
         let index = self.read_index()?;
         let (id, _) = find(&index, reference)?;
         let rec = &index.images[&id];
-        let manifest = self.read_manifest(&rec.manifest_digest)?;
-        let config_bytes = self.read_blob(&id, "image config")?;
+        let manifest = self.blobs().manifest(&rec.manifest_digest)?;
+        let config_bytes = self.blobs().read(&id, "image config")?;
         let config: serde_json::Value =
             serde_json::from_slice(&config_bytes).map_err(|source| Error::InvalidJson {
                 what: "image config",
@@ -176,7 +177,7 @@ impl ImageStore {
 
     /// Bytes in blobs, disks, ingest and unpacked layers.
     fn usage(&self) -> Result<u64, Error> {
-        let mut total = self.layers_usage()?;
+        let mut total = self.layer_cache().usage()?;
         for dir in ["blobs/sha256", "disks", "ingest"] {
             total += dir_size(&self.root().join(dir))?;
         }

@@ -1,6 +1,8 @@
-//! The store itself: importing archives, the name index, resolving
+//! The store itself: importing images, the name index, resolving
 //! references, removal with garbage collection, and the per-image rootfs
-//! disk cache.
+//! disk cache. It alone owns the store's state; the parts it is made of
+//! ([`super::blobs`], [`super::index`], [`super::layers`],
+//! [`super::build`]) take paths and return values.
 //!
 //! Model: containerd's content store plus its image metadata, reduced to
 //! files. Every change is a temp file renamed into place; writers hold an
@@ -12,23 +14,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageConfiguration, ImageManifest};
-use serde::{Deserialize, Serialize};
+use rustix::fs::FlockOperation;
 
-use super::archive::{ImportedImage, Staged};
-use super::build::LayerSource;
+use super::blobs::{write_atomic, Blobs};
+use super::build::DiskBuild;
 use super::disk::FsType;
-use super::layers::chain_ids;
-use super::reference::{self, Reference};
-use super::{digest, Error, Image, ImageConfig, Limits, RootfsDisk, MAX_JSON_SIZE};
+use super::index::{find, Index};
+use super::layer::{check_diff_id, stream_limit, LayerSource};
+use super::layers::{chain_ids, LayerCache, LAYERS_DIR};
+use super::reference::Reference;
+use super::source::{self, Imported, LayerFile};
+use super::{archive, digest, Error, Image, ImageConfig, Limits, RootfsDisk};
 
 const INDEX_FILE: &str = "images.json";
-const MIN_ID_PREFIX: usize = 12;
 
 /// A local image store rooted at one directory.
 #[derive(Debug, Clone)]
@@ -37,19 +41,7 @@ pub struct ImageStore {
     pub(super) limits: Limits,
     /// The filesystem new disks are built with.
     pub(super) disk_fs: FsType,
-}
-
-/// `images.json`: image id -> record.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(super) struct Index {
-    pub(super) images: BTreeMap<String, Record>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Record {
-    pub(super) manifest_digest: String,
-    /// Normalized `repo:tag` names; a name belongs to one image at most.
-    pub(super) names: Vec<String>,
+    blobs: Blobs,
 }
 
 /// Held while writing (exclusive) or reading (shared) the store.
@@ -57,24 +49,26 @@ pub(super) struct Lock {
     _file: File,
 }
 
+/// A layer blob as the commit finds it under the lock.
+struct Placed {
+    digest: String,
+    path: PathBuf,
+    /// Not in `blobs/` yet: `path` is moved in by the commit.
+    fresh: bool,
+}
+
 impl ImageStore {
     /// Opens the store at `root`, creating its layout if missing. Disks
     /// are built as EROFS unless `HULL_DISK_FS` says `ext4`.
     pub fn open(root: &Path) -> Result<ImageStore, Error> {
         let disk_fs = FsType::from_env()?;
-        for dir in [
-            "blobs/sha256",
-            "disks",
-            "tmp",
-            "ingest",
-            super::layers::LAYERS_DIR,
-        ] {
+        for dir in ["blobs/sha256", "disks", "tmp", "ingest", LAYERS_DIR] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io(&path))?;
         }
         // Unpacked layers hold the images' set-id binaries and devices:
         // nobody but root may reach them on the host.
-        let layers = root.join(super::layers::LAYERS_DIR);
+        let layers = root.join(LAYERS_DIR);
         let mode = fs::metadata(&layers).map_err(Error::io(&layers))?.mode();
         if mode & 0o077 != 0 {
             fs::set_permissions(&layers, fs::Permissions::from_mode(0o700))
@@ -82,6 +76,7 @@ impl ImageStore {
         }
         let root = root.canonicalize().map_err(Error::io(root))?;
         let store = ImageStore {
+            blobs: Blobs::new(&root, &root.join("tmp")),
             root,
             limits: Limits::default(),
             disk_fs,
@@ -107,62 +102,156 @@ impl ImageStore {
     pub fn load_archive(&self, archive: &Path) -> Result<Vec<Image>, Error> {
         let _lock = self.lock()?;
         let staging = self.tempdir("import-")?;
-        let staged = Staged::new(archive, staging.path())?;
-        let imported = staged.images()?;
+        let imported = archive::read(archive, staging.path())?;
+        let placed = imported
+            .iter()
+            .map(|img| self.place(&img.layers))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit(&imported, &placed)?;
+        for img in &imported {
+            let id = &img.docs.config_digest;
+            tracing::info!(id = %id, names = ?img.names, "imported image");
+        }
+        let mut out = Vec::new();
+        for img in &imported {
+            out.extend(self.images_named(&img.docs.config_digest, &img.names)?);
+        }
+        Ok(out)
+    }
 
-        let mut created: Vec<PathBuf> = Vec::new();
-        let result = self.commit(&imported, &mut created);
+    /// Image `id` once per name, or once without a name.
+    fn images_named(&self, id: &str, names: &[String]) -> Result<Vec<Image>, Error> {
+        if names.is_empty() {
+            return Ok(vec![self.image(id, "")?]);
+        }
+        names.iter().map(|name| self.image(id, name)).collect()
+    }
+
+    /// Whether image `id` is recorded with exactly this manifest.
+    pub(crate) fn has_exact(&self, id: &str, manifest_digest: &str) -> Result<bool, Error> {
+        let _lock = self.read_lock()?;
+        let index = self.read_index()?;
+        Ok(index
+            .images
+            .get(id)
+            .is_some_and(|r| r.manifest_digest == manifest_digest))
+    }
+
+    /// Under the lock: applies the layers of a pulled image (from
+    /// `blobs/` or `ingest/`), checking diff ids, builds the disk, then
+    /// commits blobs and names. With no layers only the names change (the
+    /// store has the image already).
+    pub(crate) fn commit_pulled(&self, img: &Imported) -> Result<Image, Error> {
+        let _lock = self.lock()?;
+        let placed = self.place(&img.layers)?;
+        let id = &img.docs.config_digest;
+        let disk = self.disk_path(id)?;
+        let built = self.build_or_check(img, &placed, &disk)?;
+        if let Err(e) = self.commit(std::slice::from_ref(img), &[placed]) {
+            if built {
+                let _ = fs::remove_file(&disk);
+                // And the layers unpacked for it that no image uses.
+                if let Ok(index) = self.read_index() {
+                    let _ = self.gc(&index);
+                }
+            }
+            return Err(e);
+        }
+        self.image(id, img.names.first().map_or("", String::as_str))
+    }
+
+    /// Builds the disk of a new image; when it exists already (same
+    /// config, other manifest) still checks the new layers' diff ids
+    /// before they become part of the store. Whether a disk was built.
+    fn build_or_check(
+        &self,
+        img: &Imported,
+        placed: &[Placed],
+        disk: &Path,
+    ) -> Result<bool, Error> {
+        let sources = layer_sources(placed, &img.docs.diff_ids);
+        if !img.layers.is_empty() && !disk.exists() {
+            self.build_disk(&img.docs.config_digest, &sources, disk)?;
+            return Ok(true);
+        }
+        for s in sources.iter().filter(|s| s.fresh) {
+            check_diff_id(s, stream_limit(self.limits.max_layer_size))?;
+        }
+        Ok(false)
+    }
+
+    /// Where each layer blob is under the lock: in `blobs/` already (a
+    /// copy of ours is then spare and removed), or our verified file,
+    /// which the commit moves in.
+    fn place(&self, layers: &[LayerFile]) -> Result<Vec<Placed>, Error> {
+        let mut out = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let blob = self.blobs.path(&layer.digest)?;
+            let (path, fresh) = if blob.exists() {
+                if layer.path != blob {
+                    // A concurrent import committed it first.
+                    let _ = fs::remove_file(&layer.path);
+                }
+                (blob, false)
+            } else if layer.path.exists() {
+                (layer.path.clone(), true)
+            } else {
+                return Err(Error::MissingBlob {
+                    digest: layer.digest.clone(),
+                });
+            };
+            let digest = layer.digest.clone();
+            out.push(Placed {
+                digest,
+                path,
+                fresh,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Moves the images' new blobs into place, writes their manifests and
+    /// configs and records them with their names; a failure takes back
+    /// every blob it added.
+    fn commit(&self, images: &[Imported], placed: &[Vec<Placed>]) -> Result<(), Error> {
+        let mut created = Vec::new();
+        let result = self
+            .commit_blobs(images, placed, &mut created)
+            .and_then(|()| {
+                let mut index = self.read_index()?;
+                for img in images {
+                    let docs = &img.docs;
+                    index.record(&docs.config_digest, &docs.manifest_digest, &img.names);
+                }
+                self.write_index(&index)?;
+                // A re-import may have replaced a manifest; drop what is orphaned.
+                self.gc(&index)
+            });
         if result.is_err() {
             for path in &created {
                 let _ = fs::remove_file(path);
             }
         }
-        result?;
-        for img in &imported {
-            tracing::info!(id = %img.config_digest, names = ?img.names, "imported image");
-        }
-
-        let mut out = Vec::new();
-        for img in &imported {
-            if img.names.is_empty() {
-                out.push(self.image(&img.config_digest, "")?);
-            }
-            for name in &img.names {
-                out.push(self.image(&img.config_digest, name)?);
-            }
-        }
-        Ok(out)
+        result
     }
 
-    /// Moves verified blobs into place and records the images; `created`
-    /// collects new blob paths so a failure can take them back.
-    fn commit(&self, imported: &[ImportedImage], created: &mut Vec<PathBuf>) -> Result<(), Error> {
-        for img in imported {
-            for layer in &img.layers {
-                let dest = self.blob_path(&layer.digest)?;
-                if !dest.exists() {
-                    fs::rename(&layer.file.path, &dest).map_err(Error::io(&dest))?;
-                    created.push(dest);
-                }
+    fn commit_blobs(
+        &self,
+        images: &[Imported],
+        placed: &[Vec<Placed>],
+        created: &mut Vec<PathBuf>,
+    ) -> Result<(), Error> {
+        for (img, layers) in images.iter().zip(placed) {
+            for layer in layers.iter().filter(|l| l.fresh) {
+                self.blobs.move_in(&layer.digest, &layer.path, created)?;
             }
-            for (digest, bytes) in [
-                (&img.config_digest, &img.config),
-                (&img.manifest_digest, &img.manifest),
-            ] {
-                let dest = self.blob_path(digest)?;
-                if !dest.exists() {
-                    self.write_atomic(&dest, bytes)?;
-                    created.push(dest);
-                }
-            }
+            let docs = &img.docs;
+            self.blobs
+                .write(&docs.config_digest, &docs.config_bytes, created)?;
+            self.blobs
+                .write(&docs.manifest_digest, &docs.manifest_bytes, created)?;
         }
-        let mut index = self.read_index()?;
-        for img in imported {
-            index.record(&img.config_digest, &img.manifest_digest, &img.names);
-        }
-        self.write_index(&index)?;
-        // A re-import may have replaced a manifest; drop what is orphaned.
-        self.gc(&index)
+        Ok(())
     }
 
     /// Finds an image by name (`repo`, `repo:tag`, `repo@sha256:…`) or by
@@ -181,12 +270,7 @@ impl ImageStore {
         let index = self.read_index()?;
         let mut out = Vec::new();
         for (id, rec) in &index.images {
-            if rec.names.is_empty() {
-                out.push(self.image(id, "")?);
-            }
-            for name in &rec.names {
-                out.push(self.image(id, name)?);
-            }
+            out.extend(self.images_named(id, &rec.names)?);
         }
         out.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         Ok(out)
@@ -258,38 +342,41 @@ impl ImageStore {
         if path.exists() {
             return Ok(disk); // built by someone else while we waited
         }
-        let index = self.read_index()?;
-        let rec = index
-            .images
-            .get(&image.id)
-            .ok_or_else(|| Error::NotFound(image.id.clone()))?;
-        let manifest = self.read_manifest(&rec.manifest_digest)?;
-        let config = self.read_config(&image.id)?;
-        let diff_ids = config.rootfs().diff_ids();
-        if diff_ids.len() != manifest.layers().len() {
-            return Err(Error::LayerCountMismatch {
-                digest: rec.manifest_digest.clone(),
-                layers: manifest.layers().len(),
-                diff_ids: diff_ids.len(),
-            });
-        }
+        let layers = self.stored_layers(&image.id)?;
+        self.build_disk(&image.id, &layers, &path)?;
+        Ok(disk)
+    }
 
-        let layers = manifest
+    /// The layers of stored image `id`, with the diff ids its config says.
+    fn stored_layers(&self, id: &str) -> Result<Vec<LayerSource>, Error> {
+        let (manifest_digest, manifest, config) = self.documents_of(id)?;
+        let diff_ids = source::diff_ids(&manifest_digest, &manifest, &config)?;
+        manifest
             .layers()
             .iter()
             .zip(diff_ids)
             .map(|(desc, diff_id)| {
                 let digest = desc.digest().to_string();
                 Ok(LayerSource {
-                    path: self.blob_path(&digest)?,
+                    path: self.blobs.path(&digest)?,
                     digest,
-                    diff_id: diff_id.clone(),
+                    diff_id,
                     fresh: false,
                 })
             })
-            .collect::<Result<Vec<_>, Error>>()?;
-        self.build_disk(&image.id, &layers, &path)?;
-        Ok(disk)
+            .collect()
+    }
+
+    /// Builds the disk of image `id` from `layers` at `dest`; the caller
+    /// holds the writer lock.
+    fn build_disk(&self, id: &str, layers: &[LayerSource], dest: &Path) -> Result<(), Error> {
+        let staging = self.tempdir("disk-")?;
+        let build = DiskBuild {
+            cache: &self.layer_cache(),
+            fs: self.disk_fs,
+            staging: staging.path(),
+        };
+        build.run(id, layers, dest)
     }
 
     /// Where the rootfs disk of image `id` is (or will be) kept.
@@ -303,72 +390,38 @@ impl ImageStore {
 
     // ----- internals -----
 
+    pub(super) fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
     pub(super) fn blob_path(&self, digest: &str) -> Result<PathBuf, Error> {
-        let hex = digest::parse(digest)?;
-        Ok(self.root.join("blobs/sha256").join(hex))
+        self.blobs.path(digest)
     }
 
-    /// Reads a small blob from the store and checks its digest.
-    pub(super) fn read_blob(&self, digest: &str, what: &'static str) -> Result<Vec<u8>, Error> {
-        let path = self.blob_path(digest)?;
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::MissingBlob {
-                    digest: digest.to_string(),
-                })
-            }
-            Err(e) => return Err(Error::io(&path)(e)),
-        };
-        if meta.len() > MAX_JSON_SIZE {
-            return Err(Error::TooLarge {
-                what,
-                digest: digest.to_string(),
-                limit: MAX_JSON_SIZE,
-            });
-        }
-        let bytes = fs::read(&path).map_err(Error::io(&path))?;
-        let actual = digest::sha256_hex(&bytes);
-        if Some(actual.as_str()) != digest::parse(digest).ok() {
-            return Err(Error::DigestMismatch {
-                digest: digest.to_string(),
-                actual,
-            });
-        }
-        Ok(bytes)
+    /// The unpacked layers, bounded by this store's limits.
+    pub(super) fn layer_cache(&self) -> LayerCache {
+        LayerCache::new(&self.root, &self.root.join("tmp"), self.limits)
     }
 
-    pub(super) fn read_manifest(&self, digest: &str) -> Result<ImageManifest, Error> {
-        let bytes = self.read_blob(digest, "image manifest")?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
-            what: "image manifest",
-            digest: digest.to_string(),
-            source,
-        })
-    }
-
-    pub(super) fn read_config(&self, digest: &str) -> Result<ImageConfiguration, Error> {
-        let bytes = self.read_blob(digest, "image config")?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
-            what: "image config",
-            digest: digest.to_string(),
-            source,
-        })
-    }
-
-    /// Builds the public view of image `id` under `name`.
-    pub(super) fn image(&self, id: &str, name: &str) -> Result<Image, Error> {
+    /// The manifest digest, manifest and config of recorded image `id`.
+    fn documents_of(&self, id: &str) -> Result<(String, ImageManifest, ImageConfiguration), Error> {
         let index = self.read_index()?;
         let rec = index
             .images
             .get(id)
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
-        let manifest = self.read_manifest(&rec.manifest_digest)?;
-        let config = self.read_config(id)?;
+        let manifest = self.blobs.manifest(&rec.manifest_digest)?;
+        let config = self.blobs.config(id)?;
+        Ok((rec.manifest_digest.clone(), manifest, config))
+    }
+
+    /// Builds the public view of image `id` under `name`.
+    pub(super) fn image(&self, id: &str, name: &str) -> Result<Image, Error> {
+        let (manifest_digest, manifest, config) = self.documents_of(id)?;
         Ok(Image {
             name: name.to_string(),
             id: id.to_string(),
-            manifest_digest: rec.manifest_digest.clone(),
+            manifest_digest,
             config: image_config(&config),
             size: manifest.layers().iter().map(|l| l.size()).sum(),
         })
@@ -390,20 +443,7 @@ impl ImageStore {
             path: path.clone(),
             source,
         })?;
-        self.write_atomic(&path, &bytes)
-    }
-
-    /// Writes `bytes` to a temp file in `tmp/`, syncs and renames it to `dest`.
-    pub(super) fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<(), Error> {
-        let tmp_dir = self.root.join("tmp");
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(Error::io(&tmp_dir))?;
-        tmp.write_all(bytes).map_err(Error::io(tmp.path()))?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(Error::io(tmp.path()))?;
-        tmp.as_file().sync_all().map_err(Error::io(tmp.path()))?;
-        tmp.persist(dest).map_err(|e| Error::io(dest)(e.error))?;
-        Ok(())
+        write_atomic(&self.root.join("tmp"), &path, &bytes)
     }
 
     pub(super) fn tempdir(&self, prefix: &str) -> Result<tempfile::TempDir, Error> {
@@ -416,10 +456,29 @@ impl ImageStore {
 
     /// Takes the lock shared: readers exclude writers, not each other.
     pub(super) fn read_lock(&self) -> Result<Lock, Error> {
+        self.flock(FlockOperation::LockShared)
+    }
+
+    /// Takes the writers' lock, then clears what crashed writers left in
+    /// `tmp/` (only lock holders write there).
+    pub(super) fn lock(&self) -> Result<Lock, Error> {
+        let lock = self.flock(FlockOperation::LockExclusive)?;
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(Error::io(&tmp))? {
+            let p = entry.map_err(Error::io(&tmp))?.path();
+            let _ = if p.is_dir() && !p.is_symlink() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+        }
+        Ok(lock)
+    }
+
+    fn flock(&self, op: FlockOperation) -> Result<Lock, Error> {
         let file = self.lock_file()?;
         let path = self.root.join("lock");
-        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockShared)
-            .map_err(|e| Error::io(&path)(e.into()))?;
+        rustix::fs::flock(file.as_fd(), op).map_err(|e| Error::io(&path)(e.into()))?;
         Ok(Lock { _file: file })
     }
 
@@ -433,163 +492,68 @@ impl ImageStore {
             .map_err(Error::io(&path))
     }
 
-    /// Takes the writers' lock, then clears what crashed writers left in
-    /// `tmp/` (only lock holders write there).
-    pub(super) fn lock(&self) -> Result<Lock, Error> {
-        let file = self.lock_file()?;
-        let path = self.root.join("lock");
-        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::io(&path)(e.into()))?;
-        let tmp = self.root.join("tmp");
-        for entry in fs::read_dir(&tmp).map_err(Error::io(&tmp))? {
-            let p = entry.map_err(Error::io(&tmp))?.path();
-            let _ = if p.is_dir() && !p.is_symlink() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-        }
-        Ok(Lock { _file: file })
-    }
-
     /// Deletes blobs, disks and unpacked layers that no image in `index`
     /// uses. Everything is kept if an image's manifest or config cannot
     /// be read (we do not guess).
     pub(super) fn gc(&self, index: &Index) -> Result<(), Error> {
-        let mut live: BTreeSet<String> = BTreeSet::new();
-        let mut live_disks: BTreeSet<String> = BTreeSet::new();
-        let mut live_layers: BTreeSet<String> = BTreeSet::new();
-        for (id, rec) in &index.images {
-            live.insert(id.clone());
-            live.insert(rec.manifest_digest.clone());
-            for fs in FsType::ALL {
-                live_disks.insert(format!(
-                    "{}.{}",
-                    id.trim_start_matches("sha256:"),
-                    fs.extension()
-                ));
-            }
-            match self.read_manifest(&rec.manifest_digest) {
-                Ok(m) => live.extend(m.layers().iter().map(|l| l.digest().to_string())),
-                Err(_) => return Ok(()),
-            }
-            let diff_ids = match self.read_config(id) {
-                Ok(c) => c.rootfs().diff_ids().clone(),
-                Err(_) => return Ok(()),
-            };
-            match chain_ids(&diff_ids) {
-                Ok(chains) => live_layers.extend(chains),
-                Err(_) => return Ok(()),
-            }
-        }
-        self.gc_layers(&live_layers)?;
-        let blobs = self.root.join("blobs/sha256");
-        for entry in fs::read_dir(&blobs).map_err(Error::io(&blobs))? {
-            let entry = entry.map_err(Error::io(&blobs))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !live.contains(&format!("sha256:{name}")) {
-                let p = entry.path();
-                fs::remove_file(&p).map_err(Error::io(&p))?;
-            }
-        }
+        let Some(live) = self.live(index) else {
+            return Ok(());
+        };
+        self.layer_cache().gc(&live.layers)?;
+        self.blobs.sweep(&live.blobs)?;
         let disks = self.root.join("disks");
         for entry in fs::read_dir(&disks).map_err(Error::io(&disks))? {
             let entry = entry.map_err(Error::io(&disks))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !live_disks.contains(&name) {
+            if !live.disks.contains(&name) {
                 let p = entry.path();
                 fs::remove_file(&p).map_err(Error::io(&p))?;
             }
         }
         Ok(())
     }
+
+    /// What the images of `index` use; `None` if any of it cannot be read.
+    fn live(&self, index: &Index) -> Option<Live> {
+        let mut live = Live::default();
+        for (id, rec) in &index.images {
+            live.blobs.insert(id.clone());
+            live.blobs.insert(rec.manifest_digest.clone());
+            let hex = id.trim_start_matches("sha256:");
+            for fs in FsType::ALL {
+                live.disks.insert(format!("{hex}.{}", fs.extension()));
+            }
+            let manifest = self.blobs.manifest(&rec.manifest_digest).ok()?;
+            live.blobs
+                .extend(manifest.layers().iter().map(|l| l.digest().to_string()));
+            let config = self.blobs.config(id).ok()?;
+            live.layers
+                .extend(chain_ids(config.rootfs().diff_ids()).ok()?);
+        }
+        Some(live)
+    }
 }
 
-impl Index {
-    /// Records image `id` with `manifest_digest` and moves `names` to it
-    /// (an image that loses its last name stays, untagged).
-    pub(super) fn record(&mut self, id: &str, manifest_digest: &str, names: &[String]) {
-        for name in names {
-            for rec in self.images.values_mut() {
-                rec.names.retain(|n| n != name);
-            }
-        }
-        let rec = self.images.entry(id.to_string()).or_insert_with(|| Record {
-            manifest_digest: manifest_digest.to_string(),
-            names: Vec::new(),
-        });
-        rec.manifest_digest = manifest_digest.to_string();
-        for name in names {
-            if !rec.names.contains(name) {
-                rec.names.push(name.clone());
-            }
-        }
-    }
+/// Blobs (digests), disk file names and layer chain ids in use.
+#[derive(Default)]
+struct Live {
+    blobs: BTreeSet<String>,
+    disks: BTreeSet<String>,
+    layers: BTreeSet<String>,
 }
 
-/// Finds (id, name) for a reference; the name is empty when found by id
-/// and the image has no name.
-pub(super) fn find(index: &Index, reference: &str) -> Result<(String, String), Error> {
-    let parsed = Reference::parse(reference);
-    if let Ok(r) = &parsed {
-        if let Some(name) = r.tagged_name() {
-            let hit = index.images.iter().find(|(_, rec)| {
-                rec.names.contains(&name)
-                    && r.digest.as_ref().is_none_or(|d| d == &rec.manifest_digest)
-            });
-            if let Some((id, _)) = hit {
-                return Ok((id.clone(), name));
-            }
-        } else if let Some(d) = &r.digest {
-            for (id, rec) in &index.images {
-                if &rec.manifest_digest == d {
-                    let name = rec
-                        .names
-                        .iter()
-                        .find(|n| reference::repo_of(n) == r.repo)
-                        .cloned();
-                    if let Some(name) = name {
-                        return Ok((id.clone(), name));
-                    }
-                }
-            }
-            // Pulled by digest alone: the image may carry no name at all.
-            for (id, rec) in &index.images {
-                if &rec.manifest_digest == d {
-                    return Ok((id.clone(), rec.names.first().cloned().unwrap_or_default()));
-                }
-            }
-        }
-    }
-    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-    let is_hex = hex
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if is_hex && hex.len() >= MIN_ID_PREFIX && hex.len() <= 64 {
-        let hits: Vec<&String> = index
-            .images
-            .keys()
-            .filter(|id| id.trim_start_matches("sha256:").starts_with(hex))
-            .collect();
-        match hits.as_slice() {
-            [id] => {
-                let name = index.images[*id].names.first().cloned().unwrap_or_default();
-                return Ok(((*id).clone(), name));
-            }
-            [] => {}
-            many => {
-                return Err(Error::Ambiguous {
-                    reference: reference.to_string(),
-                    count: many.len(),
-                })
-            }
-        }
-    }
-    match parsed {
-        Ok(r) => Err(Error::NotFound(r.to_string())),
-        Err(_) if is_hex => Err(Error::NotFound(reference.to_string())),
-        Err(e) => Err(e),
-    }
+/// The layers to apply for placed blobs and their diff ids.
+fn layer_sources(placed: &[Placed], diff_ids: &[String]) -> Vec<LayerSource> {
+    placed
+        .iter()
+        .zip(diff_ids)
+        .map(|(p, diff_id)| LayerSource {
+            digest: p.digest.clone(),
+            path: p.path.clone(),
+            diff_id: diff_id.clone(),
+            fresh: p.fresh,
+        })
+        .collect()
 }
 
 fn image_config(config: &ImageConfiguration) -> ImageConfig {
@@ -614,8 +578,8 @@ fn image_config(config: &ImageConfiguration) -> ImageConfig {
 mod tests {
     use super::*;
     use crate::test_utils::{
-        busybox_archive, docker_save, store_fixture as fixture, LayerBuilder, OciArchive,
-        StoreFixture as Fixture, TestImage,
+        busybox_archive, docker_save, erofs_extract, erofs_files, store_fixture as fixture,
+        LayerBuilder, OciArchive, StoreFixture as Fixture, TestImage,
     };
     use crate::FsType;
 
@@ -835,24 +799,65 @@ mod tests {
         assert_eq!(err.to_string(), "image not found: alias:2");
     }
 
-    #[test]
-    fn ambiguous_id_prefix() {
-        let mut index = Index::default();
-        for id in ["sha256:aaaaaaaaaaaa1", "sha256:aaaaaaaaaaaa2"] {
-            index.images.insert(
-                id.to_string(),
-                Record {
-                    manifest_digest: String::new(),
-                    names: vec![],
-                },
-            );
+    /// The documents of `a`'s first image, as a source would hand them
+    /// over.
+    fn documents_of(a: &OciArchive) -> source::Documents {
+        let (m, c, _) = a.digests[0].clone();
+        let (manifest_bytes, config_bytes) = (a.blob(&m), a.blob(&c));
+        let manifest = source::parse_manifest(&m, &manifest_bytes).unwrap();
+        let config = source::parse_config(&c, &config_bytes).unwrap();
+        let diff_ids = source::diff_ids(&m, &manifest, &config).unwrap();
+        source::Documents {
+            manifest_digest: m,
+            manifest_bytes,
+            manifest,
+            config_digest: c,
+            config_bytes,
+            diff_ids,
         }
-        let err = find(&index, "aaaaaaaaaaaa").unwrap_err();
-        assert!(matches!(err, Error::Ambiguous { count: 2, .. }), "{err}");
-        assert!(matches!(
-            find(&index, "aaaaaaaaaaa"),
-            Err(Error::NotFound(_))
-        ));
+    }
+
+    #[test]
+    fn a_pulled_image_commits_its_downloads_once() {
+        let f = fixture();
+        let a = OciArchive::new(vec![TestImage::new(layers())]);
+        let ingest = f.store.root().join("ingest");
+        let downloads = || -> Vec<LayerFile> {
+            let digests = &a.digests[0].2;
+            let file = |d: &String| {
+                let path = ingest.join(digest::parse(d).unwrap());
+                fs::write(&path, a.blob(d)).unwrap();
+                LayerFile {
+                    digest: d.clone(),
+                    path,
+                }
+            };
+            digests.iter().map(file).collect()
+        };
+        let names = vec!["hull-test/img:latest".to_string()];
+        let pulled = |layers| Imported {
+            names: names.clone(),
+            docs: documents_of(&a),
+            layers,
+        };
+
+        // A download that went missing is named, and nothing is kept.
+        let mut layers = downloads();
+        layers[1].path = ingest.join("gone");
+        let err = f.store.commit_pulled(&pulled(layers)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("blob {} is missing", a.digests[0].2[1])
+        );
+        assert!(f.store.list().unwrap().is_empty());
+
+        let img = f.store.commit_pulled(&pulled(downloads())).unwrap();
+        assert_eq!(img.name, "hull-test/img:latest");
+        assert!(f.store.disk_path(&img.id).unwrap().exists());
+        assert!(fs::read_dir(&ingest).unwrap().next().is_none());
+        // A second pull's copies are spare once the blobs are in: removed.
+        assert_eq!(f.store.commit_pulled(&pulled(downloads())).unwrap(), img);
+        assert!(fs::read_dir(&ingest).unwrap().next().is_none());
     }
 
     #[test]
@@ -872,11 +877,7 @@ mod tests {
     fn rootfs_disk_is_built_once_and_applies_whiteouts() {
         let f = fixture();
         let a = OciArchive::new(vec![TestImage::new(layers())]);
-        let img = f
-            .store
-            .load_archive(&a.write(f.dir.path(), "a.tar"))
-            .unwrap()
-            .remove(0);
+        let img = f.load_first(&a, "a.tar");
         let disk = f.store.rootfs_disk(&img).unwrap();
         assert_eq!(disk.fs_type, FsType::Erofs);
         assert_eq!(disk.path.extension().unwrap(), "erofs");
@@ -897,11 +898,7 @@ mod tests {
     fn rootfs_disk_rechecks_layers() {
         let f = fixture();
         let a = OciArchive::new(vec![TestImage::new(layers())]);
-        let img = f
-            .store
-            .load_archive(&a.write(f.dir.path(), "a.tar"))
-            .unwrap()
-            .remove(0);
+        let img = f.load_first(&a, "a.tar");
         // Tamper with a stored layer: unpacking notices.
         let layer = &a.digests[0].2[1];
         let p = f.store.blob_path(layer).unwrap();
@@ -923,31 +920,9 @@ mod tests {
             .is_none());
     }
 
-    /// Extracts an EROFS image with `fsck.erofs --extract` into a temp dir.
-    fn erofs_extract(image: &Path) -> tempfile::TempDir {
-        let out = tempfile::tempdir().unwrap();
-        let dest = out.path().join("x");
-        let status = std::process::Command::new("fsck.erofs")
-            .arg(format!("--extract={}", dest.display()))
-            .arg(image)
-            .output()
-            .expect("fsck.erofs (erofs-utils) is needed by this test");
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-        out
-    }
-
-    /// Lists an EROFS image's non-directory paths.
+    /// Lists an EROFS image's non-directory paths, one a line.
     fn erofs_listing(image: &Path) -> String {
-        let out = erofs_extract(image);
-        let dest = out.path().join("x");
-        let mut files = Vec::new();
-        walk(&dest, &dest, &mut files);
-        files.sort();
-        files.join("\n")
+        erofs_files(image).join("\n")
     }
 
     #[test]

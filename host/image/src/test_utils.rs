@@ -25,6 +25,52 @@ pub(crate) fn store_fixture() -> StoreFixture {
     StoreFixture { dir, store }
 }
 
+impl StoreFixture {
+    /// Writes `archive` as `file` and loads its first image.
+    pub(crate) fn load_first(&self, archive: &OciArchive, file: &str) -> super::Image {
+        let path = archive.write(self.dir.path(), file);
+        self.store.load_archive(&path).unwrap().remove(0)
+    }
+}
+
+/// Extracts an EROFS image with `fsck.erofs --extract` into `x/` of a
+/// temp dir.
+pub(crate) fn erofs_extract(image: &Path) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("x");
+    let status = std::process::Command::new("fsck.erofs")
+        .arg(format!("--extract={}", dest.display()))
+        .arg(image)
+        .output()
+        .expect("fsck.erofs (erofs-utils) is needed by this test");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    out
+}
+
+/// The non-directory paths of an EROFS image, sorted.
+pub(crate) fn erofs_files(image: &Path) -> Vec<String> {
+    let out = erofs_extract(image);
+    let dest = out.path().join("x");
+    let mut files = Vec::new();
+    let mut stack = vec![dest.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else {
+                files.push(p.strip_prefix(&dest).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 /// A temp dir holding `root/` (a canonical, empty unpack root) and
 /// `outside/`, which escapes must never touch.
 pub(crate) struct TempRoot {

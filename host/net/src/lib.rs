@@ -60,8 +60,11 @@ pub enum NetworkError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Command(String),
+    #[error("run ip (install iproute2)")]
+    NoIp(#[source] std::io::Error),
+    /// `ip` failed; what it said on stderr.
+    #[error("ip {args}: {stderr}")]
+    Ip { args: String, stderr: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {

@@ -15,16 +15,14 @@ fn ip(args: &[&str]) -> Result<(), NetworkError> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .map_err(|e| NetworkError::Command(format!("run ip (install iproute2): {e}")))?;
+        .map_err(NetworkError::NoIp)?;
     if out.status.success() {
         return Ok(());
     }
-    let err = String::from_utf8_lossy(&out.stderr);
-    Err(NetworkError::Command(format!(
-        "ip {}: {}",
-        args.join(" "),
-        err.trim()
-    )))
+    Err(NetworkError::Ip {
+        args: args.join(" "),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
 }
 
 /// Makes the namespace with its bridge (holding the gateway address) and

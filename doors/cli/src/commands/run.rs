@@ -61,10 +61,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         run_dir: &cli.run_dir,
     };
     let containers = Containers::new(&cli.run_dir);
+    // Nothing is written before the request is known to be good.
+    let plan = ContainerConfig::from_run(&request, paths, &containers)?;
     std::fs::create_dir_all(&cli.run_dir)
         .with_context(|| format!("create {}", cli.run_dir.display()))?;
     containers.sweep(&cli.root);
-    let plan = ContainerConfig::from_run(&request, paths, &containers)?;
     if plan.emulated {
         tcg_notice_once(cli);
     }

@@ -28,7 +28,8 @@ use oci_client::client::BlobResponse;
 use oci_client::Client;
 use sha2::{Digest as _, Sha256};
 
-use super::{map_oci_error, Error, Remote};
+use super::remote::{map_oci_error, Remote};
+use super::Error;
 use crate::digest;
 use crate::progress::LayerBar;
 
