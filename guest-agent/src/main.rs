@@ -27,6 +27,14 @@ mod stdio;
 mod sys;
 mod wire;
 
+/// Held by every test that makes child processes: a test's reaper waits
+/// for any child (as PID 1 must), so it would take another test's child.
+#[cfg(test)]
+pub(crate) fn children_lock() -> std::sync::MutexGuard<'static, ()> {
+    static CHILDREN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -373,6 +373,7 @@ mod tests {
     /// Runs `probe` in a forked child under `policy`; returns its exit code.
     /// The probe may only make raw syscalls.
     fn run_filtered(policy: &Policy, probe: fn() -> i32) -> i32 {
+        let _children = crate::children_lock();
         let prog = compile(policy).unwrap();
         // SAFETY: the child only makes raw syscalls and _exits; the parent
         // waits for it. The filter program outlives the seccomp call.
