@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::VmFd;
-use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -184,7 +183,6 @@ fn compose_cmdline(base: &str, extra: &[String]) -> String {
 
 fn attach_virtio<D: VirtioDevice + Subscriber + 'static>(
     vm: &VmFd,
-    mem: &Arc<GuestMemoryMmap>,
     mmio: &mut Bus,
     el: &mut EventLoop,
     cmdline: &mut Vec<String>,
@@ -194,10 +192,10 @@ fn attach_virtio<D: VirtioDevice + Subscriber + 'static>(
     let addr = MMIO_GAP_START + u64::from(slot) * VIRTIO_MMIO_SIZE;
     let irq = VIRTIO_IRQ_BASE + slot;
     let dev = Arc::new(Mutex::new(dev));
-    let transport = MmioTransport::new(dev.clone(), mem.clone());
+    let transport = MmioTransport::new(dev.clone());
     {
         let d = crate::devices::lock(&dev);
-        for (i, evt) in d.queue_events().iter().enumerate() {
+        for (i, evt) in d.state().queue_events().iter().enumerate() {
             vm.register_ioevent(
                 evt,
                 &kvm_ioctls::IoEventAddress::Mmio(addr + 0x50),
@@ -205,7 +203,7 @@ fn attach_virtio<D: VirtioDevice + Subscriber + 'static>(
             )
             .map_err(|e| Error::Register("a queue ioeventfd", e))?;
         }
-        vm.register_irqfd(d.interrupt().eventfd(), irq)
+        vm.register_irqfd(d.state().interrupt().eventfd(), irq)
             .map_err(|e| Error::Register("a virtio irqfd", e))?;
     }
     mmio.insert(
@@ -287,19 +285,19 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
         let id = b.id.clone().unwrap_or_else(|| format!("hull{slot}"));
         let dev = Block::new(mem.clone(), file, b.read_only, id.as_bytes())
             .map_err(|e| Error::Device(name, e))?;
-        attach_virtio(&vm, &mem, &mut mmio, &mut el, &mut announce, slot, dev)?;
+        attach_virtio(&vm, &mut mmio, &mut el, &mut announce, slot, dev)?;
         slot += 1;
     }
     for (tap, mac) in &cfg.net {
         let dev = Net::new(mem.clone(), tap, *mac)
             .map_err(|e| Error::Device(format!("net device on {tap}"), e))?;
-        attach_virtio(&vm, &mem, &mut mmio, &mut el, &mut announce, slot, dev)?;
+        attach_virtio(&vm, &mut mmio, &mut el, &mut announce, slot, dev)?;
         slot += 1;
     }
     if let Some((cid, uds)) = &cfg.vsock {
         let dev = Vsock::new(mem.clone(), u64::from(*cid), uds)
             .map_err(|e| Error::Device(format!("vsock device on {}", uds.display()), e))?;
-        attach_virtio(&vm, &mem, &mut mmio, &mut el, &mut announce, slot, dev)?;
+        attach_virtio(&vm, &mut mmio, &mut el, &mut announce, slot, dev)?;
     }
 
     let cmdline = compose_cmdline(&cfg.cmdline, &announce);

@@ -18,8 +18,9 @@ pub const MEM_SIZE: usize = 0x1_0000;
 /// `f`: bytes 0..256 are the descriptor table, byte 256 the head index,
 /// the rest is copied to guest memory at 0x1000.
 pub fn with_chain(data: &[u8], f: impl FnOnce(DescriptorChain<&GuestMemoryMmap>) -> bool) -> bool {
-    let mem =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).expect("harness memory");
+    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]) else {
+        return false;
+    };
     let table = &data[..data.len().min(256)];
     let _ = mem.write_slice(table, GuestAddress(0));
     let head = u16::from(data.get(256).copied().unwrap_or(0)) % QSIZE;

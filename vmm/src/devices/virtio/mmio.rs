@@ -6,9 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use virtio_queue::QueueT;
-use vm_memory::GuestMemoryMmap;
 
-use super::{VirtioDevice, VIRTIO_F_VERSION_1};
+use super::VirtioDevice;
 use crate::devices::{lock, BusDevice};
 use crate::logger::guest_event;
 
@@ -35,7 +34,6 @@ pub mod status {
 /// The transport for one device.
 pub struct MmioTransport<D> {
     dev: Arc<Mutex<D>>,
-    mem: Arc<GuestMemoryMmap>,
     status: u32,
     features_sel: u32,
     driver_features_sel: u32,
@@ -46,10 +44,9 @@ pub struct MmioTransport<D> {
 
 impl<D: VirtioDevice> MmioTransport<D> {
     /// A transport in reset state for `dev`.
-    pub fn new(dev: Arc<Mutex<D>>, mem: Arc<GuestMemoryMmap>) -> Self {
+    pub fn new(dev: Arc<Mutex<D>>) -> Self {
         Self {
             dev,
-            mem,
             status: 0,
             features_sel: 0,
             driver_features_sel: 0,
@@ -73,7 +70,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
         dev: &mut D,
         f: impl FnOnce(&mut virtio_queue::Queue) -> R,
     ) -> Option<R> {
-        dev.queues_mut().get_mut(self.queue_sel as usize).map(f)
+        dev.state_mut()
+            .queues_mut()
+            .get_mut(self.queue_sel as usize)
+            .map(f)
     }
 
     fn read_reg(&self, dev: &mut D, offset: u64) -> u32 {
@@ -83,15 +83,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
             0x008 => dev.device_type(),
             0x00c => VENDOR_ID,
             0x010 => match self.features_sel {
-                0 => dev.avail_features() as u32,
-                1 => (dev.avail_features() >> 32) as u32,
+                0 => dev.state().avail_features() as u32,
+                1 => (dev.state().avail_features() >> 32) as u32,
                 _ => 0,
             },
             0x034 => self
                 .with_queue(dev, |q| u32::from(q.max_size()))
                 .unwrap_or(0),
             0x044 => self.with_queue(dev, |q| u32::from(q.ready())).unwrap_or(0),
-            0x060 => dev.interrupt().status(),
+            0x060 => dev.state().interrupt().status(),
             0x070 => self.status,
             0x0fc => self.config_generation,
             _ => {
@@ -104,8 +104,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     fn set_status(&mut self, dev: &mut D, v: u32) {
         if v == 0 {
             dev.reset();
-            dev.interrupt().ack(u32::MAX);
-            *self = Self::new(self.dev.clone(), self.mem.clone());
+            *self = Self::new(self.dev.clone());
             return;
         }
         // Bits can only be added, one step at a time.
@@ -118,38 +117,25 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
         let new = v & !self.status;
         if new & status::FEATURES_OK != 0 {
-            let offered = dev.avail_features();
-            if self.driver_features & !offered != 0
-                || self.driver_features & VIRTIO_F_VERSION_1 == 0
-            {
+            if let Err(e) = dev.state_mut().ack_features(self.driver_features) {
                 guest_event(format_args!(
-                    "virtio-mmio: driver features {:#x} refused",
+                    "virtio-mmio: driver features {:#x} refused: {e}",
                     self.driver_features
                 ));
                 // FEATURES_OK stays clear: the driver sees the refusal.
                 self.status = v & !status::FEATURES_OK;
                 return;
             }
-            dev.set_acked_features(self.driver_features);
         }
         if new & status::DRIVER_OK != 0 {
             if self.status & status::FEATURES_OK == 0 {
                 guest_event(format_args!("virtio-mmio: DRIVER_OK before FEATURES_OK"));
                 return;
             }
-            let mem = self.mem.clone();
-            let bad = dev
-                .queues_mut()
-                .iter()
-                .position(|q| q.ready() && !q.is_valid(&*mem));
-            let result = match bad {
-                Some(i) => Err(super::DeviceError::BadQueue(i)),
-                None => dev.activate(),
-            };
-            if let Err(e) = result {
+            if let Err(e) = dev.activate() {
                 guest_event(format_args!("virtio-mmio: activation failed: {e}"));
                 self.status = v | status::DEVICE_NEEDS_RESET;
-                dev.interrupt().signal_config();
+                dev.state().interrupt().signal_config();
                 return;
             }
         }
@@ -178,11 +164,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
             0x030 => self.queue_sel = v,
             0x050 => {
                 // Only without ioeventfd; forward to the queue's eventfd.
-                if let Some(evt) = dev.queue_events().get(v as usize) {
-                    let _ = evt.write(1);
-                }
+                dev.state().kick(v as usize);
             }
-            0x064 => dev.interrupt().ack(v),
+            0x064 => dev.state().interrupt().ack(v),
             0x070 => self.set_status(dev, v),
             0x038 | 0x044 | 0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 => {
                 if !self.queues_configurable() {
@@ -254,8 +238,8 @@ impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::test_utils::DummyDevice;
-    use vm_memory::GuestAddress;
+    use crate::devices::virtio::test_utils::{guest_memory, DummyDevice};
+    use crate::devices::virtio::VIRTIO_F_VERSION_1;
 
     fn r(t: &mut MmioTransport<DummyDevice>, off: u64) -> u32 {
         let mut d = [0u8; 4];
@@ -268,10 +252,8 @@ mod tests {
     }
 
     fn setup() -> (MmioTransport<DummyDevice>, Arc<Mutex<DummyDevice>>) {
-        let mem =
-            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
-        let dev = Arc::new(Mutex::new(DummyDevice::new(2)));
-        (MmioTransport::new(dev.clone(), mem), dev)
+        let dev = Arc::new(Mutex::new(DummyDevice::new(guest_memory(), 2)));
+        (MmioTransport::new(dev.clone()), dev)
     }
 
     fn negotiate(t: &mut MmioTransport<DummyDevice>) {
@@ -323,11 +305,15 @@ mod tests {
             0x70,
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
         );
-        assert!(dev.lock().unwrap().activated);
-        assert_eq!(dev.lock().unwrap().acked, VIRTIO_F_VERSION_1);
+        assert!(dev.lock().unwrap().state.is_activated());
+        assert_eq!(
+            dev.lock().unwrap().state.acked_features(),
+            VIRTIO_F_VERSION_1
+        );
         // Reset.
         w(&mut t, 0x70, 0);
-        assert!(!dev.lock().unwrap().activated);
+        assert!(!dev.lock().unwrap().state.is_activated());
+        assert_eq!(dev.lock().unwrap().resets, 1);
         assert_eq!(t.status(), 0);
     }
 
@@ -345,7 +331,7 @@ mod tests {
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
         );
         assert_eq!(t.status() & status::FEATURES_OK, 0);
-        assert!(!dev.lock().unwrap().activated);
+        assert!(!dev.lock().unwrap().state.is_activated());
     }
 
     #[test]
@@ -358,7 +344,7 @@ mod tests {
             0x70,
             status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
         );
-        assert!(!dev.lock().unwrap().activated);
+        assert!(!dev.lock().unwrap().state.is_activated());
         assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
     }
 
@@ -367,7 +353,7 @@ mod tests {
         let (mut t, dev) = setup();
         w(&mut t, 0x30, 0);
         w(&mut t, 0x38, 8); // before FEATURES_OK: ignored
-        assert_eq!(dev.lock().unwrap().queues[0].size(), 16);
+        assert_eq!(dev.lock().unwrap().state.queues()[0].size(), 16);
         negotiate(&mut t);
         w(&mut t, 0x30, 99);
         w(&mut t, 0x38, 8);
@@ -377,7 +363,10 @@ mod tests {
         assert_ne!(t.status() & status::FEATURES_OK, 0);
         // Notify through the register reaches the queue's eventfd.
         w(&mut t, 0x50, 1);
-        assert_eq!(dev.lock().unwrap().evts[1].read().unwrap(), 1);
+        assert_eq!(
+            dev.lock().unwrap().state.queue_events()[1].read().unwrap(),
+            1
+        );
         w(&mut t, 0x50, 7); // no such queue: ignored
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod chain;
+pub mod device_state;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mmio;
@@ -13,14 +14,15 @@ pub mod vsock;
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use virtio_queue::Queue;
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::event_loop::{EventOps, Subscriber};
+
+pub use device_state::{
+    ActivateError, Chain, DeviceState, FeatureError, Interrupt, QueueError, Served,
+};
 
 /// Feature bit: the device complies with virtio 1.x.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
@@ -61,84 +63,40 @@ pub enum DeviceError {
     /// The device id is too long.
     #[error("device id is longer than 20 bytes")]
     IdTooLong,
-    /// Activation found a queue the driver set up wrongly.
-    #[error("queue {0} is not valid")]
-    BadQueue(usize),
 }
 
-/// A device's interrupt line: the virtio-mmio interrupt status register
-/// plus the irqfd that raises the guest IRQ.
-pub struct Interrupt {
-    status: AtomicU32,
-    evt: EventFd,
-}
-
-impl Interrupt {
-    /// A new line with its own irqfd.
-    pub fn new() -> Result<Arc<Self>, DeviceError> {
-        let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-        Ok(Arc::new(Self {
-            status: AtomicU32::new(0),
-            evt,
-        }))
-    }
-
-    /// Signals that used buffers are available.
-    pub fn signal_used_queue(&self) {
-        self.raise(VIRTIO_MMIO_INT_VRING);
-    }
-
-    /// Signals a configuration change.
-    pub fn signal_config(&self) {
-        self.raise(VIRTIO_MMIO_INT_CONFIG);
-    }
-
-    fn raise(&self, bit: u32) {
-        self.status.fetch_or(bit, Ordering::SeqCst);
-        // A full eventfd counter already means "interrupt pending".
-        let _ = self.evt.write(1);
-    }
-
-    /// The interrupt status register.
-    pub fn status(&self) -> u32 {
-        self.status.load(Ordering::SeqCst)
-    }
-
-    /// InterruptACK: clears `bits`.
-    pub fn ack(&self, bits: u32) {
-        self.status.fetch_and(!bits, Ordering::SeqCst);
-    }
-
-    /// The irqfd.
-    pub fn eventfd(&self) -> &EventFd {
-        &self.evt
-    }
-}
-
-/// What the MMIO transport needs from a device.
+/// What the MMIO transport needs from a device: its type, its config
+/// space and its shared `DeviceState`. Negotiation, activation and reset
+/// go through the state; a device adds its own steps in `on_activate` and
+/// `on_reset` (and implements those, not `activate`/`reset`).
 pub trait VirtioDevice: Send {
     /// Virtio device type id.
     fn device_type(&self) -> u32;
-    /// Features the device offers.
-    fn avail_features(&self) -> u64;
-    /// Records the features the driver accepted (a subset of the offer).
-    fn set_acked_features(&mut self, features: u64);
-    /// The device's queues (configured by the transport).
-    fn queues_mut(&mut self) -> &mut [Queue];
-    /// One notification eventfd per queue (registered as ioeventfds).
-    fn queue_events(&self) -> &[EventFd];
-    /// The interrupt line.
-    fn interrupt(&self) -> &Arc<Interrupt>;
+    /// The shared state.
+    fn state(&self) -> &DeviceState;
+    /// The shared state, mutably.
+    fn state_mut(&mut self) -> &mut DeviceState;
     /// Reads the device configuration space at `offset`.
     fn read_config(&self, offset: u64, data: &mut [u8]);
     /// Writes the device configuration space (ignored by default).
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// Device-specific start, after the shared state activated.
+    fn on_activate(&mut self) {}
+    /// Device-specific cleanup, after the shared state was reset.
+    fn on_reset(&mut self) {}
+
     /// Starts the device once the driver set DRIVER_OK.
-    fn activate(&mut self) -> Result<(), DeviceError>;
-    /// Whether the device is running.
-    fn is_activated(&self) -> bool;
+    fn activate(&mut self) -> Result<(), ActivateError> {
+        self.state_mut().activate()?;
+        self.on_activate();
+        Ok(())
+    }
+
     /// Stops the device and forgets queue state (driver wrote status 0).
-    fn reset(&mut self);
+    fn reset(&mut self) {
+        self.state_mut().reset();
+        self.on_reset();
+    }
 }
 
 /// Reads `data.len()` bytes of a config space held in `bytes`; anything
@@ -182,17 +140,6 @@ pub(crate) mod test_utils;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interrupt_status_and_ack() {
-        let i = Interrupt::new().unwrap();
-        i.signal_used_queue();
-        i.signal_config();
-        assert_eq!(i.status(), 3);
-        i.ack(1);
-        assert_eq!(i.status(), 2);
-        assert_eq!(i.eventfd().read().unwrap(), 2);
-    }
 
     #[test]
     fn config_reads_are_bounded() {

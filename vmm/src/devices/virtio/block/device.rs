@@ -1,21 +1,21 @@
 //! The virtio-blk device: configuration, queue processing, and execution
-//! of parsed requests against a `DiskBackend` (a host file).
+//! of parsed requests against a `DiskBackend` (a host file). The queue,
+//! feature and activation plumbing is the shared `DeviceState`.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::EventFd;
 
 use super::request::{Op, Request, RequestError};
 use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
 use crate::devices::virtio::{
-    device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1,
+    device_type, read_config_bytes, Chain, DeviceError, DeviceState, Served, VirtioDevice,
+    VIRTIO_F_VERSION_1,
 };
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
@@ -66,18 +66,100 @@ pub struct BlockMetrics {
     pub write_bytes: u64,
 }
 
-/// The block device.
-pub struct Block<B: DiskBackend = File> {
-    mem: Arc<GuestMemoryMmap>,
-    disk: B,
+/// The disk side of the device: the backend and what the guest is told
+/// about it.
+struct Disk<B> {
+    backend: B,
     read_only: bool,
     id: [u8; ID_BYTES],
     capacity: u64,
-    queues: Vec<Queue>,
-    queue_evts: Vec<EventFd>,
-    interrupt: Arc<Interrupt>,
-    acked: u64,
-    activated: bool,
+}
+
+impl<B: DiskBackend> Disk<B> {
+    fn execute(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        op: &Op,
+        metrics: &mut BlockMetrics,
+    ) -> Result<u32, io::Error> {
+        let to_io = |e: vm_memory::GuestMemoryError| io::Error::new(io::ErrorKind::InvalidInput, e);
+        match op {
+            Op::Read { sector, bufs } => {
+                let mut off = sector * SECTOR_SIZE;
+                let mut done = 0u32;
+                for (addr, len) in bufs {
+                    let mut buf = vec![0u8; *len as usize];
+                    self.backend.read_at(&mut buf, off)?;
+                    mem.write_slice(&buf, *addr).map_err(to_io)?;
+                    off += u64::from(*len);
+                    done += len;
+                }
+                metrics.read_bytes += u64::from(done);
+                Ok(done)
+            }
+            Op::Write { sector, bufs } => {
+                let mut off = sector * SECTOR_SIZE;
+                for (addr, len) in bufs {
+                    let mut buf = vec![0u8; *len as usize];
+                    mem.read_slice(&mut buf, *addr).map_err(to_io)?;
+                    self.backend.write_at(&buf, off)?;
+                    off += u64::from(*len);
+                    metrics.write_bytes += u64::from(*len);
+                }
+                Ok(0)
+            }
+            Op::Flush => {
+                self.backend.flush()?;
+                Ok(0)
+            }
+            Op::GetId(addr, len) => {
+                let n = (*len as usize).min(ID_BYTES);
+                mem.write_slice(&self.id[..n], *addr).map_err(to_io)?;
+                Ok(n as u32)
+            }
+        }
+    }
+
+    /// Parses and executes one chain; returns its used length.
+    fn serve(&mut self, chain: Chain, mem: &GuestMemoryMmap, metrics: &mut BlockMetrics) -> u32 {
+        let req = match Request::parse(chain, self.capacity, self.read_only) {
+            Ok(req) => req,
+            Err(e) => {
+                metrics.malformed += 1;
+                guest_event(format_args!("virtio-blk: malformed request: {e}"));
+                return 0;
+            }
+        };
+        let (status, len) = match &req.op {
+            Ok(op) => match self.execute(mem, op, metrics) {
+                Ok(n) => (VIRTIO_BLK_S_OK, n),
+                Err(e) => {
+                    guest_event(format_args!("virtio-blk: I/O error: {e}"));
+                    (VIRTIO_BLK_S_IOERR, 0)
+                }
+            },
+            Err(RequestError::Unsupported(_)) => (VIRTIO_BLK_S_UNSUPP, 0),
+            Err(e) => {
+                guest_event(format_args!("virtio-blk: refused request: {e}"));
+                (VIRTIO_BLK_S_IOERR, 0)
+            }
+        };
+        if status == VIRTIO_BLK_S_OK {
+            metrics.ok += 1;
+        } else {
+            metrics.failed += 1;
+        }
+        // The range was checked by parse; this cannot fail unless memory
+        // shrank, which it does not.
+        let _ = mem.write_obj(status, req.status);
+        len + 1
+    }
+}
+
+/// The block device.
+pub struct Block<B: DiskBackend = File> {
+    state: DeviceState,
+    disk: Disk<B>,
     /// Request counters.
     pub metrics: BlockMetrics,
 }
@@ -110,134 +192,50 @@ impl<B: DiskBackend> Block<B> {
         }
         let mut idb = [0u8; ID_BYTES];
         idb[..id.len()].copy_from_slice(id);
+        let ro = if read_only { VIRTIO_BLK_F_RO } else { 0 };
+        let features = VIRTIO_F_VERSION_1
+            | VIRTIO_BLK_F_FLUSH
+            | VIRTIO_BLK_F_SIZE_MAX
+            | VIRTIO_BLK_F_SEG_MAX
+            | ro;
         Ok(Self {
-            mem,
-            disk,
-            read_only,
-            id: idb,
-            capacity: size / SECTOR_SIZE,
-            queues: vec![Queue::new(QUEUE_SIZE).map_err(DeviceError::Queue)?],
-            queue_evts: vec![EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?],
-            interrupt: Interrupt::new()?,
-            acked: 0,
-            activated: false,
+            state: DeviceState::new("virtio-blk", mem, features, &[QUEUE_SIZE], 1)?,
+            disk: Disk {
+                backend: disk,
+                read_only,
+                id: idb,
+                capacity: size / SECTOR_SIZE,
+            },
             metrics: BlockMetrics::default(),
         })
     }
 
     /// Capacity in sectors.
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        self.disk.capacity
     }
 
     fn config_bytes(&self) -> [u8; 16] {
         // capacity (le64), size_max (le32), seg_max (le32)
         let mut c = [0u8; 16];
-        c[..8].copy_from_slice(&self.capacity.to_le_bytes());
+        c[..8].copy_from_slice(&self.disk.capacity.to_le_bytes());
         c[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
         c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
         c
     }
 
-    fn execute(&mut self, op: &Op) -> Result<u32, io::Error> {
-        let mem = self.mem.clone();
-        let to_io = |e: vm_memory::GuestMemoryError| io::Error::new(io::ErrorKind::InvalidInput, e);
-        match op {
-            Op::Read { sector, bufs } => {
-                let mut off = sector * SECTOR_SIZE;
-                let mut done = 0u32;
-                for (addr, len) in bufs {
-                    let mut buf = vec![0u8; *len as usize];
-                    self.disk.read_at(&mut buf, off)?;
-                    mem.write_slice(&buf, *addr).map_err(to_io)?;
-                    off += u64::from(*len);
-                    done += len;
-                }
-                self.metrics.read_bytes += u64::from(done);
-                Ok(done)
-            }
-            Op::Write { sector, bufs } => {
-                let mut off = sector * SECTOR_SIZE;
-                for (addr, len) in bufs {
-                    let mut buf = vec![0u8; *len as usize];
-                    mem.read_slice(&mut buf, *addr).map_err(to_io)?;
-                    self.disk.write_at(&buf, off)?;
-                    off += u64::from(*len);
-                    self.metrics.write_bytes += u64::from(*len);
-                }
-                Ok(0)
-            }
-            Op::Flush => {
-                self.disk.flush()?;
-                Ok(0)
-            }
-            Op::GetId(addr, len) => {
-                let n = (*len as usize).min(ID_BYTES);
-                mem.write_slice(&self.id[..n], *addr).map_err(to_io)?;
-                Ok(n as u32)
-            }
-        }
-    }
-
-    /// Serves every available request on the queue; returns how many chains
-    /// were consumed.
+    /// Serves every available request on the queue (a queue's worth per
+    /// call; the rest on the next turn of the event loop); returns how
+    /// many chains were consumed.
     pub fn process_queue(&mut self) -> usize {
-        let mem = self.mem.clone();
-        let mut count = 0;
-        while let Some(chain) = self.queues[0].pop_descriptor_chain(&*mem) {
-            if count == usize::from(QUEUE_SIZE) {
-                // Budget spent: let other devices (and SIGTERM) run, and
-                // come back through our own eventfd.
-                self.queues[0].go_to_previous_position();
-                let _ = self.queue_evts[0].write(1);
-                break;
-            }
-            count += 1;
-            let head = chain.head_index();
-            let used_len = match Request::parse(chain, self.capacity, self.read_only) {
-                Err(e) => {
-                    self.metrics.malformed += 1;
-                    guest_event(format_args!("virtio-blk: malformed request: {e}"));
-                    0
-                }
-                Ok(req) => {
-                    let (status, len) = match &req.op {
-                        Ok(op) => match self.execute(op) {
-                            Ok(n) => (VIRTIO_BLK_S_OK, n),
-                            Err(e) => {
-                                guest_event(format_args!("virtio-blk: I/O error: {e}"));
-                                (VIRTIO_BLK_S_IOERR, 0)
-                            }
-                        },
-                        Err(RequestError::Unsupported(_)) => (VIRTIO_BLK_S_UNSUPP, 0),
-                        Err(e) => {
-                            guest_event(format_args!("virtio-blk: refused request: {e}"));
-                            (VIRTIO_BLK_S_IOERR, 0)
-                        }
-                    };
-                    if status == VIRTIO_BLK_S_OK {
-                        self.metrics.ok += 1;
-                    } else {
-                        self.metrics.failed += 1;
-                    }
-                    // The range was checked by parse; this cannot fail unless
-                    // memory shrank, which it does not.
-                    let _ = mem.write_obj(status, req.status);
-                    len + 1
-                }
-            };
-            if let Err(e) = self.queues[0].add_used(&*mem, head, used_len) {
-                guest_event(format_args!("virtio-blk: cannot return a used buffer: {e}"));
-                break;
-            }
-        }
-        if count > 0 {
-            match self.queues[0].needs_notification(&*mem) {
-                Ok(false) => {}
-                _ => self.interrupt.signal_used_queue(),
-            }
-        }
-        count
+        let Self {
+            state,
+            disk,
+            metrics,
+        } = self;
+        state.serve_queue(0, usize::from(QUEUE_SIZE), |chain, mem| {
+            Served::Next(disk.serve(chain, mem, metrics))
+        })
     }
 }
 
@@ -245,53 +243,23 @@ impl<B: DiskBackend> VirtioDevice for Block<B> {
     fn device_type(&self) -> u32 {
         device_type::BLOCK
     }
-    fn avail_features(&self) -> u64 {
-        let ro = if self.read_only { VIRTIO_BLK_F_RO } else { 0 };
-        VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_SIZE_MAX | VIRTIO_BLK_F_SEG_MAX | ro
+    fn state(&self) -> &DeviceState {
+        &self.state
     }
-    fn set_acked_features(&mut self, features: u64) {
-        self.acked = features;
-    }
-    fn queues_mut(&mut self) -> &mut [Queue] {
-        &mut self.queues
-    }
-    fn queue_events(&self) -> &[EventFd] {
-        &self.queue_evts
-    }
-    fn interrupt(&self) -> &Arc<Interrupt> {
-        &self.interrupt
+    fn state_mut(&mut self) -> &mut DeviceState {
+        &mut self.state
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         read_config_bytes(&self.config_bytes(), offset, data);
-    }
-    fn activate(&mut self) -> Result<(), DeviceError> {
-        if !self.queues[0].ready() {
-            return Err(DeviceError::BadQueue(0));
-        }
-        self.activated = true;
-        Ok(())
-    }
-    fn is_activated(&self) -> bool {
-        self.activated
-    }
-    fn reset(&mut self) {
-        self.activated = false;
-        self.acked = 0;
-        for q in &mut self.queues {
-            q.reset();
-        }
     }
 }
 
 impl<B: DiskBackend> Subscriber for Block<B> {
     fn init(&mut self, ops: &mut EventOps<'_>) {
-        if let Err(e) = ops.add(self.queue_evts[0].as_raw_fd(), EventSet::IN) {
-            crate::logger::warn(format_args!("virtio-blk: cannot watch the queue: {e}"));
-        }
+        self.state.register_queue_events(ops);
     }
-    fn process(&mut self, _fd: RawFd, _events: EventSet, _ops: &mut EventOps<'_>) {
-        let _ = self.queue_evts[0].read();
-        if self.activated {
+    fn process(&mut self, fd: RawFd, _events: EventSet, _ops: &mut EventOps<'_>) {
+        if self.state.take_queue_event(fd).is_some() && self.state.is_activated() {
             self.process_queue();
         }
     }
@@ -310,7 +278,11 @@ mod tests {
     use crate::devices::virtio::block::request::{
         RequestHeader, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
     };
-    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+    use crate::devices::virtio::test_utils::{add_chains, desc as d, guest_memory};
+    use crate::devices::virtio::ActivateError;
+    use crate::event_loop::with_test_ops;
+    use std::os::fd::AsRawFd;
+    use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
 
     /// An in-memory disk.
@@ -341,25 +313,20 @@ mod tests {
 
     const F_WRITE: u16 = 2;
 
-    fn d(addr: u64, len: u32, flags: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0))
-    }
-
     fn run(
         descs: &[RawDescriptor],
         hdr: RequestHeader,
         ro: bool,
     ) -> (Block<MemDisk>, Arc<GuestMemoryMmap>, u32) {
-        let mem =
-            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+        let mem = guest_memory();
         mem.write_obj(hdr, GuestAddress(0x10_0000)).unwrap();
         let disk: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
         let mut blk =
             Block::with_backend(mem.clone(), MemDisk(disk, false), 8192, ro, b"disk-7").unwrap();
         let vq = MockSplitQueue::new(&*mem, 16);
         vq.build_desc_chain(descs).unwrap();
-        blk.queues[0] = vq.create_queue().unwrap();
-        blk.activated = true;
+        blk.state.queues_mut()[0] = vq.create_queue().unwrap();
+        blk.activate().unwrap();
         assert_eq!(blk.process_queue(), 1);
         let used_len = vq.used().ring().ref_at(0).unwrap().load().len();
         (blk, mem, used_len)
@@ -390,7 +357,7 @@ mod tests {
         let b: u8 = mem.read_obj(GuestAddress(0x20_0000)).unwrap();
         assert_eq!(b, (512 % 251) as u8);
         assert_eq!(blk.metrics.ok, 1);
-        assert_ne!(blk.interrupt.status() & 1, 0);
+        assert_ne!(blk.state.interrupt().status() & 1, 0);
 
         let hdr = RequestHeader {
             kind: VIRTIO_BLK_T_OUT,
@@ -407,7 +374,7 @@ mod tests {
             false,
         );
         assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
-        assert_eq!(&blk.disk.0[1024..1028], &[0, 0, 0, 0]); // guest buffer was zeroes
+        assert_eq!(&blk.disk.backend.0[1024..1028], &[0, 0, 0, 0]); // guest buffer was zeroes
 
         let hdr = RequestHeader {
             kind: VIRTIO_BLK_T_GET_ID,
@@ -476,7 +443,67 @@ mod tests {
         let mut cap = [0u8; 8];
         blk.read_config(0, &mut cap);
         assert_eq!(u64::from_le_bytes(cap), 8);
-        assert_ne!(blk.avail_features() & VIRTIO_BLK_F_RO, 0);
+        assert_ne!(blk.state.avail_features() & VIRTIO_BLK_F_RO, 0);
         assert!(Block::with_backend(mem, MemDisk(vec![], false), 0, false, &[b'a'; 21]).is_err());
+    }
+
+    #[test]
+    fn activation_needs_the_queue_and_reset_stops_serving() {
+        let mem = guest_memory();
+        let mut blk =
+            Block::with_backend(mem.clone(), MemDisk(vec![0; 4096], false), 4096, false, b"")
+                .unwrap();
+        assert!(matches!(blk.activate(), Err(ActivateError::NotReady(0))));
+        let vq = MockSplitQueue::new(&*mem, 16);
+        blk.state.queues_mut()[0] = vq.create_queue().unwrap();
+        blk.activate().unwrap();
+        blk.reset();
+        assert!(!blk.state.is_activated());
+        // A kick after reset is consumed without touching the queue.
+        let fd = blk.state.queue_events()[0].as_raw_fd();
+        blk.state.kick(0);
+        with_test_ops(|ops| blk.process(fd, EventSet::IN, ops));
+        assert_eq!(blk.state.queue_events()[0].read().ok(), None);
+        assert_eq!(blk.metrics, BlockMetrics::default());
+    }
+
+    #[test]
+    fn hostile_chains_get_a_status_or_nothing_but_never_panic() {
+        let mem = guest_memory();
+        let mut blk =
+            Block::with_backend(mem.clone(), MemDisk(vec![0; 8192], false), 8192, false, b"")
+                .unwrap();
+        let vq = MockSplitQueue::new(&*mem, 16);
+        // Header past the end of memory, a read past the end of the disk,
+        // a lone descriptor, and a data length the u32 sum cannot hold.
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_IN,
+            reserved: 0,
+            sector: u64::MAX,
+        };
+        mem.write_obj(hdr, GuestAddress(0x10_0000)).unwrap();
+        let chains: [&[RawDescriptor]; 4] = [
+            &[d(0xff_fff8, 16, 0), d(0x30_0000, 1, F_WRITE)],
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, 512, F_WRITE),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+            &[d(0x10_0000, 16, 0)],
+            &[
+                d(0x10_0000, 16, 0),
+                d(0x20_0000, u32::MAX, F_WRITE),
+                d(0x30_0000, 1, F_WRITE),
+            ],
+        ];
+        add_chains(&vq, &chains);
+        blk.state.queues_mut()[0] = vq.create_queue().unwrap();
+        blk.activate().unwrap();
+        assert_eq!(blk.process_queue(), 4);
+        assert_eq!(vq.used().idx().load(), 4);
+        // virtio-queue ends a chain whose length overflows u32 early, so
+        // the last one is too short rather than out of range.
+        assert_eq!((blk.metrics.malformed, blk.metrics.failed), (3, 1));
+        assert_eq!(vq.used().ring().ref_at(1).unwrap().load().len(), 1);
     }
 }

@@ -1,19 +1,19 @@
-//! The virtio-net device: frames between the guest's queues and the tap.
+//! The virtio-net device: frames between the guest's queues and the tap,
+//! on the shared `DeviceState` for queues, features and activation.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::EventFd;
 
 use super::packet::{parse_tx, RxChain};
 use super::{tap, MAX_FRAME, QUEUE_SIZE};
 use crate::devices::virtio::{
-    device_type, read_config_bytes, DeviceError, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1,
+    device_type, read_config_bytes, DeviceError, DeviceState, Served, VirtioDevice,
+    VIRTIO_F_VERSION_1,
 };
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
@@ -35,13 +35,9 @@ pub struct NetMetrics {
 
 /// The network device.
 pub struct Net<T: Read + Write + AsRawFd + Send = File> {
-    mem: Arc<GuestMemoryMmap>,
+    state: DeviceState,
     tap: T,
     mac: Option<[u8; 6]>,
-    queues: Vec<Queue>,
-    evts: Vec<EventFd>,
-    interrupt: Arc<Interrupt>,
-    activated: bool,
     /// A frame read from the tap and not yet delivered.
     pending: Option<Vec<u8>>,
     tap_watched: bool,
@@ -68,20 +64,11 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
         tap: T,
         mac: Option<[u8; 6]>,
     ) -> Result<Self, DeviceError> {
-        let mut queues = Vec::new();
-        let mut evts = Vec::new();
-        for _ in 0..2 {
-            queues.push(Queue::new(QUEUE_SIZE).map_err(DeviceError::Queue)?);
-            evts.push(EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?);
-        }
+        let features = VIRTIO_F_VERSION_1 | if mac.is_some() { VIRTIO_NET_F_MAC } else { 0 };
         Ok(Self {
-            mem,
+            state: DeviceState::new("virtio-net", mem, features, &[QUEUE_SIZE; 2], 2)?,
             tap,
             mac,
-            queues,
-            evts,
-            interrupt: Interrupt::new()?,
-            activated: false,
             pending: None,
             tap_watched: false,
             metrics: NetMetrics::default(),
@@ -89,70 +76,65 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
     }
 
     fn process_tx(&mut self) {
-        let mem = self.mem.clone();
-        let mut used = false;
-        let mut budget = usize::from(QUEUE_SIZE);
-        while let Some(chain) = self.queues[TXQ].pop_descriptor_chain(&*mem) {
-            if budget == 0 {
-                // Let other devices run; resume through our own eventfd.
-                self.queues[TXQ].go_to_previous_position();
-                let _ = self.evts[TXQ].write(1);
-                break;
-            }
-            budget -= 1;
-            let head = chain.head_index();
+        let Self {
+            state,
+            tap,
+            metrics,
+            ..
+        } = self;
+        state.serve_queue(TXQ, usize::from(QUEUE_SIZE), |chain, _| {
             match parse_tx(chain) {
-                Ok(frame) => match self.tap.write(&frame) {
-                    Ok(_) => self.metrics.tx_frames += 1,
+                Ok(frame) => match tap.write(&frame) {
+                    Ok(_) => metrics.tx_frames += 1,
                     Err(e) => {
                         // A full or downed tap drops frames, as a wire would.
-                        self.metrics.dropped += 1;
+                        metrics.dropped += 1;
                         guest_event(format_args!("virtio-net: tap write: {e}"));
                     }
                 },
                 Err(e) => {
-                    self.metrics.dropped += 1;
+                    metrics.dropped += 1;
                     guest_event(format_args!("virtio-net: bad TX chain: {e}"));
                 }
             }
-            if self.queues[TXQ].add_used(&*mem, head, 0).is_err() {
-                break;
-            }
-            used = true;
+            Served::Next(0)
+        });
+    }
+
+    /// The frame waiting for the guest, reading one from the tap if none.
+    fn next_frame(&mut self) -> Option<Vec<u8>> {
+        if let Some(frame) = self.pending.take() {
+            return Some(frame);
         }
-        if used {
-            self.interrupt.signal_used_queue();
+        let mut buf = vec![0u8; MAX_FRAME];
+        loop {
+            return match self.tap.read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    buf.truncate(n);
+                    Some(buf)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) | Err(_) => None,
+            };
         }
     }
 
     /// Moves frames from the tap to the guest while both have some.
     /// Returns whether the tap should stay watched (guest buffers left).
     fn process_rx(&mut self) -> bool {
-        let mem = self.mem.clone();
         let mut used = false;
         let mut want_tap = true;
-        loop {
-            if self.pending.is_none() {
-                let mut buf = vec![0u8; MAX_FRAME];
-                match self.tap.read(&mut buf) {
-                    Ok(n) if n > 0 => {
-                        buf.truncate(n);
-                        self.pending = Some(buf);
-                    }
-                    Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
-            }
-            let Some(chain) = self.queues[RXQ].pop_descriptor_chain(&*mem) else {
-                // No guest buffers: stop watching the tap until the guest
-                // adds some.
+        while let Some(frame) = self.next_frame() {
+            let Some(chain) = self.state.pop(RXQ) else {
+                // No guest buffers: keep the frame and stop watching the
+                // tap until the guest adds some.
+                self.pending = Some(frame);
                 want_tap = false;
                 break;
             };
             let head = chain.head_index();
-            let frame = self.pending.take().expect("set above");
-            let len = match RxChain::parse(chain).and_then(|rx| rx.write(&*mem, &frame)) {
+            let len = match RxChain::parse(chain).and_then(|rx| rx.write(self.state.mem(), &frame))
+            {
                 Ok(n) => {
                     self.metrics.rx_frames += 1;
                     n
@@ -163,14 +145,14 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
                     0
                 }
             };
-            if self.queues[RXQ].add_used(&*mem, head, len).is_err() {
-                self.queues[RXQ].go_to_previous_position();
+            if self.state.add_used(RXQ, head, len).is_err() {
+                self.state.undo_pop(RXQ);
                 break;
             }
             used = true;
         }
         if used {
-            self.interrupt.signal_used_queue();
+            self.state.notify_used(RXQ);
         }
         want_tap
     }
@@ -196,23 +178,11 @@ impl<T: Read + Write + AsRawFd + Send> VirtioDevice for Net<T> {
     fn device_type(&self) -> u32 {
         device_type::NET
     }
-    fn avail_features(&self) -> u64 {
-        VIRTIO_F_VERSION_1
-            | if self.mac.is_some() {
-                VIRTIO_NET_F_MAC
-            } else {
-                0
-            }
+    fn state(&self) -> &DeviceState {
+        &self.state
     }
-    fn set_acked_features(&mut self, _features: u64) {}
-    fn queues_mut(&mut self) -> &mut [Queue] {
-        &mut self.queues
-    }
-    fn queue_events(&self) -> &[EventFd] {
-        &self.evts
-    }
-    fn interrupt(&self) -> &Arc<Interrupt> {
-        &self.interrupt
+    fn state_mut(&mut self) -> &mut DeviceState {
+        &mut self.state
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let mut cfg = [0u8; 8];
@@ -221,50 +191,29 @@ impl<T: Read + Write + AsRawFd + Send> VirtioDevice for Net<T> {
         }
         read_config_bytes(&cfg, offset, data);
     }
-    fn activate(&mut self) -> Result<(), DeviceError> {
-        for i in [RXQ, TXQ] {
-            if !self.queues[i].ready() {
-                return Err(DeviceError::BadQueue(i));
-            }
-        }
-        self.activated = true;
+    fn on_activate(&mut self) {
         // Let the event loop start watching the tap.
-        let _ = self.evts[RXQ].write(1);
-        Ok(())
+        self.state.kick(RXQ);
     }
-    fn is_activated(&self) -> bool {
-        self.activated
-    }
-    fn reset(&mut self) {
-        self.activated = false;
+    fn on_reset(&mut self) {
         self.pending = None;
-        for q in &mut self.queues {
-            q.reset();
-        }
     }
 }
 
 impl<T: Read + Write + AsRawFd + Send> Subscriber for Net<T> {
     fn init(&mut self, ops: &mut EventOps<'_>) {
-        for e in &self.evts {
-            if let Err(err) = ops.add(e.as_raw_fd(), EventSet::IN) {
-                crate::logger::warn(format_args!("virtio-net: cannot watch a queue: {err}"));
-            }
-        }
+        self.state.register_queue_events(ops);
     }
 
     fn process(&mut self, fd: RawFd, _events: EventSet, ops: &mut EventOps<'_>) {
-        if fd == self.evts[TXQ].as_raw_fd() {
-            let _ = self.evts[TXQ].read();
-            if self.activated {
+        if self.state.take_queue_event(fd) == Some(TXQ) {
+            if self.state.is_activated() {
                 self.process_tx();
             }
             return;
         }
-        if fd == self.evts[RXQ].as_raw_fd() {
-            let _ = self.evts[RXQ].read();
-        }
-        if !self.activated {
+        // The RX queue's eventfd (guest buffers) or the tap (frames).
+        if !self.state.is_activated() {
             self.set_tap_watch(false, ops);
             return;
         }
@@ -276,8 +225,10 @@ impl<T: Read + Write + AsRawFd + Send> Subscriber for Net<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::virtio::test_utils::{desc as d, guest_memory};
+    use crate::devices::virtio::ActivateError;
+    use crate::event_loop::with_test_ops;
     use std::os::unix::net::UnixDatagram;
-    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
 
@@ -302,14 +253,9 @@ mod tests {
         }
     }
 
-    fn d(addr: u64, len: u32, flags: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, 0))
-    }
-
     #[test]
     fn frames_cross_in_both_directions() {
-        let mem =
-            Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap());
+        let mem = guest_memory();
         let (a, b) = UnixDatagram::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let mut net = Net::with_tap(mem.clone(), Dgram(a), Some([2, 0, 0, 0, 0, 1])).unwrap();
@@ -319,9 +265,9 @@ mod tests {
         txq.build_desc_chain(&[d(0x10_0000, 22, 0)]).unwrap();
         let rxq = MockSplitQueue::create(&*mem, GuestAddress(0x2_0000), 16);
         rxq.build_desc_chain(&[d(0x20_0000, 100, 2)]).unwrap();
-        net.queues[TXQ] = txq.create_queue().unwrap();
-        net.queues[RXQ] = rxq.create_queue().unwrap();
-        net.activated = true;
+        net.state.queues_mut()[TXQ] = txq.create_queue().unwrap();
+        net.state.queues_mut()[RXQ] = rxq.create_queue().unwrap();
+        net.activate().unwrap();
         net.process_tx();
         let mut buf = [0u8; 64];
         let n = b.recv(&mut buf).unwrap();
@@ -341,5 +287,68 @@ mod tests {
         let mut mac = [0u8; 6];
         net.read_config(0, &mut mac);
         assert_eq!(mac, [2, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn activation_needs_both_queues_and_reset_drops_the_pending_frame() {
+        let mem = guest_memory();
+        let (a, b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut net = Net::with_tap(mem.clone(), Dgram(a), None).unwrap();
+        assert_eq!(net.state.avail_features(), VIRTIO_F_VERSION_1);
+        let rxq = MockSplitQueue::create(&*mem, GuestAddress(0x2_0000), 16);
+        net.state.queues_mut()[RXQ] = rxq.create_queue().unwrap();
+        assert_eq!(net.activate(), Err(ActivateError::NotReady(TXQ)));
+        let txq = MockSplitQueue::create(&*mem, GuestAddress(0x1_0000), 16);
+        net.state.queues_mut()[TXQ] = txq.create_queue().unwrap();
+        net.activate().unwrap();
+        // Activation kicks RX so the event loop starts watching the tap.
+        let rx_fd = net.state.queue_events()[RXQ].as_raw_fd();
+        assert_eq!(net.state.take_queue_event(rx_fd), Some(RXQ));
+        // A frame with no guest buffer waits; reset forgets it.
+        b.send(b"frame").unwrap();
+        with_test_ops(|ops| net.process(rx_fd, EventSet::IN, ops));
+        assert!(net.pending.is_some() && !net.tap_watched);
+        net.reset();
+        assert!(net.pending.is_none() && !net.state.is_activated());
+        // Events after reset do not move frames and unwatch the tap.
+        b.send(b"late").unwrap();
+        let tap_fd = net.tap.as_raw_fd();
+        with_test_ops(|ops| net.process(tap_fd, EventSet::IN, ops));
+        assert_eq!(net.metrics.rx_frames, 0);
+    }
+
+    #[test]
+    fn hostile_chains_are_dropped_not_fatal() {
+        let mem = guest_memory();
+        let (a, b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut net = Net::with_tap(mem.clone(), Dgram(a), None).unwrap();
+        let txq = MockSplitQueue::create(&*mem, GuestAddress(0x1_0000), 16);
+        // Writable TX descriptor, one outside memory, one header-only.
+        txq.add_desc_chains(
+            &[
+                d(0x10_0000, 64, 2),
+                d(0xff_fff0, 64, 0),
+                d(0x10_0000, 12, 0),
+            ],
+            0,
+        )
+        .unwrap();
+        let rxq = MockSplitQueue::create(&*mem, GuestAddress(0x2_0000), 16);
+        // An RX buffer too small for the frame, and a read-only one.
+        rxq.add_desc_chains(&[d(0x20_0000, 14, 2), d(0x21_0000, 100, 0)], 0)
+            .unwrap();
+        net.state.queues_mut()[TXQ] = txq.create_queue().unwrap();
+        net.state.queues_mut()[RXQ] = rxq.create_queue().unwrap();
+        net.activate().unwrap();
+        net.process_tx();
+        assert_eq!(txq.used().idx().load(), 3);
+        b.send(b"a-long-frame").unwrap();
+        b.send(b"another-one").unwrap();
+        // Both frames dropped on bad buffers; the tap is drained.
+        assert!(net.process_rx());
+        assert_eq!(rxq.used().idx().load(), 2);
+        assert_eq!((net.metrics.dropped, net.metrics.rx_frames), (5, 0));
     }
 }

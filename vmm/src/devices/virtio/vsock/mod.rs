@@ -4,15 +4,20 @@
 //! writes `CONNECT P\n`, and once the guest accepts reads `OK <port>\n`.
 //! No `vhost-vsock` module is needed.
 //!
-//! `packet` parses and builds packets (no I/O), `connection` holds one
-//! stream's state and credit, `device` multiplexes them on the queues.
+//! `packet` parses and builds packets (no I/O), `device` moves them
+//! between the queues and a `backend::VsockBackend`, and `unix` is the
+//! host side: the muxer of connections on unix sockets (Firecracker's
+//! `vsock/unix`).
 
-pub mod connection;
+pub mod backend;
 pub mod device;
 pub mod packet;
+pub mod unix;
 
-pub use device::Vsock;
+pub use backend::{RxPacket, VsockBackend};
+pub use device::{Vsock, VsockMetrics};
 pub use packet::{Header, PacketError, TxPacket};
+pub use unix::VsockMuxer;
 
 /// The host's CID.
 pub const HOST_CID: u64 = 2;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 
-use super::CONN_BUF_ALLOC;
+use crate::devices::virtio::vsock::CONN_BUF_ALLOC;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
