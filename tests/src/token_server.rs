@@ -196,9 +196,7 @@ fn serve(
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Some(r) = answer(stream, policy) {
-                    requests.lock().unwrap().push(r);
-                }
+                answer(stream, policy, requests);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(10));
@@ -208,8 +206,9 @@ fn serve(
     }
 }
 
-/// Reads one request and answers it; `None` if it was not one.
-fn answer(stream: TcpStream, policy: &Policy) -> Option<TokenRequest> {
+/// Reads one request, records it and answers it (recorded first: the
+/// client may act on the answer, and the test look, before this returns).
+fn answer(stream: TcpStream, policy: &Policy, requests: &Mutex<Vec<TokenRequest>>) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -291,6 +290,11 @@ fn answer(stream: TcpStream, policy: &Policy) -> Option<TokenRequest> {
         401 => "Unauthorized",
         _ => "Not Found",
     };
+    requests.lock().unwrap().push(TokenRequest {
+        user,
+        scopes,
+        status,
+    });
     let mut stream = stream;
     let _ = write!(
         stream,
@@ -298,11 +302,7 @@ fn answer(stream: TcpStream, policy: &Policy) -> Option<TokenRequest> {
         body.len()
     );
     let _ = stream.flush();
-    Some(TokenRequest {
-        user,
-        scopes,
-        status,
-    })
+    Some(())
 }
 
 /// The `access` claim for `scopes`: everything for the user, `pull` of
