@@ -529,6 +529,7 @@ mod tests {
                     )],
                 };
                 // The probe needs `who`; pass it through a static.
+                let _who = who_lock();
                 WHO.store(*who, std::sync::atomic::Ordering::SeqCst);
                 let got = run_filtered(&policy, || {
                     probe_who(WHO.load(std::sync::atomic::Ordering::SeqCst))
@@ -543,6 +544,12 @@ mod tests {
     }
 
     static WHO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    /// Held while a test uses `WHO`: two tests set it.
+    fn who_lock() -> std::sync::MutexGuard<'static, ()> {
+        static USERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        USERS.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     #[test]
     fn rules_are_tried_in_order_then_default() {
@@ -571,6 +578,7 @@ mod tests {
             ],
         };
         for (who, want) in [(1u64, 11), (2, 12), (3, 3)] {
+            let _who = who_lock();
             WHO.store(who, std::sync::atomic::Ordering::SeqCst);
             assert_eq!(
                 run_filtered(&policy, || probe_who(
