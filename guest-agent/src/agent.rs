@@ -1,5 +1,8 @@
 //! The agent's server: reads frames from the host, routes data to streams
-//! and requests to thin handlers that call the domain modules.
+//! and requests to thin handlers that call the domain modules. This file
+//! alone owns and updates the connection's state (its container, its
+//! processes): the domain modules take arguments and return values, and
+//! report exits through [`ProcessEvents`], which [`Agent`] implements.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -9,13 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hull_protocol::{
-    AgentError, ControlMessage, ErrorKind, FrameDecoder, FrameKind, GuestNetwork, Reply, Request,
-    MAIN_PROCESS, PROTOCOL_VERSION,
+    AgentError, ControlMessage, ErrorKind, ExecProcess, FrameDecoder, FrameKind, GuestNetwork,
+    Reply, Request, RunContainer, MAIN_PROCESS, PROTOCOL_VERSION,
 };
 
-use crate::container::{self, ContainerInfo};
+use crate::container::io::{Link, ProcessEvents, Role};
+use crate::container::{self, ContainerInfo, Layout, Started};
 use crate::process::Reaper;
 use crate::sys;
+use crate::syscall::{Syscall, LINUX};
 use crate::wire::{Streams, Wire};
 
 /// How long a `--rm` VM waits for the host's shutdown after the exit was
@@ -32,10 +37,14 @@ const REMOVE_WAIT: Duration = Duration::from_secs(5);
 /// own, on a port the host hot-adds.
 pub struct Agent {
     pub wire: Arc<Wire>,
-    pub streams: Streams,
+    pub streams: Arc<Streams>,
     pub reaper: Arc<Reaper>,
     pub vm: Arc<Vm>,
     primary: bool,
+    /// The kernel, as container set-up sees it.
+    sys: &'static dyn Syscall,
+    /// Where container set-up finds and keeps things.
+    layout: Layout,
     state: Mutex<State>,
 }
 
@@ -109,12 +118,23 @@ impl Agent {
     fn session(wire: Wire, reaper: Arc<Reaper>, vm: Arc<Vm>, primary: bool) -> Arc<Self> {
         Arc::new(Self {
             wire: Arc::new(wire),
-            streams: Streams::default(),
+            streams: Arc::default(),
             reaper,
             vm,
             primary,
+            sys: &LINUX,
+            layout: Layout::default(),
             state: Mutex::default(),
         })
+    }
+
+    /// What a process's streams and exit report go through.
+    fn link(&self) -> Link {
+        Link {
+            wire: self.wire.clone(),
+            streams: self.streams.clone(),
+            reaper: self.reaper.clone(),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -122,7 +142,7 @@ impl Agent {
     }
 
     /// Claims this connection (one container each) and the VM-wide id.
-    pub fn claim_container(&self, id: &str) -> Result<(), AgentError> {
+    fn claim_container(&self, id: &str) -> Result<(), AgentError> {
         let mut state = self.state();
         if state.container_claimed.is_some() {
             return Err(invalid("this connection already runs a container"));
@@ -168,13 +188,8 @@ impl Agent {
             container.cgroup.kill_all();
             container.cgroup.remove();
         }
-        container::rootfs::release(&id);
+        container::rootfs::release(self.sys, &self.layout, &id);
         self.vm.containers().remove(&id);
-    }
-
-    /// Whether this is the VM's first connection, which owns the VM.
-    pub fn is_primary(&self) -> bool {
-        self.primary
     }
 
     /// The main process has exited, or never ran.
@@ -184,7 +199,7 @@ impl Agent {
     }
 
     /// The main process of `container` runs as `pid`.
-    pub fn container_started(&self, container: Arc<ContainerInfo>, pid: i32) {
+    fn container_started(&self, container: Arc<ContainerInfo>, pid: i32) {
         let mut state = self.state();
         state.container = Some(container);
         state.processes.insert(
@@ -197,7 +212,7 @@ impl Agent {
     }
 
     /// The container `id`, if it is this VM's and still runs.
-    pub fn running_container(&self, id: &str) -> Result<Arc<ContainerInfo>, AgentError> {
+    fn running_container(&self, id: &str) -> Result<Arc<ContainerInfo>, AgentError> {
         Self::running(&self.state(), id)
     }
 
@@ -212,7 +227,7 @@ impl Agent {
     }
 
     /// Claims `process_id` for a new process of the running container.
-    pub fn reserve_process(
+    fn reserve_process(
         &self,
         container_id: &str,
         process_id: &str,
@@ -230,13 +245,13 @@ impl Agent {
         Ok(container)
     }
 
-    pub fn process_started(&self, process_id: &str, pid: i32) {
+    fn process_started(&self, process_id: &str, pid: i32) {
         if let Some(entry) = self.state().processes.get_mut(process_id) {
             entry.pid = Some(pid);
         }
     }
 
-    pub fn set_terminal(&self, process_id: &str, master: OwnedFd) {
+    fn set_terminal(&self, process_id: &str, master: OwnedFd) {
         if let Some(entry) = self.state().processes.get_mut(process_id) {
             entry.terminal = Some(master);
         }
@@ -244,12 +259,103 @@ impl Agent {
 
     /// Forgets a process that ended (or never started); the end of the
     /// main process stops the container.
-    pub fn process_exited(&self, process_id: &str) {
+    fn forget_process(&self, process_id: &str) {
         let mut state = self.state();
         state.processes.remove(process_id);
         if process_id == MAIN_PROCESS {
             state.stopped = true;
         }
+    }
+
+    /// `RunContainer`: checks the request, claims the container, sets up
+    /// the VM's network (the first container) and creates it.
+    fn run_container(self: &Arc<Self>, request: RunContainer) -> Result<Reply, AgentError> {
+        let plan = container::check_run(request, &self.streams, self.primary)?;
+        self.claim_container(plan.id())?;
+        debug!("container {}: preparing the root", plan.id());
+        let network = self
+            .vm
+            .network(plan.network())
+            .map_err(|e| container::setup_error(&e))?;
+        let role = Role::Main {
+            shutdown_on_exit: plan.shutdown_on_exit(),
+        };
+        let started =
+            container::create(self.sys, &self.layout, plan, network.as_ref(), &self.reaper)?;
+        self.container_started(started.container.clone(), started.pid);
+        self.connect(MAIN_PROCESS, started, role)
+    }
+
+    /// `ExecProcess`: another process in the running container.
+    fn exec_process(self: &Arc<Self>, request: ExecProcess) -> Result<Reply, AgentError> {
+        let params = container::exec::check(&request, &self.streams)?;
+        let container = self.reserve_process(&request.container_id, &request.process_id)?;
+        let started = self.start_exec(container, &request, params);
+        if started.is_err() {
+            self.forget_process(&request.process_id);
+        }
+        started
+    }
+
+    fn start_exec(
+        self: &Arc<Self>,
+        container: Arc<ContainerInfo>,
+        request: &ExecProcess,
+        mut params: container::ProcessParams,
+    ) -> Result<Reply, AgentError> {
+        let opened = container::exec::open(&container, request, &mut params)?;
+        // The main process may have ended while they were opened.
+        self.running_container(&container.id)?;
+        let started =
+            container::exec::start(self.sys, container, request, params, opened, &self.reaper)?;
+        self.process_started(&request.process_id, started.pid);
+        self.connect(&request.process_id, started, Role::Exec)
+    }
+
+    /// Connects a process that runs to the host's streams and watches for
+    /// its exit; one that cannot be connected is killed and forgotten (a
+    /// main process takes its container's cgroup with it).
+    fn connect(
+        self: &Arc<Self>,
+        process_id: &str,
+        started: Started,
+        role: Role,
+    ) -> Result<Reply, AgentError> {
+        let Started {
+            container,
+            pid,
+            stdio,
+            ends,
+        } = started;
+        let link = self.link();
+        let attached = match container::io::attach(&link, stdio, ends) {
+            Ok((attached, terminal)) => {
+                if let Some(master) = terminal {
+                    self.set_terminal(process_id, master);
+                }
+                attached
+            }
+            Err(err) => {
+                container::io::abandon(&self.reaper, pid);
+                self.forget_process(process_id);
+                if matches!(role, Role::Main { .. }) {
+                    container.cgroup.kill_all();
+                    container.cgroup.remove();
+                }
+                return Err(err);
+            }
+        };
+        let events: Arc<dyn ProcessEvents> = self.clone();
+        container::io::supervise(
+            link,
+            events,
+            container,
+            process_id.to_string(),
+            pid,
+            attached,
+            role,
+        );
+        Ok(Reply::Started { pid: pid as u32 })
     }
 
     fn resize(&self, process: &str, rows: u16, cols: u16) -> Result<Reply, AgentError> {
@@ -264,14 +370,6 @@ impl Agent {
         sys::set_window_size(master.as_raw_fd(), rows, cols)
             .map(|_| Reply::Done)
             .map_err(|e| invalid(format!("resize: {e}")))
-    }
-
-    pub fn power_off_soon(&self) {
-        std::thread::spawn(|| {
-            std::thread::sleep(SHUTDOWN_GRACE);
-            crate::net::drain_tcp();
-            sys::power_off();
-        });
     }
 
     /// Serves the host until it goes away.
@@ -346,26 +444,31 @@ impl Agent {
 
     fn handle(self: &Arc<Self>, request: Request) -> Result<Reply, AgentError> {
         match request {
-            Request::RunContainer(spec) => container::run(self, *spec),
-            Request::ExecProcess(exec) => container::exec(self, *exec),
+            Request::RunContainer(spec) => self.run_container(*spec),
+            Request::ExecProcess(exec) => self.exec_process(*exec),
             Request::Signal { process, signal } => self.signal(&process, signal),
             Request::ResizeTerminal {
                 process,
                 rows,
                 cols,
             } => self.resize(&process, rows, cols),
-            Request::Stats { container_id } => container::stats(self, &container_id),
+            Request::Stats { container_id } => {
+                container::stats(&*self.running_container(&container_id)?)
+            }
             Request::ListProcesses { container_id } => {
-                container::list_processes(self, &container_id)
+                container::list_processes(&*self.running_container(&container_id)?)
             }
             Request::SignalContainer {
                 container_id,
                 signal,
-            } => container::signal_all(self, &container_id, signal),
+            } => {
+                container::check_signal(signal)?;
+                container::signal_all(&*self.running_container(&container_id)?, signal)
+            }
             Request::Freeze {
                 container_id,
                 frozen,
-            } => container::freeze(self, &container_id, frozen),
+            } => container::freeze(&*self.running_container(&container_id)?, frozen),
             Request::RemoveContainer { container_id } => self.remove_container(&container_id),
             Request::Shutdown if !self.primary => Err(invalid(
                 "a container that joined the VM cannot power it off",
@@ -399,5 +502,19 @@ impl Agent {
         for pid in main.into_iter().chain(others) {
             let _ = sys::kill(pid, libc::SIGKILL);
         }
+    }
+}
+
+impl ProcessEvents for Agent {
+    fn process_exited(&self, process_id: &str) {
+        self.forget_process(process_id);
+    }
+
+    fn power_off_soon(&self) {
+        std::thread::spawn(|| {
+            std::thread::sleep(SHUTDOWN_GRACE);
+            crate::net::drain_tcp();
+            sys::power_off();
+        });
     }
 }

@@ -7,20 +7,20 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::sys;
+use crate::syscall::Syscall;
 
 /// Prepares the VM's own root. Only meaningful as PID 1.
-pub fn setup_system() -> io::Result<()> {
-    switch_to_tmpfs_root()?;
+pub fn setup_system(sys: &dyn Syscall) -> io::Result<()> {
+    switch_to_tmpfs_root(sys)?;
     for dir in ["/proc", "/sys", "/dev", "/run", "/tmp"] {
         fs::create_dir_all(dir)?;
     }
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    sys::mount("proc", Path::new("/proc"), "proc", nosuid_nodev_noexec, "")
+    sys.mount("proc", Path::new("/proc"), "proc", nosuid_nodev_noexec, "")
         .map_err(|e| context(e, "mount /proc"))?;
-    sys::mount("sysfs", Path::new("/sys"), "sysfs", nosuid_nodev_noexec, "")
+    sys.mount("sysfs", Path::new("/sys"), "sysfs", nosuid_nodev_noexec, "")
         .map_err(|e| context(e, "mount /sys"))?;
-    sys::mount(
+    sys.mount(
         "devtmpfs",
         Path::new("/dev"),
         "devtmpfs",
@@ -28,7 +28,7 @@ pub fn setup_system() -> io::Result<()> {
         "mode=0755",
     )
     .map_err(|e| context(e, "mount /dev"))?;
-    sys::mount(
+    sys.mount(
         "tmpfs",
         Path::new("/run"),
         "tmpfs",
@@ -37,7 +37,7 @@ pub fn setup_system() -> io::Result<()> {
     )
     .map_err(|e| context(e, "mount /run"))?;
     fs::create_dir_all("/sys/fs/cgroup")?;
-    sys::mount(
+    sys.mount(
         "cgroup2",
         Path::new("/sys/fs/cgroup"),
         "cgroup2",
@@ -50,16 +50,18 @@ pub fn setup_system() -> io::Result<()> {
 
 /// Moves the process root from the initramfs onto a fresh tmpfs, as
 /// `switch_root` does, freeing the initramfs copy of our own binary.
-fn switch_to_tmpfs_root() -> io::Result<()> {
+fn switch_to_tmpfs_root(sys: &dyn Syscall) -> io::Result<()> {
     let new_root = Path::new("/newroot");
     fs::create_dir_all(new_root)?;
-    sys::mount("tmpfs", new_root, "tmpfs", 0, "mode=0755")
+    sys.mount("tmpfs", new_root, "tmpfs", 0, "mode=0755")
         .map_err(|e| context(e, "mount tmpfs root"))?;
     // The running image stays mapped; the file only costs memory.
     let _ = fs::remove_file("/init");
     std::env::set_current_dir(new_root)?;
-    sys::move_mount(Path::new("."), Path::new("/")).map_err(|e| context(e, "move root"))?;
-    sys::chroot(Path::new(".")).map_err(|e| context(e, "chroot"))?;
+    sys.move_mount(Path::new("."), Path::new("/"))
+        .map_err(|e| context(e, "move root"))?;
+    sys.chroot(Path::new("."))
+        .map_err(|e| context(e, "chroot"))?;
     std::env::set_current_dir("/")
 }
 

@@ -25,6 +25,9 @@ mod process;
 mod security;
 mod stdio;
 mod sys;
+mod syscall;
+#[cfg(test)]
+mod test_utils;
 mod wire;
 
 /// Held by every test that makes child processes: a test's reaper waits
@@ -80,7 +83,7 @@ fn serve_joined(
 
 fn run() -> io::Result<()> {
     if sys::getpid() == 1 {
-        boot::setup_system()?;
+        boot::setup_system(&syscall::LINUX)?;
     }
     let cmdline = boot::read_cmdline();
     DEBUG.store(

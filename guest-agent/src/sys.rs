@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 fn cstring(path: &Path) -> io::Result<CString> {
@@ -20,14 +20,15 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// mount(2). `source`/`fstype`/`data` may be empty.
-/// Detaches the mount at `target` (it goes once nothing uses it).
-pub fn unmount_detach(target: &Path) -> io::Result<()> {
+/// umount2(2) with `flags` (`0`, or `MNT_DETACH`: the mount goes once
+/// nothing uses it).
+pub fn unmount(target: &Path, flags: libc::c_int) -> io::Result<()> {
     let target = cstring(target)?;
     // SAFETY: `target` is a NUL-terminated string that outlives the call.
-    check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
+    check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(|_| ())
 }
 
+/// mount(2). `source`/`fstype`/`data` may be empty.
 pub fn mount(
     source: &str,
     target: &Path,
@@ -81,6 +82,196 @@ pub fn chroot(path: &Path) -> io::Result<()> {
     let path = cstring(path)?;
     // SAFETY: the path is NUL-terminated and outlives the call.
     check(unsafe { libc::chroot(path.as_ptr()) }).map(drop)
+}
+
+/// setns(2) into the namespace open at `fd`; `nstype` is its CLONE_NEW*
+/// flag (0: any). Changes only the calling thread.
+pub fn set_namespace(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and an integer; a bad descriptor is
+    // an error, not undefined behaviour.
+    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
+/// prlimit(2): sets `resource` of process `pid` to `soft`:`hard`.
+pub fn set_rlimit_of(pid: i32, resource: u32, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `limit` is a valid rlimit64; the old value is not asked for.
+    check(unsafe { libc::prlimit64(pid, resource as _, &limit, std::ptr::null_mut()) }).map(drop)
+}
+
+/// struct mount_attr of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount tree at
+/// `source`.
+pub fn open_tree_clone(source: &Path) -> io::Result<OwnedFd> {
+    let source = cstring(source)?;
+    // SAFETY: a NUL-terminated path that outlives the call; the returned
+    // descriptor is owned below.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
+}
+
+/// mount_setattr(2): idmaps the detached tree `tree` with the ids of the
+/// user namespace open at `userns`.
+pub fn set_mount_idmap(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: `attr` is a mount_attr of the size passed; "" with
+    // AT_EMPTY_PATH names the tree's descriptor itself.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if set < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// move_mount(2): attaches the detached tree `tree` at `target`.
+pub fn attach_tree(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: NUL-terminated paths and a descriptor that outlive the call.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// mount(2) from a thread whose filesystem ids are `uid`:`gid` (with its
+/// effective capabilities raised again, which the fs uid change drops):
+/// overlayfs does its copy-ups with its mounter's credentials. Thread
+/// credentials are the thread's own; it ends with the mount.
+pub fn mount_with_fs_ids(
+    uid: u32,
+    gid: u32,
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> io::Result<()> {
+                // SAFETY: setfsgid/setfsuid change only this thread's
+                // credentials (raw syscalls, not glibc's broadcast).
+                unsafe {
+                    libc::syscall(libc::SYS_setfsgid, gid);
+                    libc::syscall(libc::SYS_setfsuid, uid);
+                }
+                raise_effective_capabilities()?;
+                mount(source, target, fstype, flags, data)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the mount thread panicked")))
+    })
+}
+
+/// Changing the fs uid away from 0 drops the file capabilities from the
+/// effective set; raises them back to the permitted set (this thread).
+fn raise_effective_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: a v3 header and two data structs, as capget(2) wants.
+    if unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            data.as_mut_ptr(),
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    // SAFETY: as above; capset reads them.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A child in the new namespaces `flags` that does nothing but wait: it
+/// exits once a byte comes on the returned pipe end (or the pipe closes).
+/// Returns its pid (the caller registers it with the reaper) and the pipe.
+pub fn spawn_waiting_child(flags: u64) -> io::Result<(i32, OwnedFd)> {
+    let (hold_read, hold_write) = pipe()?;
+    // SAFETY: the child only calls read(2) and _exit(2), both
+    // async-signal-safe, on a descriptor it inherited.
+    let pid = unsafe { clone_into_namespaces(flags, None) }?;
+    if pid == 0 {
+        let mut byte = 0u8;
+        // SAFETY: reads at most one byte into a local, then exits.
+        unsafe {
+            libc::read(hold_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(0)
+        }
+    }
+    Ok((pid, hold_write))
 }
 
 /// A pipe whose both ends are close-on-exec: (read, write).
@@ -749,6 +940,126 @@ pub mod child {
         // SAFETY: the pointer and length describe `bytes`. A short or failed
         // write only loses the diagnostic.
         unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    }
+
+    /// Waits until the agent wrote the maps of our new user namespace (a
+    /// byte on `sync_fd`; EOF means it could not), then becomes root of
+    /// it, without the VM's groups.
+    pub fn enter_user_namespace(sync_fd: RawFd) -> Result<(), i32> {
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: reads at most one byte into a local.
+            let n = unsafe { libc::read(sync_fd, (&mut byte as *mut u8).cast(), 1) };
+            match n {
+                1 => break,
+                0 => return Err(libc::ECANCELED),
+                _ if errno() == libc::EINTR => continue,
+                _ => return Err(errno()),
+            }
+        }
+        // SAFETY: plain syscalls on integers and a null list of length 0.
+        unsafe {
+            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
+                || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+            {
+                return Err(errno());
+            }
+        }
+        Ok(())
+    }
+
+    /// A device node in a user namespace: an empty file with the VM's
+    /// node bound onto it.
+    pub fn bind_device(source: &CStr, target: &CStr) -> Result<(), i32> {
+        // SAFETY: NUL-terminated paths that outlive the calls.
+        unsafe {
+            let fd = libc::open(
+                target.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            );
+            if fd < 0 {
+                return Err(errno());
+            }
+            libc::close(fd);
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) < 0
+            {
+                return Err(errno());
+            }
+        }
+        Ok(())
+    }
+
+    /// /sys in a user namespace without a network namespace of its own
+    /// (sysfs refuses a new mount there): the VM's, bound, with `flags`
+    /// (ro, nosuid, …) as runc does.
+    pub fn bind_sysfs(target: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
+        // SAFETY: NUL-terminated strings that outlive the calls.
+        unsafe {
+            if libc::mount(
+                c"/sys".as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) < 0
+            {
+                return Err(errno());
+            }
+            let keep = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | (flags & keep),
+                std::ptr::null(),
+            ) < 0
+            {
+                return Err(errno());
+            }
+        }
+        Ok(())
+    }
+
+    /// cgroup2 at /sys/fs/cgroup of a bound /sys: the VM's cgroup2 mount
+    /// is there already (locked, it cannot be unmounted), and the kernel
+    /// refuses the same filesystem twice on one mount point (EBUSY). A
+    /// small read-only tmpfs in between makes it another mount point.
+    pub fn mount_over_vm_cgroup(
+        source: &CStr,
+        target: &CStr,
+        fstype: &CStr,
+        flags: libc::c_ulong,
+        data: &CStr,
+    ) -> Result<(), i32> {
+        // SAFETY: NUL-terminated strings that outlive the calls.
+        unsafe {
+            if libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"size=4k,mode=755".as_ptr().cast(),
+            ) < 0
+                || libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    fstype.as_ptr(),
+                    flags,
+                    data.as_ptr().cast(),
+                ) < 0
+            {
+                return Err(errno());
+            }
+        }
+        Ok(())
     }
 
     pub fn exit(code: i32) -> ! {

@@ -37,7 +37,7 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim_async::Task;
 use hull_container::plan::create_from_bundle;
 use hull_container::supervisor::control::{
-    self, ControlClient, ControlReply, ControlRequest, ExecRequest,
+    self, AgentReply, AgentRequest, ControlClient, ControlReply, ControlRequest, ExecRequest,
 };
 use hull_container::supervisor::launch;
 use hull_container::{lifecycle, Container, Containers};
@@ -488,7 +488,12 @@ impl Inner {
         let request = if !task.started.load(Ordering::SeqCst) {
             ControlRequest::Stop { timeout_secs: 0 }
         } else if req.all {
-            ControlRequest::SignalAll { signal }
+            ControlRequest::Agent {
+                request: AgentRequest::SignalContainer {
+                    container_id: task.container.config.id.clone(),
+                    signal,
+                },
+            }
         } else {
             ControlRequest::Signal { signal }
         };
@@ -507,10 +512,11 @@ impl Inner {
                 "task {id} is not running"
             )));
         }
-        let request = if frozen {
-            ControlRequest::Pause
-        } else {
-            ControlRequest::Resume
+        let request = ControlRequest::Agent {
+            request: AgentRequest::Freeze {
+                container_id: task.container.config.id.clone(),
+                frozen,
+            },
         };
         lifecycle::call(&task.container, &request)
             .await
@@ -684,11 +690,18 @@ impl Inner {
 
     async fn stats(&self, req: api::StatsRequest) -> Result<api::StatsResponse> {
         let task = self.task(&req.id)?;
-        let reply = lifecycle::call(&task.container, &ControlRequest::Stats)
+        let request = ControlRequest::Agent {
+            request: AgentRequest::Stats {
+                container_id: task.container.config.id.clone(),
+            },
+        };
+        let reply = lifecycle::call(&task.container, &request)
             .await
             .map_err(Error::library("stats"))?;
         let stats = match reply {
-            ControlReply::Stats(stats) => stats,
+            ControlReply::Agent {
+                answer: AgentReply::Stats(stats),
+            } => stats,
             other => {
                 return Err(Error::FailedPrecondition(format!(
                     "unexpected supervisor reply {other:?}"

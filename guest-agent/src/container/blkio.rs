@@ -7,9 +7,7 @@
 //! not on a block device (a tmpfs writable layer) has no disk to limit: its
 //! entries are dropped. Entries with a real major:minor pass unchanged.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use hull_protocol::blockio::{CONTAINER_DISK_MAJOR, IMAGE_DISK_MINOR, WRITABLE_DISK_MINOR};
@@ -18,6 +16,8 @@ use oci_spec::runtime::{
     LinuxWeightDevice, LinuxWeightDeviceBuilder,
 };
 use thiserror::Error;
+
+use crate::syscall::Syscall;
 
 #[derive(Debug, Error)]
 pub enum BlkioError {
@@ -107,23 +107,21 @@ pub fn overlay_layers(mountinfo: &str, mount_point: &Path) -> Option<OverlayLaye
 }
 
 /// The layers of the container's root overlay.
-pub fn root_layers(rootfs: &Path) -> Result<OverlayLayers, BlkioError> {
-    let mountinfo =
-        fs::read_to_string("/proc/self/mountinfo").map_err(|source| BlkioError::Io {
-            what: "/proc/self/mountinfo".into(),
-            source,
-        })?;
+pub fn root_layers(sys: &dyn Syscall, rootfs: &Path) -> Result<OverlayLayers, BlkioError> {
+    let mountinfo = sys.mountinfo().map_err(|source| BlkioError::Io {
+        what: "/proc/self/mountinfo".into(),
+        source,
+    })?;
     overlay_layers(&mountinfo, rootfs).ok_or_else(|| BlkioError::NoOverlay(rootfs.to_path_buf()))
 }
 
 /// The block device (major, minor) a directory lives on; `None` for a
 /// filesystem without one (tmpfs, overlay: major 0).
-fn block_device(dir: &Path) -> Result<Option<(i64, i64)>, BlkioError> {
-    let meta = fs::metadata(dir).map_err(|source| BlkioError::Io {
+fn block_device(sys: &dyn Syscall, dir: &Path) -> Result<Option<(i64, i64)>, BlkioError> {
+    let dev = sys.device_of(dir).map_err(|source| BlkioError::Io {
         what: dir.display().to_string(),
         source,
     })?;
-    let dev = meta.dev();
     let (major, minor) = (libc::major(dev), libc::minor(dev));
     Ok((major != 0).then_some((i64::from(major), i64::from(minor))))
 }
@@ -137,14 +135,14 @@ pub struct ContainerDisks {
 
 impl ContainerDisks {
     /// The disks under the root overlay at `rootfs`.
-    pub fn find(rootfs: &Path) -> Result<Self, BlkioError> {
-        let layers = root_layers(rootfs)?;
+    pub fn find(sys: &dyn Syscall, rootfs: &Path) -> Result<Self, BlkioError> {
+        let layers = root_layers(sys, rootfs)?;
         let image = match layers.lower.first() {
-            Some(dir) => block_device(dir)?,
+            Some(dir) => block_device(sys, dir)?,
             None => None,
         };
         let writable = match &layers.upper {
-            Some(dir) => block_device(dir)?,
+            Some(dir) => block_device(sys, dir)?,
             None => None,
         };
         Ok(Self { image, writable })
@@ -224,6 +222,7 @@ pub fn resolve(
 /// Resolves the container's disks under `rootfs` in `resources`, when its
 /// blockIO section has any entry to resolve.
 pub fn resolve_for_root(
+    sys: &dyn Syscall,
     resources: Option<&LinuxResources>,
     rootfs: &Path,
 ) -> Result<Option<LinuxResources>, BlkioError> {
@@ -245,7 +244,7 @@ pub fn resolve_for_root(
                     .any(|d| placeholder(d.major()))
         });
     let disks = if needs_disks {
-        ContainerDisks::find(rootfs)?
+        ContainerDisks::find(sys, rootfs)?
     } else {
         ContainerDisks::default()
     };
@@ -319,5 +318,62 @@ mod tests {
         let r =
             resources(r#"{"blockIO":{"throttleReadBpsDevice":[{"major":-5,"minor":0,"rate":1}]}}"#);
         assert!(resolve(Some(&r), &ContainerDisks::default()).is_err());
+    }
+
+    mod through_the_fake {
+        use super::*;
+        use crate::syscall::test::Recording;
+
+        fn placeholders() -> LinuxResources {
+            resources(
+                r#"{"blockIO":{"throttleReadBpsDevice":[{"major":-1,"minor":0,"rate":1},{"major":-1,"minor":1,"rate":2}]}}"#,
+            )
+        }
+
+        fn read_devices(out: &LinuxResources) -> Vec<(i64, i64, u64)> {
+            out.block_io()
+                .as_ref()
+                .unwrap()
+                .throttle_read_bps_device()
+                .iter()
+                .flatten()
+                .map(|d| (d.major(), d.minor(), d.rate()))
+                .collect()
+        }
+
+        #[test]
+        fn placeholders_become_the_disks_under_the_root_overlay() {
+            let sys = Recording::new();
+            sys.set_mountinfo(MOUNTINFO);
+            sys.set_device("/run/hull/image", libc::makedev(254, 0));
+            sys.set_device("/run/hull/rw/upper", libc::makedev(254, 16));
+            let out = resolve_for_root(&sys, Some(&placeholders()), Path::new("/run/hull/rootfs"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(read_devices(&out), vec![(254, 0, 1), (254, 16, 2)]);
+        }
+
+        #[test]
+        fn a_writable_layer_without_a_disk_drops_its_limits() {
+            let sys = Recording::new();
+            sys.set_mountinfo(MOUNTINFO);
+            sys.set_device("/run/hull/image", libc::makedev(254, 0));
+            sys.set_device("/run/hull/rw/upper", libc::makedev(0, 44));
+            let out = resolve_for_root(&sys, Some(&placeholders()), Path::new("/run/hull/rootfs"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(read_devices(&out), vec![(254, 0, 1)]);
+        }
+
+        #[test]
+        fn a_root_that_is_no_overlay_is_an_error_only_when_placeholders_need_it() {
+            let sys = Recording::new();
+            sys.set_mountinfo(MOUNTINFO);
+            let err = resolve_for_root(&sys, Some(&placeholders()), Path::new("/run/hull/image"))
+                .unwrap_err();
+            assert!(matches!(err, BlkioError::NoOverlay(_)), "{err}");
+            let plain = resources(r#"{"blockIO":{"weight":100}}"#);
+            assert!(resolve_for_root(&sys, Some(&plain), Path::new("/run/hull/image")).is_ok());
+        }
     }
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 use oci_spec::runtime::{LinuxBlockIo, LinuxResources};
 use thiserror::Error;
 
-const ROOT: &str = "/sys/fs/cgroup";
+use crate::syscall::Syscall;
+
+/// Where the VM's cgroup2 hierarchy is mounted.
+pub const ROOT: &str = "/sys/fs/cgroup";
 const CONTROLLERS: &[&str] = &["cpu", "memory", "pids", "io"];
 
 #[derive(Debug, Error)]
@@ -143,30 +146,37 @@ pub fn limit_files(resources: &LinuxResources) -> Vec<(&'static str, String)> {
     files
 }
 
-fn enable_controllers(dir: &Path) {
+fn enable_controllers(sys: &dyn Syscall, dir: &Path) {
     for controller in CONTROLLERS {
         // A controller the kernel lacks fails here and then again, with a
         // clear error, when its limit file is written.
-        let _ = fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}"));
+        let _ = sys.write_file(
+            &dir.join("cgroup.subtree_control"),
+            &format!("+{controller}"),
+        );
     }
 }
 
 impl Cgroup {
+    /// Creates `<root>/hull/<container_id>` (`root` is [`ROOT`] but in
+    /// tests) with the limits of `resources`; its control files are
+    /// written through `sys`.
     pub fn create(
+        sys: &dyn Syscall,
+        root: &Path,
         container_id: &str,
         resources: Option<&LinuxResources>,
     ) -> Result<Self, CgroupError> {
-        let root = Path::new(ROOT);
         let parent = root.join("hull");
-        enable_controllers(root);
+        enable_controllers(sys, root);
         fs::create_dir_all(&parent).map_err(io_err(format!("create {}", parent.display())))?;
-        enable_controllers(&parent);
+        enable_controllers(sys, &parent);
         let path = parent.join(container_id);
         fs::create_dir(&path).map_err(io_err(format!("create {}", path.display())))?;
         let dir = File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
         let cgroup = Self { path, dir };
         for (file, value) in resources.map(limit_files).unwrap_or_default() {
-            fs::write(cgroup.path.join(file), &value)
+            sys.write_file(&cgroup.path.join(file), &value)
                 .map_err(io_err(format!("set {file} to {value}")))?;
         }
         Ok(cgroup)
@@ -255,5 +265,70 @@ mod tests {
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);
         assert_eq!(shares_to_weight(1024), 39);
+    }
+
+    mod through_the_fake {
+        use super::*;
+        use crate::syscall::test::{Call, Recording};
+        use crate::test_utils::TempDir;
+
+        fn write(path: String, contents: &str) -> Call {
+            Call::WriteFile {
+                path,
+                contents: contents.into(),
+            }
+        }
+
+        #[test]
+        fn controllers_are_enabled_then_the_limits_written() {
+            let root = TempDir::new("cgroup");
+            let sys = Recording::new();
+            let resources: LinuxResources =
+                serde_json::from_str(r#"{"memory":{"limit":1048576},"pids":{"limit":5}}"#).unwrap();
+            let cgroup = Cgroup::create(&sys, root.path(), "c1", Some(&resources)).unwrap();
+            assert_eq!(cgroup.path(), root.path().join("hull/c1"));
+            assert!(cgroup.path().is_dir());
+            let mut expected = Vec::new();
+            for dir in ["", "hull/"] {
+                for controller in CONTROLLERS {
+                    expected.push(write(
+                        root.str(&format!("{dir}cgroup.subtree_control")),
+                        &format!("+{controller}"),
+                    ));
+                }
+            }
+            expected.push(write(root.str("hull/c1/memory.max"), "1048576"));
+            expected.push(write(root.str("hull/c1/pids.max"), "5"));
+            assert_eq!(sys.calls(), expected);
+        }
+
+        #[test]
+        fn a_refused_limit_is_the_error() {
+            let root = TempDir::new("cgroup-fail");
+            let sys = Recording::new();
+            sys.fail_when(|call| match call {
+                Call::WriteFile { path, .. } if path.ends_with("memory.max") => Some(libc::EINVAL),
+                _ => None,
+            });
+            let resources: LinuxResources =
+                serde_json::from_str(r#"{"memory":{"limit":1}}"#).unwrap();
+            let err = Cgroup::create(&sys, root.path(), "c2", Some(&resources))
+                .err()
+                .expect("memory.max was refused");
+            let CgroupError::Io { what, source } = err;
+            assert_eq!(what, "set memory.max to 1");
+            assert_eq!(source.raw_os_error(), Some(libc::EINVAL));
+        }
+
+        #[test]
+        fn a_missing_controller_is_not_an_error_of_its_own() {
+            let root = TempDir::new("cgroup-nocontroller");
+            let sys = Recording::new();
+            sys.fail_when(|call| match call {
+                Call::WriteFile { contents, .. } if contents == "+io" => Some(libc::ENOENT),
+                _ => None,
+            });
+            assert!(Cgroup::create(&sys, root.path(), "c3", None).is_ok());
+        }
     }
 }

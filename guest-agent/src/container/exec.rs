@@ -3,17 +3,22 @@
 //! process and its cgroup, gets the container's seccomp filter, and its
 //! own user, environment, working directory, rlimits, capabilities and
 //! no_new_privileges; its stdio and exit report work as the main
-//! process's do.
+//! process's do. `check`, `open` and `start` are the steps; `agent.rs`
+//! claims the process id and rechecks the container between them.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use hull_protocol::{AgentError, ExecProcess, Reply, MAIN_PROCESS};
+use hull_protocol::{AgentError, ExecProcess, MAIN_PROCESS};
 
-use super::{check_process, invalid, io, resolve_user, setup_error, ContainerInfo};
-use crate::agent::Agent;
-use crate::process::{spawn, Launch, Place};
+use super::user::Credentials;
+use super::{
+    check_process, invalid, io, resolve_user, setup_error, ContainerInfo, ProcessParams, Started,
+};
+use crate::process::{spawn, Launch, Place, Reaper};
+use crate::syscall::Syscall;
+use crate::wire::Streams;
 
 /// The namespaces an exec'd process joins, in the order it joins them
 /// (the mount namespace last: it moves the root under the others' paths).
@@ -40,25 +45,29 @@ fn check_process_id(id: &str) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Starts the process; replies once it runs.
-pub fn exec(agent: &Arc<Agent>, request: ExecProcess) -> Result<Reply, AgentError> {
+/// Checks an exec request; returns its process's settings. `streams` are
+/// the connection's (the new ones must be unused).
+pub fn check(request: &ExecProcess, streams: &Streams) -> Result<ProcessParams, AgentError> {
     check_process_id(&request.process_id)?;
-    io::check_stream_ids(agent, &request.stdio)?;
-    let mut params = check_process(&request.process)?;
-    let container = agent.reserve_process(&request.container_id, &request.process_id)?;
-    let started = start(agent, &container, &request, &mut params);
-    if started.is_err() {
-        agent.process_exited(&request.process_id);
-    }
-    started
+    io::check_stream_ids(streams, &request.stdio)?;
+    check_process(&request.process)
 }
 
-fn start(
-    agent: &Arc<Agent>,
-    container: &Arc<ContainerInfo>,
+/// What an exec'd process joins, opened while the container ran.
+pub struct Opened {
+    credentials: Credentials,
+    namespaces: Vec<OwnedFd>,
+}
+
+/// Resolves the process's user in the container and opens the container's
+/// namespaces. The caller must check that the container still runs once
+/// this returns: its main process may have ended meanwhile, and its pid
+/// been reused; only namespaces opened while it still ran are its own.
+pub fn open(
+    container: &ContainerInfo,
     request: &ExecProcess,
-    params: &mut super::ProcessParams,
-) -> Result<Reply, AgentError> {
+    params: &mut ProcessParams,
+) -> Result<Opened, AgentError> {
     let credentials = resolve_user(
         &container.rootfs,
         &request.user,
@@ -66,48 +75,44 @@ fn start(
         &mut params.env,
     )?;
     let namespaces = open_namespaces(container)?;
-    // The main process may have ended while we opened them, and its pid
-    // been reused: only namespaces opened while it still ran are its own.
-    agent.running_container(&container.id)?;
-    let (child_stdio, parent_ends) = io::prepare(&request.stdio, params.terminal)?;
+    Ok(Opened {
+        credentials,
+        namespaces,
+    })
+}
+
+/// Starts the process in the namespaces `opened`; returns once it runs.
+pub fn start(
+    sys: &dyn Syscall,
+    container: Arc<ContainerInfo>,
+    request: &ExecProcess,
+    mut params: ProcessParams,
+    opened: Opened,
+    reaper: &Reaper,
+) -> Result<Started, AgentError> {
+    let (child_stdio, ends) = io::prepare(&request.stdio, params.terminal)?;
     let launch = Launch {
         args: std::mem::take(&mut params.args),
         env: std::mem::take(&mut params.env),
         cwd: params.cwd.clone(),
-        credentials,
+        credentials: opened.credentials,
         stdio: child_stdio,
         rlimits: params.rlimits.clone(),
         capabilities: params.capabilities,
         no_new_privileges: params.no_new_privileges,
         seccomp: container.seccomp.clone(),
         cgroup_fd: Some(container.cgroup.fd()),
-        place: Place::Join(namespaces),
+        place: Place::Join(opened.namespaces),
     };
     debug!("exec {:?} in {}", launch.args, container.id);
-    let pid = spawn(launch, &agent.reaper)?;
+    let pid = spawn(sys, launch, reaper)?;
     debug!("exec {} started as pid {pid}", request.process_id);
-    agent.process_started(&request.process_id, pid);
-    let attached = match io::attach(agent, request.stdio, parent_ends) {
-        Ok((attached, terminal)) => {
-            if let Some(master) = terminal {
-                agent.set_terminal(&request.process_id, master);
-            }
-            attached
-        }
-        Err(err) => {
-            io::abandon(agent, pid);
-            return Err(err);
-        }
-    };
-    io::supervise(
-        agent.clone(),
-        container.clone(),
-        request.process_id.clone(),
+    Ok(Started {
+        container,
         pid,
-        attached,
-        io::Role::Exec,
-    );
-    Ok(Reply::Started { pid: pid as u32 })
+        stdio: request.stdio,
+        ends,
+    })
 }
 
 /// Opens the namespaces the container was created with, from its main

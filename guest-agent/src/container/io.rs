@@ -12,10 +12,31 @@ use std::thread::JoinHandle;
 use hull_protocol::{AgentError, ControlMessage, Event, ExitStatus, Frame, Stdio, CONTROL_STREAM};
 
 use super::{invalid, setup_error, ContainerInfo};
-use crate::agent::Agent;
-use crate::process::ChildStdio;
+use crate::process::{ChildStdio, Reaper};
 use crate::stdio;
 use crate::sys::{self, WaitStatus};
+use crate::wire::{Streams, Wire};
+
+/// What a supervised process reports to the owner of the agent's state
+/// (`agent.rs` implements it); container code holds no state of its own
+/// beyond the process it watches.
+pub trait ProcessEvents: Send + Sync {
+    /// The process `process_id` exited: forget it (the end of the main
+    /// process stops the container). Called before its output drained.
+    fn process_exited(&self, process_id: &str);
+    /// The main process of a container run with `shutdown_on_exit` exited
+    /// and its exit was reported: the VM goes.
+    fn power_off_soon(&self);
+}
+
+/// The connection a process's streams and exit report go through: the
+/// host's wire, its data streams, the reaper that collects the process.
+#[derive(Clone)]
+pub struct Link {
+    pub wire: Arc<Wire>,
+    pub streams: Arc<Streams>,
+    pub reaper: Arc<Reaper>,
+}
 
 /// The agent's ends of a process's standard streams, before it runs.
 #[derive(Default)]
@@ -42,12 +63,12 @@ pub enum Role {
 }
 
 /// The host's stream ids must be non-zero, unused and distinct.
-pub fn check_stream_ids(agent: &Agent, stdio: &Stdio) -> Result<(), AgentError> {
+pub fn check_stream_ids(streams: &Streams, stdio: &Stdio) -> Result<(), AgentError> {
     let mut ids = vec![stdio.stdout, stdio.stderr];
     ids.extend(stdio.stdin);
     if ids
         .iter()
-        .any(|&id| id == CONTROL_STREAM || agent.streams.contains(id))
+        .any(|&id| id == CONTROL_STREAM || streams.contains(id))
     {
         return Err(invalid("stream ids must be non-zero and unused"));
     }
@@ -99,13 +120,13 @@ pub fn prepare(
 /// Connects a process that now runs to the host's streams. Returns its
 /// pumps and, with a terminal, the pty master (for resizing).
 pub fn attach(
-    agent: &Agent,
+    link: &Link,
     stdio: Stdio,
     parent: ParentEnds,
 ) -> Result<(Attached, Option<OwnedFd>), AgentError> {
-    let wire = &agent.wire;
+    let wire = &link.wire;
     let mut pumps = Vec::new();
-    let stdout_credit = agent.streams.add_output(stdio.stdout);
+    let stdout_credit = link.streams.add_output(stdio.stdout);
     let mut terminal = None;
     if let Some(socket) = parent.console_socket {
         // The child sent the pty master before it exec'd.
@@ -121,7 +142,7 @@ pub fn attach(
         let _ = wire.send(&Frame::eof(stdio.stderr));
         if let Some(stream) = stdio.stdin {
             let writer = master.try_clone().map_err(|e| setup_error(&e))?;
-            agent.streams.add_input(
+            link.streams.add_input(
                 stream,
                 stdio::pump_input(writer.into(), stream, wire.clone()),
             );
@@ -137,7 +158,7 @@ pub fn attach(
             ));
         }
         if let Some(err) = parent.stderr {
-            let credit = agent.streams.add_output(stdio.stderr);
+            let credit = link.streams.add_output(stdio.stderr);
             pumps.push(stdio::pump_output(
                 err.into(),
                 stdio.stderr,
@@ -146,8 +167,7 @@ pub fn attach(
             ));
         }
         if let (Some(stream), Some(pipe)) = (stdio.stdin, parent.stdin) {
-            agent
-                .streams
+            link.streams
                 .add_input(stream, stdio::pump_input(pipe.into(), stream, wire.clone()));
         }
     }
@@ -156,15 +176,17 @@ pub fn attach(
 
 /// Gives up on a process that runs but could not be connected: kills it
 /// and collects its exit, so that no status waits forever in the reaper.
-pub fn abandon(agent: &Agent, pid: i32) {
+pub fn abandon(reaper: &Reaper, pid: i32) {
     let _ = sys::kill(pid, libc::SIGKILL);
-    agent.reaper.wait_for(pid);
+    reaper.wait_for(pid);
 }
 
 /// Waits (on a thread of its own) for `pid` to exit, lets its output
 /// drain, then reports [`Event::ProcessExited`] for `process_id`.
+/// `events` hears of the exit first, and of a wanted power-off last.
 pub fn supervise(
-    agent: Arc<Agent>,
+    link: Link,
+    events: Arc<dyn ProcessEvents>,
     container: Arc<ContainerInfo>,
     process_id: String,
     pid: i32,
@@ -172,11 +194,11 @@ pub fn supervise(
     role: Role,
 ) {
     std::thread::spawn(move || {
-        let status = match agent.reaper.wait_for(pid) {
+        let status = match link.reaper.wait_for(pid) {
             WaitStatus::Exited(code) => ExitStatus::Code(code),
             WaitStatus::Signaled(signal) => ExitStatus::Signal(signal),
         };
-        agent.process_exited(&process_id);
+        events.process_exited(&process_id);
         if matches!(role, Role::Main { .. }) {
             // The container stops with its main process: nothing of it may
             // keep the output streams open (without a PID namespace, the
@@ -188,10 +210,10 @@ pub fn supervise(
             let _ = pump.join();
         }
         let stdio = attached.stdio;
-        agent.streams.remove_output(stdio.stdout);
-        agent.streams.remove_output(stdio.stderr);
+        link.streams.remove_output(stdio.stdout);
+        link.streams.remove_output(stdio.stderr);
         if let Some(stream) = stdio.stdin {
-            agent.streams.close_input(stream);
+            link.streams.close_input(stream);
         }
         let oom_killed = container.cgroup.oom_kills() > 0;
         if matches!(role, Role::Main { .. }) {
@@ -202,12 +224,12 @@ pub fn supervise(
             status,
             oom_killed,
         };
-        let _ = agent.wire.send_message(&ControlMessage::Event { event });
+        let _ = link.wire.send_message(&ControlMessage::Event { event });
         if let Role::Main {
             shutdown_on_exit: true,
         } = role
         {
-            agent.power_off_soon();
+            events.power_off_soon();
         }
     });
 }

@@ -5,10 +5,29 @@
 //! nothing else of the agent does.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use thiserror::Error;
+
+use crate::syscall::Syscall;
+
+#[derive(Debug, Error)]
+pub enum JoinError {
+    #[error("joining a {0} namespace is not supported")]
+    Unsupported(String),
+    #[error("namespace path {} is not /proc/PID/ns/{kind}", path.display())]
+    NotProcPath { path: PathBuf, kind: &'static str },
+    #[error("the {0} namespace is named twice")]
+    Twice(&'static str),
+    #[error("open {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The open namespaces to enter, with their CLONE_NEW* flag.
 #[derive(Default)]
@@ -27,8 +46,10 @@ impl Joined {
 
     /// Runs `start` (which clones the container's process) on a thread of
     /// its own that has entered the namespaces first.
+    /// setns changes only that thread, which ends with the scope.
     pub fn run_inside<T: Send>(
         &self,
+        sys: &dyn Syscall,
         start: impl FnOnce() -> T + Send,
     ) -> Result<T, std::io::Error> {
         if self.namespaces.is_empty() {
@@ -38,11 +59,7 @@ impl Joined {
             scope
                 .spawn(|| {
                     for (file, flag) in &self.namespaces {
-                        // SAFETY: setns on a descriptor we own; it changes
-                        // only this thread, which ends with the scope.
-                        if unsafe { libc::setns(file.as_raw_fd(), *flag) } != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
+                        sys.set_namespace(file.as_fd(), *flag)?;
                     }
                     Ok(start())
                 })
@@ -55,7 +72,7 @@ impl Joined {
 /// Opens the namespaces the spec names by path. Only IPC, UTS and network
 /// namespaces of another process of this VM may be joined, named exactly
 /// `/proc/PID/ns/ipc|uts|net`.
-pub fn from_spec(spec: &Spec) -> Result<Joined, String> {
+pub fn from_spec(spec: &Spec) -> Result<Joined, JoinError> {
     let mut joined = Joined::default();
     let namespaces = spec
         .linux()
@@ -70,18 +87,21 @@ pub fn from_spec(spec: &Spec) -> Result<Joined, String> {
             LinuxNamespaceType::Ipc => ("ipc", libc::CLONE_NEWIPC),
             LinuxNamespaceType::Uts => ("uts", libc::CLONE_NEWUTS),
             LinuxNamespaceType::Network => ("net", libc::CLONE_NEWNET),
-            other => return Err(format!("joining a {other:?} namespace is not supported")),
+            other => return Err(JoinError::Unsupported(format!("{other:?}"))),
         };
         if !is_proc_namespace(path, kind) {
-            return Err(format!(
-                "namespace path {} is not /proc/PID/ns/{kind}",
-                path.display()
-            ));
+            return Err(JoinError::NotProcPath {
+                path: path.clone(),
+                kind,
+            });
         }
         if joined.flags() & flag as u64 != 0 {
-            return Err(format!("the {kind} namespace is named twice"));
+            return Err(JoinError::Twice(kind));
         }
-        let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        let file = File::open(path).map_err(|source| JoinError::Open {
+            path: path.clone(),
+            source,
+        })?;
         joined.namespaces.push((file, flag));
     }
     Ok(joined)
@@ -132,19 +152,40 @@ mod tests {
     }
 
     #[test]
-    fn the_start_runs_inside_the_joined_namespaces() {
+    fn the_start_runs_after_every_namespace_was_entered() {
+        use crate::syscall::test::{Call, Recording};
         let me = std::process::id();
         let joined = from_spec(&spec(&format!(
-            r#"[{{"type":"uts","path":"/proc/{me}/ns/uts"}}]"#
+            r#"[{{"type":"uts","path":"/proc/{me}/ns/uts"}},{{"type":"network","path":"/proc/{me}/ns/net"}}]"#
         )))
         .unwrap();
-        // Joining our own namespace is allowed without privileges only as
-        // root; either way the closure's value comes back or the error is
-        // setns's.
-        match joined.run_inside(|| 7) {
-            Ok(v) => assert_eq!(v, 7),
-            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM)),
-        }
-        assert_eq!(Joined::default().run_inside(|| 3).unwrap(), 3);
+        let sys = Recording::new();
+        let seen = joined.run_inside(&sys, || sys.calls()).unwrap();
+        let entered = vec![
+            Call::SetNamespace {
+                nstype: libc::CLONE_NEWUTS,
+            },
+            Call::SetNamespace {
+                nstype: libc::CLONE_NEWNET,
+            },
+        ];
+        assert_eq!(seen, entered, "both entered before the start ran");
+
+        let sys = Recording::new();
+        sys.fail_when(|call| match call {
+            Call::SetNamespace {
+                nstype: libc::CLONE_NEWUTS,
+            } => Some(libc::EPERM),
+            _ => None,
+        });
+        let mut started = false;
+        let err = joined.run_inside(&sys, || started = true).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        assert!(!started, "nothing starts outside the namespaces");
+        assert_eq!(sys.calls().len(), 1, "the first failure stops the joining");
+
+        let sys = Recording::new();
+        assert_eq!(Joined::default().run_inside(&sys, || 3).unwrap(), 3);
+        assert!(sys.calls().is_empty(), "nothing to join: no setns");
     }
 }

@@ -1,13 +1,18 @@
 //! A container of the VM: its root, its main process, its stdio, its end;
 //! then `exec`, `stats` and `top` against it. The VM's first container
 //! sets up the VM's network; containers that join later (a pod) share it.
-//! `run` validates the request and turns the OCI spec into a `Launch`; the
-//! domain modules do the work.
+//! `check_run` validates a request into a `RunPlan`; `create` turns it
+//! into a running main process (a `Started`), with the domain modules
+//! doing the work. Domain code here takes plain arguments and returns
+//! values: it never sees the agent. `agent.rs` owns the state (which
+//! container, which processes), updates it between these steps, and hears
+//! of exits through [`io::ProcessEvents`]. Kernel calls of set-up go
+//! through the `crate::syscall` seam.
 
 pub mod blkio;
 pub mod cgroup;
-mod exec;
-mod io;
+pub mod exec;
+pub mod io;
 mod join;
 pub mod mounts;
 pub mod rootfs;
@@ -19,18 +24,18 @@ pub mod userns;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use hull_protocol::{AgentError, ErrorKind, Reply, RunContainer, MAIN_PROCESS};
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process, Spec};
+use hull_protocol::{AgentError, ErrorKind, GuestNetwork, Reply, RunContainer, Stdio};
+use oci_spec::runtime::{Linux, LinuxNamespaceType, PosixRlimitType, Process, Spec};
 
-use crate::agent::Agent;
-use crate::process::{spawn, Launch, NewContainer, Place, SpawnError};
+use crate::process::{spawn, Launch, NewContainer, Place, Reaper, SpawnError};
 use crate::security::seccomp::SockFilter;
 use crate::security::{capabilities::CapSets, seccomp};
+use crate::syscall::Syscall;
+use crate::wire::Streams;
 use cgroup::Cgroup;
 use user::Credentials;
-
-pub use exec::exec;
 
 /// A container whose main process was started: what `exec`, `stats` and
 /// `top` need of it.
@@ -75,7 +80,8 @@ fn invalid(message: impl Into<String>) -> AgentError {
     AgentError::new(ErrorKind::InvalidRequest, message)
 }
 
-fn setup_error(err: &dyn std::error::Error) -> AgentError {
+/// A set-up step failed: the error with its causes, as one line.
+pub fn setup_error(err: &dyn std::error::Error) -> AgentError {
     AgentError::new(ErrorKind::Setup, error_chain(err))
 }
 
@@ -144,7 +150,7 @@ fn rlimit_resource(typ: PosixRlimitType) -> u32 {
 }
 
 /// A process's settings from its OCI `process`, checked.
-struct ProcessParams {
+pub struct ProcessParams {
     args: Vec<String>,
     env: Vec<String>,
     cwd: String,
@@ -239,19 +245,90 @@ fn resolve_user(
     Ok(credentials)
 }
 
-/// Creates the container and starts its main process.
-pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentError> {
+/// Where container set-up finds and keeps things in the VM. Tests point
+/// it at a temporary directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The agent's directory per container: its image, writable layer and
+    /// root mounts.
+    pub state: PathBuf,
+    /// Where the kernel lists block devices (their serials).
+    pub sys_block: PathBuf,
+    /// Where their nodes are.
+    pub dev: PathBuf,
+    /// The cgroup2 hierarchy.
+    pub cgroup: PathBuf,
+    /// How long to wait for a disk to appear.
+    pub disk_wait: Duration,
+}
+
+impl Default for Layout {
+    /// The VM's own.
+    fn default() -> Self {
+        Self {
+            state: PathBuf::from("/run/hull"),
+            sys_block: PathBuf::from("/sys/block"),
+            dev: PathBuf::from("/dev"),
+            cgroup: PathBuf::from(cgroup::ROOT),
+            disk_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A `RunContainer` request, checked: everything decided before anything
+/// is mounted or claimed.
+pub struct RunPlan {
+    request: RunContainer,
+    params: ProcessParams,
+    namespaces: u64,
+    joined: join::Joined,
+    linux: Linux,
+    seccomp: Option<Vec<SockFilter>>,
+}
+
+impl RunPlan {
+    /// The container's id (checked to be plain).
+    pub fn id(&self) -> &str {
+        &self.request.container_id
+    }
+
+    /// The network the request asks for.
+    pub fn network(&self) -> Option<&GuestNetwork> {
+        self.request.network.as_ref()
+    }
+
+    pub fn shutdown_on_exit(&self) -> bool {
+        self.request.shutdown_on_exit
+    }
+}
+
+/// A process that runs (it has exec'd) and is not yet connected to the
+/// host's streams.
+pub struct Started {
+    pub container: Arc<ContainerInfo>,
+    pub pid: i32,
+    pub stdio: Stdio,
+    pub ends: io::ParentEnds,
+}
+
+/// Checks a `RunContainer` request: ids, the process, namespaces, the
+/// seccomp policy; `streams` are the connection's (the new ones must be
+/// unused) and `primary` whether it owns the VM.
+pub fn check_run(
+    request: RunContainer,
+    streams: &Streams,
+    primary: bool,
+) -> Result<RunPlan, AgentError> {
     let spec = &request.spec;
-    let stdio = request.stdio;
     check_container_id(&request.container_id)?;
-    io::check_stream_ids(agent, &stdio)?;
+    io::check_stream_ids(streams, &request.stdio)?;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| invalid("the spec has no process"))?;
-    let mut params = check_process(process)?;
+    let params = check_process(process)?;
     let namespaces = namespace_flags(spec)?;
-    let joined = join::from_spec(spec).map_err(invalid)?;
+    let joined = join::from_spec(spec).map_err(|e| invalid(error_chain(&e)))?;
     let linux = spec.linux().clone().unwrap_or_default();
     let seccomp = match linux.seccomp() {
         Some(section) => Some(
@@ -261,26 +338,53 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         ),
         None => None,
     };
-    if request.shutdown_on_exit && !agent.is_primary() {
+    if request.shutdown_on_exit && !primary {
         return Err(invalid(
             "a container that joined the VM cannot power it off on exit",
         ));
     }
-    agent.claim_container(&request.container_id)?;
-    debug!("container {}: preparing the root", request.container_id);
+    Ok(RunPlan {
+        request,
+        params,
+        namespaces,
+        joined,
+        linux,
+        seccomp,
+    })
+}
 
-    let network = agent
-        .vm
-        .network(request.network.as_ref())
-        .map_err(|e| setup_error(&e))?;
+/// Creates the container of `plan` (its id claimed by the caller) on the
+/// VM's `network`: its root, cgroup and main process. On failure what was
+/// made of its cgroup is removed; its mounts stay until
+/// [`rootfs::release`].
+pub fn create(
+    sys: &dyn Syscall,
+    layout: &Layout,
+    plan: RunPlan,
+    network: Option<&GuestNetwork>,
+    reaper: &Reaper,
+) -> Result<Started, AgentError> {
+    let RunPlan {
+        request,
+        mut params,
+        namespaces,
+        joined,
+        linux,
+        seccomp,
+    } = plan;
+    let spec = &request.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("the spec has no process"))?;
     let hostname = spec.hostname().clone().filter(|h| !h.is_empty());
     let rootfs = rootfs::prepare(
+        sys,
+        layout,
         &request.container_id,
-        &request.rootfs.disk_serial,
-        &request.rootfs.fs_type,
-        request.rootfs.scratch_serial.as_deref(),
+        &request.rootfs,
         hostname.as_deref().unwrap_or("localhost"),
-        network.as_ref(),
+        network,
     )
     .map_err(|e| setup_error(&e))?;
     debug!("root ready at {}", rootfs.display());
@@ -291,13 +395,21 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     let user_namespace =
         userns::from_spec(&linux, namespaces).map_err(|e| invalid(e.to_string()))?;
     if let Some(ns) = &user_namespace {
-        userns::idmap_rootfs(&rootfs, ns, &agent.reaper).map_err(|e| setup_error(&e))?;
-    }
-    let resources = blkio::resolve_for_root(linux.resources().as_ref(), &rootfs)
+        userns::idmap_rootfs(sys, &rootfs, ns, || {
+            userns::helper_namespace(sys, ns, reaper)
+        })
         .map_err(|e| setup_error(&e))?;
-    let cgroup =
-        Cgroup::create(&request.container_id, resources.as_ref()).map_err(|e| setup_error(&e))?;
-    let (child_stdio, parent_ends) = match io::prepare(&stdio, params.terminal) {
+    }
+    let resources = blkio::resolve_for_root(sys, linux.resources().as_ref(), &rootfs)
+        .map_err(|e| setup_error(&e))?;
+    let cgroup = Cgroup::create(
+        sys,
+        &layout.cgroup,
+        &request.container_id,
+        resources.as_ref(),
+    )
+    .map_err(|e| setup_error(&e))?;
+    let (child_stdio, ends) = match io::prepare(&request.stdio, params.terminal) {
         Ok(ends) => ends,
         Err(err) => {
             cgroup.remove();
@@ -333,7 +445,7 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
     };
     debug!("spawning {:?}", launch.args);
     let spawned = joined
-        .run_inside(|| spawn(launch, &agent.reaper))
+        .run_inside(sys, || spawn(sys, launch, reaper))
         .unwrap_or_else(|source| {
             Err(SpawnError::Setup {
                 stage: "join the pod's namespaces".into(),
@@ -356,49 +468,32 @@ pub fn run(agent: &Arc<Agent>, request: RunContainer) -> Result<Reply, AgentErro
         cgroup,
         seccomp,
     });
-    agent.container_started(container.clone(), pid);
-    let attached = match io::attach(agent, stdio, parent_ends) {
-        Ok((attached, terminal)) => {
-            if let Some(master) = terminal {
-                agent.set_terminal(MAIN_PROCESS, master);
-            }
-            attached
-        }
-        Err(err) => {
-            io::abandon(agent, pid);
-            agent.process_exited(MAIN_PROCESS);
-            container.cgroup.kill_all();
-            container.cgroup.remove();
-            return Err(err);
-        }
-    };
-    io::supervise(
-        agent.clone(),
+    Ok(Started {
         container,
-        MAIN_PROCESS.into(),
         pid,
-        attached,
-        io::Role::Main {
-            shutdown_on_exit: request.shutdown_on_exit,
-        },
-    );
-    Ok(Reply::Started { pid: pid as u32 })
+        stdio: request.stdio,
+        ends,
+    })
 }
 
 /// `hull stats`: the container's cgroup usage.
-pub fn stats(agent: &Agent, container_id: &str) -> Result<Reply, AgentError> {
-    let container = agent.running_container(container_id)?;
+pub fn stats(container: &ContainerInfo) -> Result<Reply, AgentError> {
     stats::read(container.cgroup.path(), stats::mem_total())
         .map(Reply::Stats)
         .map_err(|e| setup_error(&e))
 }
 
-/// `kill --all`: `signal` to every process in the container's cgroup.
-pub fn signal_all(agent: &Agent, container_id: &str, signal: i32) -> Result<Reply, AgentError> {
+/// `kill --all` takes signals 1 to 64.
+pub fn check_signal(signal: i32) -> Result<(), AgentError> {
     if !(1..=64).contains(&signal) {
         return Err(invalid(format!("invalid signal {signal}")));
     }
-    let container = agent.running_container(container_id)?;
+    Ok(())
+}
+
+/// `kill --all`: `signal` (checked with [`check_signal`]) to every process
+/// in the container's cgroup.
+pub fn signal_all(container: &ContainerInfo, signal: i32) -> Result<Reply, AgentError> {
     let procs = fs::read_to_string(container.cgroup.path().join("cgroup.procs"))
         .map_err(|e| setup_error(&e))?;
     for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
@@ -412,8 +507,7 @@ const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `pause`/`resume`: the cgroup v2 freezer stops or thaws every process
 /// of the container; answers once the kernel reports it done.
-pub fn freeze(agent: &Agent, container_id: &str, frozen: bool) -> Result<Reply, AgentError> {
-    let container = agent.running_container(container_id)?;
+pub fn freeze(container: &ContainerInfo, frozen: bool) -> Result<Reply, AgentError> {
     let dir = container.cgroup.path();
     let want = if frozen { "1" } else { "0" };
     fs::write(dir.join("cgroup.freeze"), want).map_err(|e| setup_error(&e))?;
@@ -440,8 +534,7 @@ pub fn freeze(agent: &Agent, container_id: &str, frozen: bool) -> Result<Reply, 
 }
 
 /// `hull top`: the processes in the container's cgroup.
-pub fn list_processes(agent: &Agent, container_id: &str) -> Result<Reply, AgentError> {
-    let container = agent.running_container(container_id)?;
+pub fn list_processes(container: &ContainerInfo) -> Result<Reply, AgentError> {
     top::list(container.cgroup.path(), Path::new("/proc"))
         .map(|processes| Reply::Processes { processes })
         .map_err(|e| setup_error(&e))

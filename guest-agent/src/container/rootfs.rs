@@ -10,13 +10,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hull_protocol::GuestNetwork;
+use hull_protocol::{GuestNetwork, RootfsSource};
 use thiserror::Error;
 
-use crate::sys;
-
-/// Where the agent keeps containers' mounts, a directory per container.
-const STATE_DIR: &str = "/run/hull";
+use super::Layout;
+use crate::syscall::Syscall;
 
 #[derive(Debug, Error)]
 pub enum RootfsError {
@@ -38,23 +36,24 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RootfsError {
 }
 
 /// Mounts the image and assembles the root of container `id` (a plain
-/// name, checked by the caller); returns its path.
+/// name, checked by the caller) under `layout.state`; returns its path.
 pub fn prepare(
+    sys: &dyn Syscall,
+    layout: &Layout,
     id: &str,
-    disk_serial: &str,
-    fs_type: &str,
-    scratch_serial: Option<&str>,
+    disks: &RootfsSource,
     hostname: &str,
     network: Option<&GuestNetwork>,
 ) -> Result<PathBuf, RootfsError> {
-    let state = Path::new(STATE_DIR).join(id);
+    let fs_type = &disks.fs_type;
+    let state = layout.state.join(id);
     let (image, rw, rootfs) = (state.join("image"), state.join("rw"), state.join("rootfs"));
     for dir in [&image, &rw, &rootfs] {
         fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
     }
 
-    let disk = find_disk(disk_serial)?;
-    sys::mount(
+    let disk = find_disk(layout, &disks.disk_serial)?;
+    sys.mount(
         &disk.to_string_lossy(),
         &image,
         fs_type,
@@ -65,16 +64,19 @@ pub fn prepare(
         "mount {} ({fs_type}) read-only",
         disk.display()
     )))?;
-    match scratch_serial {
+    match disks.scratch_serial.as_deref() {
         // noinit_itable: the disk is made with lazy inode tables, and the
         // kernel must not spend the container's I/O zeroing them.
         Some(serial) => {
-            let scratch = find_disk(serial)?;
-            sys::mount(&scratch.to_string_lossy(), &rw, "ext4", 0, "noinit_itable").map_err(
-                io_err(format!("mount the scratch disk {}", scratch.display())),
-            )?
+            let scratch = find_disk(layout, serial)?;
+            sys.mount(&scratch.to_string_lossy(), &rw, "ext4", 0, "noinit_itable")
+                .map_err(io_err(format!(
+                    "mount the scratch disk {}",
+                    scratch.display()
+                )))?
         }
-        None => sys::mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
+        None => sys
+            .mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
             .map_err(io_err("mount the writable layer"))?,
     }
     let (upper, work) = writable_layer(&rw)?;
@@ -84,7 +86,7 @@ pub fn prepare(
         upper.display(),
         work.display()
     );
-    sys::mount("overlay", &rootfs, "overlay", 0, &options)
+    sys.mount("overlay", &rootfs, "overlay", 0, &options)
         .map_err(io_err("mount the overlay root"))?;
 
     debug!("overlay mounted");
@@ -95,13 +97,13 @@ pub fn prepare(
 /// Unmounts what [`prepare`] mounted for container `id` (lazily: its
 /// processes are dead, but a mount may still be held by a dying one) and
 /// removes its directory, so its disks can be unplugged.
-pub fn release(id: &str) {
-    let state = Path::new(STATE_DIR).join(id);
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+pub fn release(sys: &dyn Syscall, layout: &Layout, id: &str) {
+    let state = layout.state.join(id);
+    let mountinfo = sys.mountinfo().unwrap_or_default();
     // Innermost first: the overlay, then what it was made of (with a user
     // namespace, also its idmapped layers under `rootfs-idmapped/`).
     for target in mounts_under(&mountinfo, &state).iter().rev() {
-        let _ = sys::unmount_detach(target);
+        let _ = sys.unmount(target, libc::MNT_DETACH);
     }
     let _ = fs::remove_dir_all(&state);
 }
@@ -170,13 +172,15 @@ pub fn safe_dir(root: &Path, rel: &str) -> Result<PathBuf, RootfsError> {
     Ok(path)
 }
 
-fn find_disk(serial: &str) -> Result<PathBuf, RootfsError> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+/// The device node of the disk with `serial`, waiting up to
+/// `layout.disk_wait` for it to appear.
+fn find_disk(layout: &Layout, serial: &str) -> Result<PathBuf, RootfsError> {
+    let deadline = Instant::now() + layout.disk_wait;
     loop {
-        if let Ok(entries) = fs::read_dir("/sys/block") {
+        if let Ok(entries) = fs::read_dir(&layout.sys_block) {
             for entry in entries.flatten() {
                 if disk_serial(&entry.path()).as_deref() == Some(serial) {
-                    return Ok(Path::new("/dev").join(entry.file_name()));
+                    return Ok(layout.dev.join(entry.file_name()));
                 }
             }
         }
@@ -353,5 +357,153 @@ mod tests {
         );
         fs::remove_dir_all(&root).unwrap();
         fs::remove_file(&outside).unwrap();
+    }
+
+    mod through_the_fake {
+        use super::*;
+        use crate::syscall::test::{mount, Call, Recording};
+        use crate::test_utils::TempDir;
+
+        /// A layout in `dir` with disks vda (serial "img") and vdb
+        /// ("scratch").
+        fn layout(dir: &TempDir) -> Layout {
+            for (name, serial) in [("vda", "img"), ("vdb", "scratch")] {
+                let block = dir.path().join("sys/block").join(name);
+                fs::create_dir_all(&block).unwrap();
+                fs::write(block.join("serial"), format!("{serial}\n")).unwrap();
+            }
+            Layout {
+                state: dir.path().join("run/hull"),
+                sys_block: dir.path().join("sys/block"),
+                dev: PathBuf::from("/dev"),
+                cgroup: dir.path().join("cgroup"),
+                disk_wait: Duration::ZERO,
+            }
+        }
+
+        fn disks(scratch: Option<&str>) -> RootfsSource {
+            RootfsSource {
+                disk_serial: "img".into(),
+                fs_type: "erofs".into(),
+                scratch_serial: scratch.map(str::to_string),
+            }
+        }
+
+        #[test]
+        fn the_image_the_writable_layer_and_the_overlay_are_mounted_in_order() {
+            let dir = TempDir::new("prepare");
+            let layout = layout(&dir);
+            let sys = Recording::new();
+            let rootfs =
+                prepare(&sys, &layout, "c1", &disks(Some("scratch")), "box", None).unwrap();
+            let state = dir.str("run/hull/c1");
+            assert_eq!(rootfs, PathBuf::from(format!("{state}/rootfs")));
+            assert_eq!(
+                sys.calls(),
+                vec![
+                    mount(
+                        "/dev/vda",
+                        &format!("{state}/image"),
+                        "erofs",
+                        libc::MS_RDONLY,
+                        ""
+                    ),
+                    mount(
+                        "/dev/vdb",
+                        &format!("{state}/rw"),
+                        "ext4",
+                        0,
+                        "noinit_itable"
+                    ),
+                    mount(
+                        "overlay",
+                        &format!("{state}/rootfs"),
+                        "overlay",
+                        0,
+                        &format!(
+                            "lowerdir={state}/image,upperdir={state}/rw/upper,workdir={state}/rw/work"
+                        )
+                    ),
+                ]
+            );
+            assert_eq!(
+                fs::read_to_string(rootfs.join("etc/hostname")).unwrap(),
+                "box\n"
+            );
+        }
+
+        #[test]
+        fn without_a_scratch_disk_the_writable_layer_is_a_tmpfs() {
+            let dir = TempDir::new("prepare-tmpfs");
+            let sys = Recording::new();
+            prepare(&sys, &layout(&dir), "c2", &disks(None), "box", None).unwrap();
+            let mounts = sys.mounts();
+            assert_eq!(mounts.len(), 3);
+            assert_eq!(
+                mounts[1],
+                mount("tmpfs", &dir.str("run/hull/c2/rw"), "tmpfs", 0, "mode=0755")
+            );
+        }
+
+        #[test]
+        fn a_failed_mount_stops_the_set_up_with_its_error() {
+            let dir = TempDir::new("prepare-fail");
+            let sys = Recording::new();
+            sys.fail_when(|call| match call {
+                Call::Mount { fstype, .. } if fstype == "overlay" => Some(libc::EINVAL),
+                _ => None,
+            });
+            let err = prepare(&sys, &layout(&dir), "c3", &disks(None), "box", None).unwrap_err();
+            match &err {
+                RootfsError::Io { what, source } => {
+                    assert_eq!(what, "mount the overlay root");
+                    assert_eq!(source.raw_os_error(), Some(libc::EINVAL));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                !dir.path().join("run/hull/c3/rootfs/etc/hostname").exists(),
+                "nothing is written into a root that was not mounted"
+            );
+        }
+
+        #[test]
+        fn a_missing_disk_is_named_and_nothing_is_mounted() {
+            let dir = TempDir::new("prepare-nodisk");
+            let sys = Recording::new();
+            let mut source = disks(None);
+            source.disk_serial = "elsewhere".into();
+            let err = prepare(&sys, &layout(&dir), "c4", &source, "box", None).unwrap_err();
+            assert!(
+                matches!(&err, RootfsError::DiskNotFound(s) if s == "elsewhere"),
+                "{err:?}"
+            );
+            assert!(sys.calls().is_empty());
+        }
+
+        #[test]
+        fn release_detaches_innermost_first_and_removes_the_state() {
+            let dir = TempDir::new("release");
+            let layout = layout(&dir);
+            let state = dir.str("run/hull/c5");
+            fs::create_dir_all(format!("{state}/rootfs")).unwrap();
+            let sys = Recording::new();
+            sys.set_mountinfo(&format!(
+                "30 22 254:0 / {state}/image ro - erofs /dev/vda ro\n\
+                 31 22 0:30 / {state}/rw rw - tmpfs tmpfs rw\n\
+                 32 22 0:31 / {state}/rootfs rw - overlay overlay rw\n\
+                 33 22 0:32 / {state}x/rootfs rw - overlay overlay rw\n"
+            ));
+            release(&sys, &layout, "c5");
+            let detach = |rel: &str| Call::Unmount {
+                target: format!("{state}/{rel}"),
+                flags: libc::MNT_DETACH,
+            };
+            assert_eq!(
+                sys.calls(),
+                vec![detach("rootfs"), detach("rw"), detach("image")]
+            );
+            assert!(!Path::new(&state).exists());
+        }
     }
 }

@@ -18,7 +18,7 @@
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Linux, LinuxIdMapping};
@@ -26,7 +26,7 @@ use thiserror::Error;
 
 use super::blkio;
 use crate::process::Reaper;
-use crate::sys;
+use crate::syscall::{IdMap, Syscall};
 
 /// The kernel takes at most this many lines per map.
 const MAX_MAP_LINES: usize = 340;
@@ -129,9 +129,9 @@ pub fn from_spec(linux: &Linux, namespaces: u64) -> Result<Option<UserNamespace>
 }
 
 /// Writes the maps of the user namespace of process `pid`.
-pub fn write_maps(pid: i32, ns: &UserNamespace) -> io::Result<()> {
-    fs::write(format!("/proc/{pid}/uid_map"), &ns.uid_map)?;
-    fs::write(format!("/proc/{pid}/gid_map"), &ns.gid_map)
+pub fn write_maps(sys: &dyn Syscall, pid: i32, ns: &UserNamespace) -> io::Result<()> {
+    sys.write_id_map(pid, IdMap::Uid, &ns.uid_map)?;
+    sys.write_id_map(pid, IdMap::Gid, &ns.gid_map)
 }
 
 /// Lets a new container's child go on: sets its rlimits (inside the
@@ -141,36 +141,32 @@ pub fn write_maps(pid: i32, ns: &UserNamespace) -> io::Result<()> {
 /// pipe's write end, so it would never see the pipe close); the caller
 /// reaps it.
 pub fn release_child(
+    sys: &dyn Syscall,
     pid: i32,
     ns: &UserNamespace,
     rlimits: &[(u32, u64, u64)],
     sync: OwnedFd,
 ) -> io::Result<()> {
     let mut file = File::from(sync);
-    let released = set_rlimits(pid, rlimits)
-        .and_then(|_| write_maps(pid, ns))
+    let released = set_rlimits(sys, pid, rlimits)
+        .and_then(|_| write_maps(sys, pid, ns))
         .and_then(|_| io::Write::write_all(&mut file, b"1"));
     if released.is_err() {
-        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys.kill(pid, libc::SIGKILL);
     }
     released
 }
 
 /// prlimit(2) on process `pid`.
-fn set_rlimits(pid: i32, rlimits: &[(u32, u64, u64)]) -> io::Result<()> {
+fn set_rlimits(sys: &dyn Syscall, pid: i32, rlimits: &[(u32, u64, u64)]) -> io::Result<()> {
     for (resource, soft, hard) in rlimits {
-        let limit = libc::rlimit64 {
-            rlim_cur: *soft,
-            rlim_max: *hard,
-        };
-        // SAFETY: `limit` is a valid rlimit64; the old value is not asked for.
-        if unsafe { libc::prlimit64(pid, *resource, &limit, std::ptr::null_mut()) } < 0 {
-            let err = io::Error::last_os_error();
-            return Err(io::Error::new(
-                err.kind(),
-                format!("set rlimit {resource} to {soft}:{hard}: {err}"),
-            ));
-        }
+        sys.set_rlimit(pid, *resource, *soft, *hard)
+            .map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("set rlimit {resource} to {soft}:{hard}: {err}"),
+                )
+            })?;
     }
     Ok(())
 }
@@ -188,9 +184,16 @@ pub struct ChildUserns {
 /// Rebuilds the overlay at `rootfs` on layers idmapped with the
 /// container's maps (see the module header). The agent's own writes to
 /// the root (identity files, mount points) must come before: the overlay
-/// now creates files as root of the container.
-pub fn idmap_rootfs(rootfs: &Path, ns: &UserNamespace, reaper: &Reaper) -> Result<(), UsernsError> {
-    let layers = blkio::root_layers(rootfs).map_err(UsernsError::Layers)?;
+/// now creates files as root of the container. `open_userns` gives a user
+/// namespace with the container's maps ([`helper_namespace`]); it is
+/// called once the root's layers were found.
+pub fn idmap_rootfs(
+    sys: &dyn Syscall,
+    rootfs: &Path,
+    ns: &UserNamespace,
+    open_userns: impl FnOnce() -> Result<File, UsernsError>,
+) -> Result<(), UsernsError> {
+    let layers = blkio::root_layers(sys, rootfs).map_err(UsernsError::Layers)?;
     let (Some(upper), Some(work)) = (&layers.upper, &layers.work) else {
         return Err(invalid("the container's root has no writable layer"));
     };
@@ -202,16 +205,16 @@ pub fn idmap_rootfs(rootfs: &Path, ns: &UserNamespace, reaper: &Reaper) -> Resul
             ))
         }
     };
-    let userns = helper_namespace(ns, reaper)?;
+    let userns = open_userns()?;
     let base = PathBuf::from(format!("{}-idmapped", rootfs.display()));
     let mut lower = Vec::new();
     for (i, dir) in layers.lower.iter().enumerate() {
         let target = base.join(format!("lower{i}"));
-        idmapped_copy(dir, &target, &userns)?;
+        idmapped_copy(sys, dir, &target, &userns)?;
         lower.push(target.display().to_string());
     }
     let rw_target = base.join("rw");
-    idmapped_copy(&rw, &rw_target, &userns)?;
+    idmapped_copy(sys, &rw, &rw_target, &userns)?;
     let name = |p: &Path| p.file_name().map(PathBuf::from).unwrap_or_default();
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -219,37 +222,38 @@ pub fn idmap_rootfs(rootfs: &Path, ns: &UserNamespace, reaper: &Reaper) -> Resul
         rw_target.join(name(upper)).display(),
         rw_target.join(name(work)).display()
     );
-    let target = CString::new(rootfs.as_os_str().as_encoded_bytes())
-        .map_err(|_| invalid("the root's path has a NUL byte"))?;
-    // SAFETY: a NUL-terminated path that outlives the call.
-    if unsafe { libc::umount2(target.as_ptr(), 0) } < 0 {
-        return Err(io_err("unmount the root overlay")(
-            io::Error::last_os_error(),
-        ));
-    }
-    mount_overlay_as(ns, &target, &options)
+    sys.unmount(rootfs, 0)
+        .map_err(io_err("unmount the root overlay"))?;
+    // Mounted with the container's root as filesystem ids: overlayfs does
+    // its copy-ups with its mounter's credentials, and on an idmapped
+    // layer those must map (VM root does not).
+    sys.mount_as(
+        ns.root_uid,
+        ns.root_gid,
+        "overlay",
+        rootfs,
+        "overlay",
+        0,
+        &options,
+    )
+    .map_err(io_err(format!(
+        "mount the idmapped root overlay ({options})"
+    )))
 }
 
 /// A user namespace with the container's maps, open, for idmapping
 /// mounts: its creator (a child that only waits) exits once it is open;
-/// the namespace lives on with the file.
-fn helper_namespace(ns: &UserNamespace, reaper: &Reaper) -> Result<File, UsernsError> {
-    let (hold_read, hold_write) = sys::pipe().map_err(io_err("pipe"))?;
-    // SAFETY: the child only calls read(2) and _exit(2), both
-    // async-signal-safe, on a descriptor it inherited.
-    let pid = unsafe { sys::clone_into_namespaces(libc::CLONE_NEWUSER as u64, None) }
+/// the namespace lives on with the file. Forks, so it is not behind the
+/// seam's fake; its map writes are.
+pub fn helper_namespace(
+    sys: &dyn Syscall,
+    ns: &UserNamespace,
+    reaper: &Reaper,
+) -> Result<File, UsernsError> {
+    let (pid, hold_write) = crate::sys::spawn_waiting_child(libc::CLONE_NEWUSER as u64)
         .map_err(io_err("create a user namespace"))?;
-    if pid == 0 {
-        let mut byte = 0u8;
-        // SAFETY: reads at most one byte into a local.
-        unsafe {
-            libc::read(hold_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
-            libc::_exit(0)
-        }
-    }
     reaper.child_spawned();
-    drop(hold_read);
-    let opened = write_maps(pid, ns)
+    let opened = write_maps(sys, pid, ns)
         .map_err(io_err("write the user namespace's maps"))
         .and_then(|_| {
             File::open(format!("/proc/{pid}/ns/user")).map_err(io_err("open the user namespace"))
@@ -257,299 +261,27 @@ fn helper_namespace(ns: &UserNamespace, reaper: &Reaper) -> Result<File, UsernsE
     // The child holds a copy of the write end too: it needs a byte, not EOF.
     let mut hold = File::from(hold_write);
     if io::Write::write_all(&mut hold, b"1").is_err() {
-        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys.kill(pid, libc::SIGKILL);
     }
     reaper.wait_for(pid);
     opened
 }
 
-/// struct mount_attr of mount_setattr(2).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-
 /// Mounts a copy of the directory `source` at `target`, with the ids of
 /// `userns` (open_tree, mount_setattr, move_mount).
-fn idmapped_copy(source: &Path, target: &Path, userns: &File) -> Result<(), UsernsError> {
+fn idmapped_copy(
+    sys: &dyn Syscall,
+    source: &Path,
+    target: &Path,
+    userns: &File,
+) -> Result<(), UsernsError> {
     let what = |step: &str| format!("{step} {} for the user namespace", source.display());
     fs::create_dir_all(target).map_err(io_err(format!("create {}", target.display())))?;
-    let c_source = CString::new(source.as_os_str().as_encoded_bytes())
-        .map_err(|_| invalid("a layer's path has a NUL byte"))?;
-    let c_target = CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| invalid("a layer's path has a NUL byte"))?;
-    // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c_source.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(io_err(what("clone"))(io::Error::last_os_error()));
-    }
-    // SAFETY: open_tree returned a new descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: `attr` is a mount_attr of the size passed; "" with
-    // AT_EMPTY_PATH names the tree's descriptor itself.
-    let set = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if set < 0 {
-        return Err(io_err(what("idmap"))(io::Error::last_os_error()));
-    }
-    // SAFETY: NUL-terminated paths and a descriptor that outlive the call.
-    let moved = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c_target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if moved < 0 {
-        return Err(io_err(what("attach"))(io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-/// Mounts the overlay from a thread whose filesystem ids are the
-/// container's root: overlayfs does its copy-ups with its mounter's
-/// credentials, and on an idmapped layer those must map (VM root does
-/// not). Thread credentials are the thread's own; it ends with the mount.
-fn mount_overlay_as(
-    ns: &UserNamespace,
-    target: &CString,
-    options: &str,
-) -> Result<(), UsernsError> {
-    let data = CString::new(options).map_err(|_| invalid("overlay options have a NUL byte"))?;
-    let (uid, gid) = (ns.root_uid, ns.root_gid);
-    let result = std::thread::scope(|scope| {
-        scope
-            .spawn(|| -> io::Result<()> {
-                // SAFETY: setfsgid/setfsuid change only this thread's
-                // credentials (raw syscalls, not glibc's broadcast).
-                unsafe {
-                    libc::syscall(libc::SYS_setfsgid, gid);
-                    libc::syscall(libc::SYS_setfsuid, uid);
-                }
-                raise_effective_capabilities()?;
-                // SAFETY: NUL-terminated strings that outlive the call.
-                let ret = unsafe {
-                    libc::mount(
-                        c"overlay".as_ptr(),
-                        target.as_ptr(),
-                        c"overlay".as_ptr(),
-                        0,
-                        data.as_ptr().cast(),
-                    )
-                };
-                if ret < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            })
-            .join()
-    });
-    match result {
-        Ok(done) => done.map_err(io_err(format!(
-            "mount the idmapped root overlay ({options})"
-        ))),
-        Err(_) => Err(invalid("the overlay mount thread panicked")),
-    }
-}
-
-/// Changing the fs uid away from 0 drops the file capabilities from the
-/// effective set; this thread needs them back for overlayfs.
-fn raise_effective_capabilities() -> io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: a v3 header and two data structs, as capget(2) wants.
-    if unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut Header,
-            data.as_mut_ptr(),
-        )
-    } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    for d in &mut data {
-        d.effective = d.permitted;
-    }
-    // SAFETY: as above; capset reads them.
-    if unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Raw, allocation-free steps for the child between clone and exec.
-pub mod child {
-    use std::ffi::CStr;
-    use std::os::fd::RawFd;
-
-    use crate::container::mounts::MountOp;
-
-    fn errno() -> i32 {
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    }
-
-    /// Waits until the agent wrote the maps (a byte; EOF means it could
-    /// not), then becomes root of the namespace, without the VM's groups.
-    pub fn enter(sync_fd: RawFd) -> Result<(), i32> {
-        let mut byte = 0u8;
-        loop {
-            // SAFETY: reads at most one byte into a local.
-            let n = unsafe { libc::read(sync_fd, (&mut byte as *mut u8).cast(), 1) };
-            match n {
-                1 => break,
-                0 => return Err(libc::ECANCELED),
-                _ if errno() == libc::EINTR => continue,
-                _ => return Err(errno()),
-            }
-        }
-        // SAFETY: plain syscalls on integers and a null list of length 0.
-        unsafe {
-            if libc::syscall(libc::SYS_setresgid, 0, 0, 0) < 0
-                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) < 0
-                || libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
-            {
-                return Err(errno());
-            }
-        }
-        Ok(())
-    }
-
-    /// A device node in a user namespace: an empty file with the VM's
-    /// node bound onto it.
-    pub fn bind_device(source: &CStr, target: &CStr) -> Result<(), i32> {
-        // SAFETY: NUL-terminated paths that outlive the calls.
-        unsafe {
-            let fd = libc::open(
-                target.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o644,
-            );
-            if fd < 0 {
-                return Err(errno());
-            }
-            libc::close(fd);
-            if libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            ) < 0
-            {
-                return Err(errno());
-            }
-        }
-        Ok(())
-    }
-
-    /// /sys in a user namespace without a network namespace of its own
-    /// (sysfs refuses a new mount there): the VM's, bound, with `flags`
-    /// (ro, nosuid, …) as runc does.
-    pub fn bind_sysfs(target: &CStr, flags: libc::c_ulong) -> Result<(), i32> {
-        // SAFETY: NUL-terminated strings that outlive the calls.
-        unsafe {
-            if libc::mount(
-                c"/sys".as_ptr(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ) < 0
-            {
-                return Err(errno());
-            }
-            let keep = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-            if libc::mount(
-                std::ptr::null(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REMOUNT | (flags & keep),
-                std::ptr::null(),
-            ) < 0
-            {
-                return Err(errno());
-            }
-        }
-        Ok(())
-    }
-
-    /// cgroup2 at /sys/fs/cgroup of a bound /sys: the VM's cgroup2 mount
-    /// is there already (locked, it cannot be unmounted), and the kernel
-    /// refuses the same filesystem twice on one mount point (EBUSY). A
-    /// small read-only tmpfs in between makes it another mount point.
-    pub fn mount_over_vm_cgroup(m: &MountOp) -> Result<(), i32> {
-        // SAFETY: NUL-terminated strings that outlive the calls.
-        unsafe {
-            if libc::mount(
-                c"tmpfs".as_ptr(),
-                m.target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                c"size=4k,mode=755".as_ptr().cast(),
-            ) < 0
-                || libc::mount(
-                    m.source.as_ptr(),
-                    m.target.as_ptr(),
-                    m.fstype.as_ptr(),
-                    m.flags,
-                    m.data.as_ptr().cast(),
-                ) < 0
-            {
-                return Err(errno());
-            }
-        }
-        Ok(())
-    }
+    let tree = sys.open_tree_clone(source).map_err(io_err(what("clone")))?;
+    sys.set_mount_idmap(tree.as_fd(), userns.as_fd())
+        .map_err(io_err(what("idmap")))?;
+    sys.attach_tree(tree.as_fd(), target)
+        .map_err(io_err(what("attach")))
 }
 
 #[cfg(test)]
@@ -609,6 +341,180 @@ mod tests {
                 matches!(from_spec(&linux(json), flags), Err(UsernsError::Invalid(_))),
                 "{json}"
             );
+        }
+    }
+
+    mod through_the_fake {
+        use std::io::Read;
+
+        use super::*;
+        use crate::syscall::test::{Call, Recording};
+        use crate::test_utils::TempDir;
+
+        fn ns() -> UserNamespace {
+            UserNamespace {
+                uid_map: "0 100000 65536\n".into(),
+                gid_map: "0 200000 10\n10 300000 1\n".into(),
+                root_uid: 100_000,
+                root_gid: 200_000,
+            }
+        }
+
+        fn map(map: IdMap, text: &str) -> Call {
+            Call::WriteIdMap {
+                pid: 4242,
+                map,
+                text: text.into(),
+            }
+        }
+
+        #[test]
+        fn the_child_gets_its_rlimits_then_its_maps_then_the_go() {
+            let sys = Recording::new();
+            let (read, write) = crate::sys::pipe().unwrap();
+            release_child(&sys, 4242, &ns(), &[(libc::RLIMIT_NOFILE, 10, 20)], write).unwrap();
+            assert_eq!(
+                sys.calls(),
+                vec![
+                    Call::SetRlimit {
+                        pid: 4242,
+                        resource: libc::RLIMIT_NOFILE,
+                        soft: 10,
+                        hard: 20,
+                    },
+                    map(IdMap::Uid, "0 100000 65536\n"),
+                    map(IdMap::Gid, "0 200000 10\n10 300000 1\n"),
+                ]
+            );
+            let mut go = Vec::new();
+            File::from(read).read_to_end(&mut go).unwrap();
+            assert_eq!(go, b"1");
+        }
+
+        #[test]
+        fn a_refused_map_kills_the_child_and_is_the_error() {
+            let sys = Recording::new();
+            sys.fail_when(|call| match call {
+                Call::WriteIdMap {
+                    map: IdMap::Gid, ..
+                } => Some(libc::EPERM),
+                _ => None,
+            });
+            let (read, write) = crate::sys::pipe().unwrap();
+            let err = release_child(&sys, 4242, &ns(), &[], write).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+            assert_eq!(
+                sys.calls().last(),
+                Some(&Call::Kill {
+                    pid: 4242,
+                    signal: libc::SIGKILL
+                })
+            );
+            let mut go = Vec::new();
+            File::from(read).read_to_end(&mut go).unwrap();
+            assert!(go.is_empty(), "no go for a child without maps");
+        }
+
+        #[test]
+        fn a_refused_rlimit_names_it_and_writes_no_map() {
+            let sys = Recording::new();
+            sys.fail_when(|call| matches!(call, Call::SetRlimit { .. }).then_some(libc::EPERM));
+            let (_read, write) = crate::sys::pipe().unwrap();
+            let err = release_child(&sys, 4242, &ns(), &[(7, 1, 2)], write).unwrap_err();
+            assert!(err.to_string().contains("set rlimit 7 to 1:2"), "{err}");
+            assert!(!sys
+                .calls()
+                .iter()
+                .any(|c| matches!(c, Call::WriteIdMap { .. })));
+        }
+
+        /// A root overlay at `dir/rootfs` on two image layers and `dir/rw`.
+        fn overlay_root(dir: &TempDir, sys: &Recording) -> PathBuf {
+            let rootfs = dir.path().join("rootfs");
+            sys.set_mountinfo(&format!(
+                "32 22 0:30 / {} rw - overlay overlay rw,lowerdir={}:{},upperdir={},workdir={}\n",
+                rootfs.display(),
+                dir.str("l0"),
+                dir.str("l1"),
+                dir.str("rw/upper"),
+                dir.str("rw/work"),
+            ));
+            rootfs
+        }
+
+        fn userns() -> Result<File, UsernsError> {
+            File::open("/dev/null").map_err(io_err("open"))
+        }
+
+        #[test]
+        fn the_root_is_rebuilt_on_idmapped_layers_as_root_of_the_container() {
+            let dir = TempDir::new("idmap");
+            let sys = Recording::new();
+            let rootfs = overlay_root(&dir, &sys);
+            idmap_rootfs(&sys, &rootfs, &ns(), userns).unwrap();
+            let base = format!("{}-idmapped", rootfs.display());
+            let copy = |source: String, target: String| {
+                [
+                    Call::OpenTree(source),
+                    Call::SetMountIdmap,
+                    Call::AttachTree(target),
+                ]
+            };
+            let mut expected = Vec::new();
+            expected.extend(copy(dir.str("l0"), format!("{base}/lower0")));
+            expected.extend(copy(dir.str("l1"), format!("{base}/lower1")));
+            expected.extend(copy(dir.str("rw"), format!("{base}/rw")));
+            expected.push(Call::Unmount {
+                target: rootfs.display().to_string(),
+                flags: 0,
+            });
+            expected.push(Call::Mount {
+                source: "overlay".into(),
+                target: rootfs.display().to_string(),
+                fstype: "overlay".into(),
+                flags: 0,
+                data: format!(
+                    "lowerdir={base}/lower0:{base}/lower1,upperdir={base}/rw/upper,workdir={base}/rw/work"
+                ),
+                as_ids: Some((100_000, 200_000)),
+            });
+            assert_eq!(sys.calls(), expected);
+            assert!(Path::new(&format!("{base}/lower1")).is_dir());
+        }
+
+        #[test]
+        fn a_root_without_a_writable_layer_is_refused_before_any_namespace() {
+            let dir = TempDir::new("idmap-ro");
+            let sys = Recording::new();
+            let rootfs = dir.path().join("rootfs");
+            sys.set_mountinfo(&format!(
+                "32 22 0:30 / {} ro - overlay overlay ro,lowerdir=/a\n",
+                rootfs.display()
+            ));
+            let err = idmap_rootfs(&sys, &rootfs, &ns(), || {
+                panic!("no user namespace is made for a root that cannot be idmapped")
+            })
+            .unwrap_err();
+            assert!(matches!(err, UsernsError::Invalid(_)), "{err}");
+            assert!(sys.calls().is_empty());
+        }
+
+        #[test]
+        fn a_refused_idmap_is_the_error_and_the_overlay_stays() {
+            let dir = TempDir::new("idmap-fail");
+            let sys = Recording::new();
+            let rootfs = overlay_root(&dir, &sys);
+            sys.fail_when(|call| (*call == Call::SetMountIdmap).then_some(libc::EINVAL));
+            let err = idmap_rootfs(&sys, &rootfs, &ns(), userns).unwrap_err();
+            assert!(
+                matches!(&err, UsernsError::Io { what, source }
+                    if what.starts_with("idmap ") && source.raw_os_error() == Some(libc::EINVAL)),
+                "{err:?}"
+            );
+            assert!(!sys
+                .calls()
+                .iter()
+                .any(|c| matches!(c, Call::Unmount { .. } | Call::Mount { .. })));
         }
     }
 }

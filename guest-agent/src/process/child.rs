@@ -8,10 +8,11 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use crate::container::mounts::MountOp;
-use crate::container::userns::{self, ChildUserns};
+use crate::container::userns::ChildUserns;
 use crate::security::capabilities::{CapSets, LAST_CAP};
 use crate::security::seccomp::SockFilter;
 use crate::sys::child as sys;
+use crate::syscall::{ChildSyscall, Linux};
 
 /// Bytes of a failure report: stage, errno, index (all u32 LE).
 pub const REPORT_LEN: usize = 12;
@@ -174,16 +175,37 @@ impl Reporter {
     }
 }
 
+/// Where and why the child failed: what the error pipe carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub stage: Stage,
+    pub errno: i32,
+    /// Which mount, mask, … of its list (0 when there is one).
+    pub index: usize,
+}
+
+fn at(stage: Stage, index: usize) -> impl Fn(i32) -> Failure {
+    move |errno| Failure {
+        stage,
+        errno,
+        index,
+    }
+}
+
 /// Never returns: execs the process or exits after reporting why not.
 /// With `p.root` this is a new container's init and builds its root
 /// first; without, the caller already joined a container's namespaces.
 pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
     let report = Reporter(error_fd);
     sys::reset_process_state();
+    // The root's steps go through the ChildSyscall seam with static
+    // dispatch (no trait object, no allocation); `Linux` forwards to the
+    // raw `sys::child` calls.
     let terminal = match &p.root {
-        Some(root) => build_root(root, &p.process.stdio, report),
-        None => open_terminal(&p.process.stdio, report),
+        Some(root) => build_root(&Linux, root, &p.process.stdio),
+        None => open_terminal(&Linux, &p.process.stdio),
     };
+    let terminal = terminal.unwrap_or_else(|f| report.fail(f.stage, f.errno, f.index));
     exec_process(&p.process, terminal, report)
 }
 
@@ -218,103 +240,101 @@ pub fn enter(p: &Prepared, namespaces: &[RawFd], error_fd: RawFd, pid_fd: RawFd)
 
 /// Mounts, /dev, masks, the terminal (from the container's own devpts, so
 /// `tty` names it there), read-only root, pivot, hostname. Returns the
-/// terminal's slave, or -1 without a terminal.
-fn build_root(root: &RootSetup, stdio: &PreparedStdio, report: Reporter) -> RawFd {
+/// terminal's slave, or -1 without a terminal. Stops at the first
+/// failure. Allocation-free as long as `sys` is.
+pub fn build_root<S: ChildSyscall>(
+    sys: &S,
+    root: &RootSetup,
+    stdio: &PreparedStdio,
+) -> Result<RawFd, Failure> {
     if let Some(ns) = &root.user_namespace {
-        report.check(Stage::UserNamespace, userns::child::enter(ns.sync_fd));
+        sys.enter_user_namespace(ns.sync_fd)
+            .map_err(at(Stage::UserNamespace, 0))?;
     }
-    report.check(Stage::PrivateMounts, sys::make_mounts_private());
+    sys.make_mounts_private()
+        .map_err(at(Stage::PrivateMounts, 0))?;
     if root.user_namespace.is_some() {
         // The root came from the VM's mount namespace, so it is locked
         // here and pivot_root refuses it; a bind of it made here is not.
-        report.check(
-            Stage::UserNamespace,
-            sys::mount(
-                &root.rootfs,
-                &root.rootfs,
-                c"",
-                libc::MS_BIND | libc::MS_REC,
-                c"",
-            ),
-        );
+        sys.mount(
+            &root.rootfs,
+            &root.rootfs,
+            c"",
+            libc::MS_BIND | libc::MS_REC,
+            c"",
+        )
+        .map_err(at(Stage::UserNamespace, 0))?;
     }
     for (i, m) in root.mounts.iter().enumerate() {
-        let mounted = sys::mkdir(&m.target, 0o755)
-            .and_then(|_| sys::mount(&m.source, &m.target, &m.fstype, m.flags, &m.data))
+        sys.mkdir(&m.target, 0o755)
+            .and_then(|_| sys.mount(&m.source, &m.target, &m.fstype, m.flags, &m.data))
             .and_then(|_| match m.remount_flags {
-                Some(flags) => sys::mount(&m.source, &m.target, c"", flags, c""),
+                Some(flags) => sys.mount(&m.source, &m.target, c"", flags, c""),
                 None => Ok(()),
             })
             .or_else(|errno| match (&root.user_namespace, errno) {
                 (Some(_), libc::EPERM) if m.fstype.as_c_str() == c"sysfs" => {
-                    userns::child::bind_sysfs(&m.target, m.flags)
+                    sys.bind_sysfs(&m.target, m.flags)
                 }
                 (Some(_), libc::EBUSY) if m.fstype.as_c_str() == c"cgroup2" => {
-                    userns::child::mount_over_vm_cgroup(m)
+                    sys.mount_over_vm_cgroup(&m.source, &m.target, &m.fstype, m.flags, &m.data)
                 }
                 _ => Err(errno),
-            });
-        if let Err(errno) = mounted {
-            report.fail(Stage::Mount, errno, i);
-        }
+            })
+            .map_err(at(Stage::Mount, i))?;
         if m.populate_dev {
-            populate_dev(root).unwrap_or_else(|errno| report.fail(Stage::Devices, errno, i));
+            populate_dev(sys, root).map_err(at(Stage::Devices, i))?;
         }
     }
     for (i, path) in root.masked.iter().enumerate() {
-        let masked = match sys::is_dir(path) {
+        match sys.is_dir(path) {
             Err(libc::ENOENT) => Ok(()),
             Err(errno) => Err(errno),
-            Ok(true) => sys::mount(c"tmpfs", path, c"tmpfs", libc::MS_RDONLY, c""),
-            Ok(false) => sys::mount(&root.dev_null, path, c"", libc::MS_BIND, c""),
-        };
-        if let Err(errno) = masked {
-            report.fail(Stage::MaskPaths, errno, i);
+            Ok(true) => sys.mount(c"tmpfs", path, c"tmpfs", libc::MS_RDONLY, c""),
+            Ok(false) => sys.mount(&root.dev_null, path, c"", libc::MS_BIND, c""),
         }
+        .map_err(at(Stage::MaskPaths, i))?;
     }
     for (i, path) in root.readonly.iter().enumerate() {
-        let done = match sys::is_dir(path) {
+        match sys.is_dir(path) {
             Err(libc::ENOENT) => Ok(()),
             Err(errno) => Err(errno),
-            Ok(_) => {
-                sys::mount(path, path, c"", libc::MS_BIND | libc::MS_REC, c"").and_then(|_| {
-                    sys::mount(
+            Ok(_) => sys
+                .mount(path, path, c"", libc::MS_BIND | libc::MS_REC, c"")
+                .and_then(|_| {
+                    sys.mount(
                         path,
                         path,
                         c"",
                         libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
                         c"",
                     )
-                })
-            }
-        };
-        if let Err(errno) = done {
-            report.fail(Stage::ReadonlyPaths, errno, i);
+                }),
         }
+        .map_err(at(Stage::ReadonlyPaths, i))?;
     }
-    let terminal = open_terminal(stdio, report);
+    let terminal = open_terminal(sys, stdio)?;
     if root.readonly_root {
-        report.check(
-            Stage::ReadonlyRoot,
-            sys::mount(
-                &root.rootfs,
-                &root.rootfs,
-                c"",
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                c"",
-            ),
-        );
+        sys.mount(
+            &root.rootfs,
+            &root.rootfs,
+            c"",
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            c"",
+        )
+        .map_err(at(Stage::ReadonlyRoot, 0))?;
     }
-    report.check(Stage::PivotRoot, sys::pivot_into(&root.rootfs));
+    sys.pivot_into(&root.rootfs)
+        .map_err(at(Stage::PivotRoot, 0))?;
     if let Some(hostname) = &root.hostname {
-        report.check(Stage::Hostname, sys::set_hostname(hostname));
+        sys.set_hostname(hostname).map_err(at(Stage::Hostname, 0))?;
     }
-    terminal
+    Ok(terminal)
 }
 
 /// With a terminal: opens a pty, sends its master to the agent and
 /// returns the slave. Without: -1.
-fn open_terminal(stdio: &PreparedStdio, report: Reporter) -> RawFd {
+fn open_terminal<S: ChildSyscall>(sys: &S, stdio: &PreparedStdio) -> Result<RawFd, Failure> {
     let PreparedStdio::Terminal {
         socket,
         ptmx,
@@ -323,15 +343,14 @@ fn open_terminal(stdio: &PreparedStdio, report: Reporter) -> RawFd {
         cols,
     } = stdio
     else {
-        return -1;
+        return Ok(-1);
     };
-    match sys::open_pty(ptmx, pts_prefix, *rows, *cols) {
-        Ok((master, slave)) => {
-            report.check(Stage::Terminal, sys::send_fd(*socket, master));
-            slave
-        }
-        Err(errno) => report.fail(Stage::Terminal, errno, 0),
-    }
+    let (master, slave) = sys
+        .open_pty(ptmx, pts_prefix, *rows, *cols)
+        .map_err(at(Stage::Terminal, 0))?;
+    sys.send_fd(*socket, master)
+        .map_err(at(Stage::Terminal, 0))?;
+    Ok(slave)
 }
 
 /// The steps every process takes, in runc's order: stdio, rlimits,
@@ -404,18 +423,263 @@ fn exec_process(p: &ProcessSetup, terminal: RawFd, report: Reporter) -> ! {
     )
 }
 
-fn populate_dev(root: &RootSetup) -> Result<(), i32> {
+fn populate_dev<S: ChildSyscall>(sys: &S, root: &RootSetup) -> Result<(), i32> {
     for (i, (path, mode, dev)) in root.devices.iter().enumerate() {
         match &root.user_namespace {
             Some(ns) => match ns.device_sources.get(i) {
-                Some(source) => userns::child::bind_device(source, path)?,
+                Some(source) => sys.bind_device(source, path)?,
                 None => return Err(libc::EINVAL),
             },
-            None => sys::mknod(path, *mode, *dev)?,
+            None => sys.mknod(path, *mode, *dev)?,
         }
     }
     for (target, link) in &root.dev_links {
-        sys::symlink(target, link)?;
+        sys.symlink(target, link)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::mounts;
+    use crate::container::userns::UserNamespace;
+    use crate::process::spawn::{prepare_root, NewContainer};
+    use crate::syscall::test::{mount, Call, Recording};
+    use crate::test_utils::TempDir;
+
+    /// runc's default mounts, in runc's order.
+    const MOUNTS: &str = r#"[
+        {"destination":"/proc","type":"proc","source":"proc"},
+        {"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]},
+        {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]},
+        {"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]},
+        {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime","ro"]}
+    ]"#;
+
+    fn new_container(root: &TempDir, user_namespace: bool) -> NewContainer {
+        let specs: Vec<oci_spec::runtime::Mount> = serde_json::from_str(MOUNTS).unwrap();
+        let rootfs = root.path().to_path_buf();
+        NewContainer {
+            mounts: mounts::plan(&rootfs, &specs).unwrap(),
+            rootfs,
+            hostname: Some("box".into()),
+            namespaces: libc::CLONE_NEWNS as u64,
+            user_namespace: user_namespace.then(|| UserNamespace {
+                uid_map: "0 100000 65536\n".into(),
+                gid_map: "0 100000 65536\n".into(),
+                root_uid: 100_000,
+                root_gid: 100_000,
+            }),
+            masked_paths: vec!["/proc/kcore".into(), "/proc/acpi".into(), "/gone".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            readonly_root: true,
+        }
+    }
+
+    fn pipes() -> PreparedStdio {
+        PreparedStdio::Pipes([0, 1, 2])
+    }
+
+    /// `rel` under the root; "" for the root itself.
+    fn at(root: &TempDir) -> impl Fn(&str) -> String + '_ {
+        move |rel| match rel {
+            "" => root.path().display().to_string(),
+            rel => root.str(rel),
+        }
+    }
+
+    #[test]
+    fn a_new_root_is_built_in_runcs_order() {
+        let root = TempDir::new("child-root");
+        let new = new_container(&root, false);
+        let setup = prepare_root(&new, None).unwrap();
+        let sys = Recording::new();
+        let p = at(&root);
+        sys.add_file(&p("proc/kcore"));
+        sys.add_dir(&p("proc/acpi"));
+        sys.add_dir(&p("proc/sys"));
+        assert_eq!(build_root(&sys, &setup, &pipes()), Ok(-1));
+
+        let calls = sys.calls();
+        let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let mut expected = vec![
+            Call::MakeMountsPrivate,
+            Call::Mkdir(p("proc")),
+            mount("proc", &p("proc"), "proc", 0, ""),
+            Call::Mkdir(p("dev")),
+            mount(
+                "tmpfs",
+                &p("dev"),
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_STRICTATIME,
+                "mode=755,size=65536k",
+            ),
+        ];
+        for (name, major, minor) in mounts::DEFAULT_DEVICES {
+            expected.push(Call::Mknod {
+                path: p(&format!("dev/{name}")),
+                mode: libc::S_IFCHR | 0o666,
+                dev: libc::makedev(*major, *minor),
+            });
+        }
+        for (name, target) in mounts::DEFAULT_DEV_LINKS {
+            expected.push(Call::Symlink {
+                target: target.to_string(),
+                link: p(&format!("dev/{name}")),
+            });
+        }
+        expected.extend([
+            Call::Mkdir(p("dev/pts")),
+            mount(
+                "devpts",
+                &p("dev/pts"),
+                "devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620",
+            ),
+            Call::Mkdir(p("sys")),
+            mount(
+                "sysfs",
+                &p("sys"),
+                "sysfs",
+                nosuid_nodev_noexec | libc::MS_RDONLY,
+                "",
+            ),
+            Call::Mkdir(p("sys/fs/cgroup")),
+            mount(
+                "cgroup",
+                &p("sys/fs/cgroup"),
+                "cgroup2",
+                nosuid_nodev_noexec | libc::MS_RELATIME | libc::MS_RDONLY,
+                "",
+            ),
+            // Masks: a file gets /dev/null, a directory a read-only
+            // tmpfs, a missing path nothing.
+            mount(&p("dev/null"), &p("proc/kcore"), "", libc::MS_BIND, ""),
+            mount("tmpfs", &p("proc/acpi"), "tmpfs", libc::MS_RDONLY, ""),
+            // Read-only paths: a bind, then its read-only remount.
+            mount(
+                &p("proc/sys"),
+                &p("proc/sys"),
+                "",
+                libc::MS_BIND | libc::MS_REC,
+                "",
+            ),
+            mount(
+                &p("proc/sys"),
+                &p("proc/sys"),
+                "",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                "",
+            ),
+            mount(
+                &p(""),
+                &p(""),
+                "",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                "",
+            ),
+            Call::PivotInto(p("")),
+            Call::SetHostname("box".into()),
+        ]);
+        assert_eq!(calls, expected);
+    }
+
+    #[test]
+    fn a_failed_mount_names_its_stage_and_index_and_stops() {
+        let root = TempDir::new("child-fail");
+        let new = new_container(&root, false);
+        let setup = prepare_root(&new, None).unwrap();
+        let sys = Recording::new();
+        let pts = at(&root)("dev/pts");
+        sys.fail_when(move |call| match call {
+            Call::Mount { target, .. } if *target == pts => Some(libc::ENODEV),
+            _ => None,
+        });
+        assert_eq!(
+            build_root(&sys, &setup, &pipes()),
+            Err(Failure {
+                stage: Stage::Mount,
+                errno: libc::ENODEV,
+                index: 2,
+            })
+        );
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::PivotInto(_))));
+        assert!(!calls
+            .iter()
+            .any(|c| matches!(c, Call::Mkdir(p) if p.ends_with("/sys"))));
+    }
+
+    #[test]
+    fn in_a_user_namespace_nodes_are_bound_and_sysfs_and_cgroup_fall_back() {
+        let root = TempDir::new("child-userns");
+        let new = new_container(&root, true);
+        let setup = prepare_root(&new, Some(7)).unwrap();
+        let sys = Recording::new();
+        sys.fail_when(|call| match call {
+            Call::Mount { fstype, .. } if fstype == "sysfs" => Some(libc::EPERM),
+            Call::Mount { fstype, .. } if fstype == "cgroup2" => Some(libc::EBUSY),
+            _ => None,
+        });
+        let p = at(&root);
+        assert_eq!(build_root(&sys, &setup, &pipes()), Ok(-1));
+        let calls = sys.calls();
+        assert_eq!(
+            calls[..3],
+            [
+                Call::EnterUserNamespace,
+                Call::MakeMountsPrivate,
+                mount(&p(""), &p(""), "", libc::MS_BIND | libc::MS_REC, ""),
+            ]
+        );
+        assert!(!calls.iter().any(|c| matches!(c, Call::Mknod { .. })));
+        assert!(calls.contains(&Call::BindDevice {
+            source: "/dev/null".into(),
+            target: p("dev/null"),
+        }));
+        let sysfs = calls
+            .iter()
+            .position(|c| matches!(c, Call::BindSysfs { target, .. } if *target == p("sys")))
+            .expect("sysfs refused: the VM's is bound");
+        let cgroup = calls
+            .iter()
+            .position(|c| {
+                *c == Call::MountOverVmCgroup {
+                    target: p("sys/fs/cgroup"),
+                }
+            })
+            .expect("cgroup2 busy: mounted over the VM's");
+        assert!(sysfs < cgroup);
+        assert_eq!(calls.last(), Some(&Call::SetHostname("box".into())));
+    }
+
+    #[test]
+    fn a_terminal_is_opened_from_the_containers_devpts_before_the_pivot() {
+        let root = TempDir::new("child-tty");
+        let new = new_container(&root, false);
+        let mut setup = prepare_root(&new, None).unwrap();
+        setup.readonly_root = false;
+        let stdio = PreparedStdio::Terminal {
+            socket: 9,
+            ptmx: std::ffi::CString::new(root.str("dev/pts/ptmx")).unwrap(),
+            pts_prefix: std::ffi::CString::new(root.str("dev/pts/")).unwrap(),
+            rows: 24,
+            cols: 80,
+        };
+        let sys = Recording::new();
+        build_root(&sys, &setup, &stdio).unwrap();
+        let calls = sys.calls();
+        let tail: Vec<_> = calls[calls.len() - 4..].to_vec();
+        assert_eq!(
+            tail,
+            vec![
+                Call::OpenPty,
+                Call::SendFd,
+                Call::PivotInto(at(&root)("")),
+                Call::SetHostname("box".into()),
+            ]
+        );
+    }
 }

@@ -22,6 +22,7 @@ use crate::container::userns::{self, ChildUserns, UserNamespace};
 use crate::security::capabilities::CapSets;
 use crate::security::seccomp::SockFilter;
 use crate::sys;
+use crate::syscall::Syscall;
 
 /// PATH Docker uses when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -155,7 +156,7 @@ fn path_c(path: &Path) -> Result<CString, SpawnError> {
 
 /// The C strings of a new container's root, under `rootfs` as the agent
 /// sees it (the child builds the root before pivoting into it).
-fn prepare_root(
+pub(super) fn prepare_root(
     new: &NewContainer,
     userns_sync: Option<RawFd>,
 ) -> Result<RootSetup<'_>, SpawnError> {
@@ -221,7 +222,9 @@ fn clone_child(flags: u64, cgroup_fd: Option<RawFd>, reaper: &Reaper) -> Result<
 
 /// Starts the process; returns its pid (in the agent's PID namespace) once
 /// it has successfully exec'd.
-pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
+/// Kernel calls of the agent's side go through `sys`; the child's use the
+/// raw, allocation-free ones (see `child`).
+pub fn spawn(sys: &dyn Syscall, launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
     let command = launch.args.first().ok_or(SpawnError::EmptyCommand)?.clone();
     let args = c_vec(&launch.args)?;
     let env = c_vec(&launch.env)?;
@@ -296,7 +299,7 @@ pub fn spawn(launch: Launch, reaper: &Reaper) -> Result<i32, SpawnError> {
                 child::run(&prepared, error_fd);
             }
             if let (Some(ns), Some((_, sync))) = (&new.user_namespace, userns_sync) {
-                if let Err(source) = userns::release_child(pid, ns, &launch.rlimits, sync) {
+                if let Err(source) = userns::release_child(sys, pid, ns, &launch.rlimits, sync) {
                     // release_child killed the child.
                     reaper.wait_for(pid);
                     return Err(SpawnError::Setup {
@@ -397,6 +400,7 @@ fn decode_report(report: &[u8], launch: &Launch, command: String) -> SpawnError 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscall::LINUX;
 
     #[test]
     fn commands_with_slashes_are_used_as_is() {
@@ -520,7 +524,12 @@ mod tests {
         let reaper = Reaper::start();
         let script = "tr '\\0' ' ' </proc/1/cmdline; echo; hostname; echo $$; ulimit -n";
         let (stdio, mut out) = pipes();
-        let pid = spawn(join_launch(init, &["sh", "-c", script], stdio), &reaper).unwrap();
+        let pid = spawn(
+            &LINUX,
+            join_launch(init, &["sh", "-c", script], stdio),
+            &reaper,
+        )
+        .unwrap();
         let mut output = String::new();
         out.read_to_string(&mut output).unwrap();
         assert_eq!(reaper.wait_for(pid), sys::WaitStatus::Exited(0));
@@ -532,11 +541,16 @@ mod tests {
         assert_eq!(lines[3], "512");
 
         let (stdio, _out) = pipes();
-        let err = spawn(join_launch(init, &["no-such-command"], stdio), &reaper).unwrap_err();
+        let err = spawn(
+            &LINUX,
+            join_launch(init, &["no-such-command"], stdio),
+            &reaper,
+        )
+        .unwrap_err();
         assert!(matches!(err, SpawnError::NotFound(_)), "{err}");
 
         let (stdio, _out) = pipes();
-        let pid = spawn(join_launch(init, &["true"], stdio), &reaper).unwrap();
+        let pid = spawn(&LINUX, join_launch(init, &["true"], stdio), &reaper).unwrap();
         assert_eq!(reaper.wait_for(pid), sys::WaitStatus::Exited(0));
 
         let (agent_end, child_end) = sys::socketpair().unwrap();
@@ -546,6 +560,7 @@ mod tests {
             cols: 99,
         };
         let pid = spawn(
+            &LINUX,
             join_launch(init, &["sh", "-c", "stty size; tty"], stdio),
             &reaper,
         )

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::lifecycle::{ask, containers};
 use crate::cli::{Cli, StatsArgs};
 use hull_container::record::Container;
-use hull_container::supervisor::control::{ControlReply, ControlRequest};
+use hull_container::supervisor::control::{AgentReply, AgentRequest, ControlReply, ControlRequest};
 
 /// Live usage from the agent, sampled once a second (`--no-stream`: once).
 pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<i32> {
@@ -26,8 +26,15 @@ pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<i32> {
         // The first sample needs a second one to compute CPU use.
         let mut samples = Vec::new();
         for c in &targets {
-            let sample = match ask(c, &ControlRequest::Stats).await {
-                Ok(ControlReply::Stats(s)) => Some(s),
+            let request = ControlRequest::Agent {
+                request: AgentRequest::Stats {
+                    container_id: c.config.id.clone(),
+                },
+            };
+            let sample = match ask(c, &request).await {
+                Ok(ControlReply::Agent {
+                    answer: AgentReply::Stats(s),
+                }) => Some(s),
                 _ => None,
             };
             samples.push((sample, Instant::now()));

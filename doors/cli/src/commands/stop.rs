@@ -4,7 +4,7 @@ use anyhow::{anyhow, Result};
 
 use super::lifecycle::{ask, each, parse_signal, stop as stop_container};
 use crate::cli::{Cli, ContainersArgs, KillArgs, StopArgs};
-use hull_container::supervisor::control::ControlRequest;
+use hull_container::supervisor::control::{AgentRequest, ControlRequest};
 
 pub async fn stop(cli: &Cli, args: &StopArgs) -> Result<i32> {
     let grace = Duration::from_secs(args.time);
@@ -26,12 +26,11 @@ pub async fn pause(cli: &Cli, args: &ContainersArgs, frozen: bool) -> Result<i32
         if !frozen && !paused && c.state().is_running() {
             return Err(anyhow!("container {} is not paused", c.config.name));
         }
-        let request = if frozen {
-            ControlRequest::Pause
-        } else {
-            ControlRequest::Resume
+        let request = AgentRequest::Freeze {
+            container_id: c.config.id.clone(),
+            frozen,
         };
-        ask(&c, &request).await?;
+        ask(&c, &ControlRequest::Agent { request }).await?;
         println!("{}", c.config.name);
         Ok(())
     })

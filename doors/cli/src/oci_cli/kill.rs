@@ -10,7 +10,7 @@ use super::args::{KillArgs, RuncArgs};
 use super::find;
 use crate::commands::parse_signal;
 use hull_container::record::Status;
-use hull_container::supervisor::control::{self, ControlReply, ControlRequest};
+use hull_container::supervisor::control::{self, AgentRequest, ControlReply, ControlRequest};
 
 pub async fn kill(args: &RuncArgs, kill: &KillArgs) -> Result<i32> {
     let signal = parse_signal(&kill.signal)?;
@@ -19,7 +19,12 @@ pub async fn kill(args: &RuncArgs, kill: &KillArgs) -> Result<i32> {
         return Err(anyhow!("container not running"));
     }
     let request = match container.recorded_state().status() {
-        Status::Running if kill.all => ControlRequest::SignalAll { signal },
+        Status::Running if kill.all => ControlRequest::Agent {
+            request: AgentRequest::SignalContainer {
+                container_id: container.config.id.clone(),
+                signal,
+            },
+        },
         Status::Running => ControlRequest::Signal { signal },
         Status::Created => ControlRequest::Stop { timeout_secs: 0 },
         Status::Exited => return Err(anyhow!("container not running")),
@@ -46,10 +51,11 @@ pub async fn freeze(args: &RuncArgs, id: &str, frozen: bool) -> Result<i32> {
     {
         return Err(anyhow!("container not running"));
     }
-    let request = if frozen {
-        ControlRequest::Pause
-    } else {
-        ControlRequest::Resume
+    let request = ControlRequest::Agent {
+        request: AgentRequest::Freeze {
+            container_id: container.config.id.clone(),
+            frozen,
+        },
     };
     match control::call(&container.socket_path(), &request).await {
         Ok(ControlReply::Error { message, .. }) => Err(anyhow!("{message}")),

@@ -1,156 +1,233 @@
 //! `hull exec`: a process started in the running container, with the
-//! client's stdio passed to the supervisor.
+//! client's stdio passed to the supervisor. The connection is the
+//! process's conversation: signals and terminal sizes come on it, and it
+//! is answered with `Started`, then `Exited`.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use hull_protocol::{ErrorKind, ExecProcess, Reply, Request, Stdio};
+use hull_protocol::{ErrorKind, ExecProcess, ExitStatus, Reply, Request, Stdio};
+use thiserror::Error;
 use tokio::sync::oneshot;
 
 use super::control::{ControlConn, ControlReply, ControlRequest, ExecRequest};
 use super::io::{self, Sink};
-use super::{lock, running_client, Shared};
-use hull_sandbox::agent_client::RequestError;
+use super::shared::{lock, Shared};
+use hull_sandbox::agent_client::{AgentClient, InputStream, RequestError};
 
 /// Stream ids of exec'd processes start here, three per process.
 const FIRST_EXEC_STREAM: u32 = 16;
 
+/// Why an exec did not start; the reply's message is the error's.
+#[derive(Debug, Error)]
+pub(super) enum ExecError {
+    #[error("the container is not running")]
+    NotRunning,
+    #[error("exec needs stdout and stderr descriptors")]
+    NoStdio,
+    #[error("exec needs a command")]
+    NoCommand,
+    #[error("the working directory {0:?} is not absolute")]
+    RelativeWorkdir(String),
+    #[error(transparent)]
+    Start(RequestError),
+}
+
+impl ExecError {
+    /// The exit status the client reports: 126/127 as a shell does.
+    fn code(&self) -> i32 {
+        match self {
+            Self::Start(RequestError::Agent(err)) => match err.kind {
+                ErrorKind::CommandNotFound => 127,
+                ErrorKind::CommandNotExecutable => 126,
+                _ => 125,
+            },
+            _ => 125,
+        }
+    }
+
+    fn reply(&self) -> ControlReply {
+        ControlReply::Error {
+            message: self.to_string(),
+            code: self.code(),
+        }
+    }
+}
+
+/// The stdio of one exec'd process.
+struct ExecStdio {
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl ExecStdio {
+    /// The passed descriptors: stdin first when `stdin`, then stdout and
+    /// stderr.
+    fn take(fds: Vec<OwnedFd>, stdin: bool) -> Result<Self, ExecError> {
+        let mut fds = fds.into_iter();
+        let stdin = if stdin { fds.next() } else { None };
+        let (Some(stdout), Some(stderr)) = (fds.next(), fds.next()) else {
+            return Err(ExecError::NoStdio);
+        };
+        Ok(Self {
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// One exec'd process, started: its agent, id, pid, streams and exit.
+struct Running {
+    client: Arc<AgentClient>,
+    process_id: String,
+    pid: u32,
+    pumps: Vec<JoinHandle<()>>,
+    input: Option<(OwnedFd, Arc<InputStream>)>,
+    exit: oneshot::Receiver<ExitStatus>,
+}
+
+/// Serves one exec conversation.
 pub(super) async fn serve(
     shared: &Arc<Shared>,
     mut conn: ControlConn,
     request: ExecRequest,
     fds: Vec<OwnedFd>,
 ) {
-    let fail = |message: String, code: i32| ControlReply::Error { message, code };
-    let Some(client) = running_client(shared) else {
-        let _ = conn
-            .reply(&fail("the container is not running".into(), 125))
-            .await;
-        return;
-    };
-    let mut fds = fds.into_iter();
-    let stdin_fd = if request.stdin { fds.next() } else { None };
-    let (Some(out), Some(err)) = (fds.next(), fds.next()) else {
-        let _ = conn
-            .reply(&fail(
-                "exec needs stdout and stderr descriptors".into(),
-                125,
-            ))
-            .await;
-        return;
-    };
-    let n = shared.next_exec.fetch_add(1, Ordering::Relaxed);
-    let process_id = format!("exec-{n}");
-    let base = FIRST_EXEC_STREAM + 3 * n;
-    let (out_id, err_id, in_id) = (base, base + 1, base + 2);
-    let process = match exec_process(&shared.container.config.spec, &request) {
-        Ok(p) => p,
-        Err(message) => {
-            let _ = conn.reply(&fail(message, 125)).await;
-            return;
-        }
-    };
-    let (exit_tx, exit_rx) = oneshot::channel();
-    lock(&shared.exec_exits).insert(process_id.clone(), exit_tx);
-    let (out_sink, err_sink) = (Sink::default(), Sink::default());
-    out_sink.attach(out);
-    err_sink.attach(err);
-    let pumps = vec![
-        io::pump_output(
-            shared.handle.clone(),
-            client.open_output(out_id),
-            None,
-            out_sink,
-        ),
-        io::pump_output(
-            shared.handle.clone(),
-            client.open_output(err_id),
-            None,
-            err_sink,
-        ),
-    ];
-    let input = stdin_fd
-        .as_ref()
-        .map(|_| Arc::new(client.open_input(in_id)));
-    let started = client
-        .request(Request::ExecProcess(Box::new(ExecProcess {
-            container_id: shared.container.config.id.clone(),
-            process_id: process_id.clone(),
-            process,
-            user: request
-                .user
-                .clone()
-                .unwrap_or_else(|| shared.container.config.user.clone()),
-            stdio: Stdio {
-                stdin: input.as_ref().map(|_| in_id),
-                stdout: out_id,
-                stderr: err_id,
-            },
-        })))
-        .await;
-    let pid = match started {
-        Ok(Reply::Started { pid }) => pid,
-        Ok(_) => 0,
+    let running = match start(shared, &request, fds).await {
+        Ok(running) => running,
         Err(e) => {
-            lock(&shared.exec_exits).remove(&process_id);
-            let code = match &e {
-                RequestError::Agent(err) => match err.kind {
-                    ErrorKind::CommandNotFound => 127,
-                    ErrorKind::CommandNotExecutable => 126,
-                    _ => 125,
-                },
-                RequestError::Client(_) => 125,
-            };
-            // Nothing will come on the streams: end the pumps.
-            client.close_output(out_id);
-            client.close_output(err_id);
-            io::join(pumps).await;
-            let _ = conn.reply(&fail(e.to_string(), code)).await;
+            let _ = conn.reply(&e.reply()).await;
             return;
         }
     };
     let cancel = Arc::new(AtomicBool::new(false));
-    if let (Some(fd), Some(input)) = (stdin_fd, input) {
+    if let Some((fd, input)) = running.input {
         io::pump_input(shared.handle.clone(), fd, input, cancel.clone(), true);
     }
-    let _ = conn.reply(&ControlReply::Started { pid }).await;
+    let _ = conn
+        .reply(&ControlReply::Started { pid: running.pid })
+        .await;
+    let (client, id) = (running.client, running.process_id);
+    let status = converse(&client, &mut conn, &id, request.owned, running.exit).await;
+    cancel.store(true, Ordering::Relaxed);
+    drop(client);
+    io::join(running.pumps).await;
+    let _ = conn.reply(&exited(status)).await;
+}
 
-    let mut exit_rx = exit_rx;
+/// Starts the process with the passed stdio and its output pumps.
+async fn start(
+    shared: &Shared,
+    request: &ExecRequest,
+    fds: Vec<OwnedFd>,
+) -> Result<Running, ExecError> {
+    let client = shared.agent().ok_or(ExecError::NotRunning)?;
+    let stdio = ExecStdio::take(fds, request.stdin)?;
+    let process = exec_process(&shared.container.config.spec, request)?;
+    let n = shared.next_exec.fetch_add(1, Ordering::Relaxed);
+    let process_id = format!("exec-{n}");
+    let base = FIRST_EXEC_STREAM + 3 * n;
+    let (out_id, err_id, in_id) = (base, base + 1, base + 2);
+    let (exit_tx, exit) = oneshot::channel();
+    lock(&shared.exec_exits).insert(process_id.clone(), exit_tx);
+    let pumps = pump_output(
+        shared,
+        &client,
+        [(out_id, stdio.stdout), (err_id, stdio.stderr)],
+    );
+    let input = stdio
+        .stdin
+        .map(|fd| (fd, Arc::new(client.open_input(in_id))));
+    let exec = ExecProcess {
+        container_id: shared.container.config.id.clone(),
+        process_id: process_id.clone(),
+        process,
+        user: (request.user.clone()).unwrap_or_else(|| shared.container.config.user.clone()),
+        stdio: Stdio {
+            stdin: input.as_ref().map(|_| in_id),
+            stdout: out_id,
+            stderr: err_id,
+        },
+    };
+    let pid = match client.request(Request::ExecProcess(Box::new(exec))).await {
+        Ok(Reply::Started { pid }) => pid,
+        Ok(_) => 0,
+        Err(e) => {
+            lock(&shared.exec_exits).remove(&process_id);
+            // Nothing will come on the streams: end the pumps.
+            client.close_output(out_id);
+            client.close_output(err_id);
+            io::join(pumps).await;
+            return Err(ExecError::Start(e));
+        }
+    };
+    Ok(Running {
+        client,
+        process_id,
+        pid,
+        pumps,
+        input,
+        exit,
+    })
+}
+
+/// Pumps each agent output stream into its descriptor (not the log).
+fn pump_output(
+    shared: &Shared,
+    client: &AgentClient,
+    streams: [(u32, OwnedFd); 2],
+) -> Vec<JoinHandle<()>> {
+    streams
+        .into_iter()
+        .map(|(id, fd)| {
+            let sink = Sink::default();
+            sink.attach(fd);
+            io::pump_output(shared.handle.clone(), client.open_output(id), None, sink)
+        })
+        .collect()
+}
+
+/// Passes the client's signals and sizes on until the process exits;
+/// kills an `owned` process when the client leaves. `None` when the
+/// container stopped first.
+async fn converse(
+    client: &AgentClient,
+    conn: &mut ControlConn,
+    process_id: &str,
+    owned: bool,
+    mut exit: oneshot::Receiver<ExitStatus>,
+) -> Option<ExitStatus> {
     let mut client_gone = false;
-    let owned = request.owned;
-    let status = loop {
+    let process = || process_id.to_string();
+    loop {
         tokio::select! {
-            status = &mut exit_rx => break status.ok(),
+            status = &mut exit => return status.ok(),
             request = conn.next(), if !client_gone => match request {
-                Some(ControlRequest::Signal { signal }) => client.notify(Request::Signal {
-                    process: process_id.clone(),
-                    signal,
-                }),
+                Some(ControlRequest::Signal { signal }) => {
+                    client.notify(Request::Signal { process: process(), signal });
+                }
                 Some(ControlRequest::Resize { rows, cols }) => {
-                    client.notify(Request::ResizeTerminal {
-                        process: process_id.clone(),
-                        rows,
-                        cols,
-                    })
+                    client.notify(Request::ResizeTerminal { process: process(), rows, cols });
                 }
                 Some(_) => {}
                 None => {
                     client_gone = true;
                     if owned {
-                        client.notify(Request::Signal {
-                            process: process_id.clone(),
-                            signal: libc::SIGKILL,
-                        });
+                        client.notify(Request::Signal { process: process(), signal: libc::SIGKILL });
                     }
                 }
             },
         }
-    };
-    cancel.store(true, Ordering::Relaxed);
-    drop(client);
-    io::join(pumps).await;
-    let reply = match status {
+    }
+}
+
+/// The last reply: the process's exit, or the container's end.
+fn exited(status: Option<ExitStatus>) -> ControlReply {
+    match status {
         Some(status) => ControlReply::Exited {
             exit_code: status.shell_code(),
             oom_killed: false,
@@ -161,8 +238,7 @@ pub(super) async fn serve(
             oom_killed: false,
             error: Some("the container stopped".into()),
         },
-    };
-    let _ = conn.reply(&reply).await;
+    }
 }
 
 /// The exec'd process: the container's process with the request's
@@ -170,9 +246,9 @@ pub(super) async fn serve(
 fn exec_process(
     spec: &oci_spec::runtime::Spec,
     request: &ExecRequest,
-) -> Result<oci_spec::runtime::Process, String> {
+) -> Result<oci_spec::runtime::Process, ExecError> {
     if request.args.is_empty() {
-        return Err("exec needs a command".into());
+        return Err(ExecError::NoCommand);
     }
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(request.args.clone()));
@@ -185,7 +261,7 @@ fn exec_process(
     process.set_env(Some(env));
     if let Some(dir) = &request.workdir {
         if !dir.starts_with('/') {
-            return Err(format!("the working directory {dir:?} is not absolute"));
+            return Err(ExecError::RelativeWorkdir(dir.clone()));
         }
         process.set_cwd(dir.into());
     }

@@ -3,11 +3,25 @@
 //! and the published ports' forwarders.
 
 use hull_protocol::{GuestNetwork, HostEntry};
+use thiserror::Error;
 
 use crate::record::ContainerConfig;
-use hull_net::forward::{self, Forwarders};
-use hull_net::{Attachment, Networks};
+use hull_net::forward::{self, Forwarders, PublishError};
+use hull_net::{Attachment, NetworkError, Networks};
 use hull_sandbox::hypervisor::NicSpec;
+
+/// Why the container could not join its network.
+#[derive(Debug, Error)]
+pub enum JoinError {
+    #[error("network {name}")]
+    Attach {
+        name: String,
+        #[source]
+        source: NetworkError,
+    },
+    #[error(transparent)]
+    Publish(PublishError),
+}
 
 /// A boot's network, released by [`Joined::leave`].
 pub struct Joined {
@@ -18,21 +32,28 @@ pub struct Joined {
 }
 
 /// Joins the container's network (if it has one) and publishes its ports.
-pub async fn join(networks: Networks, config: &ContainerConfig) -> Result<Option<Joined>, String> {
+pub async fn join(
+    networks: Networks,
+    config: &ContainerConfig,
+) -> Result<Option<Joined>, JoinError> {
     let Some(name) = &config.network else {
         return Ok(None);
     };
     let mut names = vec![config.name.clone(), config.id[..12].to_string()];
     names.extend(config.aliases.iter().cloned());
-    let attachment = networks
-        .attach(name, &config.id, names)
-        .map_err(|e| format!("network {name}: {e}"))?;
+    let attachment =
+        networks
+            .attach(name, &config.id, names)
+            .map_err(|source| JoinError::Attach {
+                name: name.clone(),
+                source,
+            })?;
     let forwarders =
         match forward::start(&config.ports, &attachment.netns, attachment.address).await {
             Ok(f) => f,
             Err(e) => {
                 networks.detach(name, &config.id);
-                return Err(super::one_line(&e));
+                return Err(JoinError::Publish(e));
             }
         };
     Ok(Some(Joined {

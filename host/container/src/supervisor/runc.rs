@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{lock, resize, running_client, Shared};
+use super::shared::{lock, Shared};
 use crate::record::Container;
 
 /// How often the size of a terminal handed to us is checked: a pty slave
@@ -84,8 +84,8 @@ async fn follow_size(shared: Arc<Shared>, tty: OwnedFd) {
     let mut sent = None;
     while shared.outcome.borrow().is_none() {
         if let Some(size) = window_size(tty.as_fd()) {
-            if sent != Some(size) && running_client(&shared).is_some() {
-                resize(&shared, hull_protocol::MAIN_PROCESS, size.0, size.1);
+            if sent != Some(size) && shared.agent().is_some() {
+                shared.resize(hull_protocol::MAIN_PROCESS, size.0, size.1);
                 sent = Some(size);
             }
         }

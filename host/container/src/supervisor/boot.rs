@@ -1,0 +1,480 @@
+//! One boot of the container: join its network, boot a VM of its own or
+//! join another container's, wait for the go (an attach, or `start` in
+//! runc mode), start the main process with its output pumped into the log
+//! and the attached sinks, and wait for its end, then power the VM off.
+//! Every way this can fail is a [`BootError`], which becomes the boot's
+//! [`Outcome`].
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hull_protocol::{ErrorKind, Event, ExitStatus, RootfsSource, RunContainer, Stdio};
+use hull_sandbox::agent_client::{AgentClient, InputStream};
+use hull_sandbox::assets::GuestAssets;
+use hull_sandbox::hypervisor::{self, DiskSpec};
+use hull_sandbox::{
+    scratch::SCRATCH_SERIAL, Sandbox, SandboxConfig, SandboxError, MAIN_STDERR, MAIN_STDIN,
+    MAIN_STDOUT,
+};
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::network::{self, JoinError, Joined};
+use super::shared::{lock, Shared};
+use super::{io as pumps, one_line, Mode, Outcome};
+use crate::logs::{LogStream, LogWriter};
+use crate::record::{now_nanos, Container, Containers, Status};
+
+/// Serial of the image disk, which the agent looks for.
+pub const ROOTFS_SERIAL: &str = "hull-rootfs";
+/// The log's size cap per file and how many files are kept (Docker's
+/// json-file max-size and max-file).
+const LOG_MAX_SIZE: u64 = 20 << 20;
+const LOG_MAX_FILES: u32 = 5;
+/// How long an attached `run` may take to attach before the container
+/// starts without it.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a boot did not end with the main process's exit.
+#[derive(Debug, Error)]
+pub(super) enum BootError {
+    #[error("supervisor socket")]
+    Socket(#[source] io::Error),
+    #[error("container {0} (whose VM it joins) is gone")]
+    HostGone(String),
+    #[error("container {0} (whose VM it joins) is not running")]
+    HostStopped(String),
+    #[error(transparent)]
+    Network(JoinError),
+    #[error("stopped while the VM booted")]
+    StoppedBooting,
+    #[error("stopped before it started")]
+    StoppedBeforeStart,
+    #[error(transparent)]
+    Sandbox(SandboxError),
+    #[error("open the container log")]
+    Log(#[source] io::Error),
+    #[error(transparent)]
+    Start(SandboxError),
+    #[error("the VM died while the container ran ({0})")]
+    VmDied(String),
+}
+
+impl BootError {
+    /// The exit code recorded: docker's 125 for hull's failures, 126/127
+    /// for a command that cannot run, 137 for a stop.
+    fn exit_code(&self) -> i32 {
+        match self {
+            Self::StoppedBooting | Self::StoppedBeforeStart => 137,
+            Self::Start(SandboxError::Start(err)) => match err.kind {
+                ErrorKind::CommandNotFound => 127,
+                ErrorKind::CommandNotExecutable => 126,
+                _ => 125,
+            },
+            _ => 125,
+        }
+    }
+
+    /// The boot's outcome: the error on one line; `started` if the main
+    /// process ever ran.
+    pub fn outcome(&self, started: bool) -> Outcome {
+        Outcome::failed(self.exit_code(), one_line(self), started)
+    }
+}
+
+/// The running container whose VM `container` joins, if it joins one.
+pub(super) fn host_vm(
+    containers: &Containers,
+    container: &Container,
+) -> Result<Option<Container>, BootError> {
+    let Some(id) = &container.config.shares_vm_with else {
+        return Ok(None);
+    };
+    let host = containers
+        .find(id)
+        .map_err(|_| BootError::HostGone(id[..12.min(id.len())].to_string()))?;
+    if !host.state().is_running() {
+        return Err(BootError::HostStopped(host.config.name.clone()));
+    }
+    Ok(Some(host))
+}
+
+/// Joins the container's network, runs the boot, and leaves the network.
+pub(super) async fn run(
+    shared: &Arc<Shared>,
+    networks: hull_net::Networks,
+    mode: Mode,
+    host: Option<&Container>,
+) -> Outcome {
+    let joined = match network::join(networks, &shared.container.config).await {
+        Ok(joined) => joined,
+        Err(e) => return BootError::Network(e).outcome(false),
+    };
+    record_address(&shared.container, joined.as_ref(), host);
+    let outcome = boot_and_run(shared, mode, joined.as_ref(), host).await;
+    if let Some(joined) = joined {
+        joined.leave();
+    }
+    outcome
+}
+
+/// The container's address: its own on its network, or its host's.
+fn record_address(container: &Container, joined: Option<&Joined>, host: Option<&Container>) {
+    if let Some(j) = joined {
+        let ip = j.address().to_string();
+        let _ = container.update(|s| s.ip_address = Some(ip));
+    }
+    if let Some(host) = host {
+        let ip = host.state().ip_address;
+        let _ = container.update(|s| s.ip_address = ip);
+    }
+}
+
+/// Boots the VM, starts the main process, pumps its output and waits for
+/// its end, then powers the VM off.
+async fn boot_and_run(
+    shared: &Arc<Shared>,
+    mode: Mode,
+    network: Option<&Joined>,
+    host: Option<&Container>,
+) -> Outcome {
+    let serials = Serials::new(&shared.container, host);
+    let mut sandbox = match boot_vm(shared, &serials, network, host).await {
+        Ok(sandbox) => sandbox,
+        Err(e) => return e.outcome(false),
+    };
+    let go = wait_for_go(shared, mode).await;
+    let main = match go.and_then(|()| MainIo::open(shared, &sandbox.client())) {
+        Ok(main) => main,
+        Err(e) => {
+            sandbox.delete().await;
+            return e.outcome(false);
+        }
+    };
+    let mut events = sandbox.take_events().expect("events are taken once");
+    let request = run_request(&shared.container, serials, &main, network, host);
+    let pid = match sandbox.start_main(request).await {
+        Ok(pid) => pid,
+        Err(e) => {
+            sandbox.delete().await;
+            main.join().await;
+            return BootError::Start(e).outcome(false);
+        }
+    };
+    mark_running(shared, &sandbox.client(), &main, pid);
+    let ending = watch_main(shared, &mut sandbox, &mut events).await;
+    shared.client.send_replace(None);
+    lock(&shared.stdin).take();
+    let outcome = end(sandbox, main, ending).await;
+    lock(&shared.exec_exits).clear();
+    outcome
+}
+
+/// The serials of the image and scratch disks: fixed names in a VM of the
+/// container's own, names of their own in another container's VM.
+struct Serials {
+    rootfs: String,
+    scratch: String,
+}
+
+impl Serials {
+    fn new(container: &Container, host: Option<&Container>) -> Self {
+        match host {
+            None => Self {
+                rootfs: ROOTFS_SERIAL.to_string(),
+                scratch: SCRATCH_SERIAL.to_string(),
+            },
+            Some(_) => Self {
+                rootfs: format!("hr-{}", container.short_id()),
+                scratch: format!("hs-{}", container.short_id()),
+            },
+        }
+    }
+
+    fn disks(&self, container: &Container) -> Vec<DiskSpec> {
+        let config = &container.config;
+        let disk = |path: &std::path::Path, read_only, serial: &str| DiskSpec {
+            path: path.to_path_buf(),
+            read_only,
+            serial: serial.to_string(),
+        };
+        vec![
+            disk(&config.rootfs_disk, true, &self.rootfs),
+            disk(&config.scratch_disk, false, &self.scratch),
+        ]
+    }
+}
+
+/// Opens the sandbox unless a stop comes first; records the VM's pid.
+async fn boot_vm(
+    shared: &Arc<Shared>,
+    serials: &Serials,
+    network: Option<&Joined>,
+    host: Option<&Container>,
+) -> Result<Sandbox, BootError> {
+    let disks = serials.disks(&shared.container);
+    let sandbox = tokio::select! {
+        created = open_sandbox(&shared.container, disks, network, host) => created,
+        _ = shared.kill_vm.notified() => return Err(BootError::StoppedBooting),
+    }
+    .map_err(BootError::Sandbox)?;
+    let vm_pid = sandbox.vm_pid();
+    let _ = shared
+        .container
+        .update(|s| s.vm_pid = vm_pid.map(|p| p as i32));
+    Ok(sandbox)
+}
+
+/// Boots a VM of the container's own, or joins the VM of `host`.
+async fn open_sandbox(
+    container: &Container,
+    disks: Vec<DiskSpec>,
+    network: Option<&Joined>,
+    host: Option<&Container>,
+) -> Result<Sandbox, SandboxError> {
+    let config = &container.config;
+    if let Some(host) = host {
+        return Sandbox::join(config.id.clone(), container.vm_dir(), &host.vm_dir(), disks).await;
+    }
+    let hypervisor = hypervisor::select(&config.hypervisor)?;
+    let assets = GuestAssets {
+        kernel: config.kernel.clone(),
+        initramfs: config.initramfs.clone(),
+    };
+    let sandbox_config = SandboxConfig {
+        id: config.id.clone(),
+        dir: container.vm_dir(),
+        assets: &assets,
+        vcpus: config.vcpus,
+        memory_mib: config.memory_mib,
+        disks,
+        nic: network.map(Joined::nic),
+    };
+    Sandbox::create(hypervisor.as_ref(), sandbox_config).await
+}
+
+/// Waits until the main process may start: once a client attached (or
+/// after a while) with `wait_attach`, on `Start` in runc mode.
+async fn wait_for_go(shared: &Shared, mode: Mode) -> Result<(), BootError> {
+    if mode.wait_attach {
+        tokio::select! {
+            _ = shared.attached.notified() => {}
+            _ = tokio::time::sleep(ATTACH_TIMEOUT) => {}
+            _ = shared.kill_vm.notified() => return Err(BootError::StoppedBeforeStart),
+        }
+    }
+    if mode.runc {
+        tokio::select! {
+            _ = shared.start_gate.notified() => {}
+            _ = shared.kill_vm.notified() => return Err(BootError::StoppedBeforeStart),
+        }
+    }
+    Ok(())
+}
+
+/// The main process's streams: its output pumped into the log and the
+/// sinks, and its stdin with `-i`.
+struct MainIo {
+    pumps: Vec<JoinHandle<()>>,
+    stdin: Option<Arc<InputStream>>,
+}
+
+impl MainIo {
+    fn open(shared: &Shared, client: &AgentClient) -> Result<Self, BootError> {
+        let log = LogWriter::open(&shared.container.log_path(), LOG_MAX_SIZE, LOG_MAX_FILES)
+            .map_err(BootError::Log)?;
+        let log = Arc::new(Mutex::new(log));
+        let pump = |stream, which, sink: &pumps::Sink| {
+            let output = client.open_output(stream);
+            let log = Some((log.clone(), which));
+            pumps::pump_output(shared.handle.clone(), output, log, sink.clone())
+        };
+        let pumps = vec![
+            pump(MAIN_STDOUT, LogStream::Stdout, &shared.stdout),
+            pump(MAIN_STDERR, LogStream::Stderr, &shared.stderr),
+        ];
+        let stdin =
+            (shared.container.config.open_stdin).then(|| Arc::new(client.open_input(MAIN_STDIN)));
+        Ok(Self { pumps, stdin })
+    }
+
+    /// Waits for the output to be written out.
+    async fn join(self) {
+        pumps::join(self.pumps).await;
+    }
+}
+
+/// What the agent is asked to run.
+fn run_request(
+    container: &Container,
+    serials: Serials,
+    main: &MainIo,
+    network: Option<&Joined>,
+    host: Option<&Container>,
+) -> RunContainer {
+    let config = &container.config;
+    RunContainer {
+        container_id: config.id.clone(),
+        rootfs: RootfsSource {
+            disk_serial: serials.rootfs,
+            fs_type: config.fs_type.clone(),
+            scratch_serial: Some(serials.scratch),
+        },
+        spec: config.spec.clone(),
+        user: config.user.clone(),
+        stdio: Stdio {
+            stdin: main.stdin.as_ref().map(|_| MAIN_STDIN),
+            stdout: MAIN_STDOUT,
+            stderr: MAIN_STDERR,
+        },
+        // A VM of its own ends with it; another's runs on.
+        shutdown_on_exit: host.is_none(),
+        network: network.map(Joined::guest),
+    }
+}
+
+/// The main process runs: feed it an early stdin, record it, and let the
+/// control connections reach the agent.
+fn mark_running(shared: &Shared, client: &Arc<AgentClient>, main: &MainIo, pid: u32) {
+    if let Some(stdin) = &main.stdin {
+        *lock(&shared.stdin) = Some(stdin.clone());
+        if let Some((fd, cancel)) = lock(&shared.early_stdin).take() {
+            pumps::pump_input(shared.handle.clone(), fd, stdin.clone(), cancel, true);
+        }
+    }
+    let _ = shared.container.update(|s| {
+        s.status = Some(Status::Running);
+        s.pid = Some(pid);
+        s.started_at = Some(now_nanos());
+        s.starts += 1;
+    });
+    shared.client.send_replace(Some(client.clone()));
+    shared.started.send_replace(Some(pid));
+    hull_sandbox::timings::mark("container_started");
+}
+
+/// How the main process's run ended.
+enum Ending {
+    Exited {
+        status: ExitStatus,
+        oom_killed: bool,
+    },
+    /// Powered off on purpose (`stop` ran out of patience, `rm -f`).
+    PoweredOff,
+    VmGone(String),
+}
+
+/// Passes exec exits on until the main process exits, the VM dies, or a
+/// stop powers it off.
+async fn watch_main(
+    shared: &Shared,
+    sandbox: &mut Sandbox,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> Ending {
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::ProcessExited { process, status, oom_killed }) => {
+                    if process == hull_protocol::MAIN_PROCESS {
+                        hull_sandbox::timings::mark("container_exited");
+                        return Ending::Exited { status, oom_killed };
+                    }
+                    if let Some(tx) = lock(&shared.exec_exits).remove(&process) {
+                        let _ = tx.send(status);
+                    }
+                }
+                None => return Ending::VmGone(sandbox.vm_gone_reason(None)),
+            },
+            status = sandbox.wait_vm() => return Ending::VmGone(sandbox.vm_gone_reason(status)),
+            _ = shared.kill_vm.notified() => return Ending::PoweredOff,
+        }
+    }
+}
+
+/// Takes the VM down as the ending asks and waits for the output.
+async fn end(sandbox: Sandbox, main: MainIo, ending: Ending) -> Outcome {
+    match ending {
+        Ending::Exited { status, oom_killed } => {
+            // The agent closed the output streams before it reported the
+            // exit: the pumps are finishing.
+            main.join().await;
+            sandbox.delete().await;
+            Outcome {
+                exit_code: status.shell_code(),
+                oom_killed,
+                error: None,
+                started: true,
+            }
+        }
+        Ending::PoweredOff => {
+            // As a SIGKILL would.
+            sandbox.destroy().await;
+            main.join().await;
+            Outcome {
+                exit_code: 128 + libc::SIGKILL,
+                oom_killed: false,
+                error: None,
+                started: true,
+            }
+        }
+        Ending::VmGone(reason) => {
+            sandbox.delete().await;
+            main.join().await;
+            // A failure of hull's, not the container's: docker's 125.
+            BootError::VmDied(reason).outcome(true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hull_protocol::AgentError;
+
+    use super::*;
+
+    fn failed(e: BootError) -> (i32, String) {
+        let outcome = e.outcome(false);
+        (outcome.exit_code, outcome.error.unwrap_or_default())
+    }
+
+    #[test]
+    fn boot_failures_keep_their_one_line_messages() {
+        let in_use = io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let expected = format!("supervisor socket: {in_use}");
+        assert_eq!(failed(BootError::Socket(in_use)), (125, expected));
+        assert_eq!(
+            failed(BootError::HostGone("0123456789ab".into())),
+            (
+                125,
+                "container 0123456789ab (whose VM it joins) is gone".into()
+            )
+        );
+        assert_eq!(
+            failed(BootError::StoppedBooting),
+            (137, "stopped while the VM booted".into())
+        );
+        assert_eq!(
+            failed(BootError::VmDied("killed by signal 9".into())),
+            (
+                125,
+                "the VM died while the container ran (killed by signal 9)".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_command_that_cannot_run_exits_as_a_shell_would() {
+        let start = |kind| {
+            let e = SandboxError::Start(AgentError::new(kind, "exec: nope"));
+            failed(BootError::Start(e))
+        };
+        assert_eq!(
+            start(ErrorKind::CommandNotFound),
+            (127, "exec: nope".into())
+        );
+        assert_eq!(start(ErrorKind::CommandNotExecutable).0, 126);
+        assert_eq!(start(ErrorKind::Setup).0, 125);
+    }
+}
