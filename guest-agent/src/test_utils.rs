@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::process::UserNamespace;
+
 /// A fresh directory under the system's temporary one, removed on drop.
 pub struct TempDir(PathBuf);
 
@@ -30,5 +32,16 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A user namespace whose root is VM uid 100000 and gid 200000, with a
+/// two-line gid map.
+pub fn user_namespace() -> UserNamespace {
+    UserNamespace {
+        uid_map: "0 100000 65536\n".into(),
+        gid_map: "0 200000 10\n10 300000 1\n".into(),
+        root_uid: 100_000,
+        root_gid: 200_000,
     }
 }

@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use hull_protocol::{AgentError, ExecProcess, MAIN_PROCESS};
 
-use super::user::Credentials;
 use super::{
     check_process, invalid, io, resolve_user, setup_error, ContainerInfo, ProcessParams, Started,
 };
-use crate::process::{spawn, Launch, Place, Reaper};
+use crate::process::{spawn, Credentials, Launch, Place, Reaper};
 use crate::syscall::Syscall;
 use crate::wire::Streams;
 

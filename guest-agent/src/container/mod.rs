@@ -29,13 +29,12 @@ use std::time::Duration;
 use hull_protocol::{AgentError, ErrorKind, GuestNetwork, Reply, RunContainer, Stdio};
 use oci_spec::runtime::{Linux, LinuxNamespaceType, PosixRlimitType, Process, Spec};
 
-use crate::process::{spawn, Launch, NewContainer, Place, Reaper, SpawnError};
+use crate::process::{spawn, Credentials, Launch, NewContainer, Place, Reaper, SpawnError};
 use crate::security::seccomp::SockFilter;
 use crate::security::{capabilities::CapSets, seccomp};
 use crate::syscall::Syscall;
 use crate::wire::Streams;
 use cgroup::Cgroup;
-use user::Credentials;
 
 /// A container whose main process was started: what `exec`, `stats` and
 /// `top` need of it.

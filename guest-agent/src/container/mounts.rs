@@ -9,6 +9,7 @@ use std::path::{Component, Path};
 use thiserror::Error;
 
 use super::rootfs;
+use crate::process::MountOp;
 
 #[derive(Debug, Error)]
 pub enum MountError {
@@ -18,20 +19,6 @@ pub enum MountError {
     Nul(String),
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
-}
-
-/// One mount, ready for the child.
-#[derive(Debug)]
-pub struct MountOp {
-    pub source: CString,
-    pub target: CString,
-    pub fstype: CString,
-    pub flags: libc::c_ulong,
-    pub data: CString,
-    /// Bind mounts with flags beyond MS_BIND need a second, remount call.
-    pub remount_flags: Option<libc::c_ulong>,
-    /// This is the container's /dev tmpfs: create the standard nodes in it.
-    pub populate_dev: bool,
 }
 
 /// Flags and filesystem data of an OCI mount's options (runc's table).
@@ -140,26 +127,6 @@ pub fn plan(
     }
     Ok(planned)
 }
-
-/// Nodes every container gets in /dev (runc's defaults): name, major, minor.
-pub const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
-/// Symlinks every container gets in /dev.
-pub const DEFAULT_DEV_LINKS: &[(&str, &str)] = &[
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-    ("core", "/proc/kcore"),
-];
 
 #[cfg(test)]
 mod tests {

@@ -3,14 +3,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups (those of /etc/group that list the user).
-    pub groups: Vec<u32>,
-    pub home: String,
-}
+use crate::process::Credentials;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UserError {

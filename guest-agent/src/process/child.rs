@@ -7,8 +7,8 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
-use crate::container::mounts::MountOp;
-use crate::container::userns::ChildUserns;
+use super::mount_op::MountOp;
+use super::userns::ChildUserns;
 use crate::security::capabilities::{CapSets, LAST_CAP};
 use crate::security::seccomp::SockFilter;
 use crate::sys::child as sys;
@@ -442,26 +442,62 @@ fn populate_dev<S: ChildSyscall>(sys: &S, root: &RootSetup) -> Result<(), i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::mounts;
-    use crate::container::userns::UserNamespace;
+    use crate::process::mount_op::{DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
     use crate::process::spawn::{prepare_root, NewContainer};
+    use crate::process::userns::UserNamespace;
     use crate::syscall::test::{mount, Call, Recording};
     use crate::test_utils::TempDir;
 
-    /// runc's default mounts, in runc's order.
-    const MOUNTS: &str = r#"[
-        {"destination":"/proc","type":"proc","source":"proc"},
-        {"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","strictatime","mode=755","size=65536k"]},
-        {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666","mode=0620"]},
-        {"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","ro"]},
-        {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["nosuid","noexec","nodev","relatime","ro"]}
-    ]"#;
+    /// runc's default mounts, in runc's order, as the container's mount
+    /// plan makes them from its spec.
+    fn runc_mounts(root: &TempDir) -> Vec<MountOp> {
+        let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let op = |source: &str, rel: &str, fstype: &str, flags, data: &str| MountOp {
+            source: CString::new(source).unwrap(),
+            target: CString::new(root.str(rel)).unwrap(),
+            fstype: CString::new(fstype).unwrap(),
+            flags,
+            data: CString::new(data).unwrap(),
+            remount_flags: None,
+            populate_dev: rel == "dev",
+        };
+        vec![
+            op("proc", "proc", "proc", 0, ""),
+            op(
+                "tmpfs",
+                "dev",
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_STRICTATIME,
+                "mode=755,size=65536k",
+            ),
+            op(
+                "devpts",
+                "dev/pts",
+                "devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620",
+            ),
+            op(
+                "sysfs",
+                "sys",
+                "sysfs",
+                nosuid_nodev_noexec | libc::MS_RDONLY,
+                "",
+            ),
+            op(
+                "cgroup",
+                "sys/fs/cgroup",
+                "cgroup2",
+                nosuid_nodev_noexec | libc::MS_RELATIME | libc::MS_RDONLY,
+                "",
+            ),
+        ]
+    }
 
     fn new_container(root: &TempDir, user_namespace: bool) -> NewContainer {
-        let specs: Vec<oci_spec::runtime::Mount> = serde_json::from_str(MOUNTS).unwrap();
         let rootfs = root.path().to_path_buf();
         NewContainer {
-            mounts: mounts::plan(&rootfs, &specs).unwrap(),
+            mounts: runc_mounts(root),
             rootfs,
             hostname: Some("box".into()),
             namespaces: libc::CLONE_NEWNS as u64,
@@ -516,14 +552,14 @@ mod tests {
                 "mode=755,size=65536k",
             ),
         ];
-        for (name, major, minor) in mounts::DEFAULT_DEVICES {
+        for (name, major, minor) in DEFAULT_DEVICES {
             expected.push(Call::Mknod {
                 path: p(&format!("dev/{name}")),
                 mode: libc::S_IFCHR | 0o666,
                 dev: libc::makedev(*major, *minor),
             });
         }
-        for (name, target) in mounts::DEFAULT_DEV_LINKS {
+        for (name, target) in DEFAULT_DEV_LINKS {
             expected.push(Call::Symlink {
                 target: target.to_string(),
                 link: p(&format!("dev/{name}")),

@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::child::{self, Prepared, PreparedStdio, ProcessSetup, RootSetup, Stage};
+use super::mount_op::{MountOp, DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
+use super::userns::{self, ChildUserns, UserNamespace};
 use super::Reaper;
-use crate::container::mounts::{MountOp, DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
-use crate::container::user::Credentials;
-use crate::container::userns::{self, ChildUserns, UserNamespace};
 use crate::security::capabilities::CapSets;
 use crate::security::seccomp::SockFilter;
 use crate::sys;
@@ -26,6 +25,17 @@ use crate::syscall::Syscall;
 
 /// PATH Docker uses when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Who the process runs as: the container set-up resolves it from the
+/// image's user and the container's /etc/passwd and /etc/group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (those of /etc/group that list the user).
+    pub groups: Vec<u32>,
+    pub home: String,
+}
 
 /// Everything needed to start one process.
 pub struct Launch {
