@@ -56,9 +56,15 @@ fn inner_qemu_with_kvm_boots_the_guest_to_the_agent() {
         r#"
 hull load -i $HULL_IMAGES/busybox.tar >/dev/null
 start=$(cut -d' ' -f1 /proc/uptime)
-hull run --rm --hypervisor qemu hull-demo/busybox sh -c 'echo guest-kernel=$(uname -r); exit 7' >out 2>err || echo status=$?
+timeout -s KILL 150 hull run --rm --hypervisor qemu hull-demo/busybox sh -c 'echo guest-kernel=$(uname -r); exit 7' >out 2>err || echo status=$?
 end=$(cut -d' ' -f1 /proc/uptime)
 cat out; echo "stderr: $(cat err)"
+# A run that did not end as asked shows the inner guest's console.
+if ! grep -q guest-kernel= out; then
+  for log in $(find "$HULL_RUN_DIR" "$HULL_ROOT" -name 'console.log' -o -name 'supervisor.log'); do
+    echo "--- $log"; tail -n 40 "$log"
+  done
+fi
 echo "run-seconds=$(awk "BEGIN{print $end-$start}")"
 "#,
         &opts,
