@@ -20,6 +20,8 @@ export HULL_TEST_IMAGES := $(IMAGES)
 # The nested AMD-V test host (tests/src/testhost.rs) and the VMM it runs.
 export HULL_TESTHOST_KERNEL := $(BUILD)/testhost/vmlinux
 export HULL_VMM_BIN := $(CURDIR)/target/release/hull-vmm
+# The VM templates the end-to-end suite's installations share.
+export HULL_TEST_TEMPLATES := $(BUILD)/e2e-templates
 
 .PHONY: all deps kernel testhost-kernel agent initramfs hull shim vmm images demo test lint unit e2e bench bench-deps clean
 
@@ -81,7 +83,7 @@ unit: kernel
 	$(CARGO) test --workspace --exclude hull-tests
 
 e2e: all images testhost-kernel
-	@mkdir -p $(BUILD) && tests/leak-check.sh snapshot $(BUILD)/leaks.before
+	@mkdir -p $(BUILD) && rm -rf $(HULL_TEST_TEMPLATES) && mkdir -p $(HULL_TEST_TEMPLATES) && tests/leak-check.sh snapshot $(BUILD)/leaks.before
 	$(CARGO) test --no-fail-fast -p hull-tests -- --test-threads=2
 	@tests/leak-check.sh compare $(BUILD)/leaks.before
 

@@ -183,11 +183,14 @@ def svg(run):
 
 
 def phase_bar(run, parts, text, y, left, plot_w, scale, row_h, bar_h):
-    phases = [(m[:-3], statistics.median(v)) for (s, m), v in run.samples.get(PHASES[0], {}).items()
-              if s == PHASES[1]]
-    if not phases:
-        return y
-    return stacked_bar(parts, text, y, left, scale, row_h, bar_h, "hull run phases (medians)", phases, "ms")
+    """One stacked bar per series of phases (template clone, cold boot)."""
+    samples = run.samples.get(PHASES[0], {})
+    series = list(dict.fromkeys(s for s, _ in samples if s.startswith(PHASES[1])))
+    for name in series:
+        phases = [(m[:-3], statistics.median(v)) for (s, m), v in samples.items() if s == name]
+        label = name.replace(PHASES[1], "hull run phases") + " (medians)"
+        y = stacked_bar(parts, text, y, left, scale, row_h, bar_h, label, phases, "ms")
+    return y
 
 
 def stacked_bar(parts, text, y, left, scale, row_h, bar_h, label, pieces, unit):

@@ -10,9 +10,15 @@ inventory() {
     for p in /proc/[0-9]*; do
         cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null || true)
         case "$cmd" in
-            *hull-e2e*|*__supervise*|*hull-vmm*) echo "process ${p#/proc/}: $cmd" ;;
+            *hull-e2e*|*__supervise*|*hull-vmm*|*e2e-templates*) echo "process ${p#/proc/}: $cmd" ;;
         esac
     done
+    # Templates half made (or their locks) after the suite ended.
+    if [ -n "${HULL_TEST_TEMPLATES:-}" ]; then
+        for f in "$HULL_TEST_TEMPLATES"/.[!.]*; do
+            [ -e "$f" ] && echo "template leftover: $f"
+        done
+    fi
     for d in "${TMPDIR:-/tmp}"/hull-e2e*; do
         [ -e "$d" ] && echo "temp root: $d"
     done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Figure 1, start latency: `hull run --rm IMAGE true` (wall clock, and its
-# phases from HULL_TIMINGS), next to `podman run --rm` with runc of the
+# Figure 1, start latency: `hull run --rm IMAGE true` from a VM template
+# (the default: the VM is a restored clone) and booting cold
+# (`--no-template`), wall clock and phases from HULL_TIMINGS, next to `podman run --rm` with runc of the
 # same image and a bare QEMU boot of the same kernel and initramfs (the
 # agent, told of a channel that does not exist, does its boot steps and
 # powers off at once). The three alternate, so load from the rest of the
@@ -26,6 +27,7 @@ bare_boot() { # the same machine as hull's QEMU backend (host/sandbox/src/hyperv
     -serial none </dev/null >/dev/null 2>&1
 }
 hull_true() { "$hull" run --rm "$bench_image" true; }
+hull_cold() { "$hull" run --rm --no-template "$bench_image" true; }
 podman_true() { podman_run --rm "localhost/$bench_image" true; }
 
 # Phase intervals from one HULL_TIMINGS file. Both the CLI and the
@@ -47,16 +49,22 @@ phases() { # FILE LAUNCH_US
     }' "$1"
 }
 
-hull_true   # converts the image once, not counted
+hull_true   # converts the image and makes the template once, not counted
 if [[ -n $peers ]]; then podman_true; fi
 bare_boot
 for i in $(seq "$n"); do
   t0=$(now_us)
   HULL_TIMINGS=$work/timings.$i hull_true
-  sample $fig "hull run --rm" "wall ms" "$(ms_since "$t0")"
+  sample $fig "hull run --rm (template clone)" "wall ms" "$(ms_since "$t0")"
   while IFS=$'\t' read -r phase ms; do
-    sample $fig "hull phase" "$phase ms" "$ms"
+    sample $fig "hull phase, template clone" "$phase ms" "$ms"
   done < <(phases "$work/timings.$i" "$t0")
+  t0=$(now_us)
+  HULL_TIMINGS=$work/timings.cold.$i hull_cold
+  sample $fig "hull run --rm --no-template (cold boot)" "wall ms" "$(ms_since "$t0")"
+  while IFS=$'\t' read -r phase ms; do
+    sample $fig "hull phase, cold boot" "$phase ms" "$ms"
+  done < <(phases "$work/timings.cold.$i" "$t0")
   if [[ -n $peers ]]; then
     t0=$(now_us); podman_true
     sample $fig "podman run --rm (runc)" "wall ms" "$(ms_since "$t0")"
@@ -65,7 +73,10 @@ for i in $(seq "$n"); do
   sample $fig "bare QEMU boot, same kernel+initramfs" "wall ms" "$(ms_since "$t0")"
 done
 
-ratio $fig "hull / podman+runc" "hull run --rm|wall ms" "podman run --rm (runc)|wall ms"
-ratio $fig "hull / bare QEMU boot" "hull run --rm|wall ms" "bare QEMU boot, same kernel+initramfs|wall ms"
+ratio $fig "hull template clone / podman+runc" "hull run --rm (template clone)|wall ms" "podman run --rm (runc)|wall ms"
+ratio $fig "hull cold boot / podman+runc" "hull run --rm --no-template (cold boot)|wall ms" "podman run --rm (runc)|wall ms"
+ratio $fig "hull template clone / cold boot" "hull run --rm (template clone)|wall ms" "hull run --rm --no-template (cold boot)|wall ms"
+ratio $fig "hull cold boot / bare QEMU boot" "hull run --rm --no-template (cold boot)|wall ms" "bare QEMU boot, same kernel+initramfs|wall ms"
+ratio $fig "restore / boot (hypervisor spawn → agent ready)" "hull phase, template clone|guest kernel to agent ready ms" "hull phase, cold boot|guest kernel to agent ready ms"
 note $fig "$n runs each, alternating; image $bench_image already converted; QEMU TCG q35, 1 vCPU, 512 MiB on a memfd, 16 MiB translation cache, free page reporting (hull's QEMU backend); guest kernel $(cat "$bench_top/build/share/hull/kernel-release" 2>/dev/null || basename "$HULL_KERNEL"), initramfs $(( $(stat -c %s "$HULL_INITRAMFS") / 1024 )) KiB"
-note $fig "phases from HULL_TIMINGS; hypervisor spawn ends when the QEMU process is spawned, so QEMU's own start-up falls in the guest-kernel phase"
+note $fig "phases from HULL_TIMINGS; hypervisor spawn ends when the QEMU process is spawned, so QEMU's own start-up falls in the guest-kernel phase; for a clone that phase is QEMU's start, the restore of the template's state (-incoming), the disks hot-added and the agent's wake"

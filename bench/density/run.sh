@@ -4,7 +4,9 @@
 # when the host has less than 20% of its memory available; at each N,
 # record each sandbox's host memory (PSS of its processes, split into
 # where it goes: memory.py) and idle CPU, the time to start them all, and
-# `ps` latency. Podman with runc first, then hull, one run.
+# `ps` latency. Podman with runc first, then hull with VM templates (each
+# sandbox a clone of one template, the default), then hull booting every
+# VM cold (HULL_TEMPLATE=off), one run.
 # The first hull level also measures the guest memory each sandbox
 # touches, from inside (/proc/meminfo through `hull exec`) and from the
 # host, and on one sandbox what stays resident after the container
@@ -27,19 +29,27 @@ floor_pct=${BENCH_MEM_FLOOR_PCT:-20}   # stop starting sandboxes below this MemA
 here=$bench_top/bench/density
 bench_begin density
 hull_load
-kinds="hull"
-if podman_setup; then kinds="podman hull"; fi
+kinds="hull hull-cold"
+if podman_setup; then kinds="podman hull hull-cold"; fi
 
 mem_available_pct() {
   awk '/^MemTotal:/ {t = $2} /^MemAvailable:/ {a = $2} END {printf "%d", a * 100 / t}' /proc/meminfo
 }
 mem_available_mib() { awk '/^MemAvailable:/ {printf "%d", $2 / 1024}' /proc/meminfo; }
-label() { if [[ $1 == hull ]]; then echo "hull run -d"; else echo "podman run -d (runc)"; fi; }
+label() {
+  case $1 in
+    hull) echo "hull run -d" ;;
+    hull-cold) echo "hull run -d, cold boot" ;;
+    *) echo "podman run -d (runc)" ;;
+  esac
+}
 
 start_one() { # KIND NAME LATENCY_FILE
   local t0; t0=$(now_us)
   if [[ $1 == hull ]]; then
     "$hull" run -d --name "$2" "$bench_image" sleep 3600 >/dev/null
+  elif [[ $1 == hull-cold ]]; then
+    HULL_TEMPLATE=off "$hull" run -d --name "$2" "$bench_image" sleep 3600 >/dev/null
   else
     podman_run -d --name "$2" "localhost/$bench_image" sleep 3600 >/dev/null
   fi
@@ -94,10 +104,10 @@ start_many() { # KIND PREFIX FROM TO LATENCY_FILE: 2 in flight
   done
   wait
 }
-count() { if [[ $1 == hull ]]; then "$hull" ps -q | wc -l; else podman ps -q | wc -l; fi; }
-rm_all() { if [[ $1 == hull ]]; then hull_rm_all; else podman_rm_all; fi; }
+count() { if [[ $1 == hull* ]]; then "$hull" ps -q | wc -l; else podman ps -q | wc -l; fi; }
+rm_all() { if [[ $1 == hull* ]]; then hull_rm_all; else podman_rm_all; fi; }
 inspect_all() {
-  if [[ $1 == hull ]]; then "$hull" inspect $("$hull" ps -q); else podman inspect $(podman ps -q); fi
+  if [[ $1 == hull* ]]; then "$hull" inspect $("$hull" ps -q); else podman inspect $(podman ps -q); fi
 }
 
 # Figure 3.
@@ -120,14 +130,14 @@ for kind in $kinds; do
     sleep 2   # let the last guests settle into idle
     extra=()
     if [[ $kind == hull && -n $first ]]; then extra=(--detail); fi
-    inspect_all "$kind" | python3 "$here/memory.py" "$kind" "$series" "$BENCH_SAMPLES" "${extra[@]}"
+    inspect_all "$kind" | python3 "$here/memory.py" "${kind%-cold}" "$series" "$BENCH_SAMPLES" "${extra[@]}"
     sample density "$series" "time to start all N s" "$(awk -v ms="$elapsed_ms" 'BEGIN {printf "%.2f", ms / 1000}')"
     while read -r ms; do sample density "$series" "start latency while filling ms" "$ms"; done <"$work/lat"
     sample density "$series" "host MemAvailable drop per sandbox MiB" \
       "$(awk -v a="$base_mib" -v b="$(mem_available_mib)" -v n="$have" 'BEGIN {printf "%.1f", (a - b) / n}')"
     for _ in 1 2 3 4 5; do
       t1=$(now_us)
-      if [[ $kind == hull ]]; then "$hull" ps >/dev/null; else podman ps >/dev/null; fi
+      if [[ $kind == hull* ]]; then "$hull" ps >/dev/null; else podman ps >/dev/null; fi
       sample density "$series" "ps ms" "$(ms_since "$t1")"
     done
     if [[ $kind == hull && -n $first ]]; then
@@ -144,10 +154,13 @@ done
 for n in $levels; do
   ratio density "hull / podman memory per sandbox, N=$n" "hull, N=$n|host memory per sandbox MiB" "podman, N=$n|host memory per sandbox MiB"
   ratio density "hull / podman time to start all, N=$n" "hull, N=$n|time to start all N s" "podman, N=$n|time to start all N s"
+  ratio density "template clones / cold boots memory per sandbox, N=$n" "hull, N=$n|host memory per sandbox MiB" "hull-cold, N=$n|host memory per sandbox MiB"
+  ratio density "template clones / cold boots time to start all, N=$n" "hull, N=$n|time to start all N s" "hull-cold, N=$n|time to start all N s"
 done
 ratio memory "guest RAM resident on the host / used inside the guest" "host side|guest RAM resident (RSS) MiB" "guest side (hull exec cat /proc/meminfo)|MemTotal - MemFree MiB"
 note memory "every idle sandbox of the first hull level: inside, /proc/meminfo through hull exec; outside, the hypervisor's mapping of exactly the guest's RAM size (resident pages = guest memory the host really backs, including the kernel image and struct pages, which MemTotal leaves out, and pages the guest freed but has not reported)"
 note memory "the allocation: \`dd\` of $fill_mib MiB into /dev/shm in the container, then \`rm\`; with free page reporting (virtio-balloon) the guest hands back freed blocks of 4 MiB (page_reporting_order 10 in this kernel, which has no HUGETLB_PAGE) and QEMU punches them out of guest RAM"
+note density "hull: every VM a clone of one template (RAM mapped copy-on-write from the template's file, so pages the clones share count once in PSS); hull-cold: HULL_TEMPLATE=off, every VM boots its kernel"
 note density "host memory per sandbox: PSS of the sandbox's processes (hull: supervisor + hypervisor, guest RAM included; podman: conmon + container), split by memory.py: rows starting with … are parts of it; neither counts kernel memory (page tables, cgroups, overlay mounts, page cache); idle CPU over 3 s; started 2 in flight; MemAvailable drop is noisy on a shared host"
 
 # Figure 4.
@@ -165,4 +178,5 @@ for ((r = 1; r <= rounds; r++)); do
   done
 done
 ratio rate "hull / podman sandboxes per second" "hull run -d|sandboxes/s" "podman run -d (runc)|sandboxes/s"
+ratio rate "template clones / cold boots sandboxes per second" "hull run -d|sandboxes/s" "hull run -d, cold boot|sandboxes/s"
 note rate "$rounds rounds of $per_round sandboxes (busybox sleep 3600) from an empty host, 2 in flight, hull and podman alternating; rate = sandboxes running / wall time of the round"

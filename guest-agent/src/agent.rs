@@ -477,7 +477,21 @@ impl Agent {
                 self.kill_all();
                 Ok(Reply::Done)
             }
+            Request::Wake(wake) => self.wake(&wake),
         }
+    }
+
+    /// A clone takes its own RNG state, clock and MAC address; only on the
+    /// VM's own connection, and before any container ran in it.
+    fn wake(&self, wake: &hull_protocol::Wake) -> Result<Reply, AgentError> {
+        if !self.primary {
+            return Err(invalid("a container that joined the VM cannot wake it"));
+        }
+        if !self.vm.containers().is_empty() {
+            return Err(invalid("a VM wakes before its first container"));
+        }
+        crate::wake::wake(wake).map_err(|e| invalid(format!("wake the clone: {e}")))?;
+        Ok(Reply::Done)
     }
 
     fn signal(&self, process: &str, signal: i32) -> Result<Reply, AgentError> {

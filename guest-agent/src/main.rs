@@ -28,6 +28,7 @@ mod sys;
 mod syscall;
 #[cfg(test)]
 mod test_utils;
+mod wake;
 mod wire;
 
 /// Held by every test that makes child processes: a test's reaper waits

@@ -12,7 +12,7 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -1139,6 +1139,21 @@ pub fn interface_up(name: &str) -> io::Result<()> {
     // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
     ifreq_ioctl(&sock, libc::SIOCSIFFLAGS, &mut req)
+}
+
+/// Gives the interface another Ethernet address (virtio-net passes it to
+/// the device, so its receive filter follows).
+pub fn set_interface_mac(name: &str, mac: [u8; 6]) -> io::Result<()> {
+    let sock = inet_socket()?;
+    let mut req = ifreq_for(name)?;
+    // SAFETY: all-zero is a valid sockaddr.
+    let mut addr: libc::sockaddr = unsafe { std::mem::zeroed() };
+    addr.sa_family = libc::ARPHRD_ETHER;
+    for (dst, src) in addr.sa_data.iter_mut().zip(mac) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_hwaddr = addr;
+    ifreq_ioctl(&sock, libc::SIOCSIFHWADDR, &mut req)
 }
 
 pub fn set_interface_mtu(name: &str, mtu: u32) -> io::Result<()> {

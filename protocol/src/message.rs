@@ -64,7 +64,29 @@ pub enum Request {
     RemoveContainer { container_id: String },
     /// Stop everything and power the VM off.
     Shutdown,
+    /// This VM was just cloned from a template: stop being its twin (see
+    /// [`Wake`]). The first request on a clone's channel, before any
+    /// container.
+    Wake(Wake),
 }
+
+/// What a clone takes as its own before it runs anything: every clone of
+/// one template starts with the same RNG state, clock and MAC address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wake {
+    /// Host entropy, credited to the guest kernel's pool, which is then
+    /// reseeded (at least [`WAKE_MIN_ENTROPY`] bytes).
+    pub entropy: Vec<u8>,
+    /// The host's wall clock, nanoseconds since the Unix epoch.
+    pub realtime_nanos: u64,
+    /// The MAC address the VM's one network interface takes (the template
+    /// had another); `None` when the VM has no interface.
+    pub mac: Option<String>,
+}
+
+/// The least entropy a [`Wake`] carries, in bytes (256 bits).
+pub const WAKE_MIN_ENTROPY: usize = 32;
 
 /// A process to start inside a running container: it joins the
 /// container's namespaces and cgroup and gets the container's seccomp

@@ -86,6 +86,9 @@ impl Hull {
             .env("HULL_KERNEL", artifact("HULL_KERNEL"))
             .env("HULL_INITRAMFS", artifact("HULL_INITRAMFS"))
             .env("HULL_HYPERVISOR", "qemu")
+            // The suite's installations share their VM templates: each
+            // shape is booted once per suite, every other VM is a clone.
+            .env("HULL_TEMPLATES", artifact("HULL_TEST_TEMPLATES"))
             .stdin(Stdio::null());
         cmd
     }

@@ -199,6 +199,10 @@ void guest_main(u64 mode, u64 info) {
     if (list_has(act, "blk")) test_blk();
     if (list_has(act, "vsock")) test_vsock();
     if (list_has(act, "net")) test_net();
+    if (list_has(act, "count")) run_count();
+    if (list_has(act, "blkloop")) test_blkloop();
+    if (list_has(act, "hotdisk")) test_hotdisk();
+    if (list_has(act, "vsockloop")) test_vsockloop();
     if (list_has(act, "echo")) serial_echo();
     if (list_has(act, "triple")) triple_fault();
     if (list_has(act, "hang")) {

@@ -24,7 +24,12 @@ int find_virtio(u64 *addrs, int max);
 void reset(void);
 void fail(const char *what);
 
+void delay(u64 n);
+void run_count(void);
 void test_blk(void);
+void test_blkloop(void);
+void test_hotdisk(void);
+void test_vsockloop(void);
 void test_vsock(void);
 void test_net(void);
 

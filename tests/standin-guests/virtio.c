@@ -401,3 +401,124 @@ void test_net(void) {
     }
     fail("net: no arp reply");
 }
+
+/* ---------------- devices across a snapshot ---------------- */
+static u64 first_dev(u32 type) {
+    u64 devs[8];
+    int n = find_virtio(devs, 8);
+    for (int i = 0; i < n; i++) if (mmio_read32(devs[i] + 8) == type) return devs[i];
+    fail("no such virtio device");
+    return 0;
+}
+
+static u64 blk_capacity(u64 base) {
+    return (u64)mmio_read32(base + 0x100) | ((u64)mmio_read32(base + 0x104) << 32);
+}
+
+/* standin=blkloop: writes sector i % 16 of the first disk with a pattern
+ * of i, reads it back and checks it, prints "blkloop i ok", forever. */
+void test_blkloop(void) {
+    struct vq q;
+    u64 base = first_dev(2);
+    if (!dev_begin(base, 2, 0)) fail("blkloop: no disk");
+    vq_init(&q, base, 0);
+    dev_ready(base);
+    const char *p = cmdline_find("count_delay");
+    u64 wait = p ? parse_dec(&p) : 100000;
+    puts("blkloop: capacity "); putdec(blk_capacity(base)); puts("\n");
+    for (u64 i = 0;; i++) {
+        /* The device must have used exactly what was made available. */
+        barrier();
+        if (*(volatile u16 *)&q.used->idx != q.last_used) fail("blkloop: device replayed requests");
+        for (u32 j = 0; j < 512; j++) bbuf[j] = (u8)(i * 7 + j);
+        if (blk_rw(&q, 1, i % 16, bbuf, 512, 0)) fail("blkloop: write");
+        memset(bbuf, 0, 512);
+        if (blk_rw(&q, 0, i % 16, bbuf, 512, 0)) fail("blkloop: read");
+        for (u32 j = 0; j < 512; j++) if (bbuf[j] != (u8)(i * 7 + j)) fail("blkloop: data");
+        puts("blkloop "); putdec(i); puts(" ok\n");
+        delay(wait);
+    }
+}
+
+/* standin=hotdisk: the first disk is a placeholder (capacity 0); waits for
+ * its configuration-change interrupt, then reads sector 0. */
+void test_hotdisk(void) {
+    struct vq q;
+    u64 base = first_dev(2);
+    if (!dev_begin(base, 2, 0)) fail("hotdisk: no disk");
+    vq_init(&q, base, 0);
+    dev_ready(base);
+    u64 cap = blk_capacity(base);
+    puts("hotdisk: capacity "); putdec(cap); puts(", waiting\n");
+    while (cap == 0) {
+        delay(100000);
+        u32 isr = mmio_read32(base + 0x60);
+        if (!(isr & 2)) continue;
+        mmio_write32(base + 0x64, isr);
+        cap = blk_capacity(base);
+        puts("hotdisk: config change, generation "); putdec(mmio_read32(base + 0xfc));
+        puts(", capacity "); putdec(cap); puts("\n");
+    }
+    if (blk_rw(&q, 0, 0, bbuf, 512, 0)) fail("hotdisk: read");
+    puts("hotdisk: sector 0 fnv1a "); puthex(fnv1a(bbuf, 512)); puts("\n");
+}
+
+/* standin=vsockloop: serves host connections to port 5001 (echoing data
+ * as "echo: ...") and reports event-queue events (a restored VM's
+ * transport reset) with the CID read again, forever. */
+static u32 vs_evbuf[QSZ];
+
+static void ev_post(u16 id) {
+    vs_evq.desc[id].addr = (u64)&vs_evbuf[id];
+    vs_evq.desc[id].len = 4;
+    vs_evq.desc[id].flags = VIRTQ_DESC_F_WRITE;
+    vs_evq.avail->ring[vs_evq.avail->idx % QSZ] = id;
+    barrier();
+    vs_evq.avail->idx++;
+    barrier();
+}
+
+static u64 vs_read_cid(u64 base) {
+    return (u64)mmio_read32(base + 0x100) | ((u64)mmio_read32(base + 0x104) << 32);
+}
+
+void test_vsockloop(void) {
+    u64 base = first_dev(19);
+    if (!dev_begin(base, 19, 0)) fail("vsockloop: no vsock");
+    vq_init(&vs_rxq, base, 0);
+    vq_init(&vs_txq, base, 1);
+    vq_init(&vs_evq, base, 2);
+    for (u16 i = 0; i < QSZ; i++) { vs_post(i); ev_post(i); }
+    dev_ready(base);
+    vq_kick(&vs_rxq);
+    vq_kick(&vs_evq);
+    vs_cid = vs_read_cid(base);
+    puts("vsockloop: cid "); putdec(vs_cid); puts(" ready\n");
+    for (;;) {
+        if (vq_poll(&vs_evq)) {
+            u32 id;
+            vq_wait(&vs_evq, &id);
+            if (id >= QSZ) fail("vsockloop: bad event id");
+            vs_cid = vs_read_cid(base);
+            puts("vsockloop: event "); putdec(vs_evbuf[id]); puts(" cid "); putdec(vs_cid); puts("\n");
+            ev_post((u16)id);
+            vq_kick(&vs_evq);
+            continue;
+        }
+        if (!vq_poll(&vs_rxq)) { __asm__ volatile("pause"); continue; }
+        struct vhdr h; u8 d[512];
+        u32 len = vs_recv(&h, d, sizeof d - 8);
+        if (h.op == VS_REQUEST && h.dst_port == 5001) {
+            vs_fwd = 0;
+            vs_send(5001, h.src_port, VS_RESPONSE, 0, 0, 0, 2);
+            puts("vsockloop: connected\n");
+        } else if (h.op == VS_RW) {
+            u8 e[520]; memcpy(e, "echo: ", 6); memcpy(e + 6, d, len);
+            vs_send(5001, h.src_port, VS_RW, 0, e, len + 6, 2);
+            print_pkt("data", &h, d, len);
+        } else if (h.op == VS_SHUTDOWN) {
+            vs_send(5001, h.src_port, VS_RST, 0, 0, 0, 2);
+            puts("vsockloop: closed\n");
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The VM description hull-vmm boots: from a JSON file (`--config`), from
-//! flags, or both (flags override the file's scalars and add devices).
-//! Only the builder reads these types; device code takes plain values.
+//! flags, or both (flags override the file's scalars and add devices);
+//! or, with `--restore DIR`, the backings a VM restored from a snapshot
+//! gets for the device slots the snapshot has. Only the builder and the
+//! restore path read these types; device code takes plain values.
 
 use std::path::{Path, PathBuf};
 
@@ -66,16 +68,33 @@ pub enum Error {
     /// Two devices clash.
     #[error("{0}")]
     Duplicate(String),
+    /// A flag that a restored VM takes from its snapshot.
+    #[error("{0} comes from the snapshot and cannot be given with --restore")]
+    NotWithRestore(&'static str),
+    /// The snapshot directory does not exist.
+    #[error("snapshot directory {0} does not exist")]
+    NoSnapshotDir(PathBuf),
+    /// The API socket path cannot be used.
+    #[error("API socket path {0} has no existing parent directory")]
+    BadApiSocket(PathBuf),
 }
 
 type Result<T> = std::result::Result<T, Error>;
 
+/// The word that makes a device slot a placeholder.
+pub const PLACEHOLDER: &str = "placeholder";
+
 /// One block device.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BlockConfig {
-    /// Backing file (or block device).
-    pub path: PathBuf,
+    /// Backing file (or block device); none for a placeholder.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A slot with no backing yet (capacity 0): a template's disk that a
+    /// restored clone gives a file.
+    #[serde(default)]
+    pub placeholder: bool,
     /// Read-only for the guest.
     #[serde(default)]
     pub read_only: bool,
@@ -85,11 +104,16 @@ pub struct BlockConfig {
 }
 
 /// One network device.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NetConfig {
-    /// Name of an existing tap device.
-    pub tap: String,
+    /// Name of an existing tap device; none for a placeholder.
+    #[serde(default)]
+    pub tap: Option<String>,
+    /// A slot with no tap yet: a template's NIC that a restored clone
+    /// gives a tap.
+    #[serde(default)]
+    pub placeholder: bool,
     /// Guest MAC address, `xx:xx:xx:xx:xx:xx`.
     #[serde(default)]
     pub mac: Option<String>,
@@ -99,8 +123,10 @@ pub struct NetConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct VsockConfig {
-    /// The guest's context id (>= 3).
-    pub guest_cid: u64,
+    /// The guest's context id (>= 3); with --restore, the snapshot's if
+    /// not given.
+    #[serde(default)]
+    pub guest_cid: Option<u64>,
     /// Host unix socket path: the host connects here, guest connections to
     /// port P go to `<uds_path>_P`.
     pub uds_path: PathBuf,
@@ -166,6 +192,50 @@ pub struct VmConfig {
     /// Console output destination.
     #[serde(default)]
     pub console: Console,
+    /// Unix socket for the control API (pause, resume, snapshot).
+    #[serde(default)]
+    pub api_socket: Option<PathBuf>,
+    /// Snapshot directory to restore from (flag only).
+    #[serde(skip)]
+    pub restore: Option<PathBuf>,
+}
+
+/// A validated block device: a file, or a placeholder (`path` None).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidBlock {
+    /// Backing file; None for a placeholder.
+    pub path: Option<PathBuf>,
+    /// Read-only for the guest.
+    pub read_only: bool,
+    /// Device id, at most 20 bytes.
+    pub id: Option<String>,
+}
+
+/// A validated network device: a tap, or a placeholder (`tap` None).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidNet {
+    /// Tap name; None for a placeholder.
+    pub tap: Option<String>,
+    /// Guest MAC.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// The backings of a VM restored from a snapshot: one per device slot of
+/// the snapshot, of its kind, in order.
+#[derive(Clone, Debug)]
+pub struct ValidRestore {
+    /// The snapshot directory.
+    pub dir: PathBuf,
+    /// Block device backings.
+    pub block: Vec<ValidBlock>,
+    /// Network device backings.
+    pub net: Vec<ValidNet>,
+    /// Vsock: CID (the snapshot's if None) and socket path.
+    pub vsock: Option<(Option<u32>, PathBuf)>,
+    /// Console output.
+    pub console: Console,
+    /// Control API socket.
+    pub api_socket: Option<PathBuf>,
 }
 
 /// A validated VM description, every field resolved.
@@ -182,13 +252,15 @@ pub struct ValidConfig {
     /// Memory in MiB.
     pub memory_mib: u64,
     /// Block devices.
-    pub block: Vec<BlockConfig>,
+    pub block: Vec<ValidBlock>,
     /// Net devices, MAC parsed.
-    pub net: Vec<(String, Option<[u8; 6]>)>,
+    pub net: Vec<ValidNet>,
     /// Vsock: CID and socket path.
     pub vsock: Option<(u32, PathBuf)>,
     /// Console output.
     pub console: Console,
+    /// Control API socket.
+    pub api_socket: Option<PathBuf>,
 }
 
 /// The `--help` text: every option.
@@ -196,13 +268,15 @@ pub const USAGE: &str = "\
 hull-vmm: boot a KVM microVM (one process per VM)
 
 USAGE: hull-vmm [--config FILE] [OPTIONS]
-       hull-vmm --kernel FILE --memory MIB
+       hull-vmm --kernel FILE --memory MIB [--api-socket PATH]
+       hull-vmm --restore DIR [DEVICE OPTIONS] [--api-socket PATH]
 
 OPTIONS (flags override the config file; device flags add devices):
   --config FILE          JSON VM description with the fields kernel, cmdline,
-                         initramfs, vcpus, memory_mib, block[{path, read_only,
-                         id}], net[{tap, mac}], vsock{guest_cid, uds_path},
-                         console; unknown fields are errors
+                         initramfs, vcpus, memory_mib, block[{path,
+                         placeholder, read_only, id}], net[{tap, placeholder,
+                         mac}], vsock{guest_cid, uds_path}, console,
+                         api_socket; unknown fields are errors
   --kernel FILE          guest kernel: ELF vmlinux (entered through PVH when it
                          has a PVH note, else 64-bit) or bzImage
   --cmdline STRING       kernel command line (default: \"console=ttyS0 reboot=k
@@ -215,13 +289,26 @@ OPTIONS (flags override the config file; device flags add devices):
   --memory MIB           guest memory in MiB (required)
   --block PATH[,ro][,id=ID]
                          virtio-blk device backed by PATH; ro = read-only;
-                         ID = device id the guest reads (<= 20 bytes); repeatable
+                         ID = device id the guest reads (<= 20 bytes); repeatable;
+                         PATH \"placeholder\": a slot of capacity 0 that a VM
+                         restored from a snapshot gives a file
   --net TAP[,mac=MAC]    virtio-net device on the existing tap device TAP;
-                         repeatable
-  --vsock cid=CID,uds=PATH
+                         repeatable; TAP \"placeholder\": a slot with no tap
+                         that a restored VM gives one
+  --vsock [cid=CID,]uds=PATH
                          virtio-vsock device; the host connects to PATH and
                          writes \"CONNECT <port>\\n\" (answered \"OK <port>\\n\");
-                         guest connections to host port P go to PATH_P
+                         guest connections to host port P go to PATH_P; CID is
+                         required except with --restore
+  --api-socket PATH      control API on a unix socket: one command per line,
+                         \"pause\", \"resume\", \"snapshot DIR\", \"status\";
+                         answered \"ok[ ...]\" or \"error: ...\"
+  --restore DIR          restore the VM saved in DIR (files state and memory,
+                         written by \"snapshot DIR\"); memory, vCPUs and kernel
+                         come from the snapshot; give one --block/--net per
+                         slot of the snapshot, in order (a file, or
+                         placeholder), --vsock uds=PATH if it has vsock, and
+                         --console as usual
   --console DEST         serial console output: stdout (default; then stdin
                          is the console's input), none, or a file path
                          (appended)
@@ -245,7 +332,8 @@ fn parse_u64(flag: &str, v: &str) -> Result<u64> {
         .map_err(|_| Error::Flag(format!("{flag}: {v:?} is not a number")))
 }
 
-/// Parses `--block` values: `PATH[,ro][,id=ID]`.
+/// Parses `--block` values: `PATH[,ro][,id=ID]`, PATH `placeholder` for
+/// a slot without a backing.
 pub fn parse_block(v: &str) -> Result<BlockConfig> {
     let mut parts = v.split(',');
     let path = parts
@@ -253,7 +341,8 @@ pub fn parse_block(v: &str) -> Result<BlockConfig> {
         .filter(|p| !p.is_empty())
         .ok_or_else(|| Error::Flag("--block needs a path".into()))?;
     let mut b = BlockConfig {
-        path: PathBuf::from(path),
+        path: (path != PLACEHOLDER).then(|| PathBuf::from(path)),
+        placeholder: path == PLACEHOLDER,
         read_only: false,
         id: None,
     };
@@ -268,7 +357,8 @@ pub fn parse_block(v: &str) -> Result<BlockConfig> {
     Ok(b)
 }
 
-/// Parses `--net` values: `TAP[,mac=MAC]`.
+/// Parses `--net` values: `TAP[,mac=MAC]`, TAP `placeholder` for a slot
+/// without a tap.
 pub fn parse_net(v: &str) -> Result<NetConfig> {
     let mut parts = v.split(',');
     let tap = parts
@@ -276,7 +366,8 @@ pub fn parse_net(v: &str) -> Result<NetConfig> {
         .filter(|p| !p.is_empty())
         .ok_or_else(|| Error::Flag("--net needs a tap name".into()))?;
     let mut n = NetConfig {
-        tap: tap.to_string(),
+        tap: (tap != PLACEHOLDER).then(|| tap.to_string()),
+        placeholder: tap == PLACEHOLDER,
         mac: None,
     };
     for p in parts {
@@ -288,7 +379,7 @@ pub fn parse_net(v: &str) -> Result<NetConfig> {
     Ok(n)
 }
 
-/// Parses `--vsock` values: `cid=CID,uds=PATH`.
+/// Parses `--vsock` values: `[cid=CID,]uds=PATH`.
 pub fn parse_vsock(v: &str) -> Result<VsockConfig> {
     let (mut cid, mut uds) = (None, None);
     for p in v.split(',') {
@@ -300,12 +391,12 @@ pub fn parse_vsock(v: &str) -> Result<VsockConfig> {
             return Err(Error::Flag(format!("--vsock: unknown option {p:?}")));
         }
     }
-    match (cid, uds) {
-        (Some(guest_cid), Some(uds_path)) => Ok(VsockConfig {
-            guest_cid,
+    match uds {
+        Some(uds_path) => Ok(VsockConfig {
+            guest_cid: cid,
             uds_path,
         }),
-        _ => Err(Error::Flag("--vsock needs cid=CID,uds=PATH".into())),
+        None => Err(Error::Flag("--vsock needs cid=CID,uds=PATH".into())),
     }
 }
 
@@ -368,6 +459,8 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
             "--net" => flags.net.push(parse_net(&value()?)?),
             "--vsock" => flags.vsock = Some(parse_vsock(&value()?)?),
             "--console" => flags.console = Console::parse(&value()?),
+            "--api-socket" => flags.api_socket = Some(value()?.into()),
+            "--restore" => flags.restore = Some(value()?.into()),
             other => {
                 return Err(Error::Flag(format!(
                     "unknown option {other:?} (see --help)"
@@ -387,6 +480,8 @@ pub fn parse_args(args: &[String]) -> Result<Command> {
     if flags.console != Console::Stdout {
         cfg.console = flags.console;
     }
+    cfg.api_socket = flags.api_socket.or(cfg.api_socket);
+    cfg.restore = flags.restore;
     Ok(Command::Run(Box::new(cfg)))
 }
 
@@ -425,45 +520,14 @@ impl VmConfig {
         if let Some(i) = &self.initramfs {
             readable_file("initramfs", i)?;
         }
-        for b in &self.block {
-            readable_file("block device", &b.path)?;
-            if b.id.as_ref().is_some_and(|id| id.len() > 20) {
-                return Err(Error::Flag(format!(
-                    "block device id {:?} is longer than 20 bytes",
-                    b.id
-                )));
-            }
-        }
-        let mut net = Vec::new();
-        for n in &self.net {
-            if !interface_exists(&n.tap) {
-                return Err(Error::NoTap(n.tap.clone()));
-            }
-            if net.iter().any(|(t, _): &(String, _)| *t == n.tap) {
-                return Err(Error::Duplicate(format!(
-                    "tap device {} is used twice",
-                    n.tap
-                )));
-            }
-            let mac = n.mac.as_deref().map(parse_mac).transpose()?;
-            net.push((n.tap.clone(), mac));
-        }
+        let block = self.valid_blocks()?;
+        let net = self.valid_nets()?;
         let vsock = match &self.vsock {
             Some(v) => {
-                if v.guest_cid < 3 || v.guest_cid >= u64::from(u32::MAX) {
-                    return Err(Error::BadCid(v.guest_cid));
-                }
-                let parent = v.uds_path.parent().map(|p| {
-                    if p.as_os_str().is_empty() {
-                        Path::new(".")
-                    } else {
-                        p
-                    }
-                });
-                if !parent.is_some_and(Path::is_dir) || v.uds_path.file_name().is_none() {
-                    return Err(Error::BadUds(v.uds_path.clone()));
-                }
-                Some((v.guest_cid as u32, v.uds_path.clone()))
+                let cid = v
+                    .guest_cid
+                    .ok_or_else(|| Error::Flag("--vsock needs cid=CID,uds=PATH".into()))?;
+                Some((valid_cid(cid)?, valid_uds(&v.uds_path)?))
             }
             None => None,
         };
@@ -480,12 +544,148 @@ impl VmConfig {
             initramfs: self.initramfs.clone(),
             vcpus: vcpus as u8,
             memory_mib,
-            block: self.block.clone(),
+            block,
             net,
             vsock,
             console: self.console.clone(),
+            api_socket: self
+                .api_socket
+                .as_deref()
+                .map(valid_api_socket)
+                .transpose()?,
         })
     }
+
+    fn valid_blocks(&self) -> Result<Vec<ValidBlock>> {
+        let mut out = Vec::new();
+        for b in &self.block {
+            let path = match (&b.path, b.placeholder) {
+                (Some(p), false) => {
+                    readable_file("block device", p)?;
+                    Some(p.clone())
+                }
+                (None, true) => None,
+                _ => {
+                    return Err(Error::Flag(
+                        "a block device needs either a path or placeholder".into(),
+                    ))
+                }
+            };
+            if b.id.as_ref().is_some_and(|id| id.len() > 20) {
+                return Err(Error::Flag(format!(
+                    "block device id {:?} is longer than 20 bytes",
+                    b.id
+                )));
+            }
+            out.push(ValidBlock {
+                path,
+                read_only: b.read_only,
+                id: b.id.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn valid_nets(&self) -> Result<Vec<ValidNet>> {
+        let mut out: Vec<ValidNet> = Vec::new();
+        for n in &self.net {
+            let tap = match (&n.tap, n.placeholder) {
+                (Some(t), false) => {
+                    if !interface_exists(t) {
+                        return Err(Error::NoTap(t.clone()));
+                    }
+                    if out.iter().any(|v| v.tap.as_ref() == Some(t)) {
+                        return Err(Error::Duplicate(format!("tap device {t} is used twice")));
+                    }
+                    Some(t.clone())
+                }
+                (None, true) => None,
+                _ => {
+                    return Err(Error::Flag(
+                        "a net device needs either a tap or placeholder".into(),
+                    ))
+                }
+            };
+            let mac = n.mac.as_deref().map(parse_mac).transpose()?;
+            out.push(ValidNet { tap, mac });
+        }
+        Ok(out)
+    }
+
+    /// Checks a restore request: the snapshot directory, and the device
+    /// backings (matched against the snapshot's slots when it is read).
+    pub fn validate_restore(&self) -> Result<ValidRestore> {
+        let dir = self
+            .restore
+            .clone()
+            .ok_or(Error::NotWithRestore("--restore"))?;
+        for (given, flag) in [
+            (self.kernel.is_some(), "--kernel"),
+            (self.initramfs.is_some(), "--initramfs"),
+            (self.cmdline.is_some(), "--cmdline"),
+            (self.memory_mib.is_some(), "--memory"),
+            (self.vcpus.is_some(), "--vcpus"),
+        ] {
+            if given {
+                return Err(Error::NotWithRestore(flag));
+            }
+        }
+        if !dir.is_dir() {
+            return Err(Error::NoSnapshotDir(dir));
+        }
+        let vsock = match &self.vsock {
+            Some(v) => Some((
+                v.guest_cid.map(valid_cid).transpose()?,
+                valid_uds(&v.uds_path)?,
+            )),
+            None => None,
+        };
+        Ok(ValidRestore {
+            dir,
+            block: self.valid_blocks()?,
+            net: self.valid_nets()?,
+            vsock,
+            console: self.console.clone(),
+            api_socket: self
+                .api_socket
+                .as_deref()
+                .map(valid_api_socket)
+                .transpose()?,
+        })
+    }
+}
+
+fn valid_cid(cid: u64) -> Result<u32> {
+    if cid < 3 || cid >= u64::from(u32::MAX) {
+        return Err(Error::BadCid(cid));
+    }
+    Ok(cid as u32)
+}
+
+/// Whether `p` names a file in an existing directory.
+fn in_existing_dir(p: &Path) -> bool {
+    let parent = p.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    });
+    parent.is_some_and(Path::is_dir) && p.file_name().is_some()
+}
+
+fn valid_uds(p: &Path) -> Result<PathBuf> {
+    if !in_existing_dir(p) {
+        return Err(Error::BadUds(p.into()));
+    }
+    Ok(p.into())
+}
+
+fn valid_api_socket(p: &Path) -> Result<PathBuf> {
+    if !in_existing_dir(p) {
+        return Err(Error::BadApiSocket(p.into()));
+    }
+    Ok(p.into())
 }
 
 #[cfg(test)]
@@ -607,6 +807,9 @@ mod tests {
         assert!(b.read_only);
         assert_eq!(b.id.as_deref(), Some("disk0"));
         assert!(parse_block("/d,bogus").is_err());
+        let p = parse_block("placeholder,id=slot").unwrap();
+        assert!(p.placeholder && p.path.is_none());
+        assert!(parse_net("placeholder").unwrap().placeholder);
         assert_eq!(
             parse_net("tap0,mac=02:00:00:00:00:01")
                 .unwrap()
@@ -618,8 +821,94 @@ mod tests {
         assert!(parse_mac("02:00:00:00:00").is_err());
         assert!(parse_mac("zz:00:00:00:00:00").is_err());
         let v = parse_vsock("cid=3,uds=/tmp/v.sock").unwrap();
-        assert_eq!(v.guest_cid, 3);
+        assert_eq!(v.guest_cid, Some(3));
         assert!(parse_vsock("cid=3").is_err());
+        assert_eq!(parse_vsock("uds=/tmp/v").unwrap().guest_cid, None);
+    }
+
+    #[test]
+    fn restore_takes_backings_but_not_what_the_snapshot_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let disk = dir.path().join("d.img");
+        std::fs::write(&disk, [0u8; 512]).unwrap();
+        let sock = dir.path().join("v.sock");
+        let c = run(&[
+            "--restore",
+            d,
+            "--block",
+            "placeholder",
+            "--block",
+            &format!("{},ro", disk.display()),
+            "--net",
+            "placeholder,mac=02:00:00:00:00:07",
+            "--vsock",
+            &format!("uds={}", sock.display()),
+            "--api-socket",
+            &format!("{d}/api"),
+        ])
+        .unwrap();
+        let r = c.validate_restore().unwrap();
+        assert_eq!(r.block[0].path, None);
+        assert!(r.block[1].read_only);
+        assert_eq!(r.net[0].tap, None);
+        assert_eq!(r.net[0].mac, Some([2, 0, 0, 0, 0, 7]));
+        assert_eq!(r.vsock, Some((None, sock.clone())));
+        for (flag, value) in [
+            ("--kernel", d),
+            ("--memory", "8"),
+            ("--vcpus", "2"),
+            ("--cmdline", "x"),
+        ] {
+            let e = run(&["--restore", d, flag, value])
+                .unwrap()
+                .validate_restore()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("{flag} comes from the snapshot")),
+                "{e}"
+            );
+        }
+        let e = run(&["--restore", "/nonexistent/snap"])
+            .unwrap()
+            .validate_restore()
+            .unwrap_err();
+        assert!(matches!(e, Error::NoSnapshotDir(_)));
+        // A cold boot needs the CID, and a placeholder has no path.
+        let k = tempfile::NamedTempFile::new().unwrap();
+        let kp = k.path().to_str().unwrap();
+        let u = format!("uds={}", sock.display());
+        let e = run(&["--kernel", kp, "--memory", "8", "--vsock", &u])
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cid=CID"), "{e}");
+        let v = run(&[
+            "--kernel",
+            kp,
+            "--memory",
+            "8",
+            "--block",
+            "placeholder,ro,id=s",
+        ])
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.block[0].path, None);
+        let e = run(&[
+            "--kernel",
+            kp,
+            "--memory",
+            "8",
+            "--api-socket",
+            "/nonexistent/x/api",
+        ])
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(matches!(e, Error::BadApiSocket(_)));
     }
 
     #[test]
@@ -635,6 +924,8 @@ mod tests {
             "--net",
             "--vsock",
             "--console",
+            "--api-socket",
+            "--restore",
         ] {
             assert!(USAGE.contains(f), "{f}");
         }

@@ -5,15 +5,22 @@
 //!
 //! Layout follows Firecracker's `src/vmm`: `arch` (x86_64 boot tables),
 //! `loader`, `vstate` (KVM VM, memory, vCPUs), `devices` (legacy and
-//! virtio), `event_loop`, `seccomp`, with `config` read only by `builder`.
+//! virtio), `event_loop`, `seccomp`, with `config` read only by `builder`
+//! (and `restore`). Snapshot state is `persist` (each device's part in its
+//! folder's `persist.rs`), written through the control API (`api`,
+//! `controller`) and read back by `restore` (`--restore DIR`).
 
+pub mod api;
 pub mod arch;
 pub mod builder;
 pub mod config;
+pub mod controller;
 pub mod devices;
 pub mod event_loop;
 pub mod loader;
 pub mod logger;
+pub mod persist;
+pub mod restore;
 pub mod seccomp;
 pub mod vstate;
 

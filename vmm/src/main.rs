@@ -15,8 +15,17 @@ fn run() -> anyhow::Result<i32> {
         }
         Command::Run(c) => c,
     };
-    let valid = cfg.validate()?;
-    let reason = hull_vmm::builder::run(&valid).context("cannot start the VM")?;
+    let reason = match &cfg.restore {
+        Some(dir) => {
+            let valid = cfg.validate_restore()?;
+            hull_vmm::restore::run(&valid)
+                .with_context(|| format!("cannot restore the VM saved in {}", dir.display()))?
+        }
+        None => {
+            let valid = cfg.validate()?;
+            hull_vmm::builder::run(&valid).context("cannot start the VM")?
+        }
+    };
     let code = reason.exit_code();
     if code != 0 {
         eprintln!("hull-vmm: {reason}");

@@ -269,6 +269,8 @@ fn help_lists_every_option() {
         "--net",
         "--vsock",
         "--console",
+        "--api-socket",
+        "--restore",
     ] {
         assert!(out.contains(f), "{f} missing from --help");
     }

@@ -78,6 +78,9 @@ pub enum Command {
     /// Manage container networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage VM templates (booted once, cloned by every new VM).
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// List a container's published ports.
     Port(TopArgs),
     /// A network's name server (started by hull itself).
@@ -210,6 +213,29 @@ pub struct StatsArgs {
     pub no_stream: bool,
     /// Containers (default: all running).
     pub containers: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List templates.
+    Ls,
+    /// Remove templates (by key or a unique prefix of one).
+    Rm(TemplateKeysArgs),
+    /// Remove broken and stale templates (made by another hull, kernel,
+    /// initramfs or hypervisor); with --all, every template.
+    Prune(TemplatePruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateKeysArgs {
+    #[arg(required = true)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplatePruneArgs {
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +441,10 @@ pub struct RunArgs {
     /// Guest initramfs with the agent (default: found next to hull, or HULL_INITRAMFS).
     #[arg(long, value_name = "FILE")]
     pub initramfs: Option<PathBuf>,
+    /// Boot the VM's kernel rather than clone the VM from a template
+    /// (also HULL_TEMPLATE=off).
+    #[arg(long = "no-template")]
+    pub no_template: bool,
     /// Image to run.
     pub image: String,
     /// Command and arguments (replace the image's Cmd).

@@ -62,6 +62,7 @@ fn main() {
             Command::Stats(args) => commands::stats(&cli, args).await,
             Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args).await,
             Command::Network(command) => commands::network(&cli, command),
+            Command::Template(command) => commands::template(&cli, command),
             Command::Port(args) => commands::port(&cli, args),
             Command::NetDns(args) => {
                 hull_net::dns::run(&args.netns, args.listen, &args.allocations)

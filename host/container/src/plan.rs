@@ -12,7 +12,7 @@ use hull_net::forward::PortMapping;
 use hull_net::{Networks, NO_NETWORK};
 use hull_sandbox::assets::GuestAssets;
 use hull_sandbox::process::now_nanos;
-use hull_sandbox::{hypervisor, scratch, timings};
+use hull_sandbox::{hypervisor, scratch, template, timings};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,59 @@ pub struct RunRequest {
     pub hypervisor: String,
     pub kernel: Option<PathBuf>,
     pub initramfs: Option<PathBuf>,
+    /// Boot the VM cold rather than clone it from a template.
+    pub no_template: bool,
+}
+
+/// The environment variable that turns templates off (`off`) for every
+/// front door.
+pub const TEMPLATE_ENV: &str = "HULL_TEMPLATE";
+/// Templates' directory under the hull root.
+const TEMPLATES_DIR: &str = "templates";
+/// The environment variable that puts templates elsewhere (installations
+/// that share one set, such as a test suite's).
+pub const TEMPLATES_DIR_ENV: &str = "HULL_TEMPLATES";
+
+/// Where a new container's VM finds its template, unless the caller or
+/// `HULL_TEMPLATE=off` asks for a cold boot.
+fn templates_dir(root: &Path, no_template: bool) -> Option<PathBuf> {
+    let off = std::env::var(TEMPLATE_ENV).is_ok_and(|v| v == "off" || v == "0");
+    (!no_template && !off).then(|| templates(root).root().to_path_buf())
+}
+
+/// A broken template of the shape the container's VM will clone (made by
+/// another hull, kernel or backend program, or damaged) is removed here,
+/// with one warning for the user; the supervisor then makes a sound one.
+fn remove_broken_template(
+    config: &ContainerConfig,
+    backend: &dyn hypervisor::Hypervisor,
+) -> Option<String> {
+    let dir = config.templates.as_ref()?;
+    if config.shares_vm_with.is_some() {
+        return None;
+    }
+    let assets = GuestAssets {
+        kernel: config.kernel.clone(),
+        initramfs: config.initramfs.clone(),
+    };
+    let key = template::key(backend, &assets, config.template_shape()).ok()?;
+    let templates = template::Templates::new(dir);
+    // (`find` removes a broken one.)
+    let template::Found::Broken(why) = templates.find(&key) else {
+        return None;
+    };
+    Some(format!(
+        "VM template {} was broken ({why}) and is removed; this VM makes a new one",
+        &key[..12]
+    ))
+}
+
+/// The templates of the hull root (`HULL_TEMPLATES` overrides where).
+pub fn templates(root: &Path) -> hull_sandbox::template::Templates {
+    let dir = std::env::var_os(TEMPLATES_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join(TEMPLATES_DIR));
+    hull_sandbox::template::Templates::new(dir)
 }
 
 /// What `from_run` decided, beyond the config.
@@ -92,6 +145,9 @@ pub struct RunPlan {
     /// The VM runs under emulation because the host has no hardware
     /// virtualization (worth telling the user once).
     pub emulated: bool,
+    /// What the caller should tell the user (as Docker's create answers
+    /// with warnings).
+    pub warnings: Vec<String>,
 }
 
 /// What `state` reports about a bundle.
@@ -217,8 +273,25 @@ impl ContainerConfig {
             aliases: request.aliases.clone(),
             ports: request.ports.clone(),
             shares_vm_with,
+            templates: templates_dir(paths.root, request.no_template),
         };
-        Ok(RunPlan { config, emulated })
+        let warnings = remove_broken_template(&config, backend.as_ref())
+            .into_iter()
+            .collect();
+        Ok(RunPlan {
+            config,
+            emulated,
+            warnings,
+        })
+    }
+
+    /// The template shape of the VM the container boots.
+    pub fn template_shape(&self) -> template::Shape {
+        template::Shape {
+            vcpus: self.vcpus,
+            memory_mib: self.memory_mib,
+            nic: self.network.is_some(),
+        }
     }
 
     /// Plans the container runc's `create` names `id` from the bundle at
@@ -264,6 +337,7 @@ impl ContainerConfig {
             network: None,
             aliases: Vec::new(),
             ports: Vec::new(),
+            templates: templates_dir(root, false),
         })
     }
 }

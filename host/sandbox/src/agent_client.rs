@@ -76,6 +76,42 @@ impl AgentClient {
         stream: UnixStream,
         hello_timeout: Duration,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ClientError> {
+        let (mut client, events, hello_rx) = Self::take_over(stream);
+        let (version, software) = tokio::time::timeout(hello_timeout, hello_rx)
+            .await
+            .map_err(|_| ClientError::HelloTimeout(hello_timeout))?
+            .map_err(|_| ClientError::Disconnected)?;
+        if version != PROTOCOL_VERSION {
+            return Err(ClientError::Version(version));
+        }
+        let hello = ControlMessage::Hello {
+            version: PROTOCOL_VERSION,
+            software: format!("hull {}", env!("CARGO_PKG_VERSION")),
+        };
+        client
+            .outbox
+            .send(hello.to_frame())
+            .map_err(|_| ClientError::Disconnected)?;
+        client.agent_software = software;
+        Ok((client, events))
+    }
+
+    /// Takes over the connection of an agent that said hello before: that
+    /// of a VM restored from a template, whose agent carries on the
+    /// template's session. The first request is its sign of life.
+    pub fn resume(stream: UnixStream) -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (client, events, _hello) = Self::take_over(stream);
+        (client, events)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn take_over(
+        stream: UnixStream,
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<Event>,
+        oneshot::Receiver<(u32, String)>,
+    ) {
         let (read_half, mut write_half) = stream.into_split();
         let (outbox, mut outgoing) = mpsc::unbounded_channel::<Frame>();
         tokio::spawn(async move {
@@ -95,30 +131,13 @@ impl AgentClient {
             hello_tx,
             outbox.clone(),
         ));
-
-        let (version, software) = tokio::time::timeout(hello_timeout, hello_rx)
-            .await
-            .map_err(|_| ClientError::HelloTimeout(hello_timeout))?
-            .map_err(|_| ClientError::Disconnected)?;
-        if version != PROTOCOL_VERSION {
-            return Err(ClientError::Version(version));
-        }
-        let hello = ControlMessage::Hello {
-            version: PROTOCOL_VERSION,
-            software: format!("hull {}", env!("CARGO_PKG_VERSION")),
+        let client = Self {
+            outbox,
+            shared,
+            next_id: AtomicU64::new(1),
+            agent_software: String::new(),
         };
-        outbox
-            .send(hello.to_frame())
-            .map_err(|_| ClientError::Disconnected)?;
-        Ok((
-            Self {
-                outbox,
-                shared,
-                next_id: AtomicU64::new(1),
-                agent_software: software,
-            },
-            events,
-        ))
+        (client, events, hello_rx)
     }
 
     /// Sends a request and waits for its response.

@@ -1,20 +1,27 @@
 //! Creating a sandbox: a private directory, the agent socket, the VM, and
-//! the agent's hello.
+//! the agent's hello; or, from a template, the VM restored, its disks
+//! added and the agent woken as a clone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UnixListener;
+use hull_protocol::{Reply, Request, Wake, WAKE_MIN_ENTROPY};
+use tokio::net::{UnixListener, UnixStream};
 
 use super::vm::VmProcess;
 use super::{io_error, Sandbox, SandboxError};
-use crate::agent_client::{AgentClient, ClientError};
+use crate::agent_client::{AgentClient, ClientError, RequestError};
 use crate::assets::GuestAssets;
-use crate::hypervisor::{DiskSpec, Hypervisor, VmSpec};
+use crate::hypervisor::{hotplug, migration, Boot, DiskSpec, Hypervisor, NicSpec, VmSpec};
+use crate::template::Template;
 
 /// How long a guest may take from launch to its agent's hello. Generous:
 /// under TCG on a loaded machine a boot can take several seconds.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a restored clone's agent may take to answer its wake.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Names the disks hot-added to a clone.
+const CLONE_DISK_TAG: &str = "clone";
 
 pub struct SandboxConfig<'a> {
     pub id: String,
@@ -24,23 +31,56 @@ pub struct SandboxConfig<'a> {
     pub vcpus: u32,
     pub memory_mib: u32,
     pub disks: Vec<DiskSpec>,
-    pub nic: Option<crate::hypervisor::NicSpec>,
+    pub nic: Option<NicSpec>,
+    /// Restore a clone of this template instead of booting (its shape is
+    /// the config's).
+    pub template: Option<&'a Template>,
 }
 
 impl Sandbox {
-    /// Boots the VM and waits for its agent.
+    /// Boots the VM (or restores a clone of the template) and waits for
+    /// its agent.
     pub async fn create(
         hypervisor: &dyn Hypervisor,
         config: SandboxConfig<'_>,
     ) -> Result<Sandbox, SandboxError> {
-        let dir = config.dir;
+        let spec = VmSpec {
+            kernel: config.assets.kernel.clone(),
+            initramfs: config.assets.initramfs.clone(),
+            vcpus: config.vcpus,
+            memory_mib: config.memory_mib,
+            disks: config.disks,
+            nic: config.nic,
+            sandbox_dir: config.dir,
+            boot: match config.template {
+                Some(template) => Boot::Clone {
+                    memory: template.memory(),
+                },
+                None => Boot::Cold,
+            },
+        };
+        let state = config.template.map(Template::state);
+        let (mut sandbox, stream) = Self::launch(hypervisor, config.id, &spec).await?;
+        let started = match state {
+            None => sandbox.greet(stream).await,
+            Some(state) => sandbox.wake_clone(stream, &spec, &state).await,
+        };
+        started.map(|()| sandbox)
+    }
+
+    /// Starts the VM of `spec` and accepts its agent's connection.
+    pub(crate) async fn launch(
+        hypervisor: &dyn Hypervisor,
+        id: String,
+        spec: &VmSpec,
+    ) -> Result<(Sandbox, UnixStream), SandboxError> {
+        let dir = spec.sandbox_dir.clone();
         // A VM dir left by a supervisor that was killed is stale.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
-        let spec_dir = dir.clone();
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
-            id: config.id,
+            id,
             console_log: dir.join("console.log"),
             dir,
             vm: None,
@@ -48,22 +88,13 @@ impl Sandbox {
             events: None,
             guest: None,
         };
-        let spec = VmSpec {
-            kernel: config.assets.kernel.clone(),
-            initramfs: config.assets.initramfs.clone(),
-            vcpus: config.vcpus,
-            memory_mib: config.memory_mib,
-            disks: config.disks,
-            nic: config.nic.clone(),
-            sandbox_dir: spec_dir,
-        };
-        let launch = hypervisor.launch(&spec)?;
+        let launch = hypervisor.launch(spec)?;
         sandbox.console_log = launch.console_log.clone();
         let listener = UnixListener::bind(&launch.agent_socket).map_err(io_error(format!(
             "listen on {}",
             launch.agent_socket.display()
         )))?;
-        let netns = config.nic.as_ref().map(|n| n.netns.as_path());
+        let netns = spec.nic.as_ref().map(|n| n.netns.as_path());
         let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"), netns)
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
         crate::timings::mark("hypervisor_spawned");
@@ -79,25 +110,76 @@ impl Sandbox {
         }?;
         drop(listener);
         let _ = std::fs::remove_file(&launch.agent_socket);
+        Ok((sandbox, connected))
+    }
 
-        match AgentClient::start(connected, BOOT_TIMEOUT).await {
+    /// Exchanges hellos with a freshly booted agent.
+    pub(crate) async fn greet(&mut self, stream: UnixStream) -> Result<(), SandboxError> {
+        match AgentClient::start(stream, BOOT_TIMEOUT).await {
             Ok((client, events)) => {
                 crate::timings::mark("agent_ready");
-                sandbox.client = Some(Arc::new(client));
-                sandbox.events = Some(events);
-                Ok(sandbox)
+                self.client = Some(Arc::new(client));
+                self.events = Some(events);
+                Ok(())
             }
             Err(ClientError::Disconnected) => {
                 // The VM went down before the agent spoke: say why.
-                let vm = sandbox.vm.as_mut().expect("vm was just started");
-                let status = tokio::time::timeout(Duration::from_secs(5), vm.wait())
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                Err(SandboxError::BootFailed(sandbox.death_reason(status)))
+                let status = self.vm_status_soon().await;
+                Err(SandboxError::BootFailed(self.death_reason(status)))
             }
             Err(ClientError::HelloTimeout(t)) => Err(SandboxError::BootTimeout(t)),
             Err(err) => Err(SandboxError::Agent(err)),
         }
     }
+
+    /// Brings a clone up: the template's state loaded, the clone's disks
+    /// added, and the agent (which carries on the template's session)
+    /// woken with this clone's entropy, clock and MAC.
+    async fn wake_clone(
+        &mut self,
+        stream: UnixStream,
+        spec: &VmSpec,
+        state: &std::path::Path,
+    ) -> Result<(), SandboxError> {
+        let restored = migration::restore(&self.dir, state).await;
+        restored.map_err(|e| SandboxError::Restore(e.to_string()))?;
+        crate::timings::mark("restored");
+        hotplug::plug_disks(&self.dir, CLONE_DISK_TAG, &spec.disks)
+            .await
+            .map_err(|e| SandboxError::Disks(e.to_string()))?;
+        crate::timings::mark("disks_plugged");
+        let (client, events) = AgentClient::resume(stream);
+        let wake = Wake {
+            entropy: host_entropy().map_err(io_error("read host entropy"))?,
+            realtime_nanos: crate::process::now_nanos(),
+            mac: spec.nic.as_ref().map(|nic| nic.mac.clone()),
+        };
+        let answer = tokio::time::timeout(WAKE_TIMEOUT, client.request(Request::Wake(wake)));
+        match answer.await {
+            Ok(Ok(Reply::Done)) => {}
+            Ok(Ok(other)) => return Err(SandboxError::Restore(format!("wake answered {other:?}"))),
+            Ok(Err(RequestError::Agent(err))) => return Err(SandboxError::Start(err)),
+            Ok(Err(err)) => return Err(self.vm_died(SandboxError::Request(err)).await),
+            Err(_) => return Err(SandboxError::BootTimeout(WAKE_TIMEOUT)),
+        }
+        crate::timings::mark("agent_ready");
+        self.client = Some(Arc::new(client));
+        self.events = Some(events);
+        Ok(())
+    }
+
+    async fn vm_status_soon(&mut self) -> Option<std::process::ExitStatus> {
+        let vm = self.vm.as_mut()?;
+        tokio::time::timeout(Duration::from_secs(5), vm.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+}
+
+fn host_entropy() -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; WAKE_MIN_ENTROPY * 2];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
 }

@@ -17,6 +17,7 @@ mod join;
 pub mod process;
 pub mod scratch;
 mod start;
+pub mod template;
 pub mod timings;
 pub mod vm;
 
@@ -57,6 +58,10 @@ pub enum SandboxError {
     Request(#[source] RequestError),
     #[error("cannot join the VM: {0}")]
     CannotJoin(String),
+    #[error("cannot restore the VM from its template: {0}")]
+    Restore(String),
+    #[error("cannot add the disks to the VM: {0}")]
+    Disks(String),
 }
 
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {

@@ -1,4 +1,5 @@
-//! Guest RAM: anonymous mappings from vm-memory, registered with KVM.
+//! Guest RAM: anonymous mappings from vm-memory (or, on restore, private
+//! mappings of a snapshot's memory file), registered with KVM.
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
@@ -21,6 +22,12 @@ pub enum Error {
 pub fn create_guest_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap, Error> {
     let ranges = arch_memory_regions(mib << 20);
     let mem = GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(|e| Error::Mmap(mib, e))?;
+    register_guest_memory(vm, &mem)?;
+    Ok(mem)
+}
+
+/// Registers every region of `mem` with `vm`, one slot a region.
+pub fn register_guest_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {
         let r = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -34,5 +41,5 @@ pub fn create_guest_memory(vm: &VmFd, mib: u64) -> Result<GuestMemoryMmap, Error
         // process exits, and slots never overlap (the ranges are disjoint).
         unsafe { vm.set_user_memory_region(r) }.map_err(|e| Error::Slot(slot as u32, e))?;
     }
-    Ok(mem)
+    Ok(())
 }

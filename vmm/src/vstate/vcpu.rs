@@ -8,9 +8,11 @@ use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
 use super::exit::{ExitReason, ExitSignal};
+use super::vcpu_control::{self, VcpuControl};
 use crate::arch::x86_64::{cpuid, msr, regs};
 use crate::devices::Bus;
 use crate::loader::KernelEntry;
+use crate::persist::vcpu::{restore_vcpu, save_vcpu, VcpuState, VcpuStateError};
 
 /// Errors while creating or configuring a vCPU.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,9 @@ pub enum Error {
     /// Registers could not be set.
     #[error("cannot set registers of vCPU {0}")]
     Regs(u8, #[source] regs::Error),
+    /// A saved state could not be set.
+    #[error("cannot restore vCPU {0}")]
+    Restore(u8, #[source] VcpuStateError),
 }
 
 /// Why CPUID setup failed.
@@ -40,6 +45,16 @@ pub enum CpuidError {
     Set(#[source] kvm_ioctls::Error),
 }
 
+/// What a vCPU needs to save its state when paused: the MSRs to read and
+/// the size of KVM's XSAVE area (KVM_CAP_XSAVE2, 0 without it).
+#[derive(Clone, Debug, Default)]
+pub struct SaveInfo {
+    /// MSR indices (`persist::vcpu::msrs_to_save`).
+    pub msrs: Vec<u32>,
+    /// KVM_CAP_XSAVE2.
+    pub xsave2_size: usize,
+}
+
 /// Everything a vCPU thread needs to run.
 pub struct Vcpu {
     fd: VcpuFd,
@@ -47,6 +62,8 @@ pub struct Vcpu {
     pio: Arc<Bus>,
     mmio: Arc<Bus>,
     exit: Arc<ExitSignal>,
+    control: Arc<VcpuControl>,
+    save_info: SaveInfo,
 }
 
 /// Port ranges Linux probes on any PC (POST/delay ports, DMA page
@@ -70,13 +87,16 @@ fn quiet(port: u16) -> bool {
 }
 
 impl Vcpu {
-    /// Creates vCPU `index` on `vm`.
+    /// Creates vCPU `index` on `vm`; `control` is where it parks when
+    /// paused, `save_info` what it needs to save its state then.
     pub fn new(
         vm: &VmFd,
         index: u8,
         pio: Arc<Bus>,
         mmio: Arc<Bus>,
         exit: Arc<ExitSignal>,
+        control: Arc<VcpuControl>,
+        save_info: SaveInfo,
     ) -> Result<Self, Error> {
         let fd = vm
             .create_vcpu(u64::from(index))
@@ -87,7 +107,27 @@ impl Vcpu {
             pio,
             mmio,
             exit,
+            control,
+            save_info,
         })
+    }
+
+    /// Sets a saved state instead of the boot state.
+    pub fn restore(&self, state: &VcpuState) -> Result<(), Error> {
+        restore_vcpu(&self.fd, state, self.save_info.xsave2_size)
+            .map_err(|e| Error::Restore(self.index, e))
+    }
+
+    /// Leaves KVM_RUN's immediate exit and parks while a pause is wanted.
+    fn on_kick(&mut self) {
+        self.fd.set_kvm_immediate_exit(0);
+        let Self {
+            fd,
+            control,
+            save_info,
+            ..
+        } = self;
+        control.park_if_paused(|| save_vcpu(fd, &save_info.msrs, save_info.xsave2_size));
     }
 
     /// Sets CPUID, MSRs, FPU, LAPIC and (for the boot CPU) the entry state.
@@ -115,7 +155,10 @@ impl Vcpu {
     /// Runs the vCPU until the guest stops it or something fails; the
     /// reason is reported to the exit signal and returned.
     pub fn run(&mut self) -> ExitReason {
+        vcpu_control::bind_thread(self.fd.get_kvm_run());
         let reason = self.run_loop();
+        vcpu_control::bind_thread(std::ptr::null_mut());
+        self.control.mark_stopped();
         self.exit.request(reason.clone());
         reason
     }
@@ -173,14 +216,14 @@ impl Vcpu {
                         unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
                     return ExitReason::InternalError { cpu, suberror };
                 }
-                Ok(VcpuExit::Intr) => {}
+                Ok(VcpuExit::Intr) => self.on_kick(),
                 Ok(other) => {
                     return ExitReason::VcpuError {
                         cpu,
                         what: format!("unexpected KVM exit {other:?}"),
                     }
                 }
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => self.on_kick(),
                 Err(e) => {
                     return ExitReason::VcpuError {
                         cpu,

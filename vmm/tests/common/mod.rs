@@ -121,3 +121,163 @@ pub fn expect_ok(o: &Output) -> String {
     );
     out
 }
+
+/// A hull-vmm running in the background, its stdout collected as it comes.
+pub struct RunningVm {
+    pub child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningVm {
+    /// Starts hull-vmm with `args`, stdout collected, stderr piped.
+    pub fn spawn(args: &[&str]) -> Self {
+        require_kvm();
+        let mut child = vmm()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hull-vmm");
+        let mut stdout = child.stdout.take().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut stdout, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        Self {
+            child,
+            out,
+            reader: Some(reader),
+        }
+    }
+
+    /// Stdout so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).replace('\r', "")
+    }
+
+    /// Waits until stdout satisfies `done`; panics after `timeout`.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.output();
+            if done(&out) {
+                return out;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!(
+                    "hull-vmm exited ({st}) before {what}\nstdout:\n{}\nstderr:\n{err}",
+                    self.output()
+                );
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("no {what} within {timeout:?}\nstdout:\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the VM with SIGTERM; returns its status, stdout and stderr.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.finish()
+    }
+
+    /// Waits for the VM to end by itself (killing it after `timeout`).
+    pub fn wait(mut self, timeout: Duration) -> (std::process::ExitStatus, String, String) {
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!(
+                    "hull-vmm did not exit within {timeout:?}\nstdout:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.finish()
+    }
+
+    fn finish(&mut self) -> (std::process::ExitStatus, String, String) {
+        let st = self.child.wait().unwrap();
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        (st, self.output(), err)
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client of hull-vmm's control API socket.
+pub struct Api(std::io::BufReader<std::os::unix::net::UnixStream>);
+
+impl Api {
+    /// Connects to `path`, waiting up to 10 s for the socket to appear.
+    pub fn connect(path: &Path) -> Self {
+        let start = Instant::now();
+        loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    return Self(std::io::BufReader::new(s));
+                }
+                Err(e) => {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(10),
+                        "API socket {path:?}: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// Sends one command and returns the reply line (without newline).
+    pub fn call(&mut self, cmd: &str) -> String {
+        use std::io::{BufRead, Write};
+        self.0
+            .get_mut()
+            .write_all(format!("{cmd}\n").as_bytes())
+            .unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        line.trim_end().to_string()
+    }
+
+    /// Sends one command that must answer `ok`.
+    pub fn ok(&mut self, cmd: &str) {
+        let r = self.call(cmd);
+        assert_eq!(r, "ok", "{cmd}: {r}");
+    }
+}

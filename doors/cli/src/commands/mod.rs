@@ -22,6 +22,7 @@ mod stats;
 mod stop;
 mod supervise;
 mod system_prune;
+mod template;
 mod top;
 mod wait;
 
@@ -46,6 +47,7 @@ pub use stats::stats;
 pub use stop::{kill, pause, stop};
 pub use supervise::supervise;
 pub use system_prune::system_prune;
+pub use template::template;
 pub use top::top;
 pub use wait::wait;
 

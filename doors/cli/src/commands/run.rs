@@ -55,6 +55,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         hypervisor: args.hypervisor.clone(),
         kernel: args.kernel.clone(),
         initramfs: args.initramfs.clone(),
+        no_template: args.no_template,
     };
     let paths = Paths {
         root: &cli.root,
@@ -68,6 +69,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     containers.sweep(&cli.root);
     if plan.emulated {
         tcg_notice_once(cli);
+    }
+    for warning in &plan.warnings {
+        eprintln!("hull: warning: {warning}");
     }
     let container = containers.create(plan.config)?;
     // From here on a failure removes the record again.

@@ -60,6 +60,11 @@ pub struct ContainerConfig {
     /// its own.
     #[serde(default)]
     pub shares_vm_with: Option<String>,
+    /// Where the VM templates are (`HULL_ROOT/templates`): its VM is a
+    /// clone of one (made the first time). `None`: it boots cold
+    /// (`--no-template`, `HULL_TEMPLATE=off`).
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -492,6 +497,7 @@ mod tests {
             hypervisor: "auto".into(),
             kernel: "/k".into(),
             initramfs: "/i".into(),
+            templates: None,
             tty: false,
             open_stdin: false,
             auto_remove: false,

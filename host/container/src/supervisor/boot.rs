@@ -14,6 +14,7 @@ use hull_protocol::{ErrorKind, Event, ExitStatus, RootfsSource, RunContainer, St
 use hull_sandbox::agent_client::{AgentClient, InputStream};
 use hull_sandbox::assets::GuestAssets;
 use hull_sandbox::hypervisor::{self, DiskSpec};
+use hull_sandbox::template;
 use hull_sandbox::{
     scratch::SCRATCH_SERIAL, Sandbox, SandboxConfig, SandboxError, MAIN_STDERR, MAIN_STDIN,
     MAIN_STDOUT,
@@ -227,7 +228,8 @@ async fn boot_vm(
     Ok(sandbox)
 }
 
-/// Boots a VM of the container's own, or joins the VM of `host`.
+/// Boots a VM of the container's own (a clone of a template where it
+/// can), or joins the VM of `host`.
 async fn open_sandbox(
     container: &Container,
     disks: Vec<DiskSpec>,
@@ -243,16 +245,65 @@ async fn open_sandbox(
         kernel: config.kernel.clone(),
         initramfs: config.initramfs.clone(),
     };
-    let sandbox_config = SandboxConfig {
+    let sandbox_config = |template| SandboxConfig {
         id: config.id.clone(),
         dir: container.vm_dir(),
         assets: &assets,
         vcpus: config.vcpus,
         memory_mib: config.memory_mib,
-        disks,
+        disks: disks.clone(),
         nic: network.map(Joined::nic),
+        template,
     };
-    Sandbox::create(hypervisor.as_ref(), sandbox_config).await
+    let shape = config.template_shape();
+    let template = match &config.templates {
+        Some(dir) => find_template(hypervisor.as_ref(), &assets, shape, dir).await,
+        None => None,
+    };
+    if let Some((template, templates)) = &template {
+        match Sandbox::create(hypervisor.as_ref(), sandbox_config(Some(template))).await {
+            // The template cannot be restored: it goes, the VM boots cold.
+            Err(SandboxError::Restore(why)) => {
+                warn(&format!(
+                    "template {} removed ({why}); booting cold",
+                    template.key
+                ));
+                let _ = templates.remove(&template.key);
+            }
+            created => return created,
+        }
+    }
+    Sandbox::create(hypervisor.as_ref(), sandbox_config(None)).await
+}
+
+/// The template for `shape`, made now if there is none. Without one (the
+/// backend cannot save VMs, or making it failed) the VM boots cold, with a
+/// warning when something went wrong.
+async fn find_template(
+    hypervisor: &dyn hypervisor::Hypervisor,
+    assets: &GuestAssets,
+    shape: template::Shape,
+    dir: &std::path::Path,
+) -> Option<(template::Template, template::Templates)> {
+    hypervisor.snapshots()?;
+    let templates = template::Templates::new(dir);
+    if let Ok(key) = template::key(hypervisor, assets, shape) {
+        if let template::Found::Broken(why) = templates.find(&key) {
+            warn(&format!("template {key} removed ({why})"));
+        }
+    }
+    match template::make(hypervisor, assets, shape, &templates).await {
+        Ok(template) => Some((template, templates)),
+        Err(err) => {
+            warn(&format!("no VM template ({err}); booting cold"));
+            None
+        }
+    }
+}
+
+/// One warning, in the supervisor's log.
+fn warn(message: &str) {
+    tracing::warn!("{message}");
 }
 
 /// Waits until the main process may start: once a client attached (or

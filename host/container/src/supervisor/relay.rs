@@ -92,6 +92,7 @@ fn check(request: &Request, own: &str) -> Result<(), RelayError> {
         Request::ExecProcess(_) => Err(RelayError::Reserved("exec_process")),
         Request::RemoveContainer { .. } => Err(RelayError::Reserved("remove_container")),
         Request::Shutdown => Err(RelayError::Reserved("shutdown")),
+        Request::Wake(_) => Err(RelayError::Reserved("wake")),
     }
 }
 

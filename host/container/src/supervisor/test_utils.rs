@@ -101,6 +101,7 @@ fn config() -> ContainerConfig {
         hypervisor: "auto".into(),
         kernel: "/k".into(),
         initramfs: "/i".into(),
+        templates: None,
         tty: false,
         open_stdin: false,
         auto_remove: false,

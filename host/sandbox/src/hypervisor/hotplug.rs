@@ -70,6 +70,48 @@ async fn plug_with(
     disks: &[DiskSpec],
     agent_socket: &Path,
 ) -> Result<(), QmpError> {
+    add_disks(qmp, vm_dir, tag, disks).await?;
+    qmp.execute(
+        "chardev-add",
+        json!({
+            "id": chardev(tag),
+            "backend": {
+                "type": "socket",
+                "data": {
+                    "addr": { "type": "unix", "data": { "path": agent_socket } },
+                    "server": false,
+                },
+            },
+        }),
+    )
+    .await?;
+    qmp.execute(
+        "device_add",
+        json!({
+            "driver": "virtserialport",
+            "id": port(tag),
+            "bus": "vser.0",
+            "chardev": chardev(tag),
+            "name": format!("{AGENT_JOIN_PORT_PREFIX}{tag}"),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds `disks` (and only disks) to the VM in `vm_dir`: those of a clone
+/// restored from a template, which has none of its own.
+pub async fn plug_disks(vm_dir: &Path, tag: &str, disks: &[DiskSpec]) -> Result<(), QmpError> {
+    let mut qmp = Qmp::connect(vm_dir).await?;
+    add_disks(&mut qmp, vm_dir, tag, disks).await
+}
+
+async fn add_disks(
+    qmp: &mut Qmp,
+    vm_dir: &Path,
+    tag: &str,
+    disks: &[DiskSpec],
+) -> Result<(), QmpError> {
     for (i, disk) in disks.iter().enumerate() {
         let node = node(tag, i);
         qmp.execute(
@@ -102,31 +144,6 @@ async fn plug_with(
         )
         .await?;
     }
-    qmp.execute(
-        "chardev-add",
-        json!({
-            "id": chardev(tag),
-            "backend": {
-                "type": "socket",
-                "data": {
-                    "addr": { "type": "unix", "data": { "path": agent_socket } },
-                    "server": false,
-                },
-            },
-        }),
-    )
-    .await?;
-    qmp.execute(
-        "device_add",
-        json!({
-            "driver": "virtserialport",
-            "id": port(tag),
-            "bus": "vser.0",
-            "chardev": chardev(tag),
-            "name": format!("{AGENT_JOIN_PORT_PREFIX}{tag}"),
-        }),
-    )
-    .await?;
     Ok(())
 }
 

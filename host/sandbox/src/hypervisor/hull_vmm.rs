@@ -61,7 +61,18 @@ impl Hypervisor for HullVmm {
         true
     }
 
+    fn program(&self) -> &std::path::Path {
+        &self.binary
+    }
+
+    fn snapshots(&self) -> Option<super::SnapshotMethod> {
+        None
+    }
+
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
+        if spec.boot != super::Boot::Cold {
+            return Err(HypervisorError::NoSnapshots(self.name()));
+        }
         let vsock_base = spec.sandbox_dir.join("vsock");
         let agent_socket = spec.sandbox_dir.join(format!("vsock_{AGENT_VSOCK_PORT}"));
         let console_log = spec.sandbox_dir.join("console.log");
@@ -121,6 +132,7 @@ mod tests {
             }],
             sandbox_dir: "/run/hull/abc".into(),
             nic: None,
+            boot: Default::default(),
         };
         let launch = vmm.launch(&spec).unwrap();
         let args: Vec<String> = launch

@@ -7,6 +7,7 @@
 
 pub mod hotplug;
 pub mod hull_vmm;
+pub mod migration;
 pub mod qemu;
 pub mod qmp;
 
@@ -30,6 +31,37 @@ pub struct VmSpec {
     pub sandbox_dir: PathBuf,
     /// The network card, if the VM has one.
     pub nic: Option<NicSpec>,
+    /// A fresh boot, a template's boot or a clone's restore.
+    pub boot: Boot,
+}
+
+/// How a VM comes up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Boot {
+    /// The kernel boots with the spec's devices.
+    #[default]
+    Cold,
+    /// The kernel boots for a template: guest RAM is the shared file
+    /// `memory`, the disks are left out (a clone brings its own) and, with
+    /// `nic`, a network card without a backend is there for clones to use.
+    Template { memory: PathBuf, nic: bool },
+    /// A clone of a template restores instead of booting: the same
+    /// devices as the template's, its RAM mapped privately (copy-on-write)
+    /// from the template's `memory`; the device state is loaded after the
+    /// launch. The spec's disks are added once it runs.
+    Clone { memory: PathBuf },
+}
+
+/// The MAC address of a template's network card. A clone's card keeps it
+/// (the device's state comes from the template) until the agent sets the
+/// clone's own.
+pub const TEMPLATE_MAC: &str = "02:00:00:00:00:01";
+
+/// How a backend saves a running VM and restores one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMethod {
+    /// QEMU's migration over QMP, guest RAM left in its shared file.
+    QemuMigration,
 }
 
 /// A virtio-net card backed by a tap device. The tap lives in a network
@@ -72,6 +104,10 @@ pub enum HypervisorError {
     },
     #[error("unknown hypervisor {0:?} (known: auto, qemu, hull-vmm)")]
     Unknown(String),
+    #[error("{0} cannot save or restore a VM")]
+    NoSnapshots(&'static str),
+    #[error("{0}: a path given to the hypervisor may not contain a comma or a quote")]
+    UnquotablePath(PathBuf),
 }
 
 /// A way to run VMs.
@@ -80,6 +116,12 @@ pub trait Hypervisor: Send + Sync {
     /// Whether the VM runs with hardware virtualization.
     fn accelerated(&self) -> bool;
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError>;
+    /// The program the backend runs (a template made by another one is
+    /// not used).
+    fn program(&self) -> &Path;
+    /// How the backend saves and restores VMs; `None`: it cannot (yet),
+    /// and its VMs boot cold.
+    fn snapshots(&self) -> Option<SnapshotMethod>;
 }
 
 /// Whether this host's KVM has hardware virtualization behind it (not

@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 
 use hull_protocol::{AGENT_SERIAL_PORT_NAME, CHANNEL_CMDLINE_KEY};
 
-use super::{find_program, host_cpu_khz, Hypervisor, HypervisorError, VmLaunch, VmSpec};
+use super::{
+    find_program, host_cpu_khz, Boot, Hypervisor, HypervisorError, SnapshotMethod, VmLaunch,
+    VmSpec, TEMPLATE_MAC,
+};
 
 /// TCG's translated-code cache, in MiB. QEMU's default is 1 GiB, which an
 /// idle busybox sandbox fills to 41 MiB (never flushed) and which only
@@ -90,6 +93,14 @@ impl Hypervisor for Qemu {
         self.kvm
     }
 
+    fn program(&self) -> &std::path::Path {
+        &self.binary
+    }
+
+    fn snapshots(&self) -> Option<SnapshotMethod> {
+        Some(SnapshotMethod::QemuMigration)
+    }
+
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
         let agent_socket = spec.sandbox_dir.join("agent.sock");
         let console_log = spec.sandbox_dir.join("console.log");
@@ -112,16 +123,7 @@ impl Hypervisor for Qemu {
         .args(["-cpu", cpu])
         .args(["-smp", &spec.vcpus.to_string()])
         .args(["-m", &memory])
-        // Guest RAM on a memfd rather than QEMU's default anonymous
-        // mapping, which QEMU marks MADV_HUGEPAGE: there every 2 MiB region
-        // the guest touches is backed whole by a huge page (measured for
-        // an idle busybox sandbox: 44 MiB resident that way, 40.5 MiB on a
-        // memfd, no slower). Pages the guest reports free (the balloon
-        // below) are punched out of it.
-        .args([
-            "-object",
-            &format!("memory-backend-memfd,id={GUEST_RAM_ID},size={memory}"),
-        ])
+        .args(["-object", &ram_backend(&spec.boot, &memory)?])
         .arg("-kernel")
         .arg(&spec.kernel)
         .arg("-initrd")
@@ -132,30 +134,40 @@ impl Hypervisor for Qemu {
             &format!("file,id=console,path={}", console_log.display()),
         ])
         .args(["-serial", "chardev:console"]);
-        for (i, disk) in spec.disks.iter().enumerate() {
-            let readonly = if disk.read_only { ",readonly=on" } else { "" };
-            cmd.args([
-                "-drive",
-                &format!(
-                    "file={},if=none,id=disk{i},format=raw{readonly}",
-                    disk.path.display()
-                ),
-            ])
-            .args([
-                "-device",
-                &format!("virtio-blk-pci,drive=disk{i},serial={}", disk.serial),
-            ]);
+        if spec.boot == Boot::Cold {
+            for (i, disk) in spec.disks.iter().enumerate() {
+                let readonly = if disk.read_only { ",readonly=on" } else { "" };
+                cmd.args([
+                    "-drive",
+                    &format!(
+                        "file={},if=none,id=disk{i},format=raw{readonly}",
+                        disk.path.display()
+                    ),
+                ])
+                .args([
+                    "-device",
+                    &format!("virtio-blk-pci,drive=disk{i},serial={}", disk.serial),
+                ]);
+            }
         }
-        if let Some(nic) = &spec.nic {
-            cmd.args([
-                "-netdev",
-                &format!("tap,id=net0,ifname={},script=no,downscript=no", nic.tap),
-            ])
-            .args([
+        // A template's card has no backend (a hub port nothing else is on)
+        // and the template's MAC; a clone keeps both on the device and
+        // puts its own tap (or nothing) behind it.
+        let nic = match (&spec.boot, &spec.nic) {
+            (Boot::Template { nic: false, .. }, _) => None,
+            (Boot::Template { nic: true, .. }, _) => {
+                Some(("hubport,id=net0,hubid=0".to_string(), TEMPLATE_MAC))
+            }
+            (Boot::Cold, Some(nic)) => Some((tap_netdev(&nic.tap), nic.mac.as_str())),
+            (Boot::Clone { .. }, Some(nic)) => Some((tap_netdev(&nic.tap), TEMPLATE_MAC)),
+            (_, None) => None,
+        };
+        if let Some((netdev, mac)) = nic {
+            cmd.args(["-netdev", &netdev]).args([
                 "-device",
                 // No option ROM: nothing here network-boots (and hosts
                 // may not ship QEMU's ROM files).
-                &format!("virtio-net-pci,netdev=net0,mac={},romfile=", nic.mac),
+                &format!("virtio-net-pci,netdev=net0,mac={mac},romfile="),
             ]);
         }
         // Free page reporting: the guest tells QEMU which blocks of its RAM
@@ -180,14 +192,47 @@ impl Hypervisor for Qemu {
             .args([
                 "-device",
                 &format!("virtserialport,bus=vser.0,chardev=agent,name={AGENT_SERIAL_PORT_NAME}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            ]);
+        if matches!(spec.boot, Boot::Clone { .. }) {
+            // The device state comes over QMP (migration::restore).
+            cmd.args(["-incoming", "defer"]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
         Ok(VmLaunch {
             command: cmd,
             agent_socket,
             console_log,
         })
+    }
+}
+
+fn tap_netdev(tap: &str) -> String {
+    format!("tap,id=net0,ifname={tap},script=no,downscript=no")
+}
+
+/// The guest RAM's backend. Cold: a memfd rather than QEMU's default
+/// anonymous mapping, which QEMU marks MADV_HUGEPAGE: there every 2 MiB
+/// region the guest touches is backed whole by a huge page (measured for an
+/// idle busybox sandbox: 44 MiB resident that way, 40.5 MiB on a memfd, no
+/// slower). Pages the guest reports free (the balloon) are punched out of
+/// it. A template's RAM is a shared file, which migration then leaves out
+/// of the saved state (`x-ignore-shared`); a clone maps that file
+/// privately, so clones share the template's pages until they write them.
+fn ram_backend(boot: &Boot, size: &str) -> Result<String, HypervisorError> {
+    let file = |path: &std::path::Path, share: &str| -> Result<String, HypervisorError> {
+        // QEMU's option syntax has no quoting for a comma.
+        let text = path.to_str().filter(|p| !p.contains(','));
+        let path = text.ok_or_else(|| HypervisorError::UnquotablePath(path.to_path_buf()))?;
+        Ok(format!(
+            "memory-backend-file,id={GUEST_RAM_ID},size={size},mem-path={path},share={share}"
+        ))
+    };
+    match boot {
+        Boot::Cold => Ok(format!(
+            "memory-backend-memfd,id={GUEST_RAM_ID},size={size}"
+        )),
+        Boot::Template { memory, .. } => file(memory, "on"),
+        Boot::Clone { memory } => file(memory, "off"),
     }
 }
 
@@ -218,6 +263,7 @@ mod tests {
                 mac: "02:42:0a:59:00:02".into(),
                 netns: "/run/netns/x".into(),
             }),
+            boot: Boot::Cold,
         };
         let launch = qemu.launch(&spec).unwrap();
         let args: Vec<String> = launch

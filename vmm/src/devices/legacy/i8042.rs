@@ -23,17 +23,17 @@ const OFS_STATUS: u64 = 4;
 /// Status: output buffer full (data waits on port 0x60).
 const SB_OUT_FULL: u8 = 0x01;
 /// Status: system flag (self test passed).
-const SB_SYSTEM: u8 = 0x04;
+pub(super) const SB_SYSTEM: u8 = 0x04;
 /// Status: the last write was a command.
-const SB_COMMAND: u8 = 0x08;
+pub(super) const SB_COMMAND: u8 = 0x08;
 /// Status: keyboard not inhibited (no keylock).
-const SB_KBD_ENABLED: u8 = 0x10;
+pub(super) const SB_KBD_ENABLED: u8 = 0x10;
 
 /// Control byte: keyboard interrupt enabled, system flag, translation on.
 const CTR_DEFAULT: u8 = 0x01 | 0x04 | 0x40;
 
 const CMD_READ_CTR: u8 = 0x20;
-const CMD_WRITE_CTR: u8 = 0x60;
+pub(super) const CMD_WRITE_CTR: u8 = 0x60;
 const CMD_DISABLE_AUX: u8 = 0xa7;
 const CMD_ENABLE_AUX: u8 = 0xa8;
 const CMD_TEST_AUX: u8 = 0xa9;
@@ -41,8 +41,8 @@ const CMD_SELF_TEST: u8 = 0xaa;
 const CMD_TEST_KBD: u8 = 0xab;
 const CMD_DISABLE_KBD: u8 = 0xad;
 const CMD_ENABLE_KBD: u8 = 0xae;
-const CMD_WRITE_OUTPUT_PORT: u8 = 0xd1;
-const CMD_WRITE_AUX: u8 = 0xd4;
+pub(super) const CMD_WRITE_OUTPUT_PORT: u8 = 0xd1;
+pub(super) const CMD_WRITE_AUX: u8 = 0xd4;
 const CMD_RESET_CPU: u8 = 0xfe;
 
 /// Keyboard replies.
@@ -50,16 +50,16 @@ const KBD_ACK: u8 = 0xfa;
 const KBD_SELF_TEST_OK: u8 = 0xaa;
 
 /// A guest cannot queue more than this many reply bytes.
-const MAX_QUEUED: usize = 16;
+pub(super) const MAX_QUEUED: usize = 16;
 
 /// The controller; `reset` fires when the guest asks for a CPU reset.
 pub struct I8042 {
-    reset: EventFdTrigger,
-    status: u8,
-    control: u8,
-    replies: VecDeque<u8>,
+    pub(super) reset: EventFdTrigger,
+    pub(super) status: u8,
+    pub(super) control: u8,
+    pub(super) replies: VecDeque<u8>,
     /// A command that takes its argument on the data port.
-    awaiting: Option<u8>,
+    pub(super) awaiting: Option<u8>,
 }
 
 impl I8042 {

@@ -2,6 +2,7 @@
 //! (whose reset line ends the VM).
 
 pub mod i8042;
+pub mod persist;
 pub mod serial;
 
 pub use i8042::I8042;

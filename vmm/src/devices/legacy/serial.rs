@@ -15,7 +15,7 @@ pub const COM1_LEN: u64 = 8;
 
 /// The console UART.
 pub struct SerialConsole {
-    uart: Serial<EventFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
+    pub(super) uart: Serial<EventFdTrigger, vm_superio::serial::NoEvents, Box<dyn Write + Send>>,
 }
 
 impl SerialConsole {

@@ -26,7 +26,7 @@ pub type Chain = DescriptorChain<Arc<GuestMemoryMmap>>;
 /// A device's interrupt line: the virtio-mmio interrupt status register
 /// plus the irqfd that raises the guest IRQ.
 pub struct Interrupt {
-    status: AtomicU32,
+    pub(super) status: AtomicU32,
     evt: EventFd,
 }
 
@@ -120,12 +120,12 @@ pub struct DeviceState {
     name: &'static str,
     mem: Arc<GuestMemoryMmap>,
     avail_features: u64,
-    acked_features: u64,
-    queues: Vec<Queue>,
+    pub(super) acked_features: u64,
+    pub(super) queues: Vec<Queue>,
     queue_evts: Vec<EventFd>,
     interrupt: Arc<Interrupt>,
     required_queues: usize,
-    activated: bool,
+    pub(super) activated: bool,
 }
 
 impl DeviceState {

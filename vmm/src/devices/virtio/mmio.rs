@@ -33,13 +33,13 @@ pub mod status {
 
 /// The transport for one device.
 pub struct MmioTransport<D> {
-    dev: Arc<Mutex<D>>,
-    status: u32,
-    features_sel: u32,
-    driver_features_sel: u32,
-    driver_features: u64,
-    queue_sel: u32,
-    config_generation: u32,
+    pub(super) dev: Arc<Mutex<D>>,
+    pub(super) status: u32,
+    pub(super) features_sel: u32,
+    pub(super) driver_features_sel: u32,
+    pub(super) driver_features: u64,
+    pub(super) queue_sel: u32,
+    pub(super) config_generation: u32,
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {

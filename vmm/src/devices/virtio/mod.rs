@@ -10,6 +10,7 @@ pub mod device_state;
 pub mod fuzzing;
 pub mod mmio;
 pub mod net;
+pub mod persist;
 pub mod vsock;
 
 use std::io;

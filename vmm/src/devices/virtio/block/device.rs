@@ -68,11 +68,11 @@ pub struct BlockMetrics {
 
 /// The disk side of the device: the backend and what the guest is told
 /// about it.
-struct Disk<B> {
-    backend: B,
-    read_only: bool,
-    id: [u8; ID_BYTES],
-    capacity: u64,
+pub(super) struct Disk<B> {
+    pub(super) backend: B,
+    pub(super) read_only: bool,
+    pub(super) id: [u8; ID_BYTES],
+    pub(super) capacity: u64,
 }
 
 impl<B: DiskBackend> Disk<B> {
@@ -158,8 +158,8 @@ impl<B: DiskBackend> Disk<B> {
 
 /// The block device.
 pub struct Block<B: DiskBackend = File> {
-    state: DeviceState,
-    disk: Disk<B>,
+    pub(super) state: DeviceState,
+    pub(super) disk: Disk<B>,
     /// Request counters.
     pub metrics: BlockMetrics,
 }

@@ -2,9 +2,12 @@
 //! host file, read-only or read-write. `request` parses a descriptor chain
 //! without I/O; `device` executes requests through a `DiskBackend`.
 
+pub mod backing;
 pub mod device;
+pub mod persist;
 pub mod request;
 
+pub use backing::Backing;
 pub use device::{Block, BlockMetrics, DiskBackend};
 pub use request::{Op, Request, RequestError};
 

@@ -35,9 +35,9 @@ pub struct NetMetrics {
 
 /// The network device.
 pub struct Net<T: Read + Write + AsRawFd + Send = File> {
-    state: DeviceState,
-    tap: T,
-    mac: Option<[u8; 6]>,
+    pub(super) state: DeviceState,
+    pub(super) tap: T,
+    pub(super) mac: Option<[u8; 6]>,
     /// A frame read from the tap and not yet delivered.
     pending: Option<Vec<u8>>,
     tap_watched: bool,

@@ -2,10 +2,13 @@
 //! queue pair, the guest's MAC in config space. `packet` checks frames
 //! from descriptor chains; `tap` opens the device; `device` moves frames.
 
+pub mod backing;
 pub mod device;
 pub mod packet;
+pub mod persist;
 pub mod tap;
 
+pub use backing::NetBacking;
 pub use device::Net;
 
 /// Size of `struct virtio_net_hdr_v1` (VERSION_1 always has num_buffers).

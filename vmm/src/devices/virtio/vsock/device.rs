@@ -35,7 +35,7 @@ pub struct VsockMetrics {
 
 /// The vsock device.
 pub struct Vsock<B: VsockBackend = VsockMuxer> {
-    state: DeviceState,
+    pub(super) state: DeviceState,
     cid: u64,
     backend: B,
     tx_throttled: bool,

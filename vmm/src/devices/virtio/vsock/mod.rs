@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod device;
 pub mod packet;
+pub mod persist;
 pub mod unix;
 
 pub use backend::{RxPacket, VsockBackend};

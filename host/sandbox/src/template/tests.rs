@@ -1,0 +1,287 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+use crate::hypervisor::{HypervisorError, SnapshotMethod, VmLaunch};
+
+/// A backend that only makes command lines.
+struct FakeHypervisor {
+    program: PathBuf,
+    snapshots: bool,
+}
+
+impl Hypervisor for FakeHypervisor {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn accelerated(&self) -> bool {
+        false
+    }
+    fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
+        let mut command = Command::new(&self.program);
+        command.arg(format!("vcpus={} memory={}", spec.vcpus, spec.memory_mib));
+        command.arg(&spec.sandbox_dir);
+        Ok(VmLaunch {
+            command,
+            agent_socket: spec.sandbox_dir.join("agent.sock"),
+            console_log: spec.sandbox_dir.join("console.log"),
+        })
+    }
+    fn program(&self) -> &Path {
+        &self.program
+    }
+    fn snapshots(&self) -> Option<SnapshotMethod> {
+        self.snapshots.then_some(SnapshotMethod::QemuMigration)
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    hypervisor: FakeHypervisor,
+    assets: GuestAssets,
+    templates: Templates,
+}
+
+const SHAPE: Shape = Shape {
+    vcpus: 1,
+    memory_mib: 2,
+    nic: true,
+};
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, text).unwrap();
+        path
+    };
+    let hypervisor = FakeHypervisor {
+        program: file("qemu", "a hypervisor"),
+        snapshots: true,
+    };
+    let assets = GuestAssets {
+        kernel: file("vmlinux", "a kernel"),
+        initramfs: file("initramfs", "an agent"),
+    };
+    let templates = Templates::new(dir.path().join("templates"));
+    Fixture {
+        dir,
+        hypervisor,
+        assets,
+        templates,
+    }
+}
+
+impl Fixture {
+    /// Lays a template out as `make` does, without a VM.
+    fn make(&self, shape: Shape) -> String {
+        let inputs = key_inputs(&self.hypervisor, &self.assets, shape).unwrap();
+        let key = digest_of(&inputs);
+        let dir = self.templates.root().join(&key);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(STATE_FILE), b"device state").unwrap();
+        let memory = dir.join(MEMORY_FILE);
+        fs::File::create(&memory)
+            .unwrap()
+            .set_len(u64::from(shape.memory_mib) << 20)
+            .unwrap();
+        let (state_len, state_sha256) = sha256_of(&dir.join(STATE_FILE)).unwrap();
+        let meta = Meta {
+            key: key.clone(),
+            inputs,
+            created: 1,
+            state_sha256,
+            state_len,
+            memory: FileIdentity::of(&memory).unwrap(),
+        };
+        fs::write(dir.join(META_FILE), serde_json::to_vec(&meta).unwrap()).unwrap();
+        key
+    }
+
+    fn key(&self, shape: Shape) -> String {
+        key(&self.hypervisor, &self.assets, shape).unwrap()
+    }
+}
+
+fn broken(found: Found) -> String {
+    match found {
+        Found::Broken(why) => why,
+        other => panic!("not broken: {other:?}"),
+    }
+}
+
+#[test]
+fn a_key_names_the_shape_the_files_and_the_command_line() {
+    let f = fixture();
+    let base = f.key(SHAPE);
+    assert_eq!(base.len(), 32);
+    assert_eq!(f.key(SHAPE), base, "the same inputs, another key");
+    for other in [
+        Shape { vcpus: 2, ..SHAPE },
+        Shape {
+            memory_mib: 4,
+            ..SHAPE
+        },
+        Shape {
+            nic: false,
+            ..SHAPE
+        },
+    ] {
+        assert_ne!(f.key(other), base, "{other:?}");
+    }
+    // A rebuilt kernel (a new file in its place) is another template.
+    let kernel = f.assets.kernel.clone();
+    fs::remove_file(&kernel).unwrap();
+    fs::write(&kernel, "another kernel").unwrap();
+    assert_ne!(f.key(SHAPE), base);
+}
+
+#[test]
+fn a_backend_that_cannot_snapshot_has_no_key() {
+    let mut f = fixture();
+    f.hypervisor.snapshots = false;
+    let err = key(&f.hypervisor, &f.assets, SHAPE).unwrap_err();
+    assert!(matches!(err, KeyError::NoSnapshots("fake")), "{err}");
+}
+
+#[test]
+fn a_missing_asset_is_named() {
+    let f = fixture();
+    fs::remove_file(&f.assets.initramfs).unwrap();
+    let err = key(&f.hypervisor, &f.assets, SHAPE).unwrap_err();
+    assert!(err.to_string().contains("initramfs"), "{err}");
+}
+
+#[test]
+fn a_sound_template_is_found() {
+    let f = fixture();
+    assert!(matches!(f.templates.find(&f.key(SHAPE)), Found::Missing));
+    let key = f.make(SHAPE);
+    match f.templates.find(&key) {
+        Found::Ready(t) => {
+            assert_eq!(t.shape, SHAPE);
+            assert_eq!(t.memory(), f.templates.root().join(&key).join("memory"));
+            assert!(!t.stale);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_corrupt_state_is_found_removed() {
+    let f = fixture();
+    let key = f.make(SHAPE);
+    let dir = f.templates.root().join(&key);
+    fs::write(dir.join(STATE_FILE), b"device stat!").unwrap();
+    assert!(broken(f.templates.find(&key)).contains("checksum"));
+    assert!(!dir.exists(), "a broken template stays");
+}
+
+#[test]
+fn a_truncated_state_or_memory_file_is_broken() {
+    let f = fixture();
+    let key = f.make(SHAPE);
+    let dir = f.templates.root().join(&key);
+    fs::write(dir.join(STATE_FILE), b"device").unwrap();
+    assert!(broken(f.templates.find(&key)).contains("state"));
+
+    let key = f.make(SHAPE);
+    let memory = f.templates.root().join(&key).join(MEMORY_FILE);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&memory)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    assert!(broken(f.templates.find(&key)).contains("bytes, not"));
+}
+
+#[test]
+fn a_memory_file_written_since_is_broken() {
+    let f = fixture();
+    let key = f.make(SHAPE);
+    let memory = f.templates.root().join(&key).join(MEMORY_FILE);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    use std::os::unix::fs::FileExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&memory)
+        .unwrap()
+        .write_all_at(b"x", 4096)
+        .unwrap();
+    assert!(broken(f.templates.find(&key)).contains("changed"));
+}
+
+#[test]
+fn a_template_under_another_key_is_broken() {
+    let f = fixture();
+    let key = f.make(SHAPE);
+    let elsewhere = f.templates.root().join("0123456789abcdef0123456789abcdef");
+    fs::rename(f.templates.root().join(&key), &elsewhere).unwrap();
+    assert!(broken(f.templates.find("0123456789abcdef0123456789abcdef")).contains("key"));
+    let key = f.make(SHAPE);
+    let meta_path = f.templates.root().join(&key).join(META_FILE);
+    let text = fs::read_to_string(&meta_path).unwrap();
+    fs::write(&meta_path, text.replace("\"vcpus\":1", "\"vcpus\":3")).unwrap();
+    assert!(broken(f.templates.find(&key)).contains("key"));
+    let key = f.make(SHAPE);
+    fs::write(&meta_path, "{not json").unwrap();
+    assert!(broken(f.templates.find(&key)).contains("template.json"));
+}
+
+#[test]
+fn remove_takes_a_unique_prefix() {
+    let f = fixture();
+    let key = f.make(SHAPE);
+    assert!(matches!(
+        f.templates.remove("ab"),
+        Err(RemoveError::BadPrefix(_))
+    ));
+    assert!(matches!(
+        f.templates.remove("zzzz"),
+        Err(RemoveError::BadPrefix(_))
+    ));
+    let absent = if key.starts_with("0000") {
+        "ffff"
+    } else {
+        "0000"
+    };
+    assert!(matches!(
+        f.templates.remove(absent),
+        Err(RemoveError::NoSuchTemplate(_))
+    ));
+    assert_eq!(f.templates.remove(&key[..6]).unwrap(), key);
+    assert!(!f.templates.root().join(&key).exists());
+}
+
+#[test]
+fn prune_removes_the_broken_the_stale_and_leftovers_and_all_with_all() {
+    let f = fixture();
+    let sound = f.make(SHAPE);
+    let other = f.make(Shape { vcpus: 2, ..SHAPE });
+    let broken_key = f.make(Shape {
+        nic: false,
+        ..SHAPE
+    });
+    fs::write(f.templates.root().join(&broken_key).join(STATE_FILE), b"?").unwrap();
+    let leftover = f.templates.root().join(".make-abc-1");
+    fs::create_dir(&leftover).unwrap();
+    let mut expected = vec![broken_key, ".make-abc-1".to_string()];
+    expected.sort();
+    assert_eq!(f.templates.prune(false).unwrap(), expected);
+    assert_eq!(f.templates.list().len(), 2);
+
+    // The initramfs is rebuilt: both templates are stale now.
+    fs::remove_file(&f.assets.initramfs).unwrap();
+    fs::write(&f.assets.initramfs, "a new agent").unwrap();
+    let listed = f.templates.list();
+    assert!(listed.iter().all(|t| t.as_ref().is_ok_and(|t| t.stale)));
+    let mut stale = vec![sound, other];
+    stale.sort();
+    assert_eq!(f.templates.prune(false).unwrap(), stale);
+
+    f.make(SHAPE);
+    assert_eq!(f.templates.prune(true).unwrap().len(), 1);
+    assert!(f.templates.list().is_empty());
+    drop(f.dir);
+}

@@ -1,0 +1,155 @@
+//! The devices of a snapshot: the legacy pair and every virtio device in
+//! its MMIO slot, each saved through the `persist` module of its own
+//! folder. The registry is what the builder hands the snapshot code: the
+//! same device objects the buses and the event loop use.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::devices::legacy::persist::{I8042State, SerialState};
+use crate::devices::legacy::{SerialConsole, I8042};
+use crate::devices::lock;
+use crate::devices::virtio::block::persist::BlockState;
+use crate::devices::virtio::block::{Backing, Block};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::net::persist::NetState;
+use crate::devices::virtio::net::{Net, NetBacking};
+use crate::devices::virtio::persist::{MmioState, VirtioState};
+use crate::devices::virtio::vsock::persist::VsockState;
+use crate::devices::virtio::vsock::{Vsock, VsockBackend};
+use crate::devices::virtio::VirtioDevice;
+
+/// A virtio device's own part of the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum VirtioKind {
+    /// virtio-blk.
+    Block(BlockState),
+    /// virtio-net.
+    Net(NetState),
+    /// virtio-vsock.
+    Vsock(VsockState),
+}
+
+impl VirtioKind {
+    /// The kind's name, in messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VirtioKind::Block(_) => "block",
+            VirtioKind::Net(_) => "net",
+            VirtioKind::Vsock(_) => "vsock",
+        }
+    }
+}
+
+/// One virtio device in its slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtioDeviceState {
+    /// The MMIO slot (window 0xd0000000 + 4 KiB × slot, IRQ 5 + slot).
+    pub slot: u32,
+    /// The device's own state.
+    pub kind: VirtioKind,
+    /// The transport registers.
+    pub transport: MmioState,
+    /// The shared device state.
+    pub virtio: VirtioState,
+}
+
+/// Every device of the VM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesState {
+    /// The COM1 console.
+    pub serial: SerialState,
+    /// The i8042.
+    pub i8042: I8042State,
+    /// The virtio devices, in slot order.
+    pub virtio: Vec<VirtioDeviceState>,
+}
+
+/// A device that can say what it is in a snapshot.
+pub trait SaveKind {
+    /// Its own part of the state.
+    fn save_kind(&self) -> VirtioKind;
+}
+
+impl SaveKind for Block<Backing> {
+    fn save_kind(&self) -> VirtioKind {
+        VirtioKind::Block(self.save_block())
+    }
+}
+
+impl SaveKind for Net<NetBacking> {
+    fn save_kind(&self) -> VirtioKind {
+        VirtioKind::Net(self.save_net())
+    }
+}
+
+impl<B: VsockBackend> SaveKind for Vsock<B> {
+    fn save_kind(&self) -> VirtioKind {
+        VirtioKind::Vsock(self.save_vsock())
+    }
+}
+
+/// A transport whose whole device can be saved.
+pub trait SaveVirtio: Send {
+    /// The device's kind, transport registers and shared state.
+    fn save(&self) -> (VirtioKind, MmioState, VirtioState);
+}
+
+impl<D: VirtioDevice + SaveKind> SaveVirtio for MmioTransport<D> {
+    fn save(&self) -> (VirtioKind, MmioState, VirtioState) {
+        let regs = self.save_regs();
+        let dev = lock(self.device());
+        (dev.save_kind(), regs, dev.state().save())
+    }
+}
+
+/// The devices a snapshot saves.
+pub struct DeviceRegistry {
+    serial: Arc<Mutex<SerialConsole>>,
+    i8042: Arc<Mutex<I8042>>,
+    virtio: Vec<(u32, Arc<Mutex<dyn SaveVirtio>>)>,
+}
+
+impl DeviceRegistry {
+    /// A registry of the legacy devices.
+    pub fn new(serial: Arc<Mutex<SerialConsole>>, i8042: Arc<Mutex<I8042>>) -> Self {
+        Self {
+            serial,
+            i8042,
+            virtio: Vec::new(),
+        }
+    }
+
+    /// Adds the transport in `slot`.
+    pub fn add_virtio(&mut self, slot: u32, transport: Arc<Mutex<dyn SaveVirtio>>) {
+        self.virtio.push((slot, transport));
+    }
+
+    /// Saves every device (the vCPUs must be paused: nothing else touches
+    /// devices but the event loop thread, which is the caller).
+    pub fn save(&self) -> DevicesState {
+        let mut virtio: Vec<VirtioDeviceState> = self
+            .virtio
+            .iter()
+            .map(|(slot, t)| {
+                let (kind, transport, virtio) = lock(t).save();
+                VirtioDeviceState {
+                    slot: *slot,
+                    kind,
+                    transport,
+                    virtio,
+                }
+            })
+            .collect();
+        virtio.sort_by_key(|d| d.slot);
+        DevicesState {
+            serial: lock(&self.serial).save(),
+            i8042: lock(&self.i8042).save(),
+            virtio,
+        }
+    }
+}
