@@ -168,7 +168,8 @@ async fn boot_and_run(
     let ending = watch_main(shared, &mut sandbox, &mut events).await;
     shared.client.send_replace(None);
     lock(&shared.stdin).take();
-    let outcome = end(sandbox, main, ending).await;
+    let discard = shared.container.config.auto_remove;
+    let outcome = end(sandbox, main, ending, discard).await;
     lock(&shared.exec_exits).clear();
     outcome
 }
@@ -444,14 +445,21 @@ async fn watch_main(
     }
 }
 
-/// Takes the VM down as the ending asks and waits for the output.
-async fn end(sandbox: Sandbox, main: MainIo, ending: Ending) -> Outcome {
+/// Takes the VM down as the ending asks and waits for the output. With
+/// `discard` (the container is removed with its writable layer when it
+/// exits) nothing in the VM is worth a clean power-off: it is killed once
+/// the output is in.
+async fn end(sandbox: Sandbox, main: MainIo, ending: Ending, discard: bool) -> Outcome {
     match ending {
         Ending::Exited { status, oom_killed } => {
             // The agent closed the output streams before it reported the
             // exit: the pumps are finishing.
             main.join().await;
-            sandbox.delete().await;
+            if discard {
+                sandbox.destroy().await;
+            } else {
+                sandbox.delete().await;
+            }
             Outcome {
                 exit_code: status.shell_code(),
                 oom_killed,

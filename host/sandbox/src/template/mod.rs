@@ -303,11 +303,12 @@ impl Templates {
         let mut removed = Vec::new();
         for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let keep = !all
-                && match check(&entry.path(), Some(&name)) {
-                    Ok(template) => !template.stale,
-                    Err(_) => false,
-                };
+            let keep = if is_scratch(&entry.file_name()) {
+                // A template being made now is not a leftover, `--all` or not.
+                being_made(&entry.path(), &name)
+            } else {
+                !all && check(&entry.path(), Some(&name)).is_ok_and(|t| !t.stale)
+            };
             if !keep {
                 remove_any(&entry.path())?;
                 removed.push(name);
@@ -341,6 +342,22 @@ fn remove_any(path: &Path) -> io::Result<()> {
 /// A template being made (`.make-*`) or its lock (`.lock-*`).
 fn is_scratch(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with('.')
+}
+
+/// Whether the scratch entry `name` belongs to a make that is running: a
+/// lock someone holds, or the directory of a live process.
+fn being_made(path: &Path, name: &str) -> bool {
+    use std::os::fd::AsRawFd;
+    if name.starts_with(".lock-") {
+        let Ok(file) = fs::File::open(path) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor owned here; released when it closes.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        return !free;
+    }
+    let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Checks a template directory: its meta, its key, its state's checksum

@@ -264,12 +264,27 @@ fn prune_removes_the_broken_the_stale_and_leftovers_and_all_with_all() {
         ..SHAPE
     });
     fs::write(f.templates.root().join(&broken_key).join(STATE_FILE), b"?").unwrap();
-    let leftover = f.templates.root().join(".make-abc-1");
-    fs::create_dir(&leftover).unwrap();
-    let mut expected = vec![broken_key, ".make-abc-1".to_string()];
+    // A make whose process is gone left these; one running now did not.
+    let dead = ".make-abc-4294967295";
+    fs::create_dir(f.templates.root().join(dead)).unwrap();
+    fs::write(f.templates.root().join(".lock-abc"), b"").unwrap();
+    let running = format!(".make-def-{}", std::process::id());
+    fs::create_dir(f.templates.root().join(&running)).unwrap();
+    let held = fs::File::create(f.templates.root().join(".lock-def")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    let mut expected = vec![broken_key, dead.to_string(), ".lock-abc".to_string()];
     expected.sort();
     assert_eq!(f.templates.prune(false).unwrap(), expected);
     assert_eq!(f.templates.list().len(), 2);
+    assert!(f.templates.root().join(&running).exists());
+    assert!(f.templates.root().join(".lock-def").exists());
+    fs::remove_dir(f.templates.root().join(&running)).unwrap();
+    drop(held);
+    fs::remove_file(f.templates.root().join(".lock-def")).unwrap();
 
     // The initramfs is rebuilt: both templates are stale now.
     fs::remove_file(&f.assets.initramfs).unwrap();
