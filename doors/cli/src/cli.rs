@@ -445,6 +445,10 @@ pub struct RunArgs {
     /// (also HULL_TEMPLATE=off).
     #[arg(long = "no-template")]
     pub no_template: bool,
+    /// Who this VM shares templates (and so memory pages) with: `host`
+    /// (default, or HULL_TEMPLATE_SCOPE), a tenant's NAME, or `none`.
+    #[arg(long = "template-scope", value_name = "SCOPE")]
+    pub template_scope: Option<String>,
     /// Image to run.
     pub image: String,
     /// Command and arguments (replace the image's Cmd).

@@ -86,6 +86,9 @@ pub struct RunRequest {
     pub initramfs: Option<PathBuf>,
     /// Boot the VM cold rather than clone it from a template.
     pub no_template: bool,
+    /// Which set of templates the VM clones (see [`TEMPLATE_SCOPE_ENV`]);
+    /// `None`: the environment's, or the host's.
+    pub template_scope: Option<String>,
 }
 
 /// The environment variable that turns templates off (`off`) for every
@@ -97,11 +100,54 @@ const TEMPLATES_DIR: &str = "templates";
 /// that share one set, such as a test suite's).
 pub const TEMPLATES_DIR_ENV: &str = "HULL_TEMPLATES";
 
-/// Where a new container's VM finds its template, unless the caller or
-/// `HULL_TEMPLATE=off` asks for a cold boot.
-fn templates_dir(root: &Path, no_template: bool) -> Option<PathBuf> {
+/// Who shares a set of templates, for front doors without a flag for it
+/// (`--template-scope` on the CLI; the `io.hull.template-scope` annotation
+/// of an OCI bundle comes first). Clones of one template share its pages,
+/// which is a cache side channel between them: `host` (the default) shares
+/// one set host-wide, a name gives those who pass it a set of their own
+/// (one per tenant), `none` boots every VM cold.
+pub const TEMPLATE_SCOPE_ENV: &str = "HULL_TEMPLATE_SCOPE";
+/// The bundle annotation that names a container's template scope.
+pub const TEMPLATE_SCOPE_ANNOTATION: &str = "io.hull.template-scope";
+const HOST_SCOPE: &str = "host";
+const NO_SCOPE: &str = "none";
+
+/// Where a new container's VM finds its template, unless the caller,
+/// scope `none` or `HULL_TEMPLATE=off` asks for a cold boot.
+fn templates_dir(
+    root: &Path,
+    no_template: bool,
+    scope: Option<&str>,
+) -> Result<Option<PathBuf>, Error> {
     let off = std::env::var(TEMPLATE_ENV).is_ok_and(|v| v == "off" || v == "0");
-    (!no_template && !off).then(|| templates(root).root().to_path_buf())
+    let from_env = std::env::var(TEMPLATE_SCOPE_ENV).ok();
+    let scope = scope
+        .or(from_env.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(HOST_SCOPE);
+    if !valid_scope(scope) {
+        return Err(invalid(
+            "template scope",
+            scope,
+            "1 to 64 of a-z A-Z 0-9 _ . - (starting with a letter or digit)",
+        ));
+    }
+    if no_template || off || scope == NO_SCOPE {
+        return Ok(None);
+    }
+    let templates = templates(root);
+    Ok(Some(if scope == HOST_SCOPE {
+        templates.root().to_path_buf()
+    } else {
+        templates.scope(scope).root().to_path_buf()
+    }))
+}
+
+fn valid_scope(scope: &str) -> bool {
+    let mut chars = scope.chars();
+    scope.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// A broken template of the shape the container's VM will clone (made by
@@ -273,7 +319,11 @@ impl ContainerConfig {
             aliases: request.aliases.clone(),
             ports: request.ports.clone(),
             shares_vm_with,
-            templates: templates_dir(paths.root, request.no_template),
+            templates: templates_dir(
+                paths.root,
+                request.no_template,
+                request.template_scope.as_deref(),
+            )?,
         };
         let warnings = remove_broken_template(&config, backend.as_ref())
             .into_iter()
@@ -311,6 +361,11 @@ impl ContainerConfig {
         let memory_mib = bundle::vm_memory_mib(&spec, DEFAULT_VM_MEMORY_MIB, GUEST_OVERHEAD_MIB);
         let short = hull_id[..12].to_string();
         let scratch_dir = scratch::sandboxes_dir(root).join(&short);
+        let bundle_scope = bundle
+            .spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(TEMPLATE_SCOPE_ANNOTATION).cloned());
         Ok(ContainerConfig {
             shares_vm_with: pod.map(|host| host.vm_owner),
             id: hull_id.clone(),
@@ -337,7 +392,7 @@ impl ContainerConfig {
             network: None,
             aliases: Vec::new(),
             ports: Vec::new(),
-            templates: templates_dir(root, false),
+            templates: templates_dir(root, false, bundle_scope.as_deref())?,
         })
     }
 }

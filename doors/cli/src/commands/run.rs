@@ -56,6 +56,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         kernel: args.kernel.clone(),
         initramfs: args.initramfs.clone(),
         no_template: args.no_template,
+        template_scope: args.template_scope.clone(),
     };
     let paths = Paths {
         root: &cli.root,

@@ -31,6 +31,8 @@ const FORMAT: u32 = 1;
 const META_FILE: &str = "template.json";
 const STATE_FILE: &str = "state";
 const MEMORY_FILE: &str = "memory";
+/// Scopes' sets of templates are `@NAME/` beside the host's.
+const SCOPE_PREFIX: char = '@';
 
 /// What a template is made for, besides the backend and the assets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +239,27 @@ impl Templates {
         &self.root
     }
 
+    /// The set of templates of scope `name` (only its own VMs clone them).
+    pub fn scope(&self, name: &str) -> Templates {
+        Templates::new(self.root.join(format!("{SCOPE_PREFIX}{name}")))
+    }
+
+    /// The scopes that have a set here, by name.
+    pub fn scopes(&self) -> Vec<(String, Templates)> {
+        let mut scopes: Vec<_> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| is_scope(&entry.file_name()) && entry.path().is_dir())
+            .map(|entry| {
+                let name = entry.file_name().to_string_lossy()[1..].to_string();
+                (name, Templates::new(entry.path()))
+            })
+            .collect();
+        scopes.sort_by(|a, b| a.0.cmp(&b.0));
+        scopes
+    }
+
     /// The template with `key`, checked; a broken one is removed.
     pub fn find(&self, key: &str) -> Found {
         let dir = self.root.join(key);
@@ -258,7 +281,10 @@ impl Templates {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|entry| entry.path().is_dir() && !is_scratch(&entry.file_name()))
+            .filter(|entry| {
+                let name = entry.file_name();
+                entry.path().is_dir() && !is_scratch(&name) && !is_scope(&name)
+            })
             .map(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 check(&entry.path(), Some(&name)).map_err(|why| (name, why))
@@ -303,6 +329,9 @@ impl Templates {
         let mut removed = Vec::new();
         for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if is_scope(&entry.file_name()) {
+                continue;
+            }
             let keep = if is_scratch(&entry.file_name()) {
                 // A template being made now is not a leftover, `--all` or not.
                 being_made(&entry.path(), &name)
@@ -342,6 +371,11 @@ fn remove_any(path: &Path) -> io::Result<()> {
 /// A template being made (`.make-*`) or its lock (`.lock-*`).
 fn is_scratch(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with('.')
+}
+
+/// The directory of a scope's own set (`@NAME`), not a template.
+fn is_scope(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with(SCOPE_PREFIX)
 }
 
 /// Whether the scratch entry `name` belongs to a make that is running: a

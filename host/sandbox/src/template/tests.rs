@@ -271,11 +271,10 @@ fn prune_removes_the_broken_the_stale_and_leftovers_and_all_with_all() {
     let running = format!(".make-def-{}", std::process::id());
     fs::create_dir(f.templates.root().join(&running)).unwrap();
     let held = fs::File::create(f.templates.root().join(".lock-def")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
     // SAFETY: flock on a descriptor this test owns.
-    assert_eq!(
-        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
-        0
-    );
+    let locked = unsafe { libc::flock(fd, libc::LOCK_EX) };
+    assert_eq!(locked, 0);
     let mut expected = vec![broken_key, dead.to_string(), ".lock-abc".to_string()];
     expected.sort();
     assert_eq!(f.templates.prune(false).unwrap(), expected);
