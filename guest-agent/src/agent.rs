@@ -192,6 +192,12 @@ impl Agent {
         self.vm.containers().remove(&id);
     }
 
+    /// Whether this connection was asked for a container, or the VM ran
+    /// one on any connection.
+    pub fn ran_a_container(&self) -> bool {
+        self.state().container_claimed.is_some() || !self.vm.containers().is_empty()
+    }
+
     /// The main process has exited, or never ran.
     fn main_gone(&self) -> bool {
         let state = self.state();

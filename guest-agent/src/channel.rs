@@ -58,6 +58,62 @@ pub fn open(kind: ChannelKind) -> io::Result<File> {
     }
 }
 
+/// How many times one VM's agent connects again after its vsock
+/// connection was reset. A clone's restore resets it once; a clone of a
+/// clone (a template made from a restored VM) once more.
+pub const MAX_RECONNECTS: u32 = 3;
+/// Connection attempts per reconnect, the first after this pause and
+/// each next after twice the last (10 + 20 + 40 + 80 ms in all).
+const RECONNECT_TRIES: u32 = 4;
+const RECONNECT_FIRST_PAUSE: Duration = Duration::from_millis(10);
+
+/// Whether the agent connects again after its session ended with
+/// `served`: only on vsock, only when the connection was reset (what
+/// hull-vmm's restore of a template does: the guest gets a transport
+/// reset) and only before any container ran in the VM. Any other end
+/// powers the VM off, as it always has.
+pub fn should_reconnect(
+    kind: ChannelKind,
+    served: &io::Result<()>,
+    ran_a_container: bool,
+    reconnects: u32,
+) -> bool {
+    let reset = matches!(
+        served,
+        Err(e) if matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::NotConnected
+                | io::ErrorKind::ConnectionAborted
+        )
+    );
+    kind == ChannelKind::Vsock && reset && !ran_a_container && reconnects < MAX_RECONNECTS
+}
+
+/// Connects to the host again, a few tries with growing pauses (the host
+/// listens before it restores a clone, so the first usually succeeds).
+pub fn reconnect(kind: ChannelKind) -> io::Result<File> {
+    let mut pause = RECONNECT_FIRST_PAUSE;
+    let mut last = None;
+    for _ in 0..RECONNECT_TRIES {
+        std::thread::sleep(pause);
+        pause *= 2;
+        let attempt = match kind {
+            ChannelKind::Serial => open_serial_port(),
+            ChannelKind::Vsock => sys::vsock_connect(HOST_CID, AGENT_VSOCK_PORT).map(File::from),
+        };
+        match attempt {
+            Ok(file) => return Ok(file),
+            Err(err) => last = Some(err),
+        }
+    }
+    let err = last.expect("at least one try");
+    Err(io::Error::new(
+        err.kind(),
+        format!("agent channel ({kind:?}) after a reset: {err}"),
+    ))
+}
+
 fn open_serial_port() -> io::Result<File> {
     let path = find_serial_port()?;
     OpenOptions::new().read(true).write(true).open(path)
@@ -187,6 +243,31 @@ mod tests {
         assert_eq!(virtio_port_event(bound), None);
         let hostile = b"add@/x\0ACTION=add\0SUBSYSTEM=virtio-ports\0DEVNAME=../sda\0";
         assert_eq!(virtio_port_event(hostile), None);
+    }
+
+    #[test]
+    fn only_a_reset_vsock_before_any_container_reconnects() {
+        let reset = || Err(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(should_reconnect(ChannelKind::Vsock, &reset(), false, 0));
+        assert!(should_reconnect(
+            ChannelKind::Vsock,
+            &Err(io::Error::from(io::ErrorKind::NotConnected)),
+            false,
+            MAX_RECONNECTS - 1
+        ));
+        // Serial (QEMU) never does; nor a VM that ran a container; nor
+        // past the bound; nor a host that closed or broke the protocol.
+        assert!(!should_reconnect(ChannelKind::Serial, &reset(), false, 0));
+        assert!(!should_reconnect(ChannelKind::Vsock, &reset(), true, 0));
+        assert!(!should_reconnect(
+            ChannelKind::Vsock,
+            &reset(),
+            false,
+            MAX_RECONNECTS
+        ));
+        assert!(!should_reconnect(ChannelKind::Vsock, &Ok(()), false, 0));
+        let broken = Err(io::Error::new(io::ErrorKind::InvalidData, "bad frame"));
+        assert!(!should_reconnect(ChannelKind::Vsock, &broken, false, 0));
     }
 
     #[test]

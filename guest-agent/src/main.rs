@@ -96,12 +96,25 @@ fn run() -> io::Result<()> {
     let reaper = process::Reaper::start();
     let channel = channel::open(kind)?;
     let reader = channel.try_clone()?;
-    let agent = agent::Agent::new(wire::Wire::new(channel), reaper.clone());
+    let mut agent = agent::Agent::new(wire::Wire::new(channel), reaper.clone());
     if kind == ChannelKind::Serial {
-        let vm = agent.vm.clone();
+        let (vm, reaper) = (agent.vm.clone(), reaper.clone());
         channel::watch_join_ports(move |port| serve_joined(port, reaper.clone(), vm.clone()))?;
     }
-    let served = agent.serve(reader);
+    let mut served = agent.serve(reader);
+    // A clone restored by hull-vmm finds its connection reset: it connects
+    // again and says hello to the clone's host. Nothing ran yet, so
+    // nothing is lost with the old session.
+    let mut reconnects = 0;
+    while channel::should_reconnect(kind, &served, agent.ran_a_container(), reconnects) {
+        reconnects += 1;
+        debug!("agent channel reset; connecting again ({reconnects})");
+        agent.streams.close_all();
+        let channel = channel::reconnect(kind)?;
+        let reader = channel.try_clone()?;
+        agent = agent::Agent::new(wire::Wire::new(channel), reaper.clone());
+        served = agent.serve(reader);
+    }
     // The host is gone or broke the protocol: nothing may outlive it.
     agent.kill_all();
     agent.streams.close_all();

@@ -33,11 +33,13 @@ impl Installation {
         self.command(args).output().expect("spawn hull")
     }
 
-    /// The template directories (none half made).
+    /// The host's template directories (none half made; not the
+    /// scopes' sets, `@NAME`).
     fn templates(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&self.templates)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
+        dirs.retain(|d| !d.file_name().unwrap().to_string_lossy().starts_with('@'));
         dirs.sort();
         let scratch: Vec<_> = dirs
             .iter()
@@ -241,4 +243,58 @@ fn template_ls_rm_and_prune() {
     let qemus = processes_mentioning(it.templates.to_str().unwrap());
     assert!(qemus.is_empty(), "template VMs left: {qemus:?}");
     assert_eq!(stdout(&it.run(&["template", "ls"])).lines().count(), 1);
+}
+
+#[test]
+fn a_tenant_scope_has_templates_of_its_own_and_none_boots_cold() {
+    let it = Installation::new();
+    ok(&it.run(&["run", "--rm", IMAGE, "true"]));
+    let host = it.the_template();
+    let out = it.run(&[
+        "run",
+        "--rm",
+        "--template-scope",
+        "tenant-a",
+        IMAGE,
+        "echo",
+        "a",
+    ]);
+    assert_eq!(ok(&out), "a\n");
+    // The tenant's VM did not clone the host's template: it made its own.
+    let scoped = it.templates.join("@tenant-a");
+    let theirs: Vec<_> = std::fs::read_dir(&scoped)
+        .unwrap_or_else(|e| panic!("{scoped:?}: {e}"))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert_eq!(it.the_template(), host, "the host's set changed");
+    let listed = ok(&it.run(&["template", "ls"]));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.lines().any(|l| l.contains(" tenant-a ")), "{listed}");
+
+    ok(&it.run(&[
+        "run",
+        "-d",
+        "--name",
+        "n",
+        "--template-scope",
+        "none",
+        IMAGE,
+        "sleep",
+        "60",
+    ]));
+    assert!(!it.qemu_of("n").contains("-incoming"));
+    ok(&it.run(&["rm", "-f", "n"]));
+    assert_one_line_error(
+        &it.run(&["run", "--rm", "--template-scope", "../x", IMAGE, "true"]),
+        125,
+        "template scope",
+    );
+    assert_eq!(
+        ok(&it.run(&["template", "prune", "--all"])).lines().count(),
+        2
+    );
+    assert!(!scoped.exists(), "the empty scope's directory is left");
+    it.hull.assert_no_sandbox_left();
 }

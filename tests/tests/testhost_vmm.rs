@@ -449,3 +449,63 @@ echo "vmms=[$(pidof hull-vmm)]"
     assert_eq!(run.value("netns-left"), Some("[]"), "{}", run.describe());
     assert_eq!(run.value("vmms"), Some("[]"), "{}", run.describe());
 }
+
+#[test]
+fn hull_vmm_clones_a_template_restored_with_its_own_disks_entropy_and_agent() {
+    // The first run makes the template (boot, agent hello, `snapshot` on
+    // hull-vmm's API socket) and restores its VM as the first clone;
+    // every later run is a clone (`--restore`), whose agent reconnects
+    // over the reset vsock and is woken with its own entropy.
+    let run = with_image(&format!(
+        r#"{SHOW_CONSOLE}
+export HULL_TEMPLATES=/var/lib/hull/vm-templates
+show_logs() {{ show_console; for f in $HULL_ROOT/containers/*/*.log $HULL_RUN_DIR/*/*.log; do [ -f "$f" ] && {{ echo "--- $f"; tail -n 20 "$f"; }}; done; true; }}
+echo "first=$(hull run --rm hull-demo/busybox echo ran-in-the-first 2>first.err)"
+echo "first-stderr=$(cat first.err)"
+echo "templates=$(ls $HULL_TEMPLATES | wc -l)"
+echo "template-files=$(ls $HULL_TEMPLATES/*/ | tr '\n' ' ')"
+echo "second=$(hull run --rm hull-demo/busybox sh -c 'cat /proc/sys/kernel/random/boot_id; echo fine' 2>second.err | tail -n 1)"
+echo "second-stderr=$(cat second.err)"
+a=$(hull run -d hull-demo/busybox sleep 600) || {{ echo run-a-failed; show_logs; }}
+echo "restored=$(tr '\0' ' ' </proc/$(pidof hull-vmm)/cmdline | grep -c -e '--restore /var/lib/hull/vm-templates/')"
+echo "exec-a=$(hull exec $a sh -c 'echo exec-in-a-clone')"
+ua=$(hull exec $a cat /proc/sys/kernel/random/uuid)
+ba=$(hull exec $a cat /proc/sys/kernel/random/boot_id)
+b=$(hull run -d hull-demo/busybox sleep 600) || {{ echo run-b-failed; show_logs; }}
+ub=$(hull exec $b cat /proc/sys/kernel/random/uuid)
+bb=$(hull exec $b cat /proc/sys/kernel/random/boot_id)
+echo "uuids=$ua $ub"
+echo "uuid-len=${{#ua}},${{#ub}}"
+echo "uuids-differ=$([ -n "$ua" ] && [ "$ua" != "$ub" ] && echo yes || echo no)"
+echo "boot-ids-differ=$([ -n "$ba" ] && [ "$ba" != "$bb" ] && echo yes || echo no)"
+echo "clones-running=$(pidof hull-vmm | wc -w)"
+hull rm -f $a $b >/dev/null
+echo "run-dir=[$(ls -A $HULL_RUN_DIR 2>/dev/null)]"
+echo "vmms=[$(pidof hull-vmm)]"
+echo "containers=[$(hull ps -a -q)]"
+echo "template-leftovers=[$(ls -A $HULL_TEMPLATES | grep '^\.' | tr '\n' ' ')]"
+"#
+    ));
+    run.assert_passed();
+    let value = |key: &str| run.value(key).unwrap_or_default();
+    assert_eq!(value("first"), "ran-in-the-first", "{}", run.describe());
+    assert_eq!(value("first-stderr"), "", "{}", run.describe());
+    assert_eq!(value("templates"), "1", "{}", run.describe());
+    assert_eq!(
+        value("template-files"),
+        "memory state template.json ",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(value("second"), "fine", "{}", run.describe());
+    assert_eq!(value("restored"), "1", "{}", run.describe());
+    assert_eq!(value("exec-a"), "exec-in-a-clone", "{}", run.describe());
+    assert_eq!(value("uuid-len"), "36,36", "{}", run.describe());
+    assert_eq!(value("uuids-differ"), "yes", "{}", run.describe());
+    assert_eq!(value("boot-ids-differ"), "yes", "{}", run.describe());
+    assert_eq!(value("clones-running"), "2", "{}", run.describe());
+    assert_eq!(value("run-dir"), "[]", "{}", run.describe());
+    assert_eq!(value("vmms"), "[]", "{}", run.describe());
+    assert_eq!(value("containers"), "[]", "{}", run.describe());
+    assert_eq!(value("template-leftovers"), "[]", "{}", run.describe());
+}

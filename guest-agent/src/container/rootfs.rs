@@ -179,7 +179,8 @@ fn find_disk(layout: &Layout, serial: &str) -> Result<PathBuf, RootfsError> {
     loop {
         if let Ok(entries) = fs::read_dir(&layout.sys_block) {
             for entry in entries.flatten() {
-                if disk_serial(&entry.path()).as_deref() == Some(serial) {
+                let path = entry.path();
+                if disk_serial(&path).as_deref() == Some(serial) && has_capacity(&path) {
                     return Ok(layout.dev.join(entry.file_name()));
                 }
             }
@@ -188,6 +189,21 @@ fn find_disk(layout: &Layout, serial: &str) -> Result<PathBuf, RootfsError> {
             return Err(RootfsError::DiskNotFound(serial.to_string()));
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether the disk at `/sys/block/NAME` has sectors. A hull-vmm clone's
+/// disks were empty slots in its template; the capacity the clone gave
+/// them reaches the kernel's view by a configuration-change interrupt,
+/// handled on a workqueue, so a disk found by its serial may still show 0
+/// for a moment. (No `size` to read: taken as there.)
+fn has_capacity(sys_block: &Path) -> bool {
+    match fs::read_to_string(sys_block.join("size")) {
+        Ok(size) => size
+            .trim()
+            .parse::<u64>()
+            .map_or(true, |sectors| sectors > 0),
+        Err(_) => true,
     }
 }
 
@@ -335,6 +351,20 @@ mod tests {
         assert_eq!(disk_serial(&bare), None);
         fs::write(sda.join("device/vpd_pg80"), [0u8, 0x80]).unwrap();
         assert_eq!(disk_serial(&sda), None, "a short page is no serial");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_disk_slot_is_not_found_until_it_has_sectors() {
+        let dir = std::env::temp_dir().join(format!("hull-agent-size-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("vda")).unwrap();
+        let vda = dir.join("vda");
+        assert!(has_capacity(&vda), "no size file: taken as there");
+        fs::write(vda.join("size"), b"0\n").unwrap();
+        assert!(!has_capacity(&vda));
+        fs::write(vda.join("size"), b"2048\n").unwrap();
+        assert!(has_capacity(&vda));
         fs::remove_dir_all(&dir).unwrap();
     }
 

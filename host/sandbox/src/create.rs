@@ -12,7 +12,9 @@ use super::vm::VmProcess;
 use super::{io_error, Sandbox, SandboxError};
 use crate::agent_client::{AgentClient, ClientError, RequestError};
 use crate::assets::GuestAssets;
-use crate::hypervisor::{hotplug, migration, Boot, DiskSpec, Hypervisor, NicSpec, VmSpec};
+use crate::hypervisor::{
+    hotplug, migration, Boot, DiskSpec, Hypervisor, NicSpec, SnapshotMethod, VmSpec,
+};
 use crate::template::Template;
 
 /// How long a guest may take from launch to its agent's hello. Generous:
@@ -54,16 +56,23 @@ impl Sandbox {
             sandbox_dir: config.dir,
             boot: match config.template {
                 Some(template) => Boot::Clone {
-                    memory: template.memory(),
+                    snapshot: template.snapshot().to_path_buf(),
                 },
                 None => Boot::Cold,
             },
         };
-        let state = config.template.map(Template::state);
-        let (mut sandbox, stream) = Self::launch(hypervisor, config.id, &spec).await?;
-        let started = match state {
+        let launched = Self::launch(hypervisor, config.id, &spec).await;
+        let (mut sandbox, stream) = match launched {
+            // A clone whose VM ends before its agent is there could not be
+            // restored (hull-vmm refuses a snapshot at launch).
+            Err(SandboxError::BootFailed(why)) if config.template.is_some() => {
+                return Err(SandboxError::Restore(why))
+            }
+            other => other?,
+        };
+        let started = match config.template {
             None => sandbox.greet(stream).await,
-            Some(state) => sandbox.wake_clone(stream, &spec, &state).await,
+            Some(template) => sandbox.wake_clone(stream, &spec, template).await,
         };
         started.map(|()| sandbox)
     }
@@ -115,12 +124,18 @@ impl Sandbox {
 
     /// Exchanges hellos with a freshly booted agent.
     pub(crate) async fn greet(&mut self, stream: UnixStream) -> Result<(), SandboxError> {
+        let client = self.hello(stream).await?;
+        crate::timings::mark("agent_ready");
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// The hello exchange; the client, its events kept by the sandbox.
+    async fn hello(&mut self, stream: UnixStream) -> Result<Arc<AgentClient>, SandboxError> {
         match AgentClient::start(stream, BOOT_TIMEOUT).await {
             Ok((client, events)) => {
-                crate::timings::mark("agent_ready");
-                self.client = Some(Arc::new(client));
                 self.events = Some(events);
-                Ok(())
+                Ok(Arc::new(client))
             }
             Err(ClientError::Disconnected) => {
                 // The VM went down before the agent spoke: say why.
@@ -132,23 +147,40 @@ impl Sandbox {
         }
     }
 
-    /// Brings a clone up: the template's state loaded, the clone's disks
-    /// added, and the agent (which carries on the template's session)
-    /// woken with this clone's entropy, clock and MAC.
+    /// Brings a clone up and wakes its agent with this clone's entropy,
+    /// clock and MAC. QEMU: the template's state is loaded now, the
+    /// clone's disks added, and the agent carries on the template's
+    /// session. hull-vmm restored at launch with the disks in place; the
+    /// restore reset the agent's vsock connection, and `stream` is the
+    /// one it made again, which starts with a hello.
     async fn wake_clone(
         &mut self,
         stream: UnixStream,
         spec: &VmSpec,
-        state: &std::path::Path,
+        template: &Template,
     ) -> Result<(), SandboxError> {
-        let restored = migration::restore(&self.dir, state).await;
-        restored.map_err(|e| SandboxError::Restore(e.to_string()))?;
-        crate::timings::mark("restored");
-        hotplug::plug_disks(&self.dir, CLONE_DISK_TAG, &spec.disks)
-            .await
-            .map_err(|e| SandboxError::Disks(e.to_string()))?;
-        crate::timings::mark("disks_plugged");
-        let (client, events) = AgentClient::resume(stream);
+        let client = match template.method {
+            SnapshotMethod::QemuMigration => {
+                let restored = migration::restore(&self.dir, &template.state()).await;
+                restored.map_err(|e| SandboxError::Restore(e.to_string()))?;
+                crate::timings::mark("restored");
+                hotplug::plug_disks(&self.dir, CLONE_DISK_TAG, &spec.disks)
+                    .await
+                    .map_err(|e| SandboxError::Disks(e.to_string()))?;
+                crate::timings::mark("disks_plugged");
+                let (client, events) = AgentClient::resume(stream);
+                self.events = Some(events);
+                Arc::new(client)
+            }
+            SnapshotMethod::HullVmm => {
+                // Here: restored, and its agent connected again.
+                crate::timings::mark("restored");
+                self.hello(stream).await.map_err(|e| match e {
+                    SandboxError::BootFailed(why) => SandboxError::Restore(why),
+                    other => other,
+                })?
+            }
+        };
         let wake = Wake {
             entropy: host_entropy().map_err(io_error("read host entropy"))?,
             realtime_nanos: crate::process::now_nanos(),
@@ -163,8 +195,7 @@ impl Sandbox {
             Err(_) => return Err(SandboxError::BootTimeout(WAKE_TIMEOUT)),
         }
         crate::timings::mark("agent_ready");
-        self.client = Some(Arc::new(client));
-        self.events = Some(events);
+        self.client = Some(client);
         Ok(())
     }
 

@@ -28,8 +28,9 @@ use super::{io as pumps, one_line, Mode, Outcome};
 use crate::logs::{LogStream, LogWriter};
 use crate::record::{now_nanos, Container, Containers, Status};
 
-/// Serial of the image disk, which the agent looks for.
-pub const ROOTFS_SERIAL: &str = "hull-rootfs";
+/// Serial of the image disk, which the agent looks for (a template's
+/// disk slots are named by it too).
+pub use hull_sandbox::hypervisor::ROOTFS_SERIAL;
 /// The log's size cap per file and how many files are kept (Docker's
 /// json-file max-size and max-file).
 const LOG_MAX_SIZE: u64 = 20 << 20;

@@ -10,6 +10,7 @@ pub mod hull_vmm;
 pub mod migration;
 pub mod qemu;
 pub mod qmp;
+pub mod vmm_snapshot;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,16 +42,51 @@ pub enum Boot {
     /// The kernel boots with the spec's devices.
     #[default]
     Cold,
-    /// The kernel boots for a template: guest RAM is the shared file
-    /// `memory`, the disks are left out (a clone brings its own) and, with
-    /// `nic`, a network card without a backend is there for clones to use.
+    /// The kernel boots for a template: the spec's disks are left out (a
+    /// clone brings its own; hull-vmm boots with empty [`CLONE_DISK_SLOTS`]
+    /// for them) and, with `nic`, a network card without a backend is
+    /// there for clones to use. QEMU's guest RAM is the shared file
+    /// `memory`; hull-vmm writes its memory file when it saves.
     Template { memory: PathBuf, nic: bool },
-    /// A clone of a template restores instead of booting: the same
-    /// devices as the template's, its RAM mapped privately (copy-on-write)
-    /// from the template's `memory`; the device state is loaded after the
-    /// launch. The spec's disks are added once it runs.
-    Clone { memory: PathBuf },
+    /// A clone of a template restores instead of booting from `snapshot`,
+    /// the template's directory (its [`SNAPSHOT_STATE`] and
+    /// [`SNAPSHOT_MEMORY`]): the same devices as the template's, its RAM
+    /// mapped privately (copy-on-write) from the template's memory file.
+    /// QEMU loads the device state after the launch and adds the spec's
+    /// disks once it runs; hull-vmm restores at launch, the spec's disks
+    /// filling the template's disk slots ([`CLONE_DISK_SLOTS`]).
+    Clone { snapshot: PathBuf },
 }
+
+/// The saved device and CPU state in a template's directory.
+pub const SNAPSHOT_STATE: &str = "state";
+/// Guest RAM in a template's directory.
+pub const SNAPSHOT_MEMORY: &str = "memory";
+
+/// The serial of the container image's disk in a VM of the container's own.
+pub const ROOTFS_SERIAL: &str = "hull-rootfs";
+
+/// A disk a template VM is booted with, empty, for its clones to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSlot {
+    pub serial: &'static str,
+    pub read_only: bool,
+}
+
+/// The disks every container's own VM has: its image, read-only, and its
+/// writable layer. A backend that cannot add disks to a running VM
+/// (hull-vmm: virtio-mmio has no hotplug) boots a template with an empty
+/// slot for each, and a clone fills them.
+pub const CLONE_DISK_SLOTS: [DiskSlot; 2] = [
+    DiskSlot {
+        serial: ROOTFS_SERIAL,
+        read_only: true,
+    },
+    DiskSlot {
+        serial: crate::scratch::SCRATCH_SERIAL,
+        read_only: false,
+    },
+];
 
 /// The MAC address of a template's network card. A clone's card keeps it
 /// (the device's state comes from the template) until the agent sets the
@@ -58,10 +94,58 @@ pub enum Boot {
 pub const TEMPLATE_MAC: &str = "02:00:00:00:00:01";
 
 /// How a backend saves a running VM and restores one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SnapshotMethod {
-    /// QEMU's migration over QMP, guest RAM left in its shared file.
+    /// QEMU's migration over QMP, guest RAM left in its shared file; a
+    /// clone loads the state over QMP after its launch, then gets its
+    /// disks hot-added, and its agent carries on the template's session.
     QemuMigration,
+    /// hull-vmm's own snapshot (`snapshot DIR` on its API socket writes
+    /// `state` and `memory`); a clone restores at launch (`--restore`)
+    /// with its disks in the template's slots, and its agent, whose vsock
+    /// connection the restore reset, connects again and says hello.
+    HullVmm,
+}
+
+/// Why a template VM could not be saved.
+#[derive(Debug, Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Migration(#[from] migration::MigrationError),
+    #[error(transparent)]
+    Vmm(#[from] vmm_snapshot::VmmSnapshotError),
+}
+
+impl SnapshotMethod {
+    /// Whether the template VM's RAM is a file made before it boots
+    /// (QEMU's shared memory backend); otherwise the save writes it.
+    pub fn ram_file_before_boot(self) -> bool {
+        match self {
+            Self::QemuMigration => true,
+            Self::HullVmm => false,
+        }
+    }
+
+    /// The size of the memory file of a template of `memory_mib` MiB.
+    pub fn memory_file_len(self, memory_mib: u32) -> u64 {
+        let guest = u64::from(memory_mib) << 20;
+        match self {
+            Self::QemuMigration => guest,
+            // A 4 KiB header page, then guest RAM (vmm/README.md).
+            Self::HullVmm => vmm_snapshot::MEMORY_HEADER_BYTES + guest,
+        }
+    }
+
+    /// Saves the running template VM whose sandbox directory is `vm_dir`
+    /// into `snapshot` (which exists): [`SNAPSHOT_STATE`] there, and for
+    /// hull-vmm [`SNAPSHOT_MEMORY`] too. The VM is left stopped.
+    pub async fn save(self, vm_dir: &Path, snapshot: &Path) -> Result<(), SaveError> {
+        match self {
+            Self::QemuMigration => migration::save(vm_dir, &snapshot.join(SNAPSHOT_STATE)).await?,
+            Self::HullVmm => vmm_snapshot::save(vm_dir, snapshot).await?,
+        }
+        Ok(())
+    }
 }
 
 /// A virtio-net card backed by a tap device. The tap lives in a network
@@ -104,10 +188,10 @@ pub enum HypervisorError {
     },
     #[error("unknown hypervisor {0:?} (known: auto, qemu, hull-vmm)")]
     Unknown(String),
-    #[error("{0} cannot save or restore a VM")]
-    NoSnapshots(&'static str),
     #[error("{0}: a path given to the hypervisor may not contain a comma or a quote")]
     UnquotablePath(PathBuf),
+    #[error("disk {0:?} has no slot in the template VM")]
+    NoDiskSlot(String),
 }
 
 /// A way to run VMs.

@@ -10,7 +10,7 @@ use hull_protocol::{AGENT_SERIAL_PORT_NAME, CHANNEL_CMDLINE_KEY};
 
 use super::{
     find_program, host_cpu_khz, Boot, Hypervisor, HypervisorError, SnapshotMethod, VmLaunch,
-    VmSpec, TEMPLATE_MAC,
+    VmSpec, SNAPSHOT_MEMORY, TEMPLATE_MAC,
 };
 
 /// TCG's translated-code cache, in MiB. QEMU's default is 1 GiB, which an
@@ -232,7 +232,7 @@ fn ram_backend(boot: &Boot, size: &str) -> Result<String, HypervisorError> {
             "memory-backend-memfd,id={GUEST_RAM_ID},size={size}"
         )),
         Boot::Template { memory, .. } => file(memory, "on"),
-        Boot::Clone { memory } => file(memory, "off"),
+        Boot::Clone { snapshot } => file(&snapshot.join(SNAPSHOT_MEMORY), "off"),
     }
 }
 

@@ -1,8 +1,9 @@
-//! Making a template: boot the VM of the shape with its RAM in a shared
-//! file, wait for the agent, save the VM's state and stop it. Made in a
-//! scratch directory and renamed into place complete, under a lock per
-//! key, so concurrent sandboxes make one template and never see half of
-//! one.
+//! Making a template: boot the VM of the shape (QEMU: its RAM in a shared
+//! file; hull-vmm: empty disk slots and its API socket), wait for the
+//! agent, save the VM as its backend's `SnapshotMethod` does and stop
+//! it. Made in a scratch directory and renamed into place complete,
+//! under a lock per key, so concurrent sandboxes make one template and
+//! never see half of one.
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
@@ -14,7 +15,7 @@ use super::{
     Shape, Template, Templates, MEMORY_FILE, META_FILE, STATE_FILE,
 };
 use crate::assets::GuestAssets;
-use crate::hypervisor::{migration, Hypervisor};
+use crate::hypervisor::{Hypervisor, SaveError};
 use crate::{Sandbox, SandboxError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,7 @@ pub enum MakeError {
     #[error("boot the template VM: {0}")]
     Boot(#[source] SandboxError),
     #[error("save the template VM: {0}")]
-    Save(#[from] migration::MigrationError),
+    Save(#[from] SaveError),
     #[error("the template just made fails its checks: {0}")]
     Check(String),
 }
@@ -127,11 +128,14 @@ async fn boot_and_save(
     inputs: super::KeyInputs,
     key: &str,
 ) -> Result<(), MakeError> {
+    let method = inputs.method;
     let memory = scratch.join(MEMORY_FILE);
     let state = scratch.join(STATE_FILE);
-    File::create(&memory)
-        .and_then(|f| f.set_len(u64::from(shape.memory_mib) << 20))
-        .map_err(io(format!("create {}", memory.display())))?;
+    if method.ram_file_before_boot() {
+        File::create(&memory)
+            .and_then(|f| f.set_len(u64::from(shape.memory_mib) << 20))
+            .map_err(io(format!("create {}", memory.display())))?;
+    }
     let assets = GuestAssets {
         kernel: inputs.kernel.path.clone(),
         initramfs: inputs.initramfs.path.clone(),
@@ -141,7 +145,7 @@ async fn boot_and_save(
         .await
         .map_err(MakeError::Boot)?;
     sandbox.greet(stream).await.map_err(MakeError::Boot)?;
-    migration::save(sandbox.dir(), &state).await?;
+    method.save(sandbox.dir(), scratch).await?;
     // Saved: the template VM has done its work.
     sandbox.destroy().await;
     for file in [&memory, &state] {

@@ -8,7 +8,9 @@
 //! anything else is never used. It lives in `templates/<key>/`:
 //! `template.json` (what it was made from, and checksums), `state` (the
 //! backend's saved device and CPU state) and `memory` (guest RAM, which
-//! clones map copy-on-write). A template that fails its checks is removed
+//! clones map copy-on-write: QEMU's is the RAM file itself, made before
+//! the template boots; hull-vmm writes its own, a header page and then
+//! RAM, with `state` when it saves). A template that fails its checks is removed
 //! and the sandbox boots cold.
 
 mod make;
@@ -22,15 +24,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::assets::GuestAssets;
-use crate::hypervisor::{Boot, Hypervisor, HypervisorError, VmSpec};
+use crate::hypervisor::{
+    Boot, Hypervisor, HypervisorError, SnapshotMethod, VmSpec, SNAPSHOT_MEMORY, SNAPSHOT_STATE,
+};
 
 pub use make::{make, MakeError};
 
 /// Bumped whenever what a template holds, or how it is restored, changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const META_FILE: &str = "template.json";
-const STATE_FILE: &str = "state";
-const MEMORY_FILE: &str = "memory";
+const STATE_FILE: &str = SNAPSHOT_STATE;
+const MEMORY_FILE: &str = SNAPSHOT_MEMORY;
 /// Scopes' sets of templates are `@NAME/` beside the host's.
 const SCOPE_PREFIX: char = '@';
 
@@ -72,6 +76,8 @@ struct KeyInputs {
     format: u32,
     hull: String,
     hypervisor: String,
+    /// How the backend saved it, and so how clones restore it.
+    method: SnapshotMethod,
     program: FileIdentity,
     kernel: FileIdentity,
     initramfs: FileIdentity,
@@ -109,9 +115,9 @@ fn key_inputs(
     assets: &GuestAssets,
     shape: Shape,
 ) -> Result<KeyInputs, KeyError> {
-    if hypervisor.snapshots().is_none() {
-        return Err(KeyError::NoSnapshots(hypervisor.name()));
-    }
+    let method = hypervisor
+        .snapshots()
+        .ok_or(KeyError::NoSnapshots(hypervisor.name()))?;
     let identity = |path: &Path| {
         FileIdentity::of(path).map_err(|source| KeyError::File {
             path: path.to_path_buf(),
@@ -134,6 +140,7 @@ fn key_inputs(
         format: FORMAT,
         hull: env!("CARGO_PKG_VERSION").to_string(),
         hypervisor: hypervisor.name().to_string(),
+        method,
         program: identity(hypervisor.program())?,
         kernel: identity(&assets.kernel)?,
         initramfs: identity(&assets.initramfs)?,
@@ -189,6 +196,8 @@ pub struct Template {
     pub dir: PathBuf,
     pub shape: Shape,
     pub hypervisor: String,
+    /// How clones restore it.
+    pub method: SnapshotMethod,
     /// Unix time, nanoseconds.
     pub created: u64,
     /// Made by another hull, or from files that have changed since: no
@@ -203,6 +212,12 @@ impl Template {
 
     pub fn state(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
+    }
+
+    /// What a clone restores from: the directory, holding `state` and
+    /// `memory` under the names every backend uses.
+    pub fn snapshot(&self) -> &Path {
+        &self.dir
     }
 
     /// Bytes the template takes on disk (its RAM file is sparse).
@@ -413,7 +428,10 @@ fn check(dir: &Path, key: Option<&str>) -> Result<Template, String> {
     }
     let memory = dir.join(MEMORY_FILE);
     let found = FileIdentity::of(&memory).map_err(|e| format!("{MEMORY_FILE}: {e}"))?;
-    let expected_len = u64::from(meta.inputs.shape.memory_mib) << 20;
+    let expected_len = meta
+        .inputs
+        .method
+        .memory_file_len(meta.inputs.shape.memory_mib);
     if found.len != expected_len {
         return Err(format!(
             "{MEMORY_FILE} is {} bytes, not {expected_len}",
@@ -439,6 +457,7 @@ fn check(dir: &Path, key: Option<&str>) -> Result<Template, String> {
         dir: dir.to_path_buf(),
         shape: meta.inputs.shape,
         hypervisor: meta.inputs.hypervisor,
+        method: meta.inputs.method,
         created: meta.created,
         stale,
     })

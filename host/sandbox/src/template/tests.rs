@@ -7,7 +7,7 @@ use crate::hypervisor::{HypervisorError, SnapshotMethod, VmLaunch};
 /// A backend that only makes command lines.
 struct FakeHypervisor {
     program: PathBuf,
-    snapshots: bool,
+    snapshots: Option<SnapshotMethod>,
 }
 
 impl Hypervisor for FakeHypervisor {
@@ -31,7 +31,7 @@ impl Hypervisor for FakeHypervisor {
         &self.program
     }
     fn snapshots(&self) -> Option<SnapshotMethod> {
-        self.snapshots.then_some(SnapshotMethod::QemuMigration)
+        self.snapshots
     }
 }
 
@@ -57,7 +57,7 @@ fn fixture() -> Fixture {
     };
     let hypervisor = FakeHypervisor {
         program: file("qemu", "a hypervisor"),
-        snapshots: true,
+        snapshots: Some(SnapshotMethod::QemuMigration),
     };
     let assets = GuestAssets {
         kernel: file("vmlinux", "a kernel"),
@@ -83,7 +83,7 @@ impl Fixture {
         let memory = dir.join(MEMORY_FILE);
         fs::File::create(&memory)
             .unwrap()
-            .set_len(u64::from(shape.memory_mib) << 20)
+            .set_len(inputs.method.memory_file_len(shape.memory_mib))
             .unwrap();
         let (state_len, state_sha256) = sha256_of(&dir.join(STATE_FILE)).unwrap();
         let meta = Meta {
@@ -139,7 +139,7 @@ fn a_key_names_the_shape_the_files_and_the_command_line() {
 #[test]
 fn a_backend_that_cannot_snapshot_has_no_key() {
     let mut f = fixture();
-    f.hypervisor.snapshots = false;
+    f.hypervisor.snapshots = None;
     let err = key(&f.hypervisor, &f.assets, SHAPE).unwrap_err();
     assert!(matches!(err, KeyError::NoSnapshots("fake")), "{err}");
 }
@@ -165,6 +165,36 @@ fn a_sound_template_is_found() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_hull_vmm_template_has_its_own_key_and_memory_layout() {
+    let mut f = fixture();
+    let qemu_key = f.key(SHAPE);
+    f.hypervisor.snapshots = Some(SnapshotMethod::HullVmm);
+    assert_ne!(f.key(SHAPE), qemu_key, "the method is part of the key");
+    let key = f.make(SHAPE);
+    let memory = f.templates.root().join(&key).join(MEMORY_FILE);
+    // hull-vmm's memory file: a header page, then RAM.
+    assert_eq!(
+        fs::metadata(&memory).unwrap().len(),
+        4096 + (u64::from(SHAPE.memory_mib) << 20)
+    );
+    match f.templates.find(&key) {
+        Found::Ready(t) => {
+            assert_eq!(t.method, SnapshotMethod::HullVmm);
+            assert_eq!(t.snapshot(), f.templates.root().join(&key));
+        }
+        other => panic!("{other:?}"),
+    }
+    // RAM without the header is a QEMU-sized file: not this template's.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&memory)
+        .unwrap()
+        .set_len(u64::from(SHAPE.memory_mib) << 20)
+        .unwrap();
+    assert!(broken(f.templates.find(&key)).contains("bytes, not"));
 }
 
 #[test]
