@@ -271,6 +271,7 @@ async fn open_sandbox(
                     template.key
                 ));
                 let _ = templates.remove(&template.key);
+                templates.mark_failed(&template.key);
             }
             created => return created,
         }
@@ -289,8 +290,12 @@ async fn find_template(
 ) -> Option<(template::Template, template::Templates)> {
     hypervisor.snapshots()?;
     let templates = template::Templates::new(dir);
-    if let Ok(key) = template::key(hypervisor, assets, shape) {
-        if let template::Found::Broken(why) = templates.find(&key) {
+    let key = template::key(hypervisor, assets, shape).ok();
+    if let Some(key) = &key {
+        if templates.recently_failed(key) {
+            return None;
+        }
+        if let template::Found::Broken(why) = templates.find(key) {
             warn(&format!("template {key} removed ({why})"));
         }
     }
@@ -298,6 +303,9 @@ async fn find_template(
         Ok(template) => Some((template, templates)),
         Err(err) => {
             warn(&format!("no VM template ({err}); booting cold"));
+            if let Some(key) = &key {
+                templates.mark_failed(key);
+            }
             None
         }
     }

@@ -35,6 +35,10 @@ const FORMAT: u32 = 2;
 const META_FILE: &str = "template.json";
 const STATE_FILE: &str = SNAPSHOT_STATE;
 const MEMORY_FILE: &str = SNAPSHOT_MEMORY;
+/// How long VMs of a shape whose template failed boot cold.
+pub const FAILURE_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
+/// Marks a template that failed (a scratch name: not listed, pruned).
+const FAILED_PREFIX: &str = ".failed-";
 /// Scopes' sets of templates are `@NAME/` beside the host's.
 const SCOPE_PREFIX: char = '@';
 
@@ -252,6 +256,21 @@ impl Templates {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Records that the template `key` could not be made or restored:
+    /// for [`FAILURE_BACKOFF`] VMs of its shape boot cold rather than
+    /// make (and fail) it again on every start. `prune` clears it.
+    pub fn mark_failed(&self, key: &str) {
+        let _ = fs::create_dir_all(&self.root);
+        let _ = fs::write(self.root.join(format!("{FAILED_PREFIX}{key}")), b"");
+    }
+
+    /// Whether the template `key` failed within [`FAILURE_BACKOFF`].
+    pub fn recently_failed(&self, key: &str) -> bool {
+        fs::metadata(self.root.join(format!("{FAILED_PREFIX}{key}")))
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().map_or(true, |age| age < FAILURE_BACKOFF))
     }
 
     /// The set of templates of scope `name` (only its own VMs clone them).

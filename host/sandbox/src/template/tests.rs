@@ -329,3 +329,23 @@ fn prune_removes_the_broken_the_stale_and_leftovers_and_all_with_all() {
     assert!(f.templates.list().is_empty());
     drop(f.dir);
 }
+
+#[test]
+fn a_failed_template_backs_off_until_pruned() {
+    let f = fixture();
+    let key = "0123456789abcdef0123456789abcdef";
+    assert!(!f.templates.recently_failed(key));
+    f.templates.mark_failed(key);
+    assert!(f.templates.recently_failed(key));
+    assert!(!f
+        .templates
+        .recently_failed("fedcba9876543210fedcba9876543210"));
+    // Not a template: not listed; prune clears it.
+    assert!(f.templates.list().is_empty());
+    assert_eq!(
+        f.templates.prune(false).unwrap(),
+        vec![format!(".failed-{key}")]
+    );
+    assert!(!f.templates.recently_failed(key));
+    drop(f.dir);
+}
