@@ -298,3 +298,32 @@ fn a_tenant_scope_has_templates_of_its_own_and_none_boots_cold() {
     assert!(!scoped.exists(), "the empty scope's directory is left");
     it.hull.assert_no_sandbox_left();
 }
+
+#[test]
+fn memory_a_clone_frees_never_changes_the_template() {
+    use std::os::unix::fs::MetadataExt;
+    let it = Installation::new();
+    ok(&it.run(&["run", "--rm", IMAGE, "true"]));
+    let memory = it.the_template().join("memory");
+    let before = std::fs::metadata(&memory).unwrap();
+    ok(&it.run(&["run", "-d", "--name", "c", IMAGE, "sleep", "60"]));
+    // The guest frees 32 MiB; it would report the blocks after 2 s.
+    ok(&it.run(&[
+        "exec",
+        "c",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/shm/f bs=1M count=32 2>/dev/null && rm /dev/shm/f",
+    ]));
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let after = std::fs::metadata(&memory).unwrap();
+    assert_eq!(
+        (after.blocks(), after.mtime(), after.mtime_nsec()),
+        (before.blocks(), before.mtime(), before.mtime_nsec()),
+        "a clone changed the template's RAM file"
+    );
+    ok(&it.run(&["rm", "-f", "c"]));
+    let listed = ok(&it.run(&["template", "ls"]));
+    assert!(!listed.contains("broken"), "{listed}");
+    it.hull.assert_no_sandbox_left();
+}
