@@ -303,7 +303,10 @@ async fn find_template(
         Ok(template) => Some((template, templates)),
         Err(err) => {
             warn(&format!("no VM template ({err}); booting cold"));
-            if let Some(key) = &key {
+            // A template VM that cannot boot fails the same way cold, which
+            // reports it; what fails only for templates backs off.
+            let boot_failed = matches!(err, template::MakeError::Boot(_));
+            if let (Some(key), false) = (&key, boot_failed) {
                 templates.mark_failed(key);
             }
             None
