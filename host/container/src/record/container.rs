@@ -475,38 +475,40 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), LookupError> {
     fs::rename(&tmp, path).map_err(io_err(format!("write {}", path.display())))
 }
 
+/// A container's configuration for unit tests (nothing of it exists).
+#[cfg(test)]
+pub(crate) fn config(id: &str, name: &str) -> ContainerConfig {
+    ContainerConfig {
+        id: id.into(),
+        name: name.into(),
+        created: now_nanos(),
+        image: "busybox".into(),
+        image_id: "sha256:00".into(),
+        spec: oci_spec::runtime::Spec::default(),
+        user: String::new(),
+        rootfs_disk: "/d".into(),
+        fs_type: "erofs".into(),
+        scratch_dir: "/nonexistent-scratch".into(),
+        scratch_disk: "/nonexistent-scratch/s".into(),
+        vcpus: 1,
+        memory_mib: 128,
+        hypervisor: "auto".into(),
+        kernel: "/k".into(),
+        initramfs: "/i".into(),
+        templates: None,
+        tty: false,
+        open_stdin: false,
+        auto_remove: false,
+        network: None,
+        aliases: Vec::new(),
+        ports: Vec::new(),
+        shares_vm_with: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(id: &str, name: &str) -> ContainerConfig {
-        ContainerConfig {
-            id: id.into(),
-            name: name.into(),
-            created: now_nanos(),
-            image: "busybox".into(),
-            image_id: "sha256:00".into(),
-            spec: oci_spec::runtime::Spec::default(),
-            user: String::new(),
-            rootfs_disk: "/d".into(),
-            fs_type: "erofs".into(),
-            scratch_dir: "/nonexistent-scratch".into(),
-            scratch_disk: "/nonexistent-scratch/s".into(),
-            vcpus: 1,
-            memory_mib: 128,
-            hypervisor: "auto".into(),
-            kernel: "/k".into(),
-            initramfs: "/i".into(),
-            templates: None,
-            tty: false,
-            open_stdin: false,
-            auto_remove: false,
-            network: None,
-            aliases: Vec::new(),
-            ports: Vec::new(),
-            shares_vm_with: None,
-        }
-    }
 
     fn id(prefix: &str) -> String {
         format!("{prefix:0<64}")

@@ -20,6 +20,8 @@
 mod container;
 mod names;
 
+#[cfg(test)]
+pub(crate) use container::config as test_config;
 pub use container::{
     format_time, Container, ContainerConfig, ContainerState, Containers, LookupError, Status,
 };

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::agent::Agent;
 use super::shared::{lock, Shared};
-use crate::record::{now_nanos, Container, ContainerConfig, Containers};
+use crate::record::{Container, ContainerConfig, Containers};
 
 /// The fake's id of the container.
 pub const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -84,32 +84,7 @@ pub fn agent(shared: &Shared<FakeAgent>) -> Arc<FakeAgent> {
 }
 
 fn config() -> ContainerConfig {
-    ContainerConfig {
-        id: ID.into(),
-        name: "box".into(),
-        created: now_nanos(),
-        image: "busybox".into(),
-        image_id: "sha256:00".into(),
-        spec: oci_spec::runtime::Spec::default(),
-        user: String::new(),
-        rootfs_disk: "/d".into(),
-        fs_type: "erofs".into(),
-        scratch_dir: "/nonexistent-scratch".into(),
-        scratch_disk: "/nonexistent-scratch/s".into(),
-        vcpus: 1,
-        memory_mib: 128,
-        hypervisor: "auto".into(),
-        kernel: "/k".into(),
-        initramfs: "/i".into(),
-        templates: None,
-        tty: false,
-        open_stdin: false,
-        auto_remove: false,
-        network: None,
-        aliases: Vec::new(),
-        ports: Vec::new(),
-        shares_vm_with: None,
-    }
+    crate::record::test_config(ID, "box")
 }
 
 /// `container`'s recorded `paused`.

@@ -222,13 +222,7 @@ mod tests {
     }
 
     fn args(spec: &VmSpec) -> String {
-        let launch = vmm().launch(spec).unwrap();
-        let args: Vec<String> = launch
-            .command
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        args.join(" ")
+        vmm().launch(spec).unwrap().args().join(" ")
     }
 
     #[test]

@@ -177,6 +177,16 @@ pub struct VmLaunch {
     pub console_log: PathBuf,
 }
 
+impl VmLaunch {
+    /// The hypervisor's arguments, as text.
+    pub fn args(&self) -> Vec<String> {
+        self.command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum HypervisorError {
     #[error(

@@ -276,12 +276,7 @@ mod tests {
             boot: Boot::Cold,
         };
         let launch = qemu.launch(&spec).unwrap();
-        let args: Vec<String> = launch
-            .command
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let joined = args.join(" ");
+        let joined = launch.args().join(" ");
         assert!(joined.contains(&format!(
             "-machine q35,memory-backend=ram -accel tcg,tb-size={TCG_TB_SIZE_MIB} -cpu max -smp 2 -m 256M"
         )));
@@ -291,12 +286,7 @@ mod tests {
             binary: qemu.binary.clone(),
             kvm: true,
         };
-        let kvm_command = kvm.launch(&spec).unwrap().command;
-        let kvm_args: Vec<_> = kvm_command
-            .get_args()
-            .map(|a| a.to_string_lossy())
-            .collect();
-        let kvm_joined = kvm_args.join(" ");
+        let kvm_joined = kvm.launch(&spec).unwrap().args().join(" ");
         assert!(kvm_joined.contains("-accel kvm -cpu host"));
         assert!(!kvm_joined.contains("tb-size"), "a TCG option under KVM");
         assert!(joined.contains("file=/d/root.erofs,if=none,id=disk0,format=raw,readonly=on"));
@@ -332,15 +322,7 @@ mod tests {
             nic: None,
             boot,
         };
-        let joined = |boot| {
-            let launch = qemu.launch(&spec(boot)).unwrap();
-            let args: Vec<String> = launch
-                .command
-                .get_args()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            args.join(" ")
-        };
+        let joined = |boot| qemu.launch(&spec(boot)).unwrap().args().join(" ");
         let template = joined(Boot::Template {
             memory: "/t/k/memory".into(),
             nic: false,

@@ -135,11 +135,7 @@ fn key_inputs(
         Path::new("/TEMPLATE/memory"),
     );
     let launch = hypervisor.launch(&spec)?;
-    let command_line = launch
-        .command
-        .get_args()
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect();
+    let command_line = launch.args();
     Ok(KeyInputs {
         format: FORMAT,
         hull: env!("CARGO_PKG_VERSION").to_string(),
