@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Figure 1, start latency: `hull run --rm IMAGE true` from a VM template
-# (the default: the VM is a restored clone) and booting cold
-# (`--no-template`), wall clock and phases from HULL_TIMINGS, next to `podman run --rm` with runc of the
+# (the default: the VM is a restored clone), from the warm pool (a clone
+# restored ahead, taken ready; the pool is full before each of these runs,
+# and lives in a run dir of its own so the other series never take from
+# it) and booting cold (`--no-template`), wall clock and phases from
+# HULL_TIMINGS, next to `podman run --rm` with runc of the
 # same image and a bare QEMU boot of the same kernel and initramfs (the
 # agent, told of a channel that does not exist, does its boot steps and
 # powers off at once). The three alternate, so load from the rest of the
@@ -27,6 +30,11 @@ bare_boot() { # the same machine as hull's QEMU backend (host/sandbox/src/hyperv
     -serial none </dev/null >/dev/null 2>&1
 }
 hull_true() { "$hull" run --rm "$bench_image" true; }
+pool_run=$work/pool-run
+pooled() { HULL_RUN_DIR=$pool_run "$hull" "$@"; }
+pool_stop() { pooled pool stop >/dev/null 2>&1 || true; }
+bench_cleanup_hooks+=(pool_stop)
+hull_pooled() { pooled run --rm "$bench_image" true; }
 hull_cold() { "$hull" run --rm --no-template "$bench_image" true; }
 podman_true() { podman_run --rm "localhost/$bench_image" true; }
 
@@ -49,7 +57,25 @@ phases() { # FILE LAUNCH_US
     }' "$1"
 }
 
+# The pooled path's phases: no supervisor or hypervisor starts on it.
+pool_phases() { # FILE LAUNCH_US
+  awk -v launch="$2" '
+    !($1 in t) || $1 == "cli_exit" { t[$1] = $2 }
+    END {
+      n = split("launch cli_start image_resolved writable_layer_ready pool_taken disks_plugged agent_ready container_started container_exited cli_exit", k, " ")
+      split("hull process start|image resolve|disk ready (image disk, writable layer)|take a ready clone|network, resume, disks hot-added|agent wake|container start|container runs `true`|exit and teardown", name, "|")
+      t["launch"] = launch
+      for (i = 1; i < n; i++) {
+        if (!(k[i] in t) || !(k[i + 1] in t)) { print "missing phase " k[i + 1] > "/dev/stderr"; exit 1 }
+        printf "%s\t%.1f\n", name[i], (t[k[i + 1]] - t[k[i]]) / 1000
+      }
+    }' "$1"
+}
+
 hull_true   # converts the image and makes the template once, not counted
+pooled pool start --size 1 >/dev/null
+pooled pool status --wait 300 >/dev/null
+hull_pooled
 if [[ -n $peers ]]; then podman_true; fi
 bare_boot
 for i in $(seq "$n"); do
@@ -59,6 +85,13 @@ for i in $(seq "$n"); do
   while IFS=$'\t' read -r phase ms; do
     sample $fig "hull phase, template clone" "$phase ms" "$ms"
   done < <(phases "$work/timings.$i" "$t0")
+  pooled pool status --wait 120 >/dev/null
+  t0=$(now_us)
+  HULL_TIMINGS=$work/timings.pool.$i hull_pooled
+  sample $fig "hull run --rm (warm pool)" "wall ms" "$(ms_since "$t0")"
+  while IFS=$'\t' read -r phase ms; do
+    sample $fig "hull phase, warm pool" "$phase ms" "$ms"
+  done < <(pool_phases "$work/timings.pool.$i" "$t0")
   t0=$(now_us)
   HULL_TIMINGS=$work/timings.cold.$i hull_cold
   sample $fig "hull run --rm --no-template (cold boot)" "wall ms" "$(ms_since "$t0")"
@@ -74,9 +107,11 @@ for i in $(seq "$n"); do
 done
 
 ratio $fig "hull template clone / podman+runc" "hull run --rm (template clone)|wall ms" "podman run --rm (runc)|wall ms"
+ratio $fig "hull warm pool / podman+runc" "hull run --rm (warm pool)|wall ms" "podman run --rm (runc)|wall ms"
+ratio $fig "hull warm pool / template clone" "hull run --rm (warm pool)|wall ms" "hull run --rm (template clone)|wall ms"
 ratio $fig "hull cold boot / podman+runc" "hull run --rm --no-template (cold boot)|wall ms" "podman run --rm (runc)|wall ms"
 ratio $fig "hull template clone / cold boot" "hull run --rm (template clone)|wall ms" "hull run --rm --no-template (cold boot)|wall ms"
 ratio $fig "hull cold boot / bare QEMU boot" "hull run --rm --no-template (cold boot)|wall ms" "bare QEMU boot, same kernel+initramfs|wall ms"
 ratio $fig "restore / boot (hypervisor spawn → agent ready)" "hull phase, template clone|guest kernel to agent ready ms" "hull phase, cold boot|guest kernel to agent ready ms"
 note $fig "$n runs each, alternating; image $bench_image already converted; QEMU TCG q35, 1 vCPU, 512 MiB on a memfd, 16 MiB translation cache, free page reporting (hull's QEMU backend); guest kernel $(cat "$bench_top/build/share/hull/kernel-release" 2>/dev/null || basename "$HULL_KERNEL"), initramfs $(( $(stat -c %s "$HULL_INITRAMFS") / 1024 )) KiB"
-note $fig "phases from HULL_TIMINGS; hypervisor spawn ends when the QEMU process is spawned, so QEMU's own start-up falls in the guest-kernel phase; for a clone that phase is QEMU's start, the restore of the template's state (-incoming), the disks hot-added and the agent's wake"
+note $fig "phases from HULL_TIMINGS; hypervisor spawn ends when the QEMU process is spawned, so QEMU's own start-up falls in the guest-kernel phase; for a clone that phase is QEMU's start, the restore of the template's state (-incoming), the disks hot-added and the agent's wake; a pooled clone did its restore before the run (pool of 1, full before each pooled run, refilled a second after the take)"

@@ -204,6 +204,11 @@ impl Drop for Hull {
     /// A failed test must not leave VMs or supervisors running: kill what
     /// names this installation (the assertions have already run).
     fn drop(&mut self) {
+        // A warm pool's clones hold taps in a namespace of the host's: a
+        // stop removes them (a kill would not).
+        if self.run_dir().join("pool.sock").exists() {
+            let _ = self.command(&["pool", "stop"]).output();
+        }
         if let Some(root) = self.root.path().to_str() {
             for pid in pids_mentioning(root) {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();

@@ -81,6 +81,9 @@ pub enum Command {
     /// Manage VM templates (booted once, cloned by every new VM).
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Keep restored VM clones ready so `hull run` starts from one.
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// List a container's published ports.
     Port(TopArgs),
     /// A network's name server (started by hull itself).
@@ -89,6 +92,12 @@ pub enum Command {
     /// Supervise one container (started by hull itself).
     #[command(name = "__supervise", hide = true)]
     Supervise(SuperviseArgs),
+    /// The warm pool's server (started by `hull pool start`).
+    #[command(name = "__pool", hide = true)]
+    PoolServe(PoolServeArgs),
+    /// A pooled clone's supervisor (started by the pool server).
+    #[command(name = "__pooled", hide = true)]
+    Pooled,
     /// The runc-compatible OCI runtime CLI (also installed as `hull-runc`):
     /// `hull oci [--root DIR] create|start|state|kill|delete|exec|ps|features …`.
     Oci(OciArgs),
@@ -236,6 +245,56 @@ pub struct TemplateKeysArgs {
 pub struct TemplatePruneArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Start the pool server for this run directory (it warms the shape of
+    /// a plain `hull run`, and learns others from the runs that ask).
+    Start(PoolStartArgs),
+    /// Show the pool's clones, per shape.
+    Status(PoolStatusArgs),
+    /// Remove every ready clone and stop the server.
+    Stop,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolLimits {
+    /// Ready clones kept per shape.
+    #[arg(long, default_value_t = 2)]
+    pub size: usize,
+    /// The host memory the ready clones may hold together (their
+    /// processes' private memory).
+    #[arg(long, default_value = "1g", value_parser = parse_bytes)]
+    pub max_memory: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolStartArgs {
+    #[command(flatten)]
+    pub limits: PoolLimits,
+    /// Do not warm the default shape; learn shapes from runs only.
+    #[arg(long)]
+    pub no_warm: bool,
+    /// The backend of the default shape.
+    #[arg(long, env = "HULL_HYPERVISOR", default_value = "auto")]
+    pub hypervisor: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolStatusArgs {
+    /// Wait up to this many seconds until every shape has its clones ready.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
+    /// `table` or `json`.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolServeArgs {
+    #[command(flatten)]
+    pub limits: PoolLimits,
 }
 
 #[derive(Debug, Subcommand)]

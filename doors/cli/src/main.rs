@@ -70,6 +70,9 @@ fn main() {
                     .map_err(|e| anyhow::anyhow!("name server: {e}"))
             }
             Command::Supervise(args) => commands::supervise(&cli, args).await,
+            Command::Pool(command) => commands::pool(&cli, command).await,
+            Command::PoolServe(args) => commands::pool_serve(&cli, args).await,
+            Command::Pooled => commands::pooled(&cli).await,
             Command::Oci(args) => Ok(crate::oci_cli::main(
                 std::iter::once("hull oci".into())
                     .chain(args.args.clone())

@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod oci;
 pub mod plan;
+pub mod pool;
 pub mod record;
 pub mod spec;
 pub mod supervisor;

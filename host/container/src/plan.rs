@@ -422,6 +422,32 @@ pub fn create_from_bundle(root: &Path, bundle_dir: &Path, id: &str) -> Result<Co
 }
 
 /// `--memory` of a request and a bundle's memory limit: at most 4 TiB.
+/// The pool spec of a plain `hull run IMAGE` (the default shape, on the
+/// default network) with this backend and these assets, for warming a
+/// pool before the first run; `None` when templates are off.
+pub fn default_pool_spec(
+    root: &Path,
+    hypervisor: &str,
+    kernel: Option<&Path>,
+    initramfs: Option<&Path>,
+) -> Result<Option<crate::pool::PoolSpec>, Error> {
+    let Some(templates) = templates_dir(root, false, None)? else {
+        return Ok(None);
+    };
+    let assets = GuestAssets::locate(kernel, initramfs)?;
+    hypervisor::select(hypervisor)?;
+    Ok(Some(crate::pool::PoolSpec {
+        root: root.to_path_buf(),
+        hypervisor: hypervisor.to_string(),
+        kernel: assets.kernel,
+        initramfs: assets.initramfs,
+        templates,
+        vcpus: 1,
+        memory_mib: vm_memory(DEFAULT_VM_MEMORY_MIB, "--memory")?,
+        nic: true,
+    }))
+}
+
 fn vm_memory(mib: u64, flag: &'static str) -> Result<u32, Error> {
     u32::try_from(mib).map_err(|_| invalid(flag, mib, "too large"))
 }

@@ -37,6 +37,9 @@ pub const NO_NETWORK: &str = "none";
 /// The bridge's name inside a network's namespace.
 const BRIDGE: &str = "hull0";
 const MTU: u32 = 1500;
+/// The name (after the prefix) of the namespace of a warm pool's taps;
+/// network names cannot start with `@`.
+const POOL_NAMESPACE: &str = "@pool";
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -295,6 +298,43 @@ impl Networks {
         container_id: &str,
         names: Vec<String>,
     ) -> Result<Attachment, NetworkError> {
+        self.attach_with(name, container_id, names, None)
+    }
+
+    /// The namespace where a warm pool keeps the taps of its clones.
+    pub fn pool_namespace(&self) -> String {
+        format!("{}{POOL_NAMESPACE}", self.namespace_prefix)
+    }
+
+    /// Makes `tap` in the pool's namespace (made if missing) for a clone
+    /// to open; returns the namespace's path.
+    pub fn add_pool_tap(&self, tap: &str) -> Result<PathBuf, NetworkError> {
+        let namespace = self.pool_namespace();
+        netns::ensure_bare(&namespace)?;
+        netns::add_loose_tap(&namespace, tap)?;
+        Ok(netns::path(&namespace))
+    }
+
+    /// Removes a pooled tap that was never taken.
+    pub fn remove_pool_tap(&self, tap: &str) {
+        netns::delete_link(&self.pool_namespace(), tap);
+    }
+
+    /// Removes the pool's namespace with whatever taps are left in it.
+    pub fn remove_pool_namespace(&self) {
+        netns::delete(&self.pool_namespace());
+    }
+
+    /// As [`attach`](Self::attach), but the sandbox's tap is `ready`, made
+    /// ahead in [`pool_namespace`](Self::pool_namespace) and already open
+    /// by a restored clone's hypervisor: it is moved onto the network.
+    pub fn attach_with(
+        &self,
+        name: &str,
+        container_id: &str,
+        names: Vec<String>,
+        ready: Option<&str>,
+    ) -> Result<Attachment, NetworkError> {
         let def = self.get(name)?;
         let _lock = self.lock()?;
         let mut allocations = self.read_allocations(name);
@@ -318,7 +358,12 @@ impl Networks {
             tracing::warn!("network {name}: no name server: {e}");
         }
         let tap = tap_name(container_id);
-        netns::add_tap(&namespace, &tap, BRIDGE)?;
+        match ready {
+            Some(ready) => {
+                netns::adopt_tap(&self.pool_namespace(), ready, &namespace, &tap, BRIDGE)?
+            }
+            None => netns::add_tap(&namespace, &tap, BRIDGE)?,
+        }
         let peers = allocations
             .by_ip
             .iter()

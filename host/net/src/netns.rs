@@ -59,6 +59,48 @@ pub fn add_tap(namespace: &str, tap: &str, bridge: &str) -> Result<(), NetworkEr
     setup
 }
 
+/// A bare namespace (a pool's place for taps made ahead of their
+/// sandboxes), unless it exists. Safe to race.
+pub fn ensure_bare(namespace: &str) -> Result<(), NetworkError> {
+    if path(namespace).exists() {
+        return Ok(());
+    }
+    match ip(&["netns", "add", namespace]) {
+        Err(_) if path(namespace).exists() => Ok(()),
+        other => other,
+    }
+}
+
+/// A persistent tap on no bridge, down: a hypervisor may open it now and
+/// [`adopt_tap`] put it on a network later.
+pub fn add_loose_tap(namespace: &str, tap: &str) -> Result<(), NetworkError> {
+    delete_link(namespace, tap);
+    ip(&["-n", namespace, "tuntap", "add", "dev", tap, "mode", "tap"])
+}
+
+/// Moves `tap` (with whoever holds it open) from namespace `from` onto
+/// the bridge of namespace `to` as `name`, up.
+pub fn adopt_tap(
+    from: &str,
+    tap: &str,
+    to: &str,
+    name: &str,
+    bridge: &str,
+) -> Result<(), NetworkError> {
+    delete_link(to, name);
+    ip(&["-n", from, "link", "set", "dev", tap, "netns", to])?;
+    let setup = (|| {
+        ip(&["-n", to, "link", "set", "dev", tap, "name", name])?;
+        ip(&["-n", to, "link", "set", name, "master", bridge])?;
+        ip(&["-n", to, "link", "set", name, "up"])
+    })();
+    if setup.is_err() {
+        delete_link(to, tap);
+        delete_link(to, name);
+    }
+    setup
+}
+
 pub fn delete_link(namespace: &str, link: &str) {
     if path(namespace).exists() {
         let _ = ip(&["-n", namespace, "link", "del", link]);

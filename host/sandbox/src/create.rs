@@ -161,16 +161,8 @@ impl Sandbox {
     ) -> Result<(), SandboxError> {
         let client = match template.method {
             SnapshotMethod::QemuMigration => {
-                let restored = migration::restore(&self.dir, &template.state()).await;
-                restored.map_err(|e| SandboxError::Restore(e.to_string()))?;
-                crate::timings::mark("restored");
-                hotplug::plug_disks(&self.dir, CLONE_DISK_TAG, &spec.disks)
-                    .await
-                    .map_err(|e| SandboxError::Disks(e.to_string()))?;
-                crate::timings::mark("disks_plugged");
-                let (client, events) = AgentClient::resume(stream);
-                self.events = Some(events);
-                Arc::new(client)
+                self.load_template_state(template).await?;
+                self.plug_and_resume(stream, &spec.disks).await?
             }
             SnapshotMethod::HullVmm => {
                 // Here: restored, and its agent connected again.
@@ -181,10 +173,47 @@ impl Sandbox {
                 })?
             }
         };
+        let mac = spec.nic.as_ref().map(|nic| nic.mac.clone());
+        self.wake(client, mac).await
+    }
+
+    /// QEMU: loads the template's device and CPU state into the VM, which
+    /// then runs.
+    pub(crate) async fn load_template_state(
+        &mut self,
+        template: &Template,
+    ) -> Result<(), SandboxError> {
+        let restored = migration::restore(&self.dir, &template.state()).await;
+        restored.map_err(|e| SandboxError::Restore(e.to_string()))?;
+        crate::timings::mark("restored");
+        Ok(())
+    }
+
+    /// QEMU: adds the clone's disks and takes up the agent's session.
+    pub(crate) async fn plug_and_resume(
+        &mut self,
+        stream: UnixStream,
+        disks: &[DiskSpec],
+    ) -> Result<Arc<AgentClient>, SandboxError> {
+        hotplug::plug_disks(&self.dir, CLONE_DISK_TAG, disks)
+            .await
+            .map_err(|e| SandboxError::Disks(e.to_string()))?;
+        crate::timings::mark("disks_plugged");
+        let (client, events) = AgentClient::resume(stream);
+        self.events = Some(events);
+        Ok(Arc::new(client))
+    }
+
+    /// Makes the agent this clone's own: host entropy, the clock, its MAC.
+    pub(crate) async fn wake(
+        &mut self,
+        client: Arc<AgentClient>,
+        mac: Option<String>,
+    ) -> Result<(), SandboxError> {
         let wake = Wake {
             entropy: host_entropy().map_err(io_error("read host entropy"))?,
             realtime_nanos: crate::process::now_nanos(),
-            mac: spec.nic.as_ref().map(|nic| nic.mac.clone()),
+            mac,
         };
         let answer = tokio::time::timeout(WAKE_TIMEOUT, client.request(Request::Wake(wake)));
         match answer.await {

@@ -14,6 +14,7 @@ mod create;
 mod delete;
 pub mod hypervisor;
 mod join;
+mod prepared;
 pub mod process;
 pub mod scratch;
 mod start;
@@ -32,6 +33,7 @@ use crate::hypervisor::HypervisorError;
 use vm::VmProcess;
 
 pub use create::SandboxConfig;
+pub use prepared::PreparedClone;
 pub use start::{MAIN_STDERR, MAIN_STDIN, MAIN_STDOUT};
 
 #[derive(Debug, Error)]
@@ -83,6 +85,17 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Its directory was renamed to `dir`.
+    fn moved_to(&mut self, dir: PathBuf) {
+        if let Some(name) = self.console_log.file_name() {
+            self.console_log = dir.join(name);
+        }
+        if let Some(vm) = self.vm.as_mut() {
+            vm.moved_to(&dir);
+        }
+        self.dir = dir;
     }
 
     pub fn client(&self) -> std::sync::Arc<AgentClient> {

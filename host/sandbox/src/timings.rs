@@ -7,9 +7,22 @@ use std::io::Write;
 
 pub const TIMINGS_ENV: &str = "HULL_TIMINGS";
 
+/// A phase log given other than through the environment (a pooled
+/// supervisor learns its caller's when it is taken).
+static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Records phases in `path` from now on, as if `HULL_TIMINGS` named it.
+pub fn record_to(path: std::path::PathBuf) {
+    let _ = PATH.set(path);
+}
+
 /// Records that `phase` was reached now.
 pub fn mark(phase: &str) {
-    let Some(path) = std::env::var_os(TIMINGS_ENV) else {
+    let Some(path) = PATH
+        .get()
+        .map(|p| p.as_os_str().to_owned())
+        .or_else(|| std::env::var_os(TIMINGS_ENV))
+    else {
         return;
     };
     let micros = std::time::SystemTime::now()

@@ -74,6 +74,13 @@ impl VmProcess {
         }
     }
 
+    /// Its log moved with the sandbox directory to `dir`.
+    pub(crate) fn moved_to(&mut self, dir: &Path) {
+        if let Some(name) = self.stderr_log.file_name() {
+            self.stderr_log = dir.join(name);
+        }
+    }
+
     /// The last line the hypervisor wrote to stderr, if any.
     pub fn last_error_line(&self) -> Option<String> {
         last_line(&self.stderr_log, |_| true)

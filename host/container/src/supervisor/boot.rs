@@ -23,6 +23,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::network::{self, JoinError, Joined};
+use super::pooled::Pooled;
 use super::shared::{lock, Shared};
 use super::{io as pumps, one_line, Mode, Outcome};
 use crate::logs::{LogStream, LogWriter};
@@ -109,13 +110,15 @@ pub(super) async fn run(
     networks: hull_net::Networks,
     mode: Mode,
     host: Option<&Container>,
+    pooled: Option<Pooled>,
 ) -> Outcome {
-    let joined = match network::join(networks, &shared.container.config).await {
+    let ready_tap = pooled.as_ref().and_then(|p| p.tap.as_deref());
+    let joined = match network::join(networks, &shared.container.config, ready_tap).await {
         Ok(joined) => joined,
         Err(e) => return BootError::Network(e).outcome(false),
     };
     record_address(&shared.container, joined.as_ref(), host);
-    let outcome = boot_and_run(shared, mode, joined.as_ref(), host).await;
+    let outcome = boot_and_run(shared, mode, joined.as_ref(), host, pooled).await;
     if let Some(joined) = joined {
         joined.leave();
     }
@@ -141,9 +144,10 @@ async fn boot_and_run(
     mode: Mode,
     network: Option<&Joined>,
     host: Option<&Container>,
+    pooled: Option<Pooled>,
 ) -> Outcome {
     let serials = Serials::new(&shared.container, host);
-    let mut sandbox = match boot_vm(shared, &serials, network, host).await {
+    let mut sandbox = match boot_vm(shared, &serials, network, host, pooled).await {
         Ok(sandbox) => sandbox,
         Err(e) => return e.outcome(false),
     };
@@ -216,10 +220,11 @@ async fn boot_vm(
     serials: &Serials,
     network: Option<&Joined>,
     host: Option<&Container>,
+    pooled: Option<Pooled>,
 ) -> Result<Sandbox, BootError> {
     let disks = serials.disks(&shared.container);
     let sandbox = tokio::select! {
-        created = open_sandbox(&shared.container, disks, network, host) => created,
+        created = open_sandbox(&shared.container, disks, network, host, pooled) => created,
         _ = shared.kill_vm.notified() => return Err(BootError::StoppedBooting),
     }
     .map_err(BootError::Sandbox)?;
@@ -237,10 +242,27 @@ async fn open_sandbox(
     disks: Vec<DiskSpec>,
     network: Option<&Joined>,
     host: Option<&Container>,
+    pooled: Option<Pooled>,
 ) -> Result<Sandbox, SandboxError> {
     let config = &container.config;
     if let Some(host) = host {
         return Sandbox::join(config.id.clone(), container.vm_dir(), &host.vm_dir(), disks).await;
+    }
+    if let Some(pooled) = pooled {
+        let mac = network.map(|n| n.nic().mac);
+        let finished = pooled
+            .clone
+            .finish(config.id.clone(), container.vm_dir(), disks.clone(), mac)
+            .await;
+        match finished {
+            Ok(sandbox) => return Ok(sandbox),
+            // Its tap is the container's now, free again: the VM starts
+            // the usual way.
+            Err(e) => warn(&format!(
+                "the pooled clone failed ({}); starting another VM",
+                one_line(&e)
+            )),
+        }
     }
     let hypervisor = hypervisor::select(&config.hypervisor)?;
     let assets = GuestAssets {
@@ -282,7 +304,7 @@ async fn open_sandbox(
 /// The template for `shape`, made now if there is none. Without one (the
 /// backend cannot save VMs, or making it failed) the VM boots cold, with a
 /// warning when something went wrong.
-async fn find_template(
+pub(super) async fn find_template(
     hypervisor: &dyn hypervisor::Hypervisor,
     assets: &GuestAssets,
     shape: template::Shape,

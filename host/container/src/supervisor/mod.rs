@@ -19,6 +19,7 @@ mod exec;
 mod io;
 pub mod launch;
 mod network;
+pub mod pooled;
 mod relay;
 pub mod runc;
 mod server;
@@ -107,6 +108,17 @@ pub async fn supervise(
     container: Container,
     mode: Mode,
 ) -> i32 {
+    supervise_with(root, containers, container, mode, None).await
+}
+
+/// As [`supervise`], with the VM a pooled clone when `pooled` is given.
+async fn supervise_with(
+    root: &Path,
+    containers: &Containers,
+    container: Container,
+    mode: Mode,
+    pooled: Option<pooled::Pooled>,
+) -> i32 {
     // In runc mode the caller's stdio becomes the container's before
     // anything else can write to it.
     let runc_stdio = match mode.runc.then(|| runc::take_stdio(&container)).transpose() {
@@ -147,7 +159,7 @@ pub async fn supervise(
         }
     };
     let networks = hull_net::Networks::new(root, containers.run_dir());
-    let outcome = boot::run(&shared, networks, mode, host.as_ref()).await;
+    let outcome = boot::run(&shared, networks, mode, host.as_ref(), pooled).await;
     let exit_code = outcome.exit_code;
     finish(&shared, containers, outcome).await;
     hang_up(&socket, acceptor);

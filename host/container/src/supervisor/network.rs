@@ -31,23 +31,24 @@ pub struct Joined {
     container_id: String,
 }
 
-/// Joins the container's network (if it has one) and publishes its ports.
+/// Joins the container's network (if it has one) and publishes its ports;
+/// `ready_tap`: a pooled clone's tap, already open by its hypervisor.
 pub async fn join(
     networks: Networks,
     config: &ContainerConfig,
+    ready_tap: Option<&str>,
 ) -> Result<Option<Joined>, JoinError> {
     let Some(name) = &config.network else {
         return Ok(None);
     };
     let mut names = vec![config.name.clone(), config.id[..12].to_string()];
     names.extend(config.aliases.iter().cloned());
-    let attachment =
-        networks
-            .attach(name, &config.id, names)
-            .map_err(|source| JoinError::Attach {
-                name: name.clone(),
-                source,
-            })?;
+    let attachment = networks
+        .attach_with(name, &config.id, names, ready_tap)
+        .map_err(|source| JoinError::Attach {
+            name: name.clone(),
+            source,
+        })?;
     let forwarders =
         match forward::start(&config.ports, &attachment.netns, attachment.address).await {
             Ok(f) => f,

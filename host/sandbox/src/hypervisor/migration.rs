@@ -76,6 +76,24 @@ pub async fn restore(vm_dir: &Path, state: &Path) -> Result<(), MigrationError> 
     Ok(())
 }
 
+/// Stops the vCPUs of the VM in `vm_dir` (a clone waiting in the pool).
+pub async fn pause(vm_dir: &Path) -> Result<(), QmpError> {
+    Qmp::connect(vm_dir)
+        .await?
+        .execute("stop", json!({}))
+        .await
+        .map(|_| ())
+}
+
+/// Lets the VM in `vm_dir` run again.
+pub async fn resume(vm_dir: &Path) -> Result<(), QmpError> {
+    Qmp::connect(vm_dir)
+        .await?
+        .execute("cont", json!({}))
+        .await
+        .map(|_| ())
+}
+
 /// QEMU creates its QMP socket a few milliseconds after it starts.
 async fn connect_early(vm_dir: &Path) -> Result<Qmp, QmpError> {
     let deadline = Instant::now() + MIGRATION_TIMEOUT;
