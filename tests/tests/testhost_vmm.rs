@@ -509,3 +509,39 @@ echo "template-leftovers=[$(ls -A $HULL_TEMPLATES | grep '^\.' | tr '\n' ' ')]"
     assert_eq!(value("containers"), "[]", "{}", run.describe());
     assert_eq!(value("template-leftovers"), "[]", "{}", run.describe());
 }
+
+#[test]
+fn hull_vmm_pooled_clone_takes_its_disks_and_tap_when_a_run_takes_it() {
+    // The pool restores a clone with empty disk slots and its tap in the
+    // pool's namespace, pauses it, and waits; `hull run` takes it: the
+    // tap moves onto the network, `attach-disk` on hull-vmm's API socket
+    // fills the slots, and the agent is woken.
+    let run = with_image(
+        r#"
+logs() { cat $HULL_RUN_DIR/pool.log; for f in $HULL_RUN_DIR/pool/*.log $HULL_RUN_DIR/*/supervisor.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done; true; }
+hull pool start --size 1 >start.out 2>&1 || { echo pool-start-failed; cat start.out; logs; }
+hull pool status --wait 300 >status.out 2>&1 || { echo pool-not-ready; cat status.out; logs; }
+echo "paused=$(hull pool status --format json | grep -c '"ready": 1')"
+gw='$(ip route | awk "/default/ {print \$3}")'
+echo "run=$(hull run --rm hull-demo/busybox sh -c "cat /etc/hostname >/dev/null && echo disks-ok; ping -c1 -W5 $gw >/dev/null && echo reached" 2>run.err | tr '\n' ' ')"
+echo "run-stderr=$(cat run.err)"
+[ -s run.err ] && logs
+echo "taken=$(hull pool status --format json | grep '"taken"' | tr -dc 0-9)"
+echo "second=$(hull run --rm hull-demo/busybox echo fine 2>&1)"
+hull pool stop >/dev/null 2>&1 || echo pool-stop-failed
+echo "run-dir=[$(ls -A $HULL_RUN_DIR)]"
+echo "vmms=[$(pidof hull-vmm)]"
+echo "netns=[$(ip netns list | tr '\n' ' ')]"
+"#,
+    );
+    run.assert_passed();
+    let value = |key: &str| run.value(key).unwrap_or_default();
+    assert_eq!(value("paused"), "1", "{}", run.describe());
+    assert_eq!(value("run"), "disks-ok reached ", "{}", run.describe());
+    assert_eq!(value("run-stderr"), "", "{}", run.describe());
+    assert_eq!(value("taken"), "1", "{}", run.describe());
+    assert_eq!(value("second"), "fine", "{}", run.describe());
+    assert_eq!(value("run-dir"), "[]", "{}", run.describe());
+    assert_eq!(value("vmms"), "[]", "{}", run.describe());
+    assert_eq!(value("netns"), "[]", "{}", run.describe());
+}

@@ -1,7 +1,7 @@
 //! The control API: a unix stream socket (`--api-socket PATH`) on which
 //! the host sends one command per line and reads one line back. It is the
 //! smallest interface hull's host library needs to make templates and
-//! clones (Firecracker's is HTTP on a unix socket; this has four verbs):
+//! clones (Firecracker's is HTTP on a unix socket; this has five verbs):
 //!
 //! ```text
 //! pause            ok              every vCPU parked out of KVM_RUN
@@ -9,6 +9,9 @@
 //! status           ok running | ok paused
 //! snapshot DIR     ok              DIR/state and DIR/memory written; the VM
 //!                                  is paused for it and left as it was
+//! attach-disk ID PATH  ok          the placeholder block device ID stands
+//!                                  on PATH now (a clone that waited in a
+//!                                  pool for its container's disks)
 //! anything else    error: <one line saying why>
 //! ```
 //!
@@ -74,6 +77,8 @@ pub trait VmControl {
     /// Writes a snapshot to `dir`, pausing for it if the VM runs (and
     /// running it again after).
     fn snapshot(&mut self, dir: &Path) -> Result<(), Self::Error>;
+    /// Gives the placeholder block device `id` the file at `path`.
+    fn attach_disk(&mut self, id: &str, path: &Path) -> Result<(), Self::Error>;
 }
 
 /// Joins an error and its causes on one line.
@@ -109,11 +114,17 @@ pub fn handle<C: VmControl>(vm: &mut C, line: &str) -> String {
         .into()),
         ("snapshot", "") => return "error: snapshot needs a directory".into(),
         ("snapshot", dir) => vm.snapshot(Path::new(dir)).map(|_| "ok".to_string()),
+        ("attach-disk", arg) => match arg.split_once(char::is_whitespace) {
+            Some((id, path)) if !path.trim().is_empty() => vm
+                .attach_disk(id, Path::new(path.trim()))
+                .map(|_| "ok".to_string()),
+            _ => return "error: attach-disk needs an id and a path".into(),
+        },
         ("pause" | "resume" | "status", _) => return format!("error: {verb} takes no argument"),
         _ => {
             let shown: String = verb.chars().take(32).collect();
             return format!(
-                "error: unknown command {shown:?} (known: pause, resume, status, snapshot DIR)"
+                "error: unknown command {shown:?} (known: pause, resume, status, snapshot DIR, attach-disk ID PATH)"
             );
         }
     };
@@ -232,6 +243,7 @@ mod tests {
     struct FakeVm {
         paused: bool,
         snapshots: Vec<PathBuf>,
+        attached: Vec<(String, PathBuf)>,
         fail: bool,
     }
 
@@ -255,6 +267,10 @@ mod tests {
             self.snapshots.push(dir.into());
             Ok(())
         }
+        fn attach_disk(&mut self, id: &str, path: &Path) -> Result<(), ControlError> {
+            self.attached.push((id.into(), path.into()));
+            Ok(())
+        }
     }
 
     #[test]
@@ -267,8 +283,18 @@ mod tests {
         assert_eq!(vm.snapshots, vec![PathBuf::from("/tmp/a b")]);
         assert_eq!(handle(&mut vm, "resume"), "ok");
         assert!(!vm.paused);
+        assert_eq!(
+            handle(&mut vm, "attach-disk hull-rootfs /run/a b.img"),
+            "ok"
+        );
+        assert_eq!(
+            vm.attached,
+            vec![("hull-rootfs".to_string(), PathBuf::from("/run/a b.img"))]
+        );
         for (line, want) in [
             ("snapshot", "needs a directory"),
+            ("attach-disk", "needs an id and a path"),
+            ("attach-disk hull-rootfs", "needs an id and a path"),
             ("pause now", "takes no argument"),
             ("", "unknown command"),
             ("reboot", "unknown command \"reboot\""),

@@ -336,6 +336,11 @@ impl Machine {
         )?;
         self.el.add_subscriber(Box::new(VirtioSubscriber::new(dev)));
         self.devices.add_virtio(slot, transport.clone());
+        // The block devices, typed, for the control API's attach-disk.
+        let any: Arc<dyn std::any::Any + Send + Sync> = transport.clone();
+        if let Ok(block) = any.downcast::<Mutex<MmioTransport<Block<Backing>>>>() {
+            self.devices.add_block(block);
+        }
         self.announce
             .push(format!("virtio_mmio.device=4K@{addr:#x}:{irq}"));
         Ok(transport)

@@ -1,5 +1,6 @@
 //! The running VM as the control API drives it: pause and resume every
-//! vCPU, and write a snapshot of a paused VM. It lives on the event loop
+//! vCPU, give a placeholder disk its file, and write a snapshot of a
+//! paused VM. It lives on the event loop
 //! thread, so while it saves, no device moves.
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::GuestMemoryMmap;
 
 use crate::api::VmControl;
-use crate::persist::devices::DeviceRegistry;
+use crate::persist::devices::{AttachDiskError, DeviceRegistry};
 use crate::persist::snapshot::{write_snapshot, SnapshotError};
 use crate::vstate::vcpu_control::{ControlError, VcpuControl};
 
@@ -23,6 +24,9 @@ pub enum ControllerError {
     /// The snapshot could not be written.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// A disk could not be attached.
+    #[error(transparent)]
+    AttachDisk(#[from] AttachDiskError),
 }
 
 /// One vCPU thread and its control.
@@ -104,6 +108,10 @@ impl VmControl for VmController {
 
     fn is_paused(&self) -> bool {
         self.paused
+    }
+
+    fn attach_disk(&mut self, id: &str, path: &Path) -> Result<(), ControllerError> {
+        Ok(self.devices.attach_disk(id, path)?)
     }
 
     fn snapshot(&mut self, dir: &Path) -> Result<(), ControllerError> {

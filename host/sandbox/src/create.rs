@@ -131,7 +131,10 @@ impl Sandbox {
     }
 
     /// The hello exchange; the client, its events kept by the sandbox.
-    async fn hello(&mut self, stream: UnixStream) -> Result<Arc<AgentClient>, SandboxError> {
+    pub(crate) async fn hello(
+        &mut self,
+        stream: UnixStream,
+    ) -> Result<Arc<AgentClient>, SandboxError> {
         match AgentClient::start(stream, BOOT_TIMEOUT).await {
             Ok((client, events)) => {
                 self.events = Some(events);

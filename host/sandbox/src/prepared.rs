@@ -1,28 +1,44 @@
 //! A clone restored ahead of its container, for the warm pool: the VM
-//! launched from its template, its state loaded and its vCPUs stopped,
-//! the agent's connection accepted. Taking it moves the VM's directory to
-//! the container's, lets it run, adds the container's disks and wakes the
-//! agent; from there on it is an ordinary sandbox. QEMU only: a hull-vmm
-//! clone takes its disks when it restores (virtio-mmio has no hotplug).
+//! launched from its template with no disks, its vCPUs stopped, the
+//! agent's connection open. Taking it moves the VM's directory to the
+//! container's, gives it the container's disks, lets it run and wakes the
+//! agent; from there on it is an ordinary sandbox. QEMU: the state is
+//! loaded after the launch (`-incoming defer`), the agent carries on the
+//! template's session, the disks are hot-added after `cont`. hull-vmm:
+//! restored at launch with its disk slots empty (placeholders), the agent
+//! reconnected and said hello; the disks go into the slots over the API
+//! socket while the vCPUs are still stopped (virtio-mmio has no hotplug).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::net::UnixStream;
 
 use super::{io_error, Sandbox, SandboxError};
-use crate::hypervisor::{migration, Boot, DiskSpec, Hypervisor, SnapshotMethod, VmSpec};
+use crate::agent_client::AgentClient;
+use crate::hypervisor::{
+    migration, vmm_snapshot, Boot, DiskSpec, Hypervisor, SnapshotMethod, VmSpec,
+};
 use crate::template::Template;
 use crate::SandboxConfig;
 
 pub struct PreparedClone {
     sandbox: Sandbox,
-    stream: UnixStream,
+    agent: Agent,
+}
+
+/// The agent's side of a waiting clone.
+enum Agent {
+    /// QEMU: the template's session, taken up once the disks are in.
+    Session(UnixStream),
+    /// hull-vmm: greeted already.
+    Greeted(Arc<AgentClient>),
 }
 
 impl Sandbox {
     /// Restores a clone of `config.template` and leaves it stopped until
-    /// [`PreparedClone::finish`]. `config.disks` must be empty: they are
-    /// the container's, added when it is taken.
+    /// [`PreparedClone::finish`]. `config.disks` is not used: the disks
+    /// are the container's, given when it is taken.
     pub async fn prepare_clone(
         hypervisor: &dyn Hypervisor,
         config: SandboxConfig<'_>,
@@ -30,12 +46,6 @@ impl Sandbox {
         let template: &Template = config
             .template
             .ok_or_else(|| SandboxError::Restore("a pooled clone needs a template".into()))?;
-        if template.method != SnapshotMethod::QemuMigration {
-            return Err(SandboxError::Restore(format!(
-                "{} restores its disks with the VM: its clones cannot wait in a pool",
-                template.hypervisor
-            )));
-        }
         let spec = VmSpec {
             kernel: config.assets.kernel.clone(),
             initramfs: config.assets.initramfs.clone(),
@@ -52,11 +62,26 @@ impl Sandbox {
             Err(SandboxError::BootFailed(why)) => return Err(SandboxError::Restore(why)),
             other => other?,
         };
-        sandbox.load_template_state(template).await?;
-        migration::pause(&sandbox.dir)
-            .await
-            .map_err(|e| SandboxError::Restore(format!("pause the clone: {e}")))?;
-        Ok(PreparedClone { sandbox, stream })
+        let agent = match template.method {
+            SnapshotMethod::QemuMigration => {
+                sandbox.load_template_state(template).await?;
+                migration::pause(&sandbox.dir)
+                    .await
+                    .map_err(|e| SandboxError::Restore(format!("pause the clone: {e}")))?;
+                Agent::Session(stream)
+            }
+            SnapshotMethod::HullVmm => {
+                let client = sandbox.hello(stream).await.map_err(|e| match e {
+                    SandboxError::BootFailed(why) => SandboxError::Restore(why),
+                    other => other,
+                })?;
+                vmm_snapshot::pause(&sandbox.dir)
+                    .await
+                    .map_err(|e| SandboxError::Restore(format!("pause the clone: {e}")))?;
+                Agent::Greeted(client)
+            }
+        };
+        Ok(PreparedClone { sandbox, agent })
     }
 }
 
@@ -67,7 +92,7 @@ impl PreparedClone {
     }
 
     /// Makes the clone the sandbox `id`: its directory becomes `dir`, it
-    /// runs again, gets `disks`, and its agent is woken with `mac`.
+    /// gets `disks` and runs again, and its agent is woken with `mac`.
     pub async fn finish(
         self,
         id: String,
@@ -75,21 +100,30 @@ impl PreparedClone {
         disks: Vec<DiskSpec>,
         mac: Option<String>,
     ) -> Result<Sandbox, SandboxError> {
-        let PreparedClone {
-            mut sandbox,
-            stream,
-        } = self;
+        let PreparedClone { mut sandbox, agent } = self;
         sandbox.id = id;
         // A VM dir left by a supervisor that was killed is stale.
         let _ = std::fs::remove_dir_all(&dir);
-        // QEMU's sockets and logs are in the directory and move with it.
+        // The hypervisor's sockets and logs are in the directory and move
+        // with it.
         std::fs::rename(&sandbox.dir, &dir)
             .map_err(io_error(format!("move the clone to {}", dir.display())))?;
         sandbox.moved_to(dir);
-        migration::resume(&sandbox.dir)
-            .await
-            .map_err(|e| SandboxError::Restore(format!("resume the clone: {e}")))?;
-        let client = sandbox.plug_and_resume(stream, &disks).await?;
+        let client = match agent {
+            Agent::Session(stream) => {
+                migration::resume(&sandbox.dir)
+                    .await
+                    .map_err(|e| SandboxError::Restore(format!("resume the clone: {e}")))?;
+                sandbox.plug_and_resume(stream, &disks).await?
+            }
+            Agent::Greeted(client) => {
+                vmm_snapshot::attach_and_resume(&sandbox.dir, &disks)
+                    .await
+                    .map_err(|e| SandboxError::Disks(e.to_string()))?;
+                crate::timings::mark("disks_plugged");
+                client
+            }
+        };
         sandbox.wake(client, mac).await?;
         Ok(sandbox)
     }

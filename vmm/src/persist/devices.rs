@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::devices::legacy::persist::{I8042State, SerialState};
 use crate::devices::legacy::{SerialConsole, I8042};
 use crate::devices::lock;
+use crate::devices::virtio::block::backing::AttachError;
 use crate::devices::virtio::block::persist::BlockState;
 use crate::devices::virtio::block::{Backing, Block};
 use crate::devices::virtio::mmio::MmioTransport;
@@ -112,6 +113,20 @@ pub struct DeviceRegistry {
     serial: Arc<Mutex<SerialConsole>>,
     i8042: Arc<Mutex<I8042>>,
     virtio: Vec<(u32, Arc<Mutex<dyn SaveVirtio>>)>,
+    /// The block devices again, typed: the control API gives their
+    /// placeholders files.
+    blocks: Vec<Arc<Mutex<MmioTransport<Block<Backing>>>>>,
+}
+
+/// Why a disk could not be attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachDiskError {
+    #[error("no block device has id {0:?}")]
+    NoSuchId(String),
+    #[error("cannot open {0}")]
+    Open(String, #[source] std::io::Error),
+    #[error("block device {0:?}")]
+    Attach(String, #[source] AttachError),
 }
 
 impl DeviceRegistry {
@@ -121,7 +136,37 @@ impl DeviceRegistry {
             serial,
             i8042,
             virtio: Vec::new(),
+            blocks: Vec::new(),
         }
+    }
+
+    /// Adds a block device's transport, for [`attach_disk`](Self::attach_disk).
+    pub fn add_block(&mut self, transport: Arc<Mutex<MmioTransport<Block<Backing>>>>) {
+        self.blocks.push(transport);
+    }
+
+    /// Gives the placeholder block device `id` the file at `path` (opened
+    /// read-only if the device is) and tells the guest its new capacity.
+    pub fn attach_disk(&self, id: &str, path: &std::path::Path) -> Result<(), AttachDiskError> {
+        for transport in &self.blocks {
+            let mut transport = lock(transport);
+            let dev = transport.device().clone();
+            let mut dev = lock(&dev);
+            if dev.id() != id.as_bytes() {
+                continue;
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(!dev.read_only())
+                .open(path)
+                .map_err(|e| AttachDiskError::Open(path.display().to_string(), e))?;
+            dev.attach(file)
+                .map_err(|e| AttachDiskError::Attach(id.to_string(), e))?;
+            drop(dev);
+            transport.config_changed();
+            return Ok(());
+        }
+        Err(AttachDiskError::NoSuchId(id.to_string()))
     }
 
     /// Adds the transport in `slot`.

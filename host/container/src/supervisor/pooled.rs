@@ -95,7 +95,7 @@ async fn prepare(
                 tap: tap.to_string(),
                 // A clone keeps the template's; the container's comes
                 // with the wake.
-                mac: String::new(),
+                mac: hypervisor::TEMPLATE_MAC.to_string(),
                 netns,
             })
         }

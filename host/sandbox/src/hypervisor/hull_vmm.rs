@@ -101,11 +101,15 @@ impl Hypervisor for HullVmm {
             // Memory, vCPUs, kernel and command line come from the
             // snapshot; the flags give each saved slot this clone's
             // backing, in slot order.
+            // The API socket lets a clone wait paused, and take its disks
+            // later (the warm pool).
             Boot::Clone { snapshot } => {
                 cmd.arg("--restore").arg(snapshot);
                 for slot in clone_disks(&spec.disks)? {
                     cmd.args(["--block", &slot]);
                 }
+                cmd.arg("--api-socket")
+                    .arg(spec.sandbox_dir.join(vmm_snapshot::API_SOCKET));
             }
         }
         // A template's NIC slot is there exactly when its clones have a

@@ -1,4 +1,5 @@
-//! Saving a hull-vmm VM for a template, over its control API (a unix
+//! Saving a hull-vmm VM for a template, and pausing a clone and giving it
+//! its disks later (the warm pool), over its control API (a unix
 //! socket, one command a line, one reply line each; `vmm/src/api.rs`):
 //! `pause`, then `snapshot DIR`, after which hull-vmm has written
 //! `DIR/state` and `DIR/memory` (guest RAM, sparse, behind a 4 KiB
@@ -11,9 +12,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::HypervisorError;
+use super::{DiskSpec, HypervisorError};
 
-/// The API socket in a template VM's sandbox directory.
+/// The API socket in a template's or a clone's sandbox directory.
 pub const API_SOCKET: &str = "api.sock";
 /// The memory file's header page, before guest RAM.
 pub const MEMORY_HEADER_BYTES: u64 = 4096;
@@ -56,15 +57,47 @@ pub async fn save(vm_dir: &Path, dir: &Path) -> Result<(), VmmSnapshotError> {
     Ok(())
 }
 
-/// `snapshot DIR`: the API takes the rest of the line, trimmed, as the
-/// directory, so it must be one line of UTF-8 with no edge whitespace.
+/// Stops the vCPUs of the clone in `vm_dir` (one waiting in the pool).
+pub async fn pause(vm_dir: &Path) -> Result<(), VmmSnapshotError> {
+    let mut api = connect(&vm_dir.join(API_SOCKET)).await?;
+    ask(&mut api, "pause").await.map(|_| ())
+}
+
+/// Gives the paused clone in `vm_dir` its disks, in the placeholder slots
+/// named by their serials, and lets it run: the guest learns each disk's
+/// capacity from a configuration-change interrupt.
+pub async fn attach_and_resume(vm_dir: &Path, disks: &[DiskSpec]) -> Result<(), VmmSnapshotError> {
+    let commands = disks
+        .iter()
+        .map(|d| {
+            Ok(format!(
+                "attach-disk {} {}",
+                d.serial,
+                one_line_path(&d.path)?
+            ))
+        })
+        .collect::<Result<Vec<_>, HypervisorError>>()?;
+    let mut api = connect(&vm_dir.join(API_SOCKET)).await?;
+    for command in &commands {
+        ask(&mut api, command).await?;
+    }
+    ask(&mut api, "resume").await.map(|_| ())
+}
+
+/// `snapshot DIR`.
 fn snapshot_command(dir: &Path) -> Result<String, HypervisorError> {
-    let unfit = || HypervisorError::UnquotablePath(dir.to_path_buf());
-    let text = dir.to_str().ok_or_else(unfit)?;
+    Ok(format!("snapshot {}", one_line_path(dir)?))
+}
+
+/// The API takes the rest of a line, trimmed, as a path, so it must be
+/// one line of UTF-8 with no edge whitespace.
+fn one_line_path(path: &Path) -> Result<&str, HypervisorError> {
+    let unfit = || HypervisorError::UnquotablePath(path.to_path_buf());
+    let text = path.to_str().ok_or_else(unfit)?;
     if text.is_empty() || text.contains(['\n', '\r']) || text.trim() != text {
         return Err(unfit());
     }
-    Ok(format!("snapshot {text}"))
+    Ok(text)
 }
 
 async fn connect(path: &Path) -> Result<UnixStream, VmmSnapshotError> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 
 use super::device::{Block, DiskBackend};
+use super::{ID_BYTES, SECTOR_SIZE};
 use crate::devices::virtio::DeviceError;
 
 /// A block device's backing.
@@ -79,11 +80,67 @@ impl Block<Backing> {
     pub fn is_placeholder(&self) -> bool {
         self.disk.backend.is_placeholder()
     }
+
+    /// What GET_ID returns, without its padding.
+    pub fn id(&self) -> &[u8] {
+        let end = self
+            .disk
+            .id
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(ID_BYTES);
+        &self.disk.id[..end]
+    }
+
+    /// Whether the guest may only read it.
+    pub fn read_only(&self) -> bool {
+        self.disk.read_only
+    }
+
+    /// Gives a placeholder its file (a running clone of a template that
+    /// waited for its disks); the caller announces the new capacity.
+    pub fn attach(&mut self, file: File) -> Result<(), AttachError> {
+        if !self.is_placeholder() {
+            return Err(AttachError::NotPlaceholder);
+        }
+        let size = file.metadata().map_err(AttachError::Backing)?.len();
+        self.disk.backend = Backing::File(file);
+        self.disk.capacity = size / SECTOR_SIZE;
+        Ok(())
+    }
+}
+
+/// Why a placeholder could not take a file.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("the disk already has a backing")]
+    NotPlaceholder,
+    #[error("cannot read the backing's size")]
+    Backing(#[source] io::Error),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placeholder_takes_a_file_once_and_reads_it() {
+        use std::io::Write;
+        let mut blk =
+            Block::with_backing(guest_memory(), Backing::Placeholder, true, b"hull-rootfs")
+                .unwrap();
+        assert_eq!(blk.id(), b"hull-rootfs");
+        assert!(blk.read_only());
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&vec![7u8; 4096]).unwrap();
+        blk.attach(f.try_clone().unwrap()).unwrap();
+        assert!(!blk.is_placeholder());
+        assert_eq!(blk.capacity(), 8);
+        let mut buf = [0u8; 512];
+        blk.disk.backend.read_at(&mut buf, 512).unwrap();
+        assert_eq!(buf, [7u8; 512]);
+        assert!(matches!(blk.attach(f), Err(AttachError::NotPlaceholder)));
+    }
     use crate::devices::virtio::test_utils::guest_memory;
     use crate::devices::virtio::VirtioDevice;
 
