@@ -276,13 +276,16 @@ impl Agent {
     /// `RunContainer`: checks the request, claims the container, sets up
     /// the VM's network (the first container) and creates it.
     fn run_container(self: &Arc<Self>, request: RunContainer) -> Result<Reply, AgentError> {
+        crate::steps::begin();
         let plan = container::check_run(request, &self.streams, self.primary)?;
         self.claim_container(plan.id())?;
+        crate::steps::mark("request");
         debug!("container {}: preparing the root", plan.id());
         let network = self
             .vm
             .network(plan.network())
             .map_err(|e| container::setup_error(&e))?;
+        crate::steps::mark("network");
         let role = Role::Main {
             shutdown_on_exit: plan.shutdown_on_exit(),
         };
@@ -361,7 +364,11 @@ impl Agent {
             attached,
             role,
         );
-        Ok(Reply::Started { pid: pid as u32 })
+        crate::steps::mark("stdio");
+        Ok(Reply::Started {
+            pid: pid as u32,
+            steps: crate::steps::take(),
+        })
     }
 
     fn resize(&self, process: &str, rows: u16, cols: u16) -> Result<Reply, AgentError> {

@@ -24,6 +24,7 @@ mod net;
 mod process;
 mod security;
 mod stdio;
+mod steps;
 mod sys;
 mod syscall;
 #[cfg(test)]

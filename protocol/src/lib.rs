@@ -68,8 +68,9 @@ pub const CAPABILITY_NAMES: &[&str] = &[
 ];
 
 /// Protocol version; both sides say it in their first control message and
-/// refuse a peer that speaks another (3: `Wake`, for template clones).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// refuse a peer that speaks another (3: `Wake`, for template clones; 4:
+/// the guest's steps in `Started`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// vsock port the host listens on for the agent (hull-vmm's hybrid vsock
 /// turns a guest connection to CID 2, port P into `<uds>_P` on the host).

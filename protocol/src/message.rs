@@ -196,9 +196,25 @@ pub struct Stdio {
 #[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Reply {
     Done,
-    Started { pid: u32 },
+    Started {
+        pid: u32,
+        /// How long the guest's steps took (`RunContainer` only).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<GuestStep>,
+    },
     Stats(ContainerStats),
-    Processes { processes: Vec<ProcessInfo> },
+    Processes {
+        processes: Vec<ProcessInfo>,
+    },
+}
+
+/// One step of the guest's work on a request: its end, in microseconds
+/// since the agent took the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestStep {
+    pub name: String,
+    pub micros: u64,
 }
 
 /// A container's resource usage, read from its cgroup v2 files.
@@ -355,7 +371,10 @@ mod tests {
             sample_run(),
             ControlMessage::Response {
                 id: 7,
-                result: Ok(Reply::Started { pid: 42 }),
+                result: Ok(Reply::Started {
+                    pid: 42,
+                    steps: Vec::new(),
+                }),
             },
             ControlMessage::Response {
                 id: 8,

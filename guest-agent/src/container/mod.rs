@@ -391,6 +391,7 @@ pub fn create(
     rootfs::ensure_workdir(&rootfs, &params.cwd);
     let mounts = mounts::plan(&rootfs, spec.mounts().as_deref().unwrap_or_default())
         .map_err(|e| setup_error(&e))?;
+    crate::steps::mark("identity");
     let user_namespace =
         userns::from_spec(&linux, namespaces).map_err(|e| invalid(e.to_string()))?;
     if let Some(ns) = &user_namespace {
@@ -408,6 +409,7 @@ pub fn create(
         resources.as_ref(),
     )
     .map_err(|e| setup_error(&e))?;
+    crate::steps::mark("cgroup");
     let (child_stdio, ends) = match io::prepare(&request.stdio, params.terminal) {
         Ok(ends) => ends,
         Err(err) => {
@@ -459,6 +461,7 @@ pub fn create(
         }
     };
     debug!("started pid {pid}");
+    crate::steps::mark("spawn");
     let container = Arc::new(ContainerInfo {
         id: request.container_id.clone(),
         init_pid: pid,

@@ -79,6 +79,7 @@ pub fn prepare(
             .mount("tmpfs", &rw, "tmpfs", 0, "mode=0755")
             .map_err(io_err("mount the writable layer"))?,
     }
+    crate::steps::mark("disks");
     let (upper, work) = writable_layer(&rw)?;
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -90,6 +91,7 @@ pub fn prepare(
         .map_err(io_err("mount the overlay root"))?;
 
     debug!("overlay mounted");
+    crate::steps::mark("overlay");
     write_identity_files(&rootfs, hostname, network)?;
     Ok(rootfs)
 }

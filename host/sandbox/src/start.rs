@@ -7,6 +7,9 @@ use hull_protocol::{Reply, Request, RunContainer};
 use super::{Sandbox, SandboxError};
 use crate::agent_client::RequestError;
 
+/// At most this many of the guest's steps are recorded.
+const MAX_GUEST_STEPS: usize = 16;
+
 /// Stream ids of the main process.
 pub const MAIN_STDOUT: u32 = 1;
 pub const MAIN_STDERR: u32 = 2;
@@ -17,11 +20,28 @@ impl Sandbox {
     /// returns the process's pid in the guest.
     pub async fn start_main(&mut self, request: RunContainer) -> Result<u32, SandboxError> {
         let client = self.client();
+        let asked = crate::timings::now_micros();
         match client
             .request(Request::RunContainer(Box::new(request)))
             .await
         {
-            Ok(Reply::Started { pid }) => Ok(pid),
+            Ok(Reply::Started { pid, steps }) => {
+                // The guest's clock is not ours: its steps are placed after
+                // the moment we asked (the first one holds the transit).
+                for step in steps.iter().take(MAX_GUEST_STEPS) {
+                    let name: String = step
+                        .name
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .take(32)
+                        .collect();
+                    crate::timings::mark_at(
+                        &format!("guest_{name}"),
+                        asked + u128::from(step.micros),
+                    );
+                }
+                Ok(pid)
+            }
             Ok(_) => Ok(0),
             Err(RequestError::Agent(err)) => Err(SandboxError::Start(err)),
             Err(err) => Err(self.vm_died(SandboxError::Request(err)).await),

@@ -18,6 +18,18 @@ pub fn record_to(path: std::path::PathBuf) {
 
 /// Records that `phase` was reached now.
 pub fn mark(phase: &str) {
+    mark_at(phase, now_micros());
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// Records that `phase` was reached at `micros` (since the epoch).
+pub fn mark_at(phase: &str, micros: u128) {
     let Some(path) = PATH
         .get()
         .map(|p| p.as_os_str().to_owned())
@@ -25,9 +37,6 @@ pub fn mark(phase: &str) {
     else {
         return;
     };
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
     // One write per line with O_APPEND: lines from two processes never mix.
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)

@@ -154,7 +154,7 @@ async fn start(
         },
     };
     let pid = match client.request(Request::ExecProcess(Box::new(exec))).await {
-        Ok(Reply::Started { pid }) => pid,
+        Ok(Reply::Started { pid, .. }) => pid,
         Ok(_) => 0,
         Err(e) => {
             lock(&shared.exec_exits).remove(&process_id);
