@@ -192,16 +192,22 @@ impl Sandbox {
         Ok(())
     }
 
-    /// QEMU: adds the clone's disks and takes up the agent's session.
-    pub(crate) async fn plug_and_resume(
-        &mut self,
-        stream: UnixStream,
-        disks: &[DiskSpec],
-    ) -> Result<Arc<AgentClient>, SandboxError> {
+    /// QEMU: hot-adds the clone's disks.
+    pub(crate) async fn plug_disks(&mut self, disks: &[DiskSpec]) -> Result<(), SandboxError> {
         hotplug::plug_disks(&self.dir, CLONE_DISK_TAG, disks)
             .await
             .map_err(|e| SandboxError::Disks(e.to_string()))?;
         crate::timings::mark("disks_plugged");
+        Ok(())
+    }
+
+    /// QEMU: adds the clone's disks and takes up the agent's session.
+    async fn plug_and_resume(
+        &mut self,
+        stream: UnixStream,
+        disks: &[DiskSpec],
+    ) -> Result<Arc<AgentClient>, SandboxError> {
+        self.plug_disks(disks).await?;
         let (client, events) = AgentClient::resume(stream);
         self.events = Some(events);
         Ok(Arc::new(client))

@@ -12,27 +12,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::net::UnixStream;
-
 use super::{io_error, Sandbox, SandboxError};
 use crate::agent_client::AgentClient;
 use crate::hypervisor::{
-    migration, vmm_snapshot, Boot, DiskSpec, Hypervisor, SnapshotMethod, VmSpec,
+    migration, vmm_snapshot, Boot, DiskSpec, Hypervisor, SnapshotMethod, VmSpec, TEMPLATE_MAC,
 };
 use crate::template::Template;
 use crate::SandboxConfig;
 
 pub struct PreparedClone {
     sandbox: Sandbox,
-    agent: Agent,
-}
-
-/// The agent's side of a waiting clone.
-enum Agent {
-    /// QEMU: the template's session, taken up once the disks are in.
-    Session(UnixStream),
-    /// hull-vmm: greeted already.
-    Greeted(Arc<AgentClient>),
+    method: SnapshotMethod,
+    agent: Arc<AgentClient>,
 }
 
 impl Sandbox {
@@ -65,23 +56,36 @@ impl Sandbox {
         let agent = match template.method {
             SnapshotMethod::QemuMigration => {
                 sandbox.load_template_state(template).await?;
-                migration::pause(&sandbox.dir)
-                    .await
-                    .map_err(|e| SandboxError::Restore(format!("pause the clone: {e}")))?;
-                Agent::Session(stream)
+                let (client, events) = AgentClient::resume(stream);
+                sandbox.events = Some(events);
+                Arc::new(client)
             }
-            SnapshotMethod::HullVmm => {
-                let client = sandbox.hello(stream).await.map_err(|e| match e {
-                    SandboxError::BootFailed(why) => SandboxError::Restore(why),
-                    other => other,
-                })?;
-                vmm_snapshot::pause(&sandbox.dir)
-                    .await
-                    .map_err(|e| SandboxError::Restore(format!("pause the clone: {e}")))?;
-                Agent::Greeted(client)
-            }
+            SnapshotMethod::HullVmm => sandbox.hello(stream).await.map_err(|e| match e {
+                SandboxError::BootFailed(why) => SandboxError::Restore(why),
+                other => other,
+            })?,
         };
-        Ok(PreparedClone { sandbox, agent })
+        // A first wake now, while nothing waits for the clone: under TCG
+        // a restored VM runs every path for the first time through the
+        // translator, and the wake its container waits for then takes a
+        // fraction of the time. The container's own wake comes after.
+        let mac = spec.nic.as_ref().map(|_| TEMPLATE_MAC.to_string());
+        sandbox.wake(agent.clone(), mac).await?;
+        let paused = match template.method {
+            SnapshotMethod::QemuMigration => migration::pause(&sandbox.dir)
+                .await
+                .map_err(|e| e.to_string()),
+            SnapshotMethod::HullVmm => vmm_snapshot::pause(&sandbox.dir)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        paused.map_err(|e| SandboxError::Restore(format!("pause the clone: {e}")))?;
+        let method = template.method;
+        Ok(PreparedClone {
+            sandbox,
+            method,
+            agent,
+        })
     }
 }
 
@@ -100,7 +104,11 @@ impl PreparedClone {
         disks: Vec<DiskSpec>,
         mac: Option<String>,
     ) -> Result<Sandbox, SandboxError> {
-        let PreparedClone { mut sandbox, agent } = self;
+        let PreparedClone {
+            mut sandbox,
+            method,
+            agent,
+        } = self;
         sandbox.id = id;
         // A VM dir left by a supervisor that was killed is stale.
         let _ = std::fs::remove_dir_all(&dir);
@@ -109,22 +117,21 @@ impl PreparedClone {
         std::fs::rename(&sandbox.dir, &dir)
             .map_err(io_error(format!("move the clone to {}", dir.display())))?;
         sandbox.moved_to(dir);
-        let client = match agent {
-            Agent::Session(stream) => {
+        match method {
+            SnapshotMethod::QemuMigration => {
                 migration::resume(&sandbox.dir)
                     .await
                     .map_err(|e| SandboxError::Restore(format!("resume the clone: {e}")))?;
-                sandbox.plug_and_resume(stream, &disks).await?
+                sandbox.plug_disks(&disks).await?;
             }
-            Agent::Greeted(client) => {
+            SnapshotMethod::HullVmm => {
                 vmm_snapshot::attach_and_resume(&sandbox.dir, &disks)
                     .await
                     .map_err(|e| SandboxError::Disks(e.to_string()))?;
                 crate::timings::mark("disks_plugged");
-                client
             }
-        };
-        sandbox.wake(client, mac).await?;
+        }
+        sandbox.wake(agent, mac).await?;
         Ok(sandbox)
     }
 
