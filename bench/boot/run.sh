@@ -38,17 +38,22 @@ hull_pooled() { pooled run --rm "$bench_image" true; }
 hull_cold() { "$hull" run --rm --no-template "$bench_image" true; }
 podman_true() { podman_run --rm "localhost/$bench_image" true; }
 
-# Phase intervals from one HULL_TIMINGS file. Both the CLI and the
-# supervisor it spawns mark cli_start: the second one is the supervisor's
-# start. The last cli_exit is whichever of the two ends last. (The CLI's
-# supervisor_ready overlaps the supervisor's own phases; it is not used.)
-phases() { # FILE LAUNCH_US
-  awk -v launch="$2" '
+# Phase intervals from one HULL_TIMINGS file: phases FILE LAUNCH_US KEYS
+# NAMES, KEYS the phases in order (after launch), NAMES "|"-separated, one
+# per interval. Both the CLI and the supervisor it spawns mark cli_start:
+# the second one is the supervisor's start. The last cli_exit is
+# whichever of the two ends last. (The CLI's supervisor_ready overlaps the
+# supervisor's own phases; it is not used.) The guest's steps (guest_*)
+# split the container's start inside the VM.
+guest_keys="guest_request guest_network guest_disks guest_overlay guest_identity guest_cgroup guest_spawn guest_stdio container_started container_exited cli_exit"
+guest_names="container start: request in|network|disks found, mounted|overlay|user, mounts planned|cgroup|spawn|stdio|reply out|container runs \`true\`|exit and teardown"
+phases() { # FILE LAUNCH_US KEYS NAMES
+  awk -v launch="$2" -v keys="$3" -v names="$4" '
     $1 == "cli_start" && ("cli_start" in t) { $1 = "supervisor_start" }
     !($1 in t) || $1 == "cli_exit" { t[$1] = $2 }
     END {
-      n = split("launch cli_start image_resolved writable_layer_ready supervisor_start hypervisor_spawned agent_ready container_started container_exited cli_exit", k, " ")
-      split("hull process start|image resolve|disk ready (image disk, writable layer)|supervisor start|hypervisor spawn|guest kernel to agent ready|container start|container runs `true`|exit and teardown", name, "|")
+      n = split("launch " keys, k, " ")
+      split(names, name, "|")
       t["launch"] = launch
       for (i = 1; i < n; i++) {
         if (!(k[i] in t) || !(k[i + 1] in t)) { print "missing phase " k[i + 1] > "/dev/stderr"; exit 1 }
@@ -56,20 +61,15 @@ phases() { # FILE LAUNCH_US
       }
     }' "$1"
 }
-
-# The pooled path's phases: no supervisor or hypervisor starts on it.
+# A VM of its own: booted cold or restored from a template.
+own_phases() { # FILE LAUNCH_US
+  phases "$1" "$2" "cli_start image_resolved writable_layer_ready supervisor_start hypervisor_spawned agent_ready $guest_keys" \
+    "hull process start|image resolve|disk ready (image disk, writable layer)|supervisor start|hypervisor spawn|guest kernel to agent ready|$guest_names"
+}
+# The pooled path: no supervisor or hypervisor starts on it.
 pool_phases() { # FILE LAUNCH_US
-  awk -v launch="$2" '
-    !($1 in t) || $1 == "cli_exit" { t[$1] = $2 }
-    END {
-      n = split("launch cli_start image_resolved writable_layer_ready pool_taken disks_plugged agent_ready container_started container_exited cli_exit", k, " ")
-      split("hull process start|image resolve|disk ready (image disk, writable layer)|take a ready clone|network, resume, disks hot-added|agent wake|container start|container runs `true`|exit and teardown", name, "|")
-      t["launch"] = launch
-      for (i = 1; i < n; i++) {
-        if (!(k[i] in t) || !(k[i + 1] in t)) { print "missing phase " k[i + 1] > "/dev/stderr"; exit 1 }
-        printf "%s\t%.1f\n", name[i], (t[k[i + 1]] - t[k[i]]) / 1000
-      }
-    }' "$1"
+  phases "$1" "$2" "cli_start image_resolved writable_layer_ready pool_taken disks_plugged agent_ready $guest_keys" \
+    "hull process start|image resolve|disk ready (image disk, writable layer)|take a ready clone|network, resume, disks hot-added|agent wake|$guest_names"
 }
 
 hull_true   # converts the image and makes the template once, not counted
@@ -84,7 +84,7 @@ for i in $(seq "$n"); do
   sample $fig "hull run --rm (template clone)" "wall ms" "$(ms_since "$t0")"
   while IFS=$'\t' read -r phase ms; do
     sample $fig "hull phase, template clone" "$phase ms" "$ms"
-  done < <(phases "$work/timings.$i" "$t0")
+  done < <(own_phases "$work/timings.$i" "$t0")
   pooled pool status --wait 120 >/dev/null
   t0=$(now_us)
   HULL_TIMINGS=$work/timings.pool.$i hull_pooled
@@ -97,7 +97,7 @@ for i in $(seq "$n"); do
   sample $fig "hull run --rm --no-template (cold boot)" "wall ms" "$(ms_since "$t0")"
   while IFS=$'\t' read -r phase ms; do
     sample $fig "hull phase, cold boot" "$phase ms" "$ms"
-  done < <(phases "$work/timings.cold.$i" "$t0")
+  done < <(own_phases "$work/timings.cold.$i" "$t0")
   if [[ -n $peers ]]; then
     t0=$(now_us); podman_true
     sample $fig "podman run --rm (runc)" "wall ms" "$(ms_since "$t0")"

@@ -166,9 +166,7 @@ const MAX_LINE: u64 = 64 << 10;
 
 /// Writes `message` as one JSON line.
 pub fn send<T: Serialize>(writer: &mut impl Write, message: &T) -> io::Result<()> {
-    let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
-    line.push(b'\n');
-    writer.write_all(&line)?;
+    writer.write_all(&encode(message)?)?;
     writer.flush()
 }
 
@@ -179,6 +177,19 @@ pub fn receive<T: DeserializeOwned>(reader: &mut impl BufRead) -> io::Result<Opt
         .by_ref()
         .take(MAX_LINE)
         .read_until(b'\n', &mut line)?;
+    decode(&line)
+}
+
+/// `message` as a JSON line.
+fn encode<T: Serialize>(message: &T) -> io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// A line read (at most [`MAX_LINE`] bytes) as a message; `None` for an
+/// empty read (the end of the stream).
+fn decode<T: DeserializeOwned>(line: &[u8]) -> io::Result<Option<T>> {
     if line.is_empty() {
         return Ok(None);
     }
@@ -188,7 +199,7 @@ pub fn receive<T: DeserializeOwned>(reader: &mut impl BufRead) -> io::Result<Opt
             "pool message too long or cut off",
         ));
     }
-    serde_json::from_slice(&line)
+    serde_json::from_slice(line)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

@@ -19,8 +19,8 @@ use tokio::process::Child;
 use tokio::sync::Notify;
 
 use super::{
-    socket_path, PoolEntry, PoolReply, PoolRequest, PoolSpec, PoolStatus, SlotMessage, DIR,
-    MAX_LINE, POOLED_COMMAND, POOLED_FD,
+    decode, encode, socket_path, PoolEntry, PoolReply, PoolRequest, PoolSpec, PoolStatus,
+    SlotMessage, DIR, MAX_LINE, POOLED_COMMAND, POOLED_FD,
 };
 
 /// How long a clone may take to be ready: the first of a spec may make
@@ -524,9 +524,7 @@ async fn send<T: Serialize>(
     writer: &mut (impl AsyncWriteExt + Unpin),
     message: &T,
 ) -> io::Result<()> {
-    let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
-    line.push(b'\n');
-    writer.write_all(&line).await?;
+    writer.write_all(&encode(message)?).await?;
     writer.flush().await
 }
 
@@ -538,18 +536,7 @@ async fn receive<T: DeserializeOwned>(
         .take(MAX_LINE)
         .read_until(b'\n', &mut line)
         .await?;
-    if line.is_empty() {
-        return Ok(None);
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "pool message too long or cut off",
-        ));
-    }
-    serde_json::from_slice(&line)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    decode(&line)
 }
 
 #[cfg(test)]
