@@ -148,25 +148,7 @@ impl DeviceRegistry {
     /// Gives the placeholder block device `id` the file at `path` (opened
     /// read-only if the device is) and tells the guest its new capacity.
     pub fn attach_disk(&self, id: &str, path: &std::path::Path) -> Result<(), AttachDiskError> {
-        for transport in &self.blocks {
-            let mut transport = lock(transport);
-            let dev = transport.device().clone();
-            let mut dev = lock(&dev);
-            if dev.id() != id.as_bytes() {
-                continue;
-            }
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(!dev.read_only())
-                .open(path)
-                .map_err(|e| AttachDiskError::Open(path.display().to_string(), e))?;
-            dev.attach(file)
-                .map_err(|e| AttachDiskError::Attach(id.to_string(), e))?;
-            drop(dev);
-            transport.config_changed();
-            return Ok(());
-        }
-        Err(AttachDiskError::NoSuchId(id.to_string()))
+        attach_disk(&self.blocks, id, path)
     }
 
     /// Adds the transport in `slot`.
@@ -196,5 +178,86 @@ impl DeviceRegistry {
             i8042: lock(&self.i8042).save(),
             virtio,
         }
+    }
+}
+
+fn attach_disk(
+    blocks: &[Arc<Mutex<MmioTransport<Block<Backing>>>>],
+    id: &str,
+    path: &std::path::Path,
+) -> Result<(), AttachDiskError> {
+    for transport in blocks {
+        let mut transport = lock(transport);
+        let dev = transport.device().clone();
+        let mut dev = lock(&dev);
+        if dev.id() != id.as_bytes() {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!dev.read_only())
+            .open(path)
+            .map_err(|e| AttachDiskError::Open(path.display().to_string(), e))?;
+        dev.attach(file)
+            .map_err(|e| AttachDiskError::Attach(id.to_string(), e))?;
+        drop(dev);
+        transport.config_changed();
+        return Ok(());
+    }
+    Err(AttachDiskError::NoSuchId(id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::test_utils::guest_memory;
+
+    fn placeholder(id: &[u8], read_only: bool) -> Arc<Mutex<MmioTransport<Block<Backing>>>> {
+        let dev = Block::with_backing(guest_memory(), Backing::Placeholder, read_only, id).unwrap();
+        Arc::new(Mutex::new(MmioTransport::new(Arc::new(Mutex::new(dev)))))
+    }
+
+    #[test]
+    fn a_placeholder_named_by_its_id_takes_a_file_and_announces_it_once() {
+        let blocks = vec![
+            placeholder(b"hull-rootfs", true),
+            placeholder(b"hull-scratch", false),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("scratch.img");
+        std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+
+        attach_disk(&blocks, "hull-scratch", &disk).unwrap();
+        let scratch = lock(&blocks[1]);
+        assert_eq!(lock(scratch.device()).capacity(), 2048);
+        assert_eq!(
+            scratch.save_regs().config_generation,
+            1,
+            "the guest is told"
+        );
+        drop(scratch);
+        assert_eq!(
+            lock(lock(&blocks[0]).device()).capacity(),
+            0,
+            "the other slot waits"
+        );
+
+        let again = attach_disk(&blocks, "hull-scratch", &disk).unwrap_err();
+        assert!(
+            matches!(
+                again,
+                AttachDiskError::Attach(_, AttachError::NotPlaceholder)
+            ),
+            "{again}"
+        );
+        let unknown = attach_disk(&blocks, "hull-other", &disk).unwrap_err();
+        assert_eq!(unknown.to_string(), "no block device has id \"hull-other\"");
+        let missing = attach_disk(&blocks, "hull-rootfs", &dir.path().join("nope")).unwrap_err();
+        assert!(matches!(missing, AttachDiskError::Open(..)), "{missing}");
+        assert_eq!(
+            lock(lock(&blocks[0]).device()).capacity(),
+            0,
+            "a failed attach changes nothing"
+        );
     }
 }
