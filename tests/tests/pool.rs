@@ -168,3 +168,38 @@ fn runs_the_pool_cannot_serve_start_their_own_vm_and_bad_requests_are_one_line_e
     assert_one_line_error(&bad, 125, "unknown --format");
     stop_and_check(&hull);
 }
+
+#[test]
+fn a_pool_whose_clones_cannot_be_made_says_why_backs_off_and_runs_still_start() {
+    let hull = Hull::with_busybox();
+    // A pool in the foreground (as a service runs it) whose shape's guest
+    // cannot boot: the initramfs is junk.
+    let junk = hull.root.path().join("junk.cpio");
+    std::fs::write(&junk, b"not an initramfs").unwrap();
+    let mut server = hull
+        .command(&["pool", "start", "--foreground", "--size", "1"])
+        .env("HULL_INITRAMFS", &junk)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the pool server");
+    hull_tests::eventually(120, "the pool reports why it has no clone", || {
+        let out = hull.hull(&["pool", "status", "--format", "json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|s| s["pools"][0]["error"].as_str().map(str::to_string))
+                .is_some_and(|e| !e.is_empty())
+    });
+    let status = status(&hull);
+    assert_eq!(status["pools"][0]["ready"], 0, "{status}");
+    assert_eq!(status["memory_bytes"], 0, "{status}");
+    // A run with a guest that boots is another shape: it starts as ever.
+    assert_eq!(
+        ok(&hull.hull(&["run", "--rm", IMAGE, "echo", "fine"])),
+        "fine\n"
+    );
+    stop_and_check(&hull);
+    let exit = server.wait().expect("wait for the pool server");
+    assert!(exit.success(), "the foreground server ended with {exit}");
+}

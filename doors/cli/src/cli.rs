@@ -276,6 +276,9 @@ pub struct PoolStartArgs {
     /// Do not warm the default shape; learn shapes from runs only.
     #[arg(long)]
     pub no_warm: bool,
+    /// Serve in this process until stopped (for a service manager).
+    #[arg(long)]
+    pub foreground: bool,
     /// The backend of the default shape.
     #[arg(long, env = "HULL_HYPERVISOR", default_value = "auto")]
     pub hypervisor: String,

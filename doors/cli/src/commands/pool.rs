@@ -17,6 +17,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub async fn pool(cli: &Cli, command: &PoolCommand) -> Result<i32> {
     match command {
+        PoolCommand::Start(args) if args.foreground => foreground(cli, args).await,
         PoolCommand::Start(args) => start(cli, args),
         PoolCommand::Status(args) => status(cli, args),
         PoolCommand::Stop => stop(cli),
@@ -45,6 +46,17 @@ fn start(cli: &Cli, args: &PoolStartArgs) -> Result<i32> {
         None => println!("pool started (pid {pid})"),
     }
     Ok(0)
+}
+
+/// `hull pool start --foreground`: the server in this process, warming
+/// the default shape from the start.
+async fn foreground(cli: &Cli, args: &PoolStartArgs) -> Result<i32> {
+    let warm = match args.no_warm {
+        true => None,
+        false => plan::default_pool_spec(&cli.root, &args.hypervisor, None, None)?,
+    };
+    std::fs::create_dir_all(&cli.run_dir)?;
+    serve(cli, &args.limits, warm.into_iter().collect()).await
 }
 
 /// `hull __pool` in a session of its own, its log in the run directory.
@@ -163,7 +175,7 @@ fn stop(cli: &Cli) -> Result<i32> {
     }
     // The server removes its socket and exits once it answered.
     let deadline = Instant::now() + START_TIMEOUT;
-    while hull_container::record::ProcessRef::of(pid as i32).is_some() {
+    while running(pid) {
         if Instant::now() > deadline {
             return Err(anyhow!("the pool server (pid {pid}) did not exit"));
         }
@@ -172,6 +184,18 @@ fn stop(cli: &Cli) -> Result<i32> {
     let _ = std::fs::remove_file(cli.run_dir.join("pool.log"));
     println!("pool stopped");
     Ok(0)
+}
+
+/// Whether `pid` still runs (an exited one its parent has not reaped yet,
+/// as a service manager's child, does not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 fn current(cli: &Cli) -> Result<PoolStatus> {
@@ -192,11 +216,16 @@ fn ask(cli: &Cli, request: &PoolRequest) -> Result<PoolReply> {
 
 /// The pool server (`hull __pool`).
 pub async fn pool_serve(cli: &Cli, args: &PoolServeArgs) -> Result<i32> {
+    serve(cli, &args.limits, Vec::new()).await
+}
+
+async fn serve(cli: &Cli, limits: &PoolLimits, warm: Vec<pool::PoolSpec>) -> Result<i32> {
     let options = pool::server::PoolOptions {
         hull: std::env::current_exe()?,
         run_dir: cli.run_dir.clone(),
-        size: args.limits.size,
-        max_memory_bytes: args.limits.max_memory,
+        size: limits.size,
+        max_memory_bytes: limits.max_memory,
+        warm,
     };
     pool::server::serve(options)
         .await

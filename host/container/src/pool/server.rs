@@ -47,6 +47,8 @@ pub struct PoolOptions {
     pub run_dir: PathBuf,
     pub size: usize,
     pub max_memory_bytes: u64,
+    /// Specs to keep clones of from the start.
+    pub warm: Vec<PoolSpec>,
 }
 
 /// A ready clone: its supervisor, and the line to it.
@@ -109,9 +111,14 @@ pub async fn serve(options: PoolOptions) -> io::Result<()> {
     std::fs::create_dir_all(options.run_dir.join(DIR))?;
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let pools = options
+        .warm
+        .iter()
+        .map(|spec| (spec.clone(), Pool::default()))
+        .collect();
     let server = Arc::new(Server {
         options,
-        pools: Mutex::new(HashMap::new()),
+        pools: Mutex::new(pools),
         preparing: Mutex::new(Vec::new()),
         changed: Notify::new(),
         last_take: Mutex::new(None),
