@@ -14,7 +14,6 @@ use hull_protocol::{ErrorKind, Event, ExitStatus, RootfsSource, RunContainer, St
 use hull_sandbox::agent_client::{AgentClient, InputStream};
 use hull_sandbox::assets::GuestAssets;
 use hull_sandbox::hypervisor::{self, DiskSpec};
-use hull_sandbox::template;
 use hull_sandbox::{
     scratch::SCRATCH_SERIAL, Sandbox, SandboxConfig, SandboxError, MAIN_STDERR, MAIN_STDIN,
     MAIN_STDOUT,
@@ -25,6 +24,7 @@ use tokio::sync::mpsc;
 use super::network::{self, JoinError, Joined};
 use super::pooled::Pooled;
 use super::shared::{lock, Shared};
+use super::templates::{find_template, warn};
 use super::{io as pumps, one_line, Mode, Outcome};
 use crate::logs::{LogStream, LogWriter};
 use crate::record::{now_nanos, Container, Containers, Status};
@@ -299,46 +299,6 @@ async fn open_sandbox(
         }
     }
     Sandbox::create(hypervisor.as_ref(), sandbox_config(None)).await
-}
-
-/// The template for `shape`, made now if there is none. Without one (the
-/// backend cannot save VMs, or making it failed) the VM boots cold, with a
-/// warning when something went wrong.
-pub(super) async fn find_template(
-    hypervisor: &dyn hypervisor::Hypervisor,
-    assets: &GuestAssets,
-    shape: template::Shape,
-    dir: &std::path::Path,
-) -> Option<(template::Template, template::Templates)> {
-    hypervisor.snapshots()?;
-    let templates = template::Templates::new(dir);
-    let key = template::key(hypervisor, assets, shape).ok();
-    if let Some(key) = &key {
-        if templates.recently_failed(key) {
-            return None;
-        }
-        if let template::Found::Broken(why) = templates.find(key) {
-            warn(&format!("template {key} removed ({why})"));
-        }
-    }
-    match template::make(hypervisor, assets, shape, &templates).await {
-        Ok(template) => Some((template, templates)),
-        Err(err) => {
-            warn(&format!("no VM template ({err}); booting cold"));
-            // A template VM that cannot boot fails the same way cold, which
-            // reports it; what fails only for templates backs off.
-            let boot_failed = matches!(err, template::MakeError::Boot(_));
-            if let (Some(key), false) = (&key, boot_failed) {
-                templates.mark_failed(key);
-            }
-            None
-        }
-    }
-}
-
-/// One warning, in the supervisor's log.
-fn warn(message: &str) {
-    tracing::warn!("{message}");
 }
 
 /// Waits until the main process may start: once a client attached (or

@@ -25,6 +25,7 @@ pub mod runc;
 mod server;
 mod shared;
 mod stop;
+mod templates;
 #[cfg(test)]
 mod test_utils;
 

@@ -15,7 +15,7 @@ use hull_sandbox::assets::GuestAssets;
 use hull_sandbox::hypervisor::{self, NicSpec};
 use hull_sandbox::{PreparedClone, Sandbox, SandboxConfig};
 
-use super::{boot, Mode};
+use super::{templates, Mode};
 use crate::pool::{receive, send, PoolSpec, SlotMessage, DIR, POOLED_FD};
 use crate::record::Containers;
 
@@ -112,7 +112,7 @@ async fn prepare(
         nic: spec.nic,
     };
     let Some((template, templates)) =
-        boot::find_template(hypervisor.as_ref(), &assets, shape, &spec.templates).await
+        templates::find_template(hypervisor.as_ref(), &assets, shape, &spec.templates).await
     else {
         return Err("no VM template to clone".into());
     };
