@@ -215,12 +215,13 @@ impl Server {
         wait_attach: bool,
         timings: Option<PathBuf>,
     ) -> PoolReply {
+        // Before the filler hears of the spec: no restore right now.
+        *lock(&self.last_take) = Some(Instant::now());
         self.learn(spec.clone());
         loop {
             let slot = lock(&self.pools)
                 .get_mut(&spec)
                 .and_then(|pool| pool.ready.pop_front());
-            *lock(&self.last_take) = Some(Instant::now());
             let Some(mut slot) = slot else {
                 return PoolReply::Empty;
             };
