@@ -78,26 +78,25 @@ pooled pool status --wait 300 >/dev/null
 hull_pooled
 if [[ -n $peers ]]; then podman_true; fi
 bare_boot
+# timed_run NAME SERIES PHASES COMMAND: one run of COMMAND, its wall time
+# as SERIES and its phases (PHASES: own_phases or pool_phases) as "hull
+# phase, NAME".
+timed_run() {
+  local name=$1 series=$2 phases_of=$3 t0 phase ms
+  shift 3
+  t0=$(now_us)
+  HULL_TIMINGS=$work/timings.$name.$i "$@"
+  sample $fig "$series" "wall ms" "$(ms_since "$t0")"
+  while IFS=$'\t' read -r phase ms; do
+    sample $fig "hull phase, $name" "$phase ms" "$ms"
+  done < <("$phases_of" "$work/timings.$name.$i" "$t0")
+}
+
 for i in $(seq "$n"); do
-  t0=$(now_us)
-  HULL_TIMINGS=$work/timings.$i hull_true
-  sample $fig "hull run --rm (template clone)" "wall ms" "$(ms_since "$t0")"
-  while IFS=$'\t' read -r phase ms; do
-    sample $fig "hull phase, template clone" "$phase ms" "$ms"
-  done < <(own_phases "$work/timings.$i" "$t0")
+  timed_run "template clone" "hull run --rm (template clone)" own_phases hull_true
   pooled pool status --wait 120 >/dev/null
-  t0=$(now_us)
-  HULL_TIMINGS=$work/timings.pool.$i hull_pooled
-  sample $fig "hull run --rm (warm pool)" "wall ms" "$(ms_since "$t0")"
-  while IFS=$'\t' read -r phase ms; do
-    sample $fig "hull phase, warm pool" "$phase ms" "$ms"
-  done < <(pool_phases "$work/timings.pool.$i" "$t0")
-  t0=$(now_us)
-  HULL_TIMINGS=$work/timings.cold.$i hull_cold
-  sample $fig "hull run --rm --no-template (cold boot)" "wall ms" "$(ms_since "$t0")"
-  while IFS=$'\t' read -r phase ms; do
-    sample $fig "hull phase, cold boot" "$phase ms" "$ms"
-  done < <(own_phases "$work/timings.cold.$i" "$t0")
+  timed_run "warm pool" "hull run --rm (warm pool)" pool_phases hull_pooled
+  timed_run "cold boot" "hull run --rm --no-template (cold boot)" own_phases hull_cold
   if [[ -n $peers ]]; then
     t0=$(now_us); podman_true
     sample $fig "podman run --rm (runc)" "wall ms" "$(ms_since "$t0")"

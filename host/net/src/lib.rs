@@ -443,13 +443,7 @@ impl Networks {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                rustix::process::setsid()?;
-                Ok(())
-            });
-        }
+        hull_sandbox::process::in_new_session(&mut command);
         let child = command.spawn()?;
         let process = ProcessRef::of(child.id() as i32)
             .ok_or_else(|| std::io::Error::other("the name server exited at once"))?;

@@ -55,6 +55,19 @@ fn stat(pid: i32) -> Option<(char, u64)> {
 }
 
 /// Unix time in nanoseconds, as records store times.
+/// Makes `command` start its process in a session of its own: helpers
+/// that outlive the `hull` command that started them (supervisors, name
+/// servers, the pool) get no terminal signals meant for it.
+pub fn in_new_session(command: &mut std::process::Command) {
+    // SAFETY: setsid is async-signal-safe; the closure does nothing else.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, || {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+}
+
 pub fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -78,13 +78,7 @@ fn spawn_server(cli: &Cli, limits: &PoolLimits) -> Result<u32> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
+    hull_sandbox::process::in_new_session(&mut command);
     let mut child = command.spawn()?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {

@@ -146,13 +146,7 @@ fn spawn_helper(
             .stdout(Stdio::from(tty.try_clone()?))
             .stderr(Stdio::from(tty));
     }
-    // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
+    hull_sandbox::process::in_new_session(&mut command);
     let child = command.spawn().context("start the exec helper")?;
     drop(writer);
     Ok((child, reader))

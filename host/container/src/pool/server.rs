@@ -499,11 +499,11 @@ fn spawn_pooled(
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
     let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
-    // SAFETY: setsid and dup2 are async-signal-safe; `fd` stays open in
-    // the parent until the spawn returned.
+    hull_sandbox::process::in_new_session(&mut command);
+    // SAFETY: dup2 is async-signal-safe; `fd` stays open in the parent
+    // until the spawn returned.
     unsafe {
         command.pre_exec(move || {
-            rustix::process::setsid()?;
             if libc::dup2(fd, POOLED_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -167,13 +167,7 @@ fn spawn_with(
         .args(extra);
     let [stdin, stdout, stderr] = stdio;
     command.stdin(stdin).stdout(stdout).stderr(stderr);
-    // SAFETY: setsid is async-signal-safe; nothing else runs in pre_exec.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
+    hull_sandbox::process::in_new_session(&mut command);
     command.spawn().map_err(io_error("start the supervisor"))
 }
 

@@ -78,20 +78,17 @@ pub async fn restore(vm_dir: &Path, state: &Path) -> Result<(), MigrationError> 
 
 /// Stops the vCPUs of the VM in `vm_dir` (a clone waiting in the pool).
 pub async fn pause(vm_dir: &Path) -> Result<(), QmpError> {
-    Qmp::connect(vm_dir)
-        .await?
-        .execute("stop", json!({}))
-        .await
-        .map(|_| ())
+    run_state(vm_dir, "stop").await
 }
 
 /// Lets the VM in `vm_dir` run again.
 pub async fn resume(vm_dir: &Path) -> Result<(), QmpError> {
-    Qmp::connect(vm_dir)
-        .await?
-        .execute("cont", json!({}))
-        .await
-        .map(|_| ())
+    run_state(vm_dir, "cont").await
+}
+
+async fn run_state(vm_dir: &Path, command: &str) -> Result<(), QmpError> {
+    let mut qmp = Qmp::connect(vm_dir).await?;
+    qmp.execute(command, json!({})).await.map(|_| ())
 }
 
 /// QEMU creates its QMP socket a few milliseconds after it starts.
