@@ -59,6 +59,8 @@ figure network "$here/network/run.sh"
 figure disk "$here/disk/run.sh"
 # Figure 7: pods, joining a running VM against booting one.
 figure pod "$here/pod/run.sh"
+# Figure 8: bind mounts and volumes (9P) next to a bind mount under runc.
+figure volumes "$here/volumes/run.sh"
 extras=()
 if [[ -n $bench_full ]]; then
   if [[ -e ${HULL_TESTHOST_KERNEL:-$bench_top/build/testhost/vmlinux} ]]; then

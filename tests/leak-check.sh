@@ -11,7 +11,7 @@ inventory() {
         cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null || true)
         exe=$(readlink "$p/exe" 2>/dev/null || true)
         case "$cmd" in
-            *hull-e2e*|*__supervise*|*__pool*|*e2e-templates*) echo "process ${p#/proc/}: $cmd" ;;
+            *hull-e2e*|*__supervise*|*__pool*|*__share*|*e2e-templates*) echo "process ${p#/proc/}: $cmd" ;;
             # A VMM by its binary, not a build that names the crate.
             *) case "$exe" in */hull-vmm) echo "process ${p#/proc/}: $cmd" ;; esac ;;
         esac

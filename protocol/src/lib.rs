@@ -69,8 +69,8 @@ pub const CAPABILITY_NAMES: &[&str] = &[
 
 /// Protocol version; both sides say it in their first control message and
 /// refuse a peer that speaks another (3: `Wake`, for template clones; 4:
-/// the guest's steps in `Started`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// the guest's steps in `Started`; 5: `RunContainer.share`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// vsock port the host listens on for the agent (hull-vmm's hybrid vsock
 /// turns a guest connection to CID 2, port P into `<uds>_P` on the host).
@@ -83,6 +83,14 @@ pub const AGENT_SERIAL_PORT_NAME: &str = "hull.agent";
 /// per container that joins it (a pod): `hull.agent.<suffix>`. Each is a
 /// connection of its own, serving that container.
 pub const AGENT_JOIN_PORT_PREFIX: &str = "hull.agent.";
+
+/// Name prefix of the virtio-serial port a container's share server
+/// answers on under QEMU: `hull.share.<container's short id>`.
+pub const SHARE_PORT_PREFIX: &str = "hull.share.";
+
+/// The mount source prefix that names a share entry: `hull-share:<n>` is
+/// entry `n` of the container's share server.
+pub const SHARE_SOURCE_PREFIX: &str = "hull-share:";
 
 /// Kernel command-line key that tells the agent which channel to use
 /// (`hull.channel=vsock` or `hull.channel=serial`).

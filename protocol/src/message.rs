@@ -135,6 +135,22 @@ pub struct RunContainer {
     /// only (`--network none`).
     #[serde(default)]
     pub network: Option<GuestNetwork>,
+    /// Where the container's host files and directories come from (bind
+    /// mounts, volumes): a 9P2000.L server at the other end of a stream.
+    /// The spec's mounts name its entries as sources `hull-share:<n>`.
+    #[serde(default)]
+    pub share: Option<ShareChannel>,
+}
+
+/// The stream a container's share server answers on; the agent mounts it
+/// with the kernel's 9P `trans=fd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareChannel {
+    /// A virtio-serial port of this name (QEMU).
+    SerialPort(String),
+    /// A vsock connection to the host (CID 2) on this port (hull-vmm).
+    Vsock(u32),
 }
 
 /// How the agent configures the VM's (single) network interface, which
@@ -357,6 +373,7 @@ mod tests {
                 },
                 shutdown_on_exit: true,
                 network: None,
+                share: Some(ShareChannel::SerialPort("hull.share.c1".into())),
             })),
         }
     }

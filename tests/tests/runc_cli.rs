@@ -373,6 +373,31 @@ fn ctr_runs_tasks_through_hull_runc() {
     assert_eq!(stdout(&out), "hi from ctr\n", "stderr: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(7));
 
+    // A bind mount through the runc shim and hull-runc.
+    let host = hull_tests::ecosystem::temp_dir("ctr-runc-bind");
+    std::fs::write(host.path().join("in.txt"), "host data\n").unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:rw",
+        host.path().display()
+    );
+    let out = run(&[
+        "--rm",
+        "--mount",
+        &mount,
+        IMAGE,
+        "tb",
+        "sh",
+        "-c",
+        "cat /data/in.txt; echo guest data > /data/out.txt",
+    ]);
+    assert_eq!(stdout(&out), "host data\n", "stderr: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
+        "guest data\n"
+    );
+    let out = run(&["--rm", IMAGE, "t1b", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+
     ok(&run(&[
         "-d",
         IMAGE,
@@ -504,6 +529,34 @@ fn podman_runs_containers_through_hull_runc() {
     let out = with_name("p1", &["--rm", IMAGE, "echo", "hi"]);
     assert_eq!(stdout(&out), "hi\n", "stderr: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(0));
+    // `-v` and podman's own binds (/etc/hosts, /etc/resolv.conf,
+    // /etc/hostname, /run/.containerenv) reach the guest.
+    let host = temp_dir("podman-volume");
+    std::fs::write(host.path().join("in.txt"), "from the host\n").unwrap();
+    let volume = format!("{}:/data", host.path().display());
+    let out = with_name(
+        "pv",
+        &[
+            "--rm",
+            "-v",
+            &volume,
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo back > /data/out.txt; \
+             test -f /run/.containerenv && grep -q localhost /etc/hosts && echo binds",
+        ],
+    );
+    assert_eq!(
+        stdout(&out),
+        "from the host\nbinds\n",
+        "stderr: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
+        "back\n"
+    );
     let out = with_name("p2", &["--rm", IMAGE, "sh", "-c", "exit 9"]);
     assert_eq!(out.status.code(), Some(9), "stderr: {}", stderr(&out));
     let out = with_name("p5", &["--rm", "-t", IMAGE, "sh", "-c", "tty; exit 6"]);

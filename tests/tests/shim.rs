@@ -90,6 +90,44 @@ fn ctr_run_rm_prints_and_propagates_the_exit_code() {
 }
 
 #[test]
+fn ctr_run_mount_binds_a_host_directory_both_ways() {
+    let containerd = Containerd::start();
+    let host = hull_tests::ecosystem::temp_dir("shim-bind");
+    std::fs::write(host.path().join("in.txt"), "host data\n").unwrap();
+    let ro = hull_tests::ecosystem::temp_dir("shim-bind-ro");
+    let mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:rw",
+        host.path().display()
+    );
+    let ro_mount = format!(
+        "type=bind,src={},dst=/ro,options=rbind:ro",
+        ro.path().display()
+    );
+    let out = run(
+        &containerd,
+        &[
+            "--rm",
+            "--mount",
+            &mount,
+            "--mount",
+            &ro_mount,
+            IMAGE,
+            "sb",
+            "sh",
+            "-c",
+            "cat /data/in.txt; echo guest data > /data/out.txt; touch /ro/x 2>/dev/null || echo ro",
+        ],
+    );
+    assert_eq!(stdout(&out), "host data\nro\n", "stderr: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
+        "guest data\n"
+    );
+    assert!(!ro.path().join("x").exists());
+    assert_nothing_left(&containerd);
+}
+
+#[test]
 fn ctr_detached_task_exec_kill_delete() {
     let containerd = Containerd::start();
     ok(&run(

@@ -78,6 +78,9 @@ pub enum Command {
     /// Manage container networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage volumes (HULL_ROOT/volumes).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Manage VM templates (booted once, cloned by every new VM).
     #[command(subcommand)]
     Template(TemplateCommand),
@@ -98,6 +101,9 @@ pub enum Command {
     /// A pooled clone's supervisor (started by the pool server).
     #[command(name = "__pooled", hide = true)]
     Pooled,
+    /// A container's share server (started by its supervisor).
+    #[command(name = "__share", hide = true)]
+    Share(ShareArgs),
     /// The runc-compatible OCI runtime CLI (also installed as `hull-runc`):
     /// `hull oci [--root DIR] create|start|state|kill|delete|exec|ps|features …`.
     Oci(OciArgs),
@@ -191,6 +197,9 @@ pub struct RmArgs {
     /// Kill running containers first.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Also remove the containers' anonymous volumes.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -301,6 +310,61 @@ pub struct PoolServeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (a new one is filled from the image on first use).
+    Create(VolumeCreateArgs),
+    /// List volumes.
+    Ls(VolumeLsArgs),
+    /// Show volumes as JSON.
+    Inspect(VolumeNamesArgs),
+    /// Remove volumes no container uses.
+    Rm(VolumeRmArgs),
+    /// Remove the unused anonymous volumes (with --all, every unused one).
+    Prune(VolumePruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// A label: KEY=VALUE; repeatable.
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// Its name (default: a random one).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    /// Only the names.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeNamesArgs {
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeRmArgs {
+    /// A missing volume is no error.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumePruneArgs {
+    /// Named volumes too.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Do not ask (hull never asks; accepted for docker compatibility).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
     /// Create a network (a bridge in a network namespace of hull's).
     Create(NetworkCreateArgs),
@@ -340,6 +404,16 @@ pub struct SystemPruneArgs {
     /// Do not ask (hull never asks; accepted for docker compatibility).
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// What it serves (hull_sandbox::share::ShareSpec, as JSON).
+    #[arg(long)]
+    pub spec: String,
+    /// An empty directory for the jail's root.
+    #[arg(long)]
+    pub scratch: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -458,6 +532,17 @@ pub struct RunArgs {
     /// Publish a port: [IP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (IP defaults to 127.0.0.1).
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
+    /// Bind mount or volume: HOST-PATH:CTR-PATH[:ro], NAME:CTR-PATH[:ro]
+    /// or CTR-PATH (an anonymous volume); a missing host directory is made.
+    #[arg(short = 'v', long = "volume", value_name = "VOLUME")]
+    pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,src=…,dst=…[,readonly] (a missing bind
+    /// source is an error).
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// A tmpfs: PATH[:OPTIONS] (e.g. /run:size=64m).
+    #[arg(long = "tmpfs", value_name = "PATH")]
+    pub tmpfs: Vec<String>,
     #[command(flatten)]
     pub process: ProcessArgs,
     /// Override the image's entrypoint.

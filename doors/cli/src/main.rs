@@ -16,6 +16,9 @@ fn main() {
         std::process::exit(crate::oci_cli::main(argv));
     }
     let cli = Cli::parse();
+    if let Command::Share(args) = &cli.command {
+        std::process::exit(commands::share_serve(args));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
@@ -62,6 +65,7 @@ fn main() {
             Command::Stats(args) => commands::stats(&cli, args).await,
             Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args).await,
             Command::Network(command) => commands::network(&cli, command),
+            Command::Volume(command) => commands::volume(&cli, command),
             Command::Template(command) => commands::template(&cli, command),
             Command::Port(args) => commands::port(&cli, args),
             Command::NetDns(args) => {
@@ -73,6 +77,7 @@ fn main() {
             Command::Pool(command) => commands::pool(&cli, command).await,
             Command::PoolServe(args) => commands::pool_serve(&cli, args).await,
             Command::Pooled => commands::pooled(&cli).await,
+            Command::Share(args) => Ok(commands::share_serve(args)),
             Command::Oci(args) => Ok(crate::oci_cli::main(
                 std::iter::once("hull oci".into())
                     .chain(args.args.clone())

@@ -16,6 +16,7 @@ pub mod io;
 mod join;
 pub mod mounts;
 pub mod rootfs;
+mod shares;
 mod stats;
 mod top;
 pub mod user;
@@ -389,8 +390,21 @@ pub fn create(
     debug!("root ready at {}", rootfs.display());
     let credentials = resolve_user(&rootfs, &request.user, process, &mut params.env)?;
     rootfs::ensure_workdir(&rootfs, &params.cwd);
-    let mounts = mounts::plan(&rootfs, spec.mounts().as_deref().unwrap_or_default())
-        .map_err(|e| setup_error(&e))?;
+    let shares = match &request.share {
+        Some(channel) => {
+            let tree = shares::mount(sys, layout, &request.container_id, channel)
+                .map_err(|e| setup_error(&e))?;
+            crate::steps::mark("shares");
+            Some(tree)
+        }
+        None => None,
+    };
+    let mounts = mounts::plan(
+        &rootfs,
+        spec.mounts().as_deref().unwrap_or_default(),
+        shares.as_deref(),
+    )
+    .map_err(|e| setup_error(&e))?;
     crate::steps::mark("identity");
     let user_namespace =
         userns::from_spec(&linux, namespaces).map_err(|e| invalid(e.to_string()))?;

@@ -8,6 +8,8 @@ use std::path::{Component, Path};
 
 use thiserror::Error;
 
+use hull_protocol::SHARE_SOURCE_PREFIX;
+
 use super::rootfs;
 use crate::process::MountOp;
 
@@ -19,6 +21,8 @@ pub enum MountError {
     Nul(String),
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
+    #[error("mount {destination:?}: the host's share {name:?} is not there")]
+    NoShare { destination: String, name: String },
 }
 
 /// Flags and filesystem data of an OCI mount's options (runc's table).
@@ -77,11 +81,14 @@ fn c(s: &str, what: &str) -> Result<CString, MountError> {
 }
 
 /// Plans the spec's mounts under `rootfs`, creating on the image's layer the
-/// directories they need (refusing symlinks). Directories inside an earlier
-/// mount of the plan (like /dev/pts inside /dev) are made by the child.
+/// directories (and, for a bind of a file, the file) they need, refusing
+/// symlinks. Targets inside an earlier mount of the plan (like /dev/pts
+/// inside /dev) are made by the child. Sources `hull-share:<n>` are
+/// entries of the container's share tree at `shares`.
 pub fn plan(
     rootfs: &Path,
     mounts: &[oci_spec::runtime::Mount],
+    shares: Option<&Path>,
 ) -> Result<Vec<MountOp>, MountError> {
     let mut planned: Vec<MountOp> = Vec::new();
     let mut destinations: Vec<String> = Vec::new();
@@ -91,8 +98,33 @@ pub fn plan(
         let inside_earlier = destinations
             .iter()
             .any(|d| destination.starts_with(&format!("{}/", d.trim_end_matches('/'))));
+        let mut source = mount
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned());
+        if let Some(named) = source
+            .as_deref()
+            .filter(|s| s.starts_with(SHARE_SOURCE_PREFIX))
+        {
+            let missing = || MountError::NoShare {
+                destination: destination.clone(),
+                name: named.to_string(),
+            };
+            let path = super::shares::source_path(shares, named).ok_or_else(missing)?;
+            source = Some(path.to_string_lossy().into_owned());
+        }
+        // A bind of a file needs a file to mount on.
+        let file_target = source
+            .as_deref()
+            .and_then(|s| std::fs::metadata(s).ok())
+            .is_some_and(|m| !m.is_dir());
         if !inside_earlier {
-            rootfs::safe_dir(rootfs, destination.trim_start_matches('/'))?;
+            let rel = destination.trim_start_matches('/');
+            if file_target {
+                rootfs::safe_file(rootfs, rel)?;
+            } else {
+                rootfs::safe_dir(rootfs, rel)?;
+            }
         }
         let fstype = match mount.typ().as_deref() {
             // We are cgroup v2 only.
@@ -104,11 +136,8 @@ pub fn plan(
         let is_bind = flags & libc::MS_BIND != 0;
         let remount_flags = (is_bind && flags & !(libc::MS_BIND | libc::MS_REC) != 0)
             .then_some(flags | libc::MS_REMOUNT | libc::MS_BIND);
-        let source = mount
-            .source()
-            .as_ref()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| fstype.to_string());
+        let is_bind_source = is_bind && source.is_some();
+        let source = source.unwrap_or_else(|| fstype.to_string());
         let target = rootfs.join(destination.trim_start_matches('/'));
         planned.push(MountOp {
             source: c(&source, &destination)?,
@@ -122,6 +151,7 @@ pub fn plan(
             data: c(&data, &destination)?,
             remount_flags,
             populate_dev: destination == "/dev" && fstype == "tmpfs",
+            file_target: is_bind_source && file_target,
         });
         destinations.push(destination);
     }
@@ -165,7 +195,7 @@ mod tests {
                 {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro"]}]"#,
         )
         .unwrap();
-        let plan = plan(&root, &mounts).unwrap();
+        let plan = plan(&root, &mounts, None).unwrap();
         assert!(plan[0].populate_dev);
         assert!(root.join("dev").is_dir() && !root.join("dev/pts").exists());
         assert_eq!(plan[2].flags, libc::MS_BIND | libc::MS_REC);

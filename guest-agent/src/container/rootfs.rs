@@ -174,6 +174,39 @@ pub fn safe_dir(root: &Path, rel: &str) -> Result<PathBuf, RootfsError> {
     Ok(path)
 }
 
+/// Creates the file `rel` under `root` if missing (and the directories to
+/// it), refusing symlinks on the way, and returns the full path: the
+/// mount point of a bind of a file.
+pub fn safe_file(root: &Path, rel: &str) -> Result<PathBuf, RootfsError> {
+    let path = Path::new(rel);
+    let parent = path.parent().map(|p| p.to_string_lossy().into_owned());
+    let dir = safe_dir(root, parent.as_deref().unwrap_or(""))?;
+    let Some(name) = path.file_name() else {
+        return Err(RootfsError::Io {
+            what: format!("use /{rel} as a file"),
+            source: io::Error::from(io::ErrorKind::InvalidInput),
+        });
+    };
+    let file = dir.join(name);
+    match fs::symlink_metadata(&file) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(RootfsError::Symlink(format!("/{rel}"))),
+        Ok(meta) if meta.is_dir() => Err(RootfsError::Io {
+            what: format!("bind a file on /{rel}"),
+            source: io::Error::from(io::ErrorKind::IsADirectory),
+        }),
+        Ok(_) => Ok(file),
+        Err(_) => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&file)
+            .map(|_| file.clone())
+            .map_err(io_err(format!("create /{rel}"))),
+    }
+}
+
 /// The device node of the disk with `serial`, waiting up to
 /// `layout.disk_wait` for it to appear.
 fn find_disk(layout: &Layout, serial: &str) -> Result<PathBuf, RootfsError> {

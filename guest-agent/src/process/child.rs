@@ -266,7 +266,7 @@ pub fn build_root<S: ChildSyscall>(
         .map_err(at(Stage::UserNamespace, 0))?;
     }
     for (i, m) in root.mounts.iter().enumerate() {
-        sys.mkdir(&m.target, 0o755)
+        make_target(sys, m)
             .and_then(|_| sys.mount(&m.source, &m.target, &m.fstype, m.flags, &m.data))
             .and_then(|_| match m.remount_flags {
                 Some(flags) => sys.mount(&m.source, &m.target, c"", flags, c""),
@@ -423,6 +423,18 @@ fn exec_process(p: &ProcessSetup, terminal: RawFd, report: Reporter) -> ! {
     )
 }
 
+/// The mount point of `m`: a directory, or a file for a bind of a file
+/// (kept if it is there).
+fn make_target<S: ChildSyscall>(sys: &S, m: &MountOp) -> Result<(), i32> {
+    if !m.file_target {
+        return sys.mkdir(&m.target, 0o755);
+    }
+    match sys.mknod(&m.target, libc::S_IFREG | 0o644, 0) {
+        Err(libc::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
 fn populate_dev<S: ChildSyscall>(sys: &S, root: &RootSetup) -> Result<(), i32> {
     for (i, (path, mode, dev)) in root.devices.iter().enumerate() {
         match &root.user_namespace {
@@ -460,6 +472,7 @@ mod tests {
             data: CString::new(data).unwrap(),
             remount_flags: None,
             populate_dev: rel == "dev",
+            file_target: false,
         };
         vec![
             op("proc", "proc", "proc", 0, ""),

@@ -16,6 +16,8 @@ pub struct MountOp {
     pub remount_flags: Option<libc::c_ulong>,
     /// This is the container's /dev tmpfs: create the standard nodes in it.
     pub populate_dev: bool,
+    /// A bind of a file: its target is a file, made if missing.
+    pub file_target: bool,
 }
 
 /// Nodes every container gets in /dev (runc's defaults): name, major, minor.

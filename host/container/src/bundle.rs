@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Process, Spec};
 
 use crate::error::Error;
+use crate::record::Share;
 
 /// The bundle's spec, and where its rootfs is on the host.
 pub struct Bundle {
@@ -49,11 +50,14 @@ impl Bundle {
     }
 }
 
-/// The spec as the guest agent gets it: host-side things dropped.
+/// The spec as the guest agent gets it, and the host files and
+/// directories its VM serves it: host-side things replaced or dropped.
 ///
-/// - bind mounts name host paths the guest does not have (podman's
-///   /etc/hosts, /etc/resolv.conf, /run/.containerenv): dropped, except
-///   /dev/shm, which becomes a tmpfs of its own;
+/// - bind mounts name host paths (podman's /etc/hosts, /etc/resolv.conf,
+///   /etc/hostname, /run/.containerenv and `-v`; CRI's volumes): each
+///   becomes a share entry the guest binds instead, with its options
+///   (`crate::mounts`); one that cannot be shared is an error. /dev/shm
+///   becomes a tmpfs of its own (the VM's memory is not the host's);
 /// - namespaces to join by path are host namespaces: dropped (the VM is
 ///   the boundary), except in a pod (`pod_host` is the guest pid of the
 ///   main process of the container whose VM this one joins): there the
@@ -62,10 +66,14 @@ impl Bundle {
 /// - user namespaces and their maps are host ones: dropped; so are the
 ///   block I/O limits of host devices (major:minor numbers);
 /// - hooks run host programs: dropped (none of the callers tested sets any).
-pub fn guest_spec(spec: &Spec, pod_host: Option<u32>) -> Spec {
+pub fn guest_spec(spec: &Spec, pod_host: Option<u32>) -> Result<(Spec, Vec<Share>), Error> {
     let mut spec = spec.clone();
+    let mut shares = Vec::new();
     if let Some(mounts) = spec.mounts().clone() {
-        let kept: Vec<Mount> = mounts.into_iter().filter_map(guest_mount).collect();
+        let mut kept = Vec::with_capacity(mounts.len());
+        for mount in mounts {
+            kept.push(guest_mount(mount, &mut shares)?);
+        }
         spec.set_mounts(Some(kept));
     }
     if let Some(mut linux) = spec.linux().clone() {
@@ -107,10 +115,10 @@ pub fn guest_spec(spec: &Spec, pod_host: Option<u32>) -> Spec {
         spec.set_linux(Some(linux));
     }
     spec.set_hooks(None);
-    spec
+    Ok((spec, shares))
 }
 
-fn guest_mount(mount: Mount) -> Option<Mount> {
+fn guest_mount(mount: Mount, shares: &mut Vec<Share>) -> Result<Mount, Error> {
     let is_bind = mount.typ().as_deref() == Some("bind")
         || mount
             .options()
@@ -118,7 +126,7 @@ fn guest_mount(mount: Mount) -> Option<Mount> {
             .flatten()
             .any(|o| o == "bind" || o == "rbind");
     if !is_bind {
-        return Some(mount);
+        return Ok(mount);
     }
     if mount.destination() == Path::new("/dev/shm") {
         let mut shm = mount;
@@ -129,9 +137,11 @@ fn guest_mount(mount: Mount) -> Option<Mount> {
                 .map(String::from)
                 .to_vec(),
         ));
-        return Some(shm);
+        return Ok(shm);
     }
-    None
+    let (share, guest) = crate::mounts::from_bundle_bind(&mount, shares.len())?;
+    shares.push(share);
+    Ok(guest)
 }
 
 /// Fails as runc's `create` does when the process's executable is not in
@@ -248,15 +258,18 @@ mod tests {
     }
 
     #[test]
-    fn host_binds_namespace_paths_and_hooks_are_dropped() {
+    fn host_binds_become_shares_namespace_paths_and_hooks_are_dropped() {
+        let host = tempfile::tempdir().unwrap();
+        let hosts = host.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
         let s = spec(serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs"},
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "mounts": [
                 {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/etc/hosts", "type": "bind", "source": "/var/lib/x/hosts", "options": ["rbind", "ro"]},
-                {"destination": "/etc/resolv.conf", "source": "/x/resolv.conf", "options": ["bind"]},
+                {"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["rbind", "ro"]},
+                {"destination": "/srv", "source": host.path(), "options": ["bind"]},
                 {"destination": "/dev/shm", "type": "bind", "source": "/x/shm", "options": ["bind"]}
             ],
             "hooks": {"prestart": [{"path": "/bin/true"}]},
@@ -271,11 +284,28 @@ mod tests {
                 "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
             }
         }));
-        let g = guest_spec(&s, None);
+        let (g, shares) = guest_spec(&s, None).unwrap();
         let mounts = g.mounts().clone().unwrap();
         let dests: Vec<_> = mounts.iter().map(|m| m.destination().clone()).collect();
-        assert_eq!(dests, [PathBuf::from("/proc"), PathBuf::from("/dev/shm")]);
-        assert_eq!(mounts[1].typ().as_deref(), Some("tmpfs"));
+        assert_eq!(
+            dests,
+            ["/proc", "/etc/hosts", "/srv", "/dev/shm"].map(PathBuf::from)
+        );
+        let sources: Vec<_> = mounts.iter().map(|m| m.source().clone().unwrap()).collect();
+        assert_eq!(sources[1], PathBuf::from("hull-share:0"));
+        assert_eq!(sources[2], PathBuf::from("hull-share:1"));
+        assert_eq!(mounts[3].typ().as_deref(), Some("tmpfs"));
+        assert_eq!(shares.len(), 2);
+        assert!(shares[0].read_only && !shares[1].read_only);
+        assert_eq!(
+            shares[1].source,
+            std::fs::canonicalize(host.path()).unwrap()
+        );
+        let missing = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "mounts": [{"destination": "/data", "type": "bind", "source": "/nonexistent/x", "options": ["rbind"]}]
+        }));
+        assert!(guest_spec(&missing, None).is_err());
         let ns: Vec<_> = g
             .linux()
             .as_ref()
@@ -314,7 +344,7 @@ mod tests {
                 {"type": "network", "path": "/var/run/netns/cni-1"}
             ]}
         }));
-        let g = guest_spec(&s, Some(9));
+        let (g, _) = guest_spec(&s, Some(9)).unwrap();
         let ns: Vec<_> = g.linux().as_ref().unwrap().namespaces().clone().unwrap();
         let shown: Vec<_> = ns
             .iter()

@@ -58,6 +58,13 @@ pub enum Error {
     },
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
+    #[error("volume {name} is in use by container {container}")]
+    VolumeInUse { name: String, container: String },
+    /// A bind mount, volume or tmpfs that cannot be given to the container.
+    #[error("mount {destination}: {reason}")]
+    Mount { destination: String, reason: String },
     #[error("--network {mode}: the network is {name}'s; publish ports and give aliases there")]
     JoinWithOwnNetwork { mode: String, name: String },
     #[error("--network {mode}")]
@@ -123,11 +130,13 @@ impl Error {
         use ErrorKind::*;
         match self {
             Self::Lookup(LookupError::NotFound(_) | LookupError::NoSuchId(_))
-            | Self::NoSandbox(_) => NotFound,
+            | Self::NoSandbox(_)
+            | Self::NoSuchVolume(_) => NotFound,
             Self::Lookup(LookupError::NameInUse { .. }) | Self::IdInUse(_) => AlreadyExists,
             Self::Lookup(LookupError::Ambiguous(_) | LookupError::InvalidName(_))
             | Self::Invalid { .. }
             | Self::Unsupported(_)
+            | Self::Mount { .. }
             | Self::JoinWithOwnNetwork { .. }
             | Self::JoinTarget { .. }
             | Self::Bundle { .. }
@@ -142,6 +151,7 @@ impl Error {
             | Self::StillRunning(_)
             | Self::JoinTargetStopped { .. }
             | Self::SandboxStopped(_)
+            | Self::VolumeInUse { .. }
             | Self::Refused { .. } => FailedPrecondition,
             Self::Image(hull_image::Error::NotFound(_))
             | Self::Network(hull_net::NetworkError::NotFound(_)) => NotFound,

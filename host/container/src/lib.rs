@@ -7,6 +7,7 @@ pub mod bundle;
 mod error;
 pub mod lifecycle;
 pub mod logs;
+mod mounts;
 pub mod oci;
 pub mod plan;
 pub mod pool;
@@ -14,6 +15,7 @@ pub mod record;
 pub mod spec;
 pub mod supervisor;
 pub mod units;
+pub mod volume;
 
 pub use error::{Error, ErrorKind};
 pub use plan::{Paths, RunPlan, RunRequest};

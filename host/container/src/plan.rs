@@ -89,6 +89,8 @@ pub struct RunRequest {
     /// Which set of templates the VM clones (see [`TEMPLATE_SCOPE_ENV`]);
     /// `None`: the environment's, or the host's.
     pub template_scope: Option<String>,
+    /// `-v`, `--mount` and `--tmpfs`, in the order given.
+    pub mounts: Vec<crate::volume::MountRequest>,
 }
 
 /// The environment variable that turns templates off (`off`) for every
@@ -287,8 +289,10 @@ impl ContainerConfig {
                 .then(|| request.terminal_size.unwrap_or((24, 80))),
             limits: request.limits.clone(),
         };
-        let spec = build_spec(&plan, &options)?;
+        let mut spec = build_spec(&plan, &options)?;
         let disk = store.rootfs_disk(&image)?;
+        let shares =
+            crate::mounts::from_requests(paths.root, &store, &image, &request.mounts, &mut spec)?;
         timings::mark("disk_ready");
 
         let memory_mib = request.memory_bytes.map_or(DEFAULT_VM_MEMORY_MIB, |b| {
@@ -324,6 +328,7 @@ impl ContainerConfig {
                 request.no_template,
                 request.template_scope.as_deref(),
             )?,
+            shares,
         };
         let warnings = remove_broken_template(&config, backend.as_ref())
             .into_iter()
@@ -356,7 +361,7 @@ impl ContainerConfig {
         let assets = GuestAssets::locate(None, None)?;
         let hull_id = hull_sandbox::new_id().map_err(io_error("generate a container id"))?;
         let pod = pod_vm(containers, &bundle.spec)?;
-        let spec = bundle::guest_spec(&bundle.spec, pod.as_ref().map(|host| host.pid));
+        let (spec, shares) = bundle::guest_spec(&bundle.spec, pod.as_ref().map(|host| host.pid))?;
         let process = spec.process().clone().unwrap_or_default();
         let memory_mib = bundle::vm_memory_mib(&spec, DEFAULT_VM_MEMORY_MIB, GUEST_OVERHEAD_MIB);
         let short = hull_id[..12].to_string();
@@ -393,6 +398,7 @@ impl ContainerConfig {
             aliases: Vec::new(),
             ports: Vec::new(),
             templates: templates_dir(root, false, bundle_scope.as_deref())?,
+            shares,
         })
     }
 }

@@ -347,6 +347,22 @@ impl ImageStore {
         Ok(disk)
     }
 
+    /// Copies the directory at absolute `path` in `image`'s root
+    /// filesystem into `dest` (an existing, empty directory), with owners,
+    /// modes, times and symlinks: what fills a new volume. False when the
+    /// image has no directory there.
+    pub fn copy_out(&self, image: &Image, path: &str, dest: &Path) -> Result<bool, Error> {
+        let layers = self.stored_layers(&image.id)?;
+        let tree = {
+            let _lock = self.lock()?;
+            self.layer_cache().unpack(&layers)?.0
+        };
+        match tree {
+            Some(tree) => super::copy_out::copy_subtree(&tree, path, dest),
+            None => Ok(false),
+        }
+    }
+
     /// The layers of stored image `id`, with the diff ids its config says.
     fn stored_layers(&self, id: &str) -> Result<Vec<LayerSource>, Error> {
         let (manifest_digest, manifest, config) = self.documents_of(id)?;

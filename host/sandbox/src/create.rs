@@ -96,6 +96,7 @@ impl Sandbox {
             client: None,
             events: None,
             guest: None,
+            shares: None,
         };
         let launch = hypervisor.launch(spec)?;
         sandbox.console_log = launch.console_log.clone();

@@ -28,6 +28,9 @@ impl Sandbox {
     pub async fn delete(mut self) {
         if self.is_guest() {
             self.leave().await;
+            if let Some(shares) = self.shares.take() {
+                shares.stop().await;
+            }
             return;
         }
         if let Some(client) = self.client.take() {
@@ -43,6 +46,8 @@ impl Sandbox {
             }
         }
         self.vm = None;
+        // The VM is gone, and its port with it.
+        drop(self.shares.take());
         // Drop removes the directory.
     }
 }

@@ -76,6 +76,7 @@ impl Sandbox {
             client: None,
             events: None,
             guest: None,
+            shares: None,
         };
         let agent_socket = sandbox.dir.join("agent.sock");
         let listener = UnixListener::bind(&agent_socket)

@@ -17,6 +17,7 @@ mod join;
 mod prepared;
 pub mod process;
 pub mod scratch;
+pub mod share;
 mod start;
 pub mod template;
 pub mod timings;
@@ -64,6 +65,8 @@ pub enum SandboxError {
     Restore(String),
     #[error("cannot add the disks to the VM: {0}")]
     Disks(String),
+    #[error("cannot give the VM the host's files: {0}")]
+    Shares(String),
 }
 
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -80,6 +83,8 @@ pub struct Sandbox {
     events: Option<mpsc::UnboundedReceiver<Event>>,
     /// Set when the container runs in another container's VM.
     guest: Option<join::Guest>,
+    /// Its bind mounts' and volumes' server, once attached.
+    shares: Option<share::ShareServer>,
 }
 
 impl Sandbox {

@@ -18,6 +18,7 @@ mod rm;
 mod rmi;
 mod run;
 mod save;
+mod share;
 mod start;
 mod stats;
 mod stop;
@@ -25,6 +26,7 @@ mod supervise;
 mod system_prune;
 mod template;
 mod top;
+mod volume;
 mod wait;
 
 pub use exec::exec;
@@ -44,6 +46,7 @@ pub use rm::rm;
 pub use rmi::rmi;
 pub use run::run;
 pub use save::save;
+pub use share::share_serve;
 pub use start::start;
 pub use stats::stats;
 pub use stop::{kill, pause, stop};
@@ -51,6 +54,7 @@ pub use supervise::supervise;
 pub use system_prune::system_prune;
 pub use template::template;
 pub use top::top;
+pub use volume::volume;
 pub use wait::wait;
 
 /// Image ids in use by containers (running or not), each with the name

@@ -10,6 +10,7 @@ pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
     let all = containers(cli);
     let all = &all;
     let force = args.force;
+    let volumes = args.volumes;
     each(cli, &args.containers, |c| async move {
         let state = c.state();
         if state.has_live_supervisor() && state.status() != Status::Exited {
@@ -25,6 +26,9 @@ pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<i32> {
             await_supervisor_exit(&c, state.supervisor, Duration::from_secs(15)).await;
         }
         all.remove(&c);
+        if volumes {
+            hull_container::volume::remove_anonymous(&cli.root, all, &c.config);
+        }
         println!("{}", c.config.name);
         Ok(())
     })

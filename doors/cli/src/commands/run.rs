@@ -8,6 +8,7 @@ use hull_container::spec::RunOverrides;
 use hull_container::supervisor::control::{self, ControlReply, ControlRequest};
 use hull_container::supervisor::launch;
 use hull_container::units::parse_bytes;
+use hull_container::volume::{self, MountRequest};
 use hull_container::{Container, ContainerConfig, Containers, Paths, RunRequest};
 use hull_net::forward::PortMapping;
 use hull_sandbox::{scratch, timings};
@@ -57,6 +58,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         initramfs: args.initramfs.clone(),
         no_template: args.no_template,
         template_scope: args.template_scope.clone(),
+        mounts: mount_requests(args)?,
     };
     let paths = Paths {
         root: &cli.root,
@@ -81,9 +83,25 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         Ok(code) => Ok(code),
         Err(e) => {
             containers.remove(&container);
+            volume::remove_anonymous(&cli.root, &containers, &container.config);
             Err(e)
         }
     }
+}
+
+/// `-v`, then `--mount`, then `--tmpfs`, each in the order given.
+fn mount_requests(args: &RunArgs) -> Result<Vec<MountRequest>> {
+    let mut requests = Vec::new();
+    for value in &args.volume {
+        requests.push(volume::parse_volume_flag(value)?);
+    }
+    for value in &args.mount {
+        requests.push(volume::parse_mount_flag(value)?);
+    }
+    for value in &args.tmpfs {
+        requests.push(volume::parse_tmpfs_flag(value)?);
+    }
+    Ok(requests)
 }
 
 /// Makes the writable layer and hands the container to a supervisor;

@@ -65,6 +65,25 @@ pub struct ContainerConfig {
     /// (`--no-template`, `HULL_TEMPLATE=off`).
     #[serde(default)]
     pub templates: Option<PathBuf>,
+    /// Host files and directories its VM serves it (bind mounts and
+    /// volumes): share `n` is the spec's mount source `hull-share:<n>`.
+    #[serde(default)]
+    pub shares: Vec<Share>,
+}
+
+/// One host file or directory a container's VM serves it over 9P.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// The host path (a volume's `_data` directory for a volume).
+    pub source: PathBuf,
+    pub read_only: bool,
+    /// The volume it is, if it is one (in use while the record exists).
+    #[serde(default)]
+    pub volume: Option<String>,
+    /// An anonymous volume (`-v /path`): removed with the container by
+    /// `--rm` and `rm -v`.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -496,6 +515,7 @@ pub(crate) fn config(id: &str, name: &str) -> ContainerConfig {
         kernel: "/k".into(),
         initramfs: "/i".into(),
         templates: None,
+        shares: Vec::new(),
         tty: false,
         open_stdin: false,
         auto_remove: false,

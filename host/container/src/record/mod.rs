@@ -23,7 +23,7 @@ mod names;
 #[cfg(test)]
 pub(crate) use container::config as test_config;
 pub use container::{
-    format_time, Container, ContainerConfig, ContainerState, Containers, LookupError, Status,
+    format_time, Container, ContainerConfig, ContainerState, Containers, LookupError, Share, Status,
 };
 pub use hull_sandbox::process::{now_nanos, ProcessRef};
 pub use names::{random_name, validate as validate_name};

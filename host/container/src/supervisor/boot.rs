@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hull_protocol::{ErrorKind, Event, ExitStatus, RootfsSource, RunContainer, Stdio};
+use hull_protocol::{
+    ErrorKind, Event, ExitStatus, RootfsSource, RunContainer, ShareChannel, Stdio,
+};
 use hull_sandbox::agent_client::{AgentClient, InputStream};
 use hull_sandbox::assets::GuestAssets;
 use hull_sandbox::hypervisor::{self, DiskSpec};
+use hull_sandbox::share::{IdMap, IdRange, ShareSource, ShareSpec};
 use hull_sandbox::{
     scratch::SCRATCH_SERIAL, Sandbox, SandboxConfig, SandboxError, MAIN_STDERR, MAIN_STDIN,
     MAIN_STDOUT,
@@ -159,8 +162,17 @@ async fn boot_and_run(
             return e.outcome(false);
         }
     };
+    let share = match attach_shares(&mut sandbox, &shared.container).await {
+        Ok(share) => share,
+        Err(e) => {
+            sandbox.delete().await;
+            main.join().await;
+            return BootError::Sandbox(e).outcome(false);
+        }
+    };
     let mut events = sandbox.take_events().expect("events are taken once");
-    let request = run_request(&shared.container, serials, &main, network, host);
+    let mut request = run_request(&shared.container, serials, &main, network, host);
+    request.share = share;
     let pid = match sandbox.start_main(request).await {
         Ok(pid) => pid,
         Err(e) => {
@@ -378,6 +390,51 @@ fn run_request(
         // A VM of its own ends with it; another's runs on.
         shutdown_on_exit: host.is_none(),
         network: network.map(Joined::guest),
+        share: None,
+    }
+}
+
+/// Starts the container's share server, if it has host files or volumes,
+/// and gives its VM the stream to it (every start path comes here).
+async fn attach_shares(
+    sandbox: &mut Sandbox,
+    container: &Container,
+) -> Result<Option<ShareChannel>, SandboxError> {
+    let config = &container.config;
+    if config.shares.is_empty() {
+        return Ok(None);
+    }
+    let spec = ShareSpec {
+        sources: config
+            .shares
+            .iter()
+            .map(|s| ShareSource {
+                path: s.source.clone(),
+                read_only: s.read_only,
+            })
+            .collect(),
+        id_map: id_map(&config.spec),
+    };
+    sandbox.attach_shares(&spec).await.map(Some)
+}
+
+/// A user-namespaced container's maps, for the share server to show host
+/// files with the ids the container expects.
+fn id_map(spec: &oci_spec::runtime::Spec) -> IdMap {
+    let ranges = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.into_iter()
+            .flatten()
+            .map(|m| IdRange {
+                container: m.container_id(),
+                guest: m.host_id(),
+                len: m.size(),
+            })
+            .collect()
+    };
+    let linux = spec.linux().as_ref();
+    IdMap {
+        uids: ranges(linux.and_then(|l| l.uid_mappings().as_ref())),
+        gids: ranges(linux.and_then(|l| l.gid_mappings().as_ref())),
     }
 }
 

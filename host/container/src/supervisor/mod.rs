@@ -162,7 +162,7 @@ async fn supervise_with(
     let networks = hull_net::Networks::new(root, containers.run_dir());
     let outcome = boot::run(&shared, networks, mode, host.as_ref(), pooled).await;
     let exit_code = outcome.exit_code;
-    finish(&shared, containers, outcome).await;
+    finish(&shared, root, containers, outcome).await;
     hang_up(&socket, acceptor);
     if mode.runc {
         exit_code
@@ -199,7 +199,7 @@ fn clear_last_exit(container: &Container) {
 
 /// Records the boot's end, tells the waiters, and gives the connections a
 /// moment for their last replies.
-async fn finish(shared: &Shared, containers: &Containers, outcome: Outcome) {
+async fn finish(shared: &Shared, root: &Path, containers: &Containers, outcome: Outcome) {
     if shared.started.borrow().is_none() {
         shared.started.send_replace(Some(0));
     }
@@ -207,6 +207,8 @@ async fn finish(shared: &Shared, containers: &Containers, outcome: Outcome) {
     record_exit(&shared.container, &outcome);
     if shared.container.config.auto_remove {
         containers.remove(&shared.container);
+        // `--rm` takes the anonymous volumes with it, as Docker's does.
+        crate::volume::remove_anonymous(root, containers, &shared.container.config);
     }
     hull_sandbox::timings::mark("cleaned_up");
     shared.outcome.send_replace(Some(outcome));

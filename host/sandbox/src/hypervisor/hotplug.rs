@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hull_protocol::AGENT_JOIN_PORT_PREFIX;
+use hull_protocol::{AGENT_JOIN_PORT_PREFIX, SHARE_PORT_PREFIX};
 use serde_json::json;
 
 use super::qmp::{Qmp, QmpError};
@@ -97,6 +97,71 @@ async fn plug_with(
     )
     .await?;
     Ok(())
+}
+
+fn share_chardev(tag: &str) -> String {
+    format!("hull-{tag}-share")
+}
+
+fn share_port(tag: &str) -> String {
+    format!("hull-{tag}-share-port")
+}
+
+/// Adds a virtio-serial port `hull.share.<tag>` whose other end connects
+/// to `socket` (where the container's share server already listens). On
+/// failure, what was added is taken out again.
+pub async fn plug_share(vm_dir: &Path, tag: &str, socket: &Path) -> Result<(), QmpError> {
+    let mut qmp = Qmp::connect(vm_dir).await?;
+    // Left by a supervisor killed before it could unplug.
+    remove_share_with(&mut qmp, tag).await;
+    let result = plug_share_with(&mut qmp, tag, socket).await;
+    if result.is_err() {
+        remove_share_with(&mut qmp, tag).await;
+    }
+    result
+}
+
+async fn plug_share_with(qmp: &mut Qmp, tag: &str, socket: &Path) -> Result<(), QmpError> {
+    qmp.execute(
+        "chardev-add",
+        json!({
+            "id": share_chardev(tag),
+            "backend": {
+                "type": "socket",
+                "data": {
+                    "addr": { "type": "unix", "data": { "path": socket } },
+                    "server": false,
+                },
+            },
+        }),
+    )
+    .await?;
+    qmp.execute(
+        "device_add",
+        json!({
+            "driver": "virtserialport",
+            "id": share_port(tag),
+            "bus": "vser.0",
+            "chardev": share_chardev(tag),
+            "name": format!("{SHARE_PORT_PREFIX}{tag}"),
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes the share port of `tag` out of the VM in `vm_dir` (best effort).
+pub async fn unplug_share(vm_dir: &Path, tag: &str) {
+    if let Ok(mut qmp) = Qmp::connect(vm_dir).await {
+        remove_share_with(&mut qmp, tag).await;
+    }
+}
+
+async fn remove_share_with(qmp: &mut Qmp, tag: &str) {
+    let _ = qmp
+        .execute("device_del", json!({ "id": share_port(tag) }))
+        .await;
+    until_free(qmp, "chardev-remove", json!({ "id": share_chardev(tag) })).await;
 }
 
 /// Adds `disks` (and only disks) to the VM in `vm_dir`: those of a clone

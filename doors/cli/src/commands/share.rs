@@ -1,0 +1,59 @@
+//! `hull __share`: one container's share server (started by its
+//! supervisor through `hull_sandbox::share`), serving its bind mounts and
+//! volumes to the VM until the VM's end of the stream closes.
+
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixListener;
+
+use hull_sandbox::share::{ShareSpec, LISTENER_FD};
+
+use crate::cli::ShareArgs;
+
+/// How long the VM's end may take to connect after the server started.
+const ACCEPT_TIMEOUT_MS: i32 = 60_000;
+
+fn connection_within(listener: &UnixListener, timeout_ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        match unsafe { libc::poll(&mut pfd, 1, timeout_ms) } {
+            n if n > 0 => return true,
+            0 => return false,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Runs before the async runtime exists: the jail unshares the mount
+/// namespace, which a process with more than one thread cannot.
+pub fn share_serve(args: &ShareArgs) -> i32 {
+    let spec: ShareSpec = match serde_json::from_str(&args.spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("hull: share server: bad spec: {e}");
+            return super::EXIT_HULL_ERROR;
+        }
+    };
+    // SAFETY: the supervisor put the listening socket on this fd for us
+    // (hull_sandbox::share::spawn); nothing else owns it.
+    let listener = unsafe { UnixListener::from_raw_fd(LISTENER_FD) };
+    // A VM that never connects (its supervisor died between the spawn and
+    // the hot-add) must not leave the server waiting forever.
+    if !connection_within(&listener, ACCEPT_TIMEOUT_MS) {
+        eprintln!("hull: share server: the VM did not connect");
+        return super::EXIT_HULL_ERROR;
+    }
+    match hull_share::run(&spec, &args.scratch, listener) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hull: share server: {e}");
+            super::EXIT_HULL_ERROR
+        }
+    }
+}
