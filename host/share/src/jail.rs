@@ -92,10 +92,8 @@ fn mount(
 /// Builds the jail on `scratch` and moves into it; see the module doc.
 pub fn enter(spec: &ShareSpec, scratch: &Path) -> Result<Jailed, ShareError> {
     // SAFETY: unshare takes flags only; this process is single-threaded.
-    ok(
-        unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC) },
-        "unshare the mount namespace",
-    )?;
+    let ret = unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC) };
+    ok(ret, "unshare the mount namespace")?;
     let slash = CString::from(c"/");
     mount(
         None,
@@ -129,15 +127,11 @@ pub fn enter(spec: &ShareSpec, scratch: &Path) -> Result<Jailed, ShareError> {
     let dot = CString::from(c".");
     // SAFETY: pivot_root(".", "."): the old root is stacked on the new
     // one, then detached; NUL-terminated strings.
-    ok(
-        unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as i32 },
-        "pivot into the jail",
-    )?;
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as i32 };
+    ok(ret, "pivot into the jail")?;
     // SAFETY: NUL-terminated string.
-    ok(
-        unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) },
-        "detach the host's root",
-    )?;
+    let ret = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+    ok(ret, "detach the host's root")?;
     std::env::set_current_dir("/").map_err(jail_err("enter the jail's root"))?;
     let root = open_root()?;
     limit_self()?;
@@ -226,7 +220,7 @@ fn open_root() -> Result<OwnedFd, ShareError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Room for the fids' fds, then no new privileges and only the kept
+/// Room for the fids' fds, no umask, then no new privileges and only the kept
 /// capabilities, in every set.
 fn limit_self() -> Result<(), ShareError> {
     let limit = libc::rlimit {
@@ -234,15 +228,15 @@ fn limit_self() -> Result<(), ShareError> {
         rlim_max: NOFILE,
     };
     // SAFETY: a valid rlimit.
-    ok(
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) },
-        "raise the fd limit",
-    )?;
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    ok(ret, "raise the fd limit")?;
+    // The guest's kernel has applied its process's umask to every mode it
+    // sends; a second one here would change what the guest asked for.
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(0) };
     // SAFETY: prctl with integer arguments.
-    ok(
-        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) },
-        "set no_new_privs",
-    )?;
+    let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    ok(ret, "set no_new_privs")?;
     for cap in 0..=LAST_CAP {
         if KEPT_CAPS & (1 << cap) == 0 {
             // SAFETY: prctl with integer arguments; EINVAL past the last

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
 use crate::sys::{self, Errno};
-use crate::wire::{kind, Qid, Reader, Writer, HEADER};
+use crate::wire::{kind, open_flags, Qid, Reader, Writer, HEADER};
 use crate::{IdMap, ShareError};
 
 /// The largest message size offered: what Linux's `trans=fd` allows.
@@ -266,7 +266,7 @@ impl Server {
     }
 
     /// The fid the names lead to from the root (for `..`).
-    fn from_root(&self, names: &[CString], uid: u32) -> Result<Fid, Errno> {
+    fn walk_from_root(&self, names: &[CString], uid: u32) -> Result<Fid, Errno> {
         let mut fd = self.root.clone();
         let mut parent = None;
         for name in names {
@@ -290,10 +290,10 @@ impl Server {
             return Err(libc::ENOTDIR);
         }
         match name {
-            b"." => self.from_root(&from.names, from.uid),
+            b"." => self.walk_from_root(&from.names, from.uid),
             b".." => {
                 let up = &from.names[..from.names.len().saturating_sub(1)];
-                self.from_root(up, from.uid)
+                self.walk_from_root(up, from.uid)
             }
             _ => {
                 let name = checked_name(name)?;
@@ -469,11 +469,14 @@ impl Server {
             }
             libc::S_IFREG => {
                 let (dir, name) = fid.parent.as_ref().ok_or(libc::EISDIR)?;
-                let fd = sys::openat(dir.as_fd(), name, flags & !libc::O_CREAT, 0)?;
+                // Non-blocking: a FIFO swapped in for the file must not
+                // block the open; the check below then refuses it.
+                let fd = sys::openat(dir.as_fd(), name, flags | libc::O_NONBLOCK, 0)?;
                 let now = sys::fstat(fd.as_fd())?;
                 if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) {
                     return Err(libc::ESTALE);
                 }
+                sys::set_blocking(fd.as_fd())?;
                 Ok(fd)
             }
             libc::S_IFLNK => Err(libc::ELOOP),
@@ -594,7 +597,13 @@ impl Server {
         let mut buf = vec![0u8; count.clamp(512, 64 << 10)];
         let entries = sys::read_dir(fd.as_fd(), offset, &mut buf)?;
         let mut data = Writer::default();
-        for (ino, next, d_type, name) in entries {
+        for sys::DirEntry {
+            ino,
+            next,
+            d_type,
+            name,
+        } in entries
+        {
             // qid[13] offset[8] type[1] name[s]
             if data.buf.len() + 24 + name.len() > count {
                 break;
@@ -798,19 +807,6 @@ fn checked_name(name: &[u8]) -> Result<CString, Errno> {
         return Err(libc::EINVAL);
     }
     CString::new(name).map_err(|_| libc::EINVAL)
-}
-
-/// The guest's open flags (Linux's values, as 9P2000.L sends them on
-/// x86_64), kept to what a file server may honour.
-fn open_flags(flags: u32) -> libc::c_int {
-    let kept = libc::O_ACCMODE
-        | libc::O_TRUNC
-        | libc::O_APPEND
-        | libc::O_DSYNC
-        | libc::O_SYNC
-        | libc::O_DIRECTORY
-        | libc::O_NOATIME;
-    flags as libc::c_int & kept
 }
 
 /// Fills `buf`; false when the stream ended before its first byte.

@@ -123,6 +123,7 @@ pub fn fchownat(dir: BorrowedFd, name: &CStr, uid: u32, gid: u32) -> Result<(), 
 /// chmod of the file `fd` is (fchmodat2 with `AT_EMPTY_PATH`, Linux 6.6:
 /// works on an `O_PATH` fd without reopening the file).
 pub fn fchmod(fd: BorrowedFd, mode: u32) -> Result<(), Errno> {
+    // The same number on every architecture (libc lacks it on some).
     const SYS_FCHMODAT2: libc::c_long = 452;
     // SAFETY: valid fd and empty NUL-terminated path; fchmodat2 takes
     // (dirfd, path, mode, flags).
@@ -140,6 +141,16 @@ pub fn fchmod(fd: BorrowedFd, mode: u32) -> Result<(), Errno> {
     } else {
         Ok(())
     }
+}
+
+/// Clears `O_NONBLOCK` on an open file (opened with it so that opening
+/// a FIFO put where a file was cannot block the server).
+pub fn set_blocking(fd: BorrowedFd) -> Result<(), Errno> {
+    // SAFETY: valid fd; F_GETFL takes no argument.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: valid fd; F_SETFL takes the flags.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
+        .map(drop)
 }
 
 /// utimensat of the file `fd` is; `times` as utimensat(2) takes them.
@@ -268,13 +279,18 @@ pub fn fsync(fd: BorrowedFd, datasync: bool) -> Result<(), Errno> {
     .map(drop)
 }
 
+/// One entry of a directory, as getdents64 gives it.
+pub struct DirEntry {
+    pub ino: u64,
+    /// The position of the entry after this one.
+    pub next: u64,
+    pub d_type: u8,
+    pub name: Vec<u8>,
+}
+
 /// Directory entries of `dir` from the position `offset` (a `d_off` the
-/// kernel gave before, or 0): (ino, d_off, d_type, name).
-pub fn read_dir(
-    dir: BorrowedFd,
-    offset: u64,
-    buf: &mut [u8],
-) -> Result<Vec<(u64, u64, u8, Vec<u8>)>, Errno> {
+/// kernel gave before, or 0).
+pub fn read_dir(dir: BorrowedFd, offset: u64, buf: &mut [u8]) -> Result<Vec<DirEntry>, Errno> {
     let raw: RawFd = dir.as_raw_fd();
     // SAFETY: valid fd; lseek takes any offset (the filesystem checks).
     if unsafe { libc::lseek(raw, offset as i64, libc::SEEK_SET) } < 0 {
@@ -299,7 +315,12 @@ pub fn read_dir(
         let kind = data[at + 18];
         let name = &data[at + 19..at + reclen];
         let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-        entries.push((ino, off, kind, name[..end].to_vec()));
+        entries.push(DirEntry {
+            ino,
+            next: off,
+            d_type: kind,
+            name: name[..end].to_vec(),
+        });
         at += reclen;
     }
     Ok(entries)

@@ -150,6 +150,37 @@ impl Qid {
     }
 }
 
+/// The open flags of 9P2000.L (`P9_DOTL_*`, fixed by the protocol
+/// whatever the host's own values) a file server honours, and the host's
+/// flag for each. Dropped: create/exclusive (Tlcreate decides), noctty,
+/// nonblock (the server must not see EAGAIN), async, direct (its
+/// alignment rules do not hold for the server's buffers), cloexec and
+/// nofollow (always set), largefile (always on).
+const DOTL_FLAGS: [(u32, libc::c_int); 6] = [
+    (0o1000, libc::O_TRUNC),
+    (0o2000, libc::O_APPEND),
+    (0o10000, libc::O_DSYNC),
+    (0o200000, libc::O_DIRECTORY),
+    (0o1000000, libc::O_NOATIME),
+    (0o4000000, libc::O_SYNC),
+];
+/// P9_DOTL_RDONLY/WRONLY/RDWR/NOACCESS, as Linux's O_ACCMODE values.
+const DOTL_ACCMODE: u32 = 3;
+
+/// The host's open flags for the guest's `P9_DOTL_*` ones.
+pub fn open_flags(dotl: u32) -> libc::c_int {
+    let access = match dotl & DOTL_ACCMODE {
+        0 => libc::O_RDONLY,
+        1 => libc::O_WRONLY,
+        // 3 ("no access", for ioctls) needs both permissions, as O_RDWR.
+        _ => libc::O_RDWR,
+    };
+    DOTL_FLAGS
+        .iter()
+        .filter(|(bit, _)| dotl & bit != 0)
+        .fold(access, |flags, (_, host)| flags | host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +197,16 @@ mod tests {
         let mut r = Reader::new(&w.buf);
         assert_eq!(r.string(), Ok(&b"ab"[..]));
         assert_eq!(r.u32(), Ok(7));
+    }
+
+    #[test]
+    fn open_flags_keep_only_what_a_server_honours() {
+        // O_RDWR | O_CREAT | O_EXCL | O_NONBLOCK | O_TRUNC | O_DIRECT.
+        let flags = open_flags(2 | 0o100 | 0o200 | 0o4000 | 0o1000 | 0o40000);
+        assert_eq!(flags, libc::O_RDWR | libc::O_TRUNC);
+        assert_eq!(open_flags(0o200000), libc::O_RDONLY | libc::O_DIRECTORY);
+        assert_eq!(open_flags(3) & libc::O_ACCMODE, libc::O_RDWR);
+        // O_SYNC as Linux sends it: the dsync and sync bits.
+        assert_eq!(open_flags(1 | 0o4010000), libc::O_WRONLY | libc::O_SYNC);
     }
 }

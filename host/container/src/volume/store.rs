@@ -277,7 +277,7 @@ mod tests {
         volumes.create(Some("named"), BTreeMap::new()).unwrap();
         assert_eq!(
             volumes.prune(&BTreeSet::new(), false).unwrap(),
-            [anon.name.clone()]
+            std::slice::from_ref(&anon.name)
         );
         assert_eq!(
             volumes
