@@ -7,8 +7,9 @@
 //! rest of the container's state.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,7 +52,7 @@ pub fn mount(
     channel: &ShareChannel,
 ) -> Result<PathBuf, ShareError> {
     let stream = match channel {
-        ShareChannel::SerialPort(name) => open_port(name, layout)?,
+        ShareChannel::SerialPort(name) => relay(open_port(name, layout)?)?,
         ShareChannel::Vsock(port) => crate::sys::vsock_connect(HOST_CID, *port)
             .map(File::from)
             .map_err(|source| ShareError::Io {
@@ -105,6 +106,49 @@ fn open_port(name: &str, layout: &Layout) -> Result<File, ShareError> {
             return Err(ShareError::PortNotFound(name.to_string()));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The kernel's `trans=fd` moves 9P messages with `kernel_read` and
+/// `kernel_write`, which a virtio-serial port refuses (EINVAL: its driver
+/// has no `read_iter`/`write_iter`). So the kernel gets one end of a unix
+/// socket pair, and two threads relay between the other end and the port.
+/// They end when the host closes the port (its share server stopped) and
+/// when the kernel drops its end (the tree unmounted).
+fn relay(port: File) -> Result<File, ShareError> {
+    let io_err = |what: &str| {
+        let what = what.to_string();
+        move |source| ShareError::Io { what, source }
+    };
+    let (kernel_end, ours) =
+        UnixStream::pair().map_err(io_err("make the share relay's sockets"))?;
+    let ours_out = ours
+        .try_clone()
+        .map_err(io_err("clone the share relay's socket"))?;
+    let port_out = port.try_clone().map_err(io_err("clone the share port"))?;
+    std::thread::spawn(move || {
+        pump(port, &ours);
+        // The host hung up: the kernel's next read sees the end.
+        let _ = ours.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || pump(ours_out, &port_out));
+    Ok(File::from(std::os::fd::OwnedFd::from(kernel_end)))
+}
+
+/// Copies `from` to `to` until either ends; one message-sized buffer.
+fn pump(mut from: impl Read, mut to: impl Write) {
+    let mut buf = vec![0u8; MSIZE as usize];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 

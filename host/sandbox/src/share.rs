@@ -8,7 +8,8 @@
 //! clone whose RAM maps its template's privately serves them as well as a
 //! cold VM (docs/ARCHITECTURE.md, "Host files in the guest").
 
-use std::os::fd::AsRawFd;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,10 @@ use crate::hypervisor::hotplug;
 pub const COMMAND: &str = "__share";
 /// The fd the share server finds its listening socket on.
 pub const LISTENER_FD: i32 = 3;
+/// The fd it writes one byte to once its jail stands.
+pub const READY_FD: i32 = 4;
+/// How long a share server may take to build its jail.
+const READY_TIMEOUT_MS: i32 = 10_000;
 /// The vsock port the guest connects to for its shares under hull-vmm
 /// (one container per hull-vmm VM: no pods there yet).
 pub const SHARE_VSOCK_PORT: u32 = 1025;
@@ -82,7 +87,7 @@ impl Sandbox {
             .map_err(io_error(format!("listen on {}", socket.display())))?;
         std::fs::create_dir_all(&scratch)
             .map_err(io_error(format!("create {}", scratch.display())))?;
-        let child = spawn(spec, &scratch, &listener)?;
+        let (child, ready) = spawn(spec, &scratch, &listener)?;
         drop(listener);
         let mut server = ShareServer {
             child,
@@ -90,6 +95,10 @@ impl Sandbox {
             socket: socket.clone(),
             scratch,
         };
+        let log = server.scratch.with_extension("log");
+        tokio::task::spawn_blocking(move || wait_ready(ready, &log))
+            .await
+            .map_err(|e| SandboxError::Shares(e.to_string()))??;
         if !qemu {
             crate::timings::mark("share_started");
             self.shares = Some(server);
@@ -107,15 +116,56 @@ impl Sandbox {
     }
 }
 
-/// Starts `hull __share` with `listener` as its fd 3, in a session of its
-/// own (no terminal signals), its errors into `<scratch>.log`.
-fn spawn(spec: &ShareSpec, scratch: &Path, listener: &UnixListener) -> Result<Child, SandboxError> {
+/// Waits for the server's byte on its readiness pipe; without it, the last
+/// line it logged is the error.
+fn wait_ready(ready: OwnedFd, log: &Path) -> Result<(), SandboxError> {
+    let mut pfd = libc::pollfd {
+        fd: ready.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let polled = loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, READY_TIMEOUT_MS) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    let mut byte = [0u8; 1];
+    if polled > 0 && std::fs::File::from(ready).read(&mut byte).unwrap_or(0) == 1 {
+        return Ok(());
+    }
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
+    let last = logged
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .map(|line| line.trim_start_matches("hull: ").to_string());
+    Err(SandboxError::Shares(last.unwrap_or_else(|| {
+        if polled == 0 {
+            "the share server did not start in time".to_string()
+        } else {
+            "the share server exited at start".to_string()
+        }
+    })))
+}
+
+/// Starts `hull __share` with `listener` as its fd 3 and the write end of a
+/// readiness pipe as its fd 4, in a session of its own (no terminal
+/// signals), its errors into `<scratch>.log`. Returns the pipe's read end.
+fn spawn(
+    spec: &ShareSpec,
+    scratch: &Path,
+    listener: &UnixListener,
+) -> Result<(Child, OwnedFd), SandboxError> {
     let hull = std::env::current_exe().map_err(io_error("find the hull binary"))?;
     let log_path = scratch.with_extension("log");
     let log = std::fs::File::create(&log_path)
         .map_err(io_error(format!("create {}", log_path.display())))?;
     let encoded = serde_json::to_string(spec)
         .map_err(|e| io_error("encode the share spec")(std::io::Error::other(e)))?;
+    let (ready_read, ready_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| io_error("make the share server's readiness pipe")(e.into()))?;
     let mut command = Command::new(hull);
     command
         .arg(COMMAND)
@@ -126,25 +176,31 @@ fn spawn(spec: &ShareSpec, scratch: &Path, listener: &UnixListener) -> Result<Ch
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    let fd = listener.as_raw_fd();
-    // SAFETY: dup2, fcntl and setsid are async-signal-safe; nothing else
+    let listen_fd = listener.as_raw_fd();
+    let ready_fd = ready_write.as_raw_fd();
+    // SAFETY: fcntl, dup2 and setsid are async-signal-safe; nothing else
     // runs between fork and exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-            // dup2 onto itself would keep close-on-exec.
-            let moved = if fd == LISTENER_FD {
-                libc::fcntl(fd, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, LISTENER_FD)
-            };
-            if moved < 0 {
+            // Out of the way first, so neither dup2 overwrites the other's
+            // source; dup2 clears close-on-exec on the target.
+            let high_listen = libc::fcntl(listen_fd, libc::F_DUPFD_CLOEXEC, 10);
+            let high_ready = libc::fcntl(ready_fd, libc::F_DUPFD_CLOEXEC, 10);
+            if high_listen < 0
+                || high_ready < 0
+                || libc::dup2(high_listen, LISTENER_FD) < 0
+                || libc::dup2(high_ready, READY_FD) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             rustix::process::setsid()?;
             Ok(())
         });
     }
-    command
+    let child = command
         .spawn()
-        .map_err(io_error("start the share server (hull __share)"))
+        .map_err(io_error("start the share server (hull __share)"))?;
+    // The child holds the write end now; ours would hide its exit.
+    drop(ready_write);
+    Ok((child, ready_read))
 }

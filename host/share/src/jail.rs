@@ -223,10 +223,16 @@ fn open_root() -> Result<OwnedFd, ShareError> {
 /// Room for the fids' fds, no umask, then no new privileges and only the kept
 /// capabilities, in every set.
 fn limit_self() -> Result<(), ShareError> {
-    let limit = libc::rlimit {
-        rlim_cur: NOFILE,
-        rlim_max: NOFILE,
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
+    // SAFETY: getrlimit fills the struct it is given.
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    ok(ret, "read the fd limit")?;
+    // Inside its user namespace the server cannot raise the hard limit, only
+    // the soft one up to it; an fd beyond it is EMFILE to the guest.
+    limit.rlim_cur = NOFILE.min(limit.rlim_max);
     // SAFETY: a valid rlimit.
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
     ok(ret, "raise the fd limit")?;

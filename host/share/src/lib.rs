@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use jail::Jailed;
 pub use server::Server;
 
 /// What one share server serves: `sources[n]` is entry `n` (decimal) of
@@ -104,10 +105,15 @@ pub enum ShareError {
 }
 
 /// Enters the jail, built on `scratch` (an empty directory of the
-/// caller's), and serves one connection accepted from `listener` until it
-/// ends. For a freshly started, single-threaded process (`hull __share`).
-pub fn run(spec: &ShareSpec, scratch: &Path, listener: UnixListener) -> Result<(), ShareError> {
-    let jailed = jail::enter(spec, scratch)?;
+/// caller's). For a freshly started, single-threaded process (`hull
+/// __share`): the jail unshares the mount namespace.
+pub fn enter_jail(spec: &ShareSpec, scratch: &Path) -> Result<Jailed, ShareError> {
+    jail::enter(spec, scratch)
+}
+
+/// Serves one connection accepted from `listener`, from inside the jail,
+/// until it ends.
+pub fn serve(spec: &ShareSpec, jailed: Jailed, listener: UnixListener) -> Result<(), ShareError> {
     let (stream, _) = listener.accept().map_err(ShareError::Accept)?;
     drop(listener);
     let mut server = Server::new(jailed.root, jailed.read_only, spec.id_map.clone());

@@ -2,10 +2,11 @@
 //! supervisor through `hull_sandbox::share`), serving its bind mounts and
 //! volumes to the VM until the VM's end of the stream closes.
 
+use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixListener;
 
-use hull_sandbox::share::{ShareSpec, LISTENER_FD};
+use hull_sandbox::share::{ShareSpec, LISTENER_FD, READY_FD};
 
 use crate::cli::ShareArgs;
 
@@ -43,13 +44,28 @@ pub fn share_serve(args: &ShareArgs) -> i32 {
     // SAFETY: the supervisor put the listening socket on this fd for us
     // (hull_sandbox::share::spawn); nothing else owns it.
     let listener = unsafe { UnixListener::from_raw_fd(LISTENER_FD) };
+    // SAFETY: likewise the write end of its readiness pipe.
+    let ready = unsafe { std::fs::File::from_raw_fd(READY_FD) };
+    let jailed = match hull_share::enter_jail(&spec, &args.scratch) {
+        Ok(jailed) => jailed,
+        Err(e) => {
+            eprintln!("hull: share server: {e}");
+            return super::EXIT_HULL_ERROR;
+        }
+    };
+    // One byte: the jail stands and the server will answer. Without it the
+    // supervisor fails the start instead of a guest mount waiting forever.
+    if (&ready).write_all(b"r").is_err() {
+        return super::EXIT_HULL_ERROR;
+    }
+    drop(ready);
     // A VM that never connects (its supervisor died between the spawn and
     // the hot-add) must not leave the server waiting forever.
     if !connection_within(&listener, ACCEPT_TIMEOUT_MS) {
         eprintln!("hull: share server: the VM did not connect");
         return super::EXIT_HULL_ERROR;
     }
-    match hull_share::run(&spec, &args.scratch, listener) {
+    match hull_share::serve(&spec, jailed, listener) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hull: share server: {e}");
