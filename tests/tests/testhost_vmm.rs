@@ -527,7 +527,8 @@ fn hull_vmm_pooled_clone_takes_its_disks_and_tap_when_a_run_takes_it() {
     // The pool restores a clone with empty disk slots and its tap in the
     // pool's namespace, pauses it, and waits; `hull run` takes it: the
     // tap moves onto the network, `attach-disk` on hull-vmm's API socket
-    // fills the slots, and the agent is woken.
+    // fills the slots, and the agent is woken. Its bind mount is served
+    // over the vsock of a VMM whose directory was renamed at the take.
     let run = with_image(
         r#"
 logs() { cat $HULL_RUN_DIR/pool.log; for f in $HULL_RUN_DIR/pool/*.log $HULL_RUN_DIR/*/supervisor.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done; true; }
@@ -535,7 +536,8 @@ hull pool start --size 1 >start.out 2>&1 || { echo pool-start-failed; cat start.
 hull pool status --wait 300 >status.out 2>&1 || { echo pool-not-ready; cat status.out; logs; }
 echo "paused=$(hull pool status --format json | grep -c '"ready": 1')"
 gw='$(ip route | awk "/default/ {print \$3}")'
-echo "run=$(hull run --rm hull-demo/busybox sh -c "cat /etc/hostname >/dev/null && echo disks-ok; ping -c1 -W5 $gw >/dev/null && echo reached" 2>run.err | tr '\n' ' ')"
+mkdir -p /srv/pooled && echo share-ok > /srv/pooled/f
+echo "run=$(hull run --rm -v /srv/pooled:/p hull-demo/busybox sh -c "cat /etc/hostname >/dev/null && echo disks-ok; cat /p/f; ping -c1 -W5 $gw >/dev/null && echo reached" 2>run.err | tr '\n' ' ')"
 echo "run-stderr=$(cat run.err)"
 [ -s run.err ] && logs
 echo "taken=$(hull pool status --format json | grep '"taken"' | tr -dc 0-9)"
@@ -549,11 +551,53 @@ echo "netns=[$(ip netns list | tr '\n' ' ')]"
     run.assert_passed();
     let value = |key: &str| run.value(key).unwrap_or_default();
     assert_eq!(value("paused"), "1", "{}", run.describe());
-    assert_eq!(value("run"), "disks-ok reached ", "{}", run.describe());
+    assert_eq!(
+        value("run"),
+        "disks-ok share-ok reached ",
+        "{}",
+        run.describe()
+    );
     assert_eq!(value("run-stderr"), "", "{}", run.describe());
     assert_eq!(value("taken"), "1", "{}", run.describe());
     assert_eq!(value("second"), "fine", "{}", run.describe());
     assert_eq!(value("run-dir"), "[]", "{}", run.describe());
     assert_eq!(value("vmms"), "[]", "{}", run.describe());
     assert_eq!(value("netns"), "[]", "{}", run.describe());
+}
+
+#[test]
+fn hull_vmm_serves_a_bind_mount_over_vsock_cold_and_on_a_template_clone() {
+    // Under hull-vmm the agent reaches its share server through the
+    // hybrid vsock (guest port 1025 → `<sandbox>/vsock_1025`): a cold
+    // boot, then a template clone, each reads and writes the host's files.
+    let run = with_image(&format!(
+        r#"{SHOW_CONSOLE}
+mkdir -p /srv/data && echo from-the-host > /srv/data/in.txt
+echo "cold=$(hull run --rm --no-template -v /srv/data:/data hull-demo/busybox sh -c 'cat /data/in.txt; echo cold > /data/cold.txt' 2>cold.err)"
+echo "cold-stderr=$(cat cold.err)"
+export HULL_TEMPLATES=/var/lib/hull/vm-templates
+hull run --rm hull-demo/busybox true 2>/dev/null
+echo "clone=$(hull run --rm -v /srv/data:/data:ro hull-demo/busybox sh -c 'cat /data/in.txt; ( echo x > /data/ro.txt ) 2>/dev/null || echo read-only' 2>clone.err | tr '\n' ' ')"
+echo "clone-stderr=$(cat clone.err)"
+echo "written=$(cat /srv/data/cold.txt)"
+echo "ro-absent=$([ -e /srv/data/ro.txt ] && echo no || echo yes)"
+echo "run-dir=[$(ls -A $HULL_RUN_DIR 2>/dev/null)]"
+echo "servers=$(for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null; echo; done | grep -c 'hull [_]_share')"
+"#
+    ));
+    run.assert_passed();
+    let value = |key: &str| run.value(key).unwrap_or_default();
+    assert_eq!(value("cold"), "from-the-host", "{}", run.describe());
+    assert_eq!(value("cold-stderr"), "", "{}", run.describe());
+    assert_eq!(
+        value("clone"),
+        "from-the-host read-only ",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(value("clone-stderr"), "", "{}", run.describe());
+    assert_eq!(value("written"), "cold", "{}", run.describe());
+    assert_eq!(value("ro-absent"), "yes", "{}", run.describe());
+    assert_eq!(value("run-dir"), "[]", "{}", run.describe());
+    assert_eq!(value("servers"), "0", "{}", run.describe());
 }

@@ -128,10 +128,29 @@ pub fn enter(spec: &ShareSpec, scratch: &Path) -> Result<Jailed, ShareError> {
     // SAFETY: pivot_root(".", "."): the old root is stacked on the new
     // one, then detached; NUL-terminated strings.
     let ret = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as i32 };
-    ok(ret, "pivot into the jail")?;
-    // SAFETY: NUL-terminated string.
-    let ret = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
-    ok(ret, "detach the host's root")?;
+    if ret == 0 {
+        // SAFETY: NUL-terminated string.
+        let ret = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+        ok(ret, "detach the host's root")?;
+    } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // The host's root is the initramfs (rootfs cannot be pivoted
+        // away): move the jail over it and chroot, as switch_root and
+        // runc's no-pivot do. The host's root stays under it, out of
+        // reach: no fd of ours points there and CAP_SYS_CHROOT is dropped.
+        mount(
+            Some(&dot),
+            &slash,
+            None,
+            libc::MS_MOVE,
+            None,
+            "move the jail over the host's root",
+        )?;
+        // SAFETY: NUL-terminated string.
+        let ret = unsafe { libc::chroot(dot.as_ptr()) };
+        ok(ret, "chroot into the jail")?;
+    } else {
+        ok(ret, "pivot into the jail")?;
+    }
     std::env::set_current_dir("/").map_err(jail_err("enter the jail's root"))?;
     let root = open_root()?;
     limit_self()?;

@@ -37,6 +37,10 @@ pub struct HostConnect {
 /// The listening socket and the handshakes in progress.
 pub struct HostListener {
     uds: PathBuf,
+    /// The directory `uds` is in, held open: a pooled clone's directory is
+    /// renamed to its container's after the VMM started, and the guest's
+    /// connections must follow it (`/proc/self/fd/<dir>/<name>_<port>`).
+    dir: Option<std::fs::File>,
     listener: UnixListener,
     pending: HashMap<RawFd, Pending>,
 }
@@ -54,8 +58,22 @@ impl HostListener {
         listener
             .set_nonblocking(true)
             .map_err(DeviceError::Socket)?;
+        let dir = uds.parent().and_then(|parent| {
+            use std::os::unix::fs::OpenOptionsExt;
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(parent)
+                .ok()
+        });
         Ok(Self {
             uds: uds.to_path_buf(),
+            dir,
             listener,
             pending: HashMap::new(),
         })
@@ -85,7 +103,13 @@ impl HostListener {
 
     /// Where a guest connecting to host port `port` is sent.
     pub fn port_path(&self, port: u32) -> PathBuf {
-        PathBuf::from(format!("{}_{port}", self.uds.display()))
+        let name = self.uds.file_name().map(|n| n.to_string_lossy());
+        match (&self.dir, name) {
+            (Some(dir), Some(name)) => {
+                PathBuf::from(format!("/proc/self/fd/{}/{name}_{port}", dir.as_raw_fd()))
+            }
+            _ => PathBuf::from(format!("{}_{port}", self.uds.display())),
+        }
     }
 
     /// Accepts every waiting host connection while `open + pending` stays
@@ -253,7 +277,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let uds = dir.path().join("h.sock");
         let mut l = HostListener::bind(&uds).unwrap();
-        assert_eq!(l.port_path(52), dir.path().join("h.sock_52"));
+        let path = l.port_path(52);
+        assert!(path.starts_with("/proc/self/fd"), "{}", path.display());
+        assert!(path.ends_with("h.sock_52"), "{}", path.display());
+        // It names the file in the directory, under whatever name that has.
+        let moved = dir.path().with_extension("moved");
+        std::fs::rename(dir.path(), &moved).unwrap();
+        std::fs::write(moved.join("h.sock_52"), b"").unwrap();
+        assert!(path.exists());
+        std::fs::rename(&moved, dir.path()).unwrap();
         let mut long = UnixStream::connect(&uds).unwrap();
         long.write_all(&[b'C'; MAX_CONNECT_LINE]).unwrap();
         let mut early = UnixStream::connect(&uds).unwrap();
