@@ -106,10 +106,20 @@ fn a_detached_pooled_container_stops_execs_and_is_removed_like_any_other() {
     let hull = Hull::with_busybox();
     ok(&hull.hull(&["pool", "start", "--size", "1"]));
     wait_full(&hull);
-    let id = ok(&hull.hull(&["run", "-d", "--name", "pooled", IMAGE, "sleep", "600"]));
+    // Its bind mount is hot-added to the clone like its disks.
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/data", host.path().display());
+    let id = ok(&hull.hull(&[
+        "run", "-d", "--name", "pooled", "-v", &bind, IMAGE, "sleep", "600",
+    ]));
     assert_eq!(id.trim().len(), 64, "{id}");
     assert_eq!(taken(&hull), 1);
     assert_eq!(ok(&hull.hull(&["exec", "pooled", "echo", "in"])), "in\n");
+    ok(&hull.hull(&["exec", "pooled", "sh", "-c", "echo pooled > /data/f"]));
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("f")).unwrap(),
+        "pooled\n"
+    );
     let ps = ok(&hull.hull(&["ps"]));
     assert!(ps.contains("pooled"), "{ps}");
     // The pool stops; the container it gave away runs on.
