@@ -87,6 +87,36 @@ fn a_bind_mount_carries_data_and_ownership_both_ways_and_ro_holds() {
 }
 
 #[test]
+fn a_user_namespaced_container_sees_host_ids_as_its_own() {
+    // Container ids 0..65535 are guest ids 100000..165535: the share
+    // server maps host ids through the same map, so a host file of 1000 is
+    // 1000 in the container, and what its root creates is root's on the host.
+    let hull = Hull::with_busybox();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("owned"), "mine\n").unwrap();
+    std::os::unix::fs::chown(host.path().join("owned"), Some(1000), Some(1000)).unwrap();
+    let out = hull.hull(&[
+        "run",
+        "--rm",
+        "--uidmap",
+        "0:100000:65536",
+        "-v",
+        &format!("{}:/d", host.path().display()),
+        IMAGE,
+        "sh",
+        "-c",
+        "stat -c %u:%g /d/owned; echo new > /d/made; mkdir /d/dir; \
+         chown 7:8 /d/dir; stat -c %u:%g /d/made",
+    ]);
+    assert_eq!(ok(&out), "1000:1000\n0:0\n", "stderr: {}", stderr(&out));
+    let made = fs::metadata(host.path().join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (0, 0));
+    let dir = fs::metadata(host.path().join("dir")).unwrap();
+    assert_eq!((dir.uid(), dir.gid()), (7, 8));
+    assert_clean(&hull);
+}
+
+#[test]
 fn nothing_outside_the_shared_directory_is_reachable() {
     let hull = Hull::with_busybox();
     let host = tempfile::tempdir().unwrap();
