@@ -9,7 +9,7 @@
 //! cold VM (docs/ARCHITECTURE.md, "Host files in the guest").
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -119,20 +119,9 @@ impl Sandbox {
 /// Waits for the server's byte on its readiness pipe; without it, the last
 /// line it logged is the error.
 fn wait_ready(ready: OwnedFd, log: &Path) -> Result<(), SandboxError> {
-    let mut pfd = libc::pollfd {
-        fd: ready.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let polled = loop {
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, READY_TIMEOUT_MS) };
-        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break n;
-        }
-    };
+    let arrived = hull_share::readable_within(ready.as_fd(), READY_TIMEOUT_MS);
     let mut byte = [0u8; 1];
-    if polled > 0 && std::fs::File::from(ready).read(&mut byte).unwrap_or(0) == 1 {
+    if arrived && std::fs::File::from(ready).read(&mut byte).unwrap_or(0) == 1 {
         return Ok(());
     }
     let logged = std::fs::read_to_string(log).unwrap_or_default();
@@ -142,7 +131,7 @@ fn wait_ready(ready: OwnedFd, log: &Path) -> Result<(), SandboxError> {
         .find(|line| !line.trim().is_empty())
         .map(|line| line.trim_start_matches("hull: ").to_string());
     Err(SandboxError::Shares(last.unwrap_or_else(|| {
-        if polled == 0 {
+        if !arrived {
             "the share server did not start in time".to_string()
         } else {
             "the share server exited at start".to_string()

@@ -249,8 +249,9 @@ fn limit_self() -> Result<(), ShareError> {
     // SAFETY: getrlimit fills the struct it is given.
     let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     ok(ret, "read the fd limit")?;
-    // Inside its user namespace the server cannot raise the hard limit, only
-    // the soft one up to it; an fd beyond it is EMFILE to the guest.
+    // Raising the hard limit needs CAP_SYS_RESOURCE, which whoever started
+    // the server may lack: the soft one goes up to it, and an fd beyond it
+    // is EMFILE to the guest.
     limit.rlim_cur = NOFILE.min(limit.rlim_max);
     // SAFETY: a valid rlimit.
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };

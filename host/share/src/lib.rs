@@ -23,6 +23,7 @@ use thiserror::Error;
 
 pub use jail::Jailed;
 pub use server::Server;
+pub use sys::readable_within;
 
 /// What one share server serves: `sources[n]` is entry `n` (decimal) of
 /// the root directory of the 9P tree.

@@ -325,3 +325,21 @@ pub fn read_dir(dir: BorrowedFd, offset: u64, buf: &mut [u8]) -> Result<Vec<DirE
     }
     Ok(entries)
 }
+
+/// Whether `fd` becomes readable (or hung up) within `timeout_ms`.
+pub fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the duration of the call.
+        match unsafe { libc::poll(&mut pfd, 1, timeout_ms) } {
+            n if n > 0 => return true,
+            0 => return false,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! volumes to the VM until the VM's end of the stream closes.
 
 use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, FromRawFd};
 use std::os::unix::net::UnixListener;
 
 use hull_sandbox::share::{ShareSpec, LISTENER_FD, READY_FD};
@@ -12,24 +12,6 @@ use crate::cli::ShareArgs;
 
 /// How long the VM's end may take to connect after the server started.
 const ACCEPT_TIMEOUT_MS: i32 = 60_000;
-
-fn connection_within(listener: &UnixListener, timeout_ms: i32) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd for the duration of the call.
-        match unsafe { libc::poll(&mut pfd, 1, timeout_ms) } {
-            n if n > 0 => return true,
-            0 => return false,
-            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            _ => return false,
-        }
-    }
-}
 
 /// Runs before the async runtime exists: the jail unshares the mount
 /// namespace, which a process with more than one thread cannot.
@@ -61,7 +43,7 @@ pub fn share_serve(args: &ShareArgs) -> i32 {
     drop(ready);
     // A VM that never connects (its supervisor died between the spawn and
     // the hot-add) must not leave the server waiting forever.
-    if !connection_within(&listener, ACCEPT_TIMEOUT_MS) {
+    if !hull_share::readable_within(listener.as_fd(), ACCEPT_TIMEOUT_MS) {
         eprintln!("hull: share server: the VM did not connect");
         return super::EXIT_HULL_ERROR;
     }
