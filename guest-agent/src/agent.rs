@@ -482,6 +482,14 @@ impl Agent {
                 container_id,
                 frozen,
             } => container::freeze(&*self.running_container(&container_id)?, frozen),
+            Request::UpdateResources {
+                container_id,
+                resources,
+            } => container::update_resources(
+                self.sys,
+                &*self.running_container(&container_id)?,
+                &resources,
+            ),
             Request::RemoveContainer { container_id } => self.remove_container(&container_id),
             Request::Shutdown if !self.primary => Err(invalid(
                 "a container that joined the VM cannot power it off",

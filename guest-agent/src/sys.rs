@@ -1062,6 +1062,204 @@ pub mod child {
         Ok(())
     }
 
+    /// Reads a u32 (LE) the agent writes on `fd`; EOF is ECANCELED.
+    pub fn read_u32(fd: RawFd) -> Result<u32, i32> {
+        let mut word = [0u8; 4];
+        let mut filled = 0;
+        while filled < word.len() {
+            // SAFETY: reads into the rest of a local buffer.
+            let n =
+                unsafe { libc::read(fd, word[filled..].as_mut_ptr().cast(), word.len() - filled) };
+            match n {
+                0 => return Err(libc::ECANCELED),
+                n if n > 0 => filled += n as usize,
+                _ if errno() == libc::EINTR => {}
+                _ => return Err(errno()),
+            }
+        }
+        Ok(u32::from_le_bytes(word))
+    }
+
+    /// umask(2): cannot fail.
+    pub fn set_umask(mask: u32) {
+        // SAFETY: umask takes an integer.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+
+    /// Writes `bytes` to the existing file at `path` in one write(2), as
+    /// kernel control files (/proc/sys, oom_score_adj) want.
+    pub fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), i32> {
+        // SAFETY: a NUL-terminated path; the pointer and length describe
+        // `bytes`; the descriptor is ours to close.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(errno());
+            }
+            let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+            let result = if written < 0 {
+                Err(errno())
+            } else if written as usize != bytes.len() {
+                Err(libc::EIO)
+            } else {
+                Ok(())
+            };
+            libc::close(fd);
+            result
+        }
+    }
+
+    pub fn set_domainname(name: &CStr) -> Result<(), i32> {
+        // SAFETY: the pointer and length describe `name`.
+        ok(unsafe { libc::setdomainname(name.as_ptr(), name.to_bytes().len()) })
+    }
+
+    /// lchown(2): the owner of a node made for the container.
+    pub fn chown(path: &CStr, uid: u32, gid: u32) -> Result<(), i32> {
+        // SAFETY: NUL-terminated string that outlives the call.
+        ok(unsafe { libc::lchown(path.as_ptr(), uid, gid) })
+    }
+
+    /// ioprio_set(IOPRIO_WHO_PROCESS, self, `value`): class << 13 | level.
+    pub fn set_io_priority(value: u16) -> Result<(), i32> {
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        // SAFETY: ioprio_set takes integers.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_ioprio_set,
+                IOPRIO_WHO_PROCESS,
+                0,
+                value as libc::c_long,
+            )
+        };
+        if ret < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// sched_setattr(2) of the calling thread.
+    pub fn set_scheduler(attr: &crate::process::SchedAttr) -> Result<(), i32> {
+        // SAFETY: SchedAttr is the kernel's struct sched_attr (repr C, its
+        // `size` field set to its size); it outlives the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setattr,
+                0,
+                attr as *const crate::process::SchedAttr,
+                0,
+            )
+        };
+        if ret < 0 {
+            Err(errno())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs one OCI hook to its end: a child (raw clone, fork semantics,
+    /// so no atfork handler of a multi-threaded parent's libc runs) with
+    /// `state` (its parts, concatenated) on its stdin, chrooted into
+    /// `root` first when given, exec'ing `hook.path`. `timeout_ms` > 0
+    /// kills it after that long. The Err is a
+    /// [`crate::process::HookOutcome`] code.
+    pub fn run_hook(
+        hook: &crate::process::PreparedHook,
+        root: Option<&CStr>,
+        state: [&[u8]; 3],
+    ) -> Result<(), i32> {
+        use crate::process::HookOutcome;
+        let fail = |errno: i32| HookOutcome::Failed(errno).code();
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: the state fits the pipe's buffer (checked when it was
+        // prepared), so these writes do not block; every pointer and
+        // length describes a live buffer; the clone has fork semantics and
+        // its child only makes raw calls before exec or _exit.
+        unsafe {
+            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) < 0 {
+                return Err(fail(errno()));
+            }
+            let [read_end, write_end] = fds;
+            for part in state {
+                if libc::write(write_end, part.as_ptr().cast(), part.len()) != part.len() as isize {
+                    let e = errno();
+                    libc::close(read_end);
+                    libc::close(write_end);
+                    return Err(fail(e));
+                }
+            }
+            libc::close(write_end);
+            let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0);
+            if pid < 0 {
+                let e = errno();
+                libc::close(read_end);
+                return Err(fail(e));
+            }
+            if pid == 0 {
+                if libc::dup2(read_end, 0) < 0 {
+                    libc::_exit(126);
+                }
+                if let Some(root) = root {
+                    if libc::chroot(root.as_ptr()) < 0 || libc::chdir(c"/".as_ptr()) < 0 {
+                        libc::_exit(126);
+                    }
+                }
+                libc::execve(hook.path.as_ptr(), hook.argv.as_ptr(), hook.envp.as_ptr());
+                libc::_exit(127);
+            }
+            libc::close(read_end);
+            let pid = pid as libc::pid_t;
+            let mut status = 0;
+            let outcome = if hook.timeout_ms == 0 {
+                loop {
+                    if libc::waitpid(pid, &mut status, 0) == pid {
+                        break None;
+                    }
+                    if errno() != libc::EINTR {
+                        return Err(fail(errno()));
+                    }
+                }
+            } else {
+                let now = || {
+                    let mut t: libc::timespec = std::mem::zeroed();
+                    libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t);
+                    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+                };
+                let deadline = now() + hook.timeout_ms;
+                loop {
+                    if libc::waitpid(pid, &mut status, libc::WNOHANG) == pid {
+                        break None;
+                    }
+                    if now() >= deadline {
+                        libc::kill(pid, libc::SIGKILL);
+                        while libc::waitpid(pid, &mut status, 0) < 0 && errno() == libc::EINTR {}
+                        break Some(HookOutcome::TimedOut);
+                    }
+                    let pause = libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 2_000_000,
+                    };
+                    libc::nanosleep(&pause, std::ptr::null_mut());
+                }
+            };
+            let outcome = outcome.or(if libc::WIFEXITED(status) {
+                match libc::WEXITSTATUS(status) {
+                    0 => None,
+                    code => Some(HookOutcome::Exited(code)),
+                }
+            } else if libc::WIFSIGNALED(status) {
+                Some(HookOutcome::Killed(libc::WTERMSIG(status)))
+            } else {
+                None
+            });
+            match outcome {
+                None => Ok(()),
+                Some(outcome) => Err(outcome.code()),
+            }
+        }
+    }
+
     pub fn exit(code: i32) -> ! {
         // SAFETY: _exit is async-signal-safe and never returns.
         unsafe { libc::_exit(code) }
@@ -1206,4 +1404,110 @@ pub fn add_default_route(gateway: std::net::Ipv4Addr) -> io::Result<()> {
         )
     })
     .map(|_| ())
+}
+
+/// Loads a BPF_PROG_TYPE_CGROUP_DEVICE program (`insns`, eBPF
+/// instructions in their 8-byte encoding) and attaches it to the cgroup
+/// open at `cgroup` (BPF_F_ALLOW_MULTI, as runc and youki do; a bad
+/// descriptor is an error). The
+/// program stays attached after its descriptor closes.
+pub fn attach_device_program(cgroup: RawFd, insns: &[u64]) -> io::Result<()> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+    let license = c"Apache";
+    let load = |log: Option<&mut [u8]>| {
+        let mut attr = ProgLoad {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            ..Default::default()
+        };
+        attr.prog_name[..11].copy_from_slice(b"hull_device");
+        if let Some(log) = log {
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+        }
+        // SAFETY: `attr` is a bpf_attr prefix of the size passed; the
+        // instructions, the license and the log buffer it points at outlive
+        // the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &attr as *const ProgLoad,
+                std::mem::size_of::<ProgLoad>(),
+            )
+        };
+        if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            // SAFETY: the kernel just returned this descriptor to us.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+        }
+    };
+    let program = match load(None) {
+        Ok(fd) => fd,
+        Err(err) => {
+            // Again with the verifier's log, to say why.
+            let mut log = vec![0u8; 1 << 16];
+            let _ = load(Some(&mut log));
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end]);
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(err);
+            }
+            return Err(io::Error::new(err.kind(), format!("{err}: {text}")));
+        }
+    };
+    let attr = ProgAttach {
+        target_fd: cgroup as u32,
+        attach_bpf_fd: program.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    // SAFETY: `attr` is a bpf_attr prefix of the size passed, naming two
+    // descriptors we hold open.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const ProgAttach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -58,6 +58,12 @@ pub enum Request {
     /// Freeze (`frozen`) or thaw every process of the container through
     /// its cgroup's freezer (`pause`/`resume`, `docker pause`).
     Freeze { container_id: String, frozen: bool },
+    /// Change the running container's cgroup limits (`runc update`):
+    /// what `resources` sets is written, what it leaves out stays as it is.
+    UpdateResources {
+        container_id: String,
+        resources: Box<oci_spec::runtime::LinuxResources>,
+    },
     /// End a container that joined this VM on its own connection: kill
     /// what is left of it, unmount its root and forget it, so the host can
     /// unplug its disks. The VM runs on.
@@ -233,8 +239,10 @@ pub struct GuestStep {
     pub micros: u64,
 }
 
-/// A container's resource usage, read from its cgroup v2 files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A container's resource usage, read from its cgroup v2 files. The
+/// fields after `io_write_bytes` came with `runc events` and default to
+/// zero (empty) in replies of older agents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerStats {
     /// `cpu.stat` usage_usec.
@@ -248,6 +256,60 @@ pub struct ContainerStats {
     /// `io.stat` rbytes and wbytes summed over devices.
     pub io_read_bytes: u64,
     pub io_write_bytes: u64,
+    /// `cpu.stat` user_usec and system_usec.
+    #[serde(default)]
+    pub cpu_user_usec: u64,
+    #[serde(default)]
+    pub cpu_system_usec: u64,
+    /// `cpu.stat` nr_periods, nr_throttled, throttled_usec.
+    #[serde(default)]
+    pub cpu_periods: u64,
+    #[serde(default)]
+    pub cpu_throttled_periods: u64,
+    #[serde(default)]
+    pub cpu_throttled_usec: u64,
+    /// `memory.max` as the kernel has it: [`NO_LIMIT`] for `max`.
+    #[serde(default)]
+    pub memory_max: u64,
+    /// `memory.peak` (0 before Linux 5.19).
+    #[serde(default)]
+    pub memory_peak: u64,
+    /// `memory.events`: how often usage hit `memory.max` (`max`), and how
+    /// many processes the OOM killer took (`oom_kill`).
+    #[serde(default)]
+    pub memory_max_events: u64,
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// `memory.swap.current` and `memory.swap.max` ([`NO_LIMIT`] for
+    /// `max`); zero when the kernel has no swap accounting.
+    #[serde(default)]
+    pub swap_bytes: u64,
+    #[serde(default)]
+    pub swap_max: u64,
+    /// `memory.stat`, every key.
+    #[serde(default)]
+    pub memory_stat: std::collections::BTreeMap<String, u64>,
+    /// `pids.max`; 0 for `max`, as runc reports it.
+    #[serde(default)]
+    pub pids_limit: u64,
+    /// `io.stat`, one entry per device.
+    #[serde(default)]
+    pub io_devices: Vec<IoDeviceStats>,
+}
+
+/// A cgroup v2 limit file's `max`, as a number.
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// One line of `io.stat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoDeviceStats {
+    pub major: u64,
+    pub minor: u64,
+    pub rbytes: u64,
+    pub wbytes: u64,
+    pub rios: u64,
+    pub wios: u64,
 }
 
 /// One process of a container, as `ps` shows it.

@@ -422,6 +422,7 @@ impl Inner {
         let user = process.user();
         let request = ExecRequest {
             owned: true,
+            process: Some(Box::new(process.clone())),
             args: process.args().clone().unwrap_or_default(),
             env: process.env().clone().unwrap_or_default(),
             workdir: Some(process.cwd().display().to_string()).filter(|c| !c.is_empty()),

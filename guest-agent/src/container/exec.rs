@@ -1,8 +1,9 @@
 //! `exec`: another process in the running container, as runc's `exec`
 //! (nsenter) starts one. It joins the namespaces of the container's main
 //! process and its cgroup, gets the container's seccomp filter, and its
-//! own user, environment, working directory, rlimits, capabilities and
-//! no_new_privileges; its stdio and exit report work as the main
+//! own user, environment, working directory, rlimits, capabilities,
+//! no_new_privileges, umask, oom_score_adj, I/O priority, scheduler and
+//! additional groups; its stdio and exit report work as the main
 //! process's do. `check`, `open` and `start` are the steps; `agent.rs`
 //! claims the process id and rechecks the container between them.
 
@@ -100,6 +101,7 @@ pub fn start(
         capabilities: params.capabilities,
         no_new_privileges: params.no_new_privileges,
         seccomp: container.seccomp.clone(),
+        attrs: params.attrs,
         cgroup_fd: Some(container.cgroup.fd()),
         place: Place::Join(opened.namespaces),
     };

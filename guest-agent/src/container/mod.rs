@@ -11,13 +11,17 @@
 
 pub mod blkio;
 pub mod cgroup;
+pub mod devices;
 pub mod exec;
+pub mod hooks;
 pub mod io;
 mod join;
 pub mod mounts;
+pub mod process_attrs;
 pub mod rootfs;
 mod shares;
 mod stats;
+pub mod sysctl;
 mod top;
 pub mod user;
 pub mod userns;
@@ -30,7 +34,10 @@ use std::time::Duration;
 use hull_protocol::{AgentError, ErrorKind, GuestNetwork, Reply, RunContainer, Stdio};
 use oci_spec::runtime::{Linux, LinuxNamespaceType, PosixRlimitType, Process, Spec};
 
-use crate::process::{spawn, Credentials, Launch, NewContainer, Place, Reaper, SpawnError};
+use crate::process::{
+    spawn, ContainerHooks, Credentials, DeviceNode, Launch, NewContainer, Place, ProcessAttrs,
+    Reaper, SpawnError,
+};
 use crate::security::seccomp::SockFilter;
 use crate::security::{capabilities::CapSets, seccomp};
 use crate::syscall::Syscall;
@@ -58,7 +65,9 @@ impl From<SpawnError> for AgentError {
             SpawnError::NotExecutable(_) => ErrorKind::CommandNotExecutable,
             SpawnError::EmptyCommand | SpawnError::NulByte => ErrorKind::InvalidRequest,
             SpawnError::Chdir { .. } => ErrorKind::InvalidProcess,
-            SpawnError::Exec { .. } | SpawnError::Setup { .. } => ErrorKind::Setup,
+            SpawnError::Exec { .. } | SpawnError::Setup { .. } | SpawnError::Hook { .. } => {
+                ErrorKind::Setup
+            }
         };
         AgentError::new(kind, error_chain(&err))
     }
@@ -159,6 +168,8 @@ pub struct ProcessParams {
     rlimits: Vec<(u32, u64, u64)>,
     capabilities: Option<CapSets>,
     no_new_privileges: bool,
+    /// umask, oomScoreAdj, ioPriority, scheduler.
+    attrs: ProcessAttrs,
 }
 
 /// Checks what the kernel would otherwise refuse later and less clearly:
@@ -212,12 +223,19 @@ fn check_process(process: &Process) -> Result<ProcessParams, AgentError> {
             .collect(),
         capabilities,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
+        attrs: process_attrs::from_oci(process).map_err(|e| invalid(e.to_string()))?,
     })
 }
 
 /// Resolves the image-style `user` (or, when empty, the spec's numeric
 /// user) against the container's /etc/passwd and /etc/group, adds the
 /// spec's additional groups, and sets HOME in `env` when it is missing.
+/// The spec's numeric user with `additionalGids` gets those as its
+/// supplementary groups and no others, as runc gives them (its callers,
+/// podman and containerd, list the groups of /etc/group there
+/// themselves); without `additionalGids` the groups of /etc/group that
+/// list the user stay (what `hull run` of an image without a USER relies
+/// on).
 fn resolve_user(
     rootfs: &Path,
     user: &str,
@@ -234,6 +252,9 @@ fn resolve_user(
     };
     let mut credentials = user::resolve(&user_spec, &passwd, &group)
         .map_err(|e| AgentError::new(ErrorKind::InvalidProcess, e.to_string()))?;
+    if user.is_empty() && process.user().additional_gids().is_some() {
+        credentials.groups = vec![credentials.gid];
+    }
     for gid in process.user().additional_gids().iter().flatten() {
         if !credentials.groups.contains(gid) {
             credentials.groups.push(*gid);
@@ -284,6 +305,51 @@ pub struct RunPlan {
     joined: join::Joined,
     linux: Linux,
     seccomp: Option<Vec<SockFilter>>,
+    /// The container's own config beyond its process, checked.
+    extras: Extras,
+}
+
+/// What `check_run` reads of the spec besides the process: sysctls, the
+/// domain name, device nodes and rules, the guest's hooks.
+struct Extras {
+    sysctls: Vec<(String, String)>,
+    domainname: Option<String>,
+    devices: Vec<DeviceNode>,
+    /// The cgroup device program, when the spec lists device rules.
+    device_filter: Option<Vec<u64>>,
+    hooks: ContainerHooks,
+}
+
+fn check_extras(
+    spec: &Spec,
+    linux: &Linux,
+    id: &str,
+    namespaces: u64,
+) -> Result<Extras, AgentError> {
+    let domainname = spec.domainname().clone().filter(|d| !d.is_empty());
+    if domainname.is_some() && namespaces & libc::CLONE_NEWUTS as u64 == 0 {
+        return Err(invalid(
+            "domainname: the container has no UTS namespace of its own",
+        ));
+    }
+    let sysctls = sysctl::check(&linux.sysctl().clone().unwrap_or_default(), namespaces)
+        .map_err(|e| invalid(e.to_string()))?;
+    let devices = devices::nodes(linux.devices().as_deref().unwrap_or_default())
+        .map_err(|e| invalid(e.to_string()))?;
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    let device_filter = devices::filter(&rules).map_err(|e| invalid(e.to_string()))?;
+    let hooks = hooks::from_spec(spec, id).map_err(|e| invalid(e.to_string()))?;
+    Ok(Extras {
+        sysctls,
+        domainname,
+        devices,
+        device_filter,
+        hooks,
+    })
 }
 
 impl RunPlan {
@@ -343,6 +409,12 @@ pub fn check_run(
             "a container that joined the VM cannot power it off on exit",
         ));
     }
+    let extras = check_extras(
+        spec,
+        &linux,
+        &request.container_id,
+        namespaces | joined.flags(),
+    )?;
     Ok(RunPlan {
         request,
         params,
@@ -350,6 +422,7 @@ pub fn check_run(
         joined,
         linux,
         seccomp,
+        extras,
     })
 }
 
@@ -371,6 +444,7 @@ pub fn create(
         joined,
         linux,
         seccomp,
+        extras,
     } = plan;
     let spec = &request.spec;
     let process = spec
@@ -423,6 +497,15 @@ pub fn create(
         resources.as_ref(),
     )
     .map_err(|e| setup_error(&e))?;
+    if let Some(program) = &extras.device_filter {
+        if let Err(e) = sys.attach_device_program(cgroup.fd(), program) {
+            cgroup.remove();
+            return Err(AgentError::new(
+                ErrorKind::Setup,
+                format!("linux.resources.devices: attach the device filter: {e}"),
+            ));
+        }
+    }
     crate::steps::mark("cgroup");
     let (child_stdio, ends) = match io::prepare(&request.stdio, params.terminal) {
         Ok(ends) => ends,
@@ -442,6 +525,7 @@ pub fn create(
         capabilities: params.capabilities,
         no_new_privileges: params.no_new_privileges,
         seccomp: seccomp.clone(),
+        attrs: params.attrs,
         cgroup_fd: Some(cgroup.fd()),
         place: Place::NewContainer(NewContainer {
             rootfs: rootfs.clone(),
@@ -456,6 +540,10 @@ pub fn create(
                 .as_ref()
                 .and_then(|r| r.readonly())
                 .unwrap_or(false),
+            sysctls: extras.sysctls,
+            domainname: extras.domainname,
+            devices: extras.devices,
+            hooks: extras.hooks,
         }),
     };
     debug!("spawning {:?}", launch.args);
@@ -497,6 +585,23 @@ pub fn stats(container: &ContainerInfo) -> Result<Reply, AgentError> {
     stats::read(container.cgroup.path(), stats::mem_total())
         .map(Reply::Stats)
         .map_err(|e| setup_error(&e))
+}
+
+/// `runc update`: the limits `resources` sets, written into the running
+/// container's cgroup (its disks resolved as at create).
+pub fn update_resources(
+    sys: &dyn Syscall,
+    container: &ContainerInfo,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<Reply, AgentError> {
+    let resources = blkio::resolve_for_root(sys, Some(resources), &container.rootfs)
+        .map_err(|e| invalid(error_chain(&e)))?
+        .unwrap_or_default();
+    container
+        .cgroup
+        .update(sys, &resources)
+        .map(|()| Reply::Done)
+        .map_err(|e| invalid(error_chain(&e)))
 }
 
 /// `kill --all` takes signals 1 to 64.

@@ -1,13 +1,14 @@
 //! A container's resource usage from its cgroup v2 files, the numbers
 //! `docker stats` shows (runc's `events --stats` reads the same files).
 //! A file the kernel does not provide (a controller not enabled) counts as
-//! zero; only a missing cgroup is an error.
+//! zero; only a missing cgroup is an error. Limits read `max` as
+//! [`NO_LIMIT`], but `pids.max`, which reads 0 then, as runc reports it.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use hull_protocol::ContainerStats;
+use hull_protocol::{ContainerStats, IoDeviceStats, NO_LIMIT};
 
 /// Reads the stats of the cgroup at `dir`; `mem_total` stands in for an
 /// unlimited `memory.max`.
@@ -19,15 +20,83 @@ pub fn read(dir: &Path, mem_total: u64) -> io::Result<ContainerStats> {
         ));
     }
     let file = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
-    let io = parse_io_stat(&file("io.stat"));
+    let io_stat = file("io.stat");
+    let io = parse_io_stat(&io_stat);
+    let cpu = file("cpu.stat");
+    let memory_max = file("memory.max");
+    let memory_events = file("memory.events");
     Ok(ContainerStats {
-        cpu_usage_usec: parse_keyed(&file("cpu.stat"), "usage_usec"),
+        cpu_usage_usec: parse_keyed(&cpu, "usage_usec"),
         memory_bytes: parse_number(&file("memory.current")),
-        memory_limit_bytes: parse_memory_max(&file("memory.max"), mem_total),
+        memory_limit_bytes: parse_memory_max(&memory_max, mem_total),
         pids: parse_number(&file("pids.current")),
         io_read_bytes: io.0,
         io_write_bytes: io.1,
+        cpu_user_usec: parse_keyed(&cpu, "user_usec"),
+        cpu_system_usec: parse_keyed(&cpu, "system_usec"),
+        cpu_periods: parse_keyed(&cpu, "nr_periods"),
+        cpu_throttled_periods: parse_keyed(&cpu, "nr_throttled"),
+        cpu_throttled_usec: parse_keyed(&cpu, "throttled_usec"),
+        memory_max: parse_limit(&memory_max),
+        memory_peak: parse_number(&file("memory.peak")),
+        memory_max_events: parse_keyed(&memory_events, "max"),
+        oom_kills: parse_keyed(&memory_events, "oom_kill"),
+        swap_bytes: parse_number(&file("memory.swap.current")),
+        swap_max: match file("memory.swap.max").trim() {
+            "" => 0,
+            max => parse_limit(max),
+        },
+        memory_stat: file("memory.stat")
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect(),
+        pids_limit: match parse_limit(&file("pids.max")) {
+            NO_LIMIT => 0,
+            n => n,
+        },
+        io_devices: parse_io_devices(&io_stat),
     })
+}
+
+/// A limit file: a number, or `max` ([`NO_LIMIT`]; so is a missing file,
+/// a controller not enabled).
+fn parse_limit(text: &str) -> u64 {
+    match text.trim() {
+        "" | "max" => NO_LIMIT,
+        n => n.parse().unwrap_or(NO_LIMIT),
+    }
+}
+
+/// `io.stat`, per device.
+fn parse_io_devices(text: &str) -> Vec<IoDeviceStats> {
+    let mut devices = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some((major, minor)) = fields.next().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let (Ok(major), Ok(minor)) = (major.parse(), minor.parse()) else {
+            continue;
+        };
+        let mut device = IoDeviceStats {
+            major,
+            minor,
+            ..Default::default()
+        };
+        for (key, value) in fields.filter_map(|f| f.split_once('=')) {
+            let value = value.parse().unwrap_or(0);
+            match key {
+                "rbytes" => device.rbytes = value,
+                "wbytes" => device.wbytes = value,
+                "rios" => device.rios = value,
+                "wios" => device.wios = value,
+                _ => {}
+            }
+        }
+        devices.push(device);
+    }
+    devices
 }
 
 /// The VM's memory (`MemTotal` of /proc/meminfo), in bytes.
@@ -104,6 +173,29 @@ mod tests {
         assert_eq!(parse_keyed(CPU_STAT, "missing"), 0);
         assert_eq!(parse_io_stat(IO_STAT), (5096, 8216));
         assert_eq!(parse_io_stat(""), (0, 0));
+        assert_eq!(
+            parse_io_devices(IO_STAT),
+            vec![
+                IoDeviceStats {
+                    major: 254,
+                    minor: 0,
+                    rbytes: 4096,
+                    wbytes: 8192,
+                    rios: 1,
+                    wios: 2
+                },
+                IoDeviceStats {
+                    major: 254,
+                    minor: 16,
+                    rbytes: 1000,
+                    wbytes: 24,
+                    rios: 3,
+                    wios: 1
+                },
+            ]
+        );
+        assert_eq!(parse_limit("max\n"), NO_LIMIT);
+        assert_eq!(parse_limit("20\n"), 20);
         assert_eq!(parse_number("4194304\n"), 4_194_304);
         assert_eq!(parse_number(""), 0);
         assert_eq!(parse_memory_max("67108864\n", 999), 67_108_864);
@@ -125,6 +217,7 @@ mod tests {
         fs::write(dir.join("memory.max"), "max\n").unwrap();
         fs::write(dir.join("pids.current"), "3\n").unwrap();
         // No io.stat: the io controller is not enabled.
+        // No pids.max, memory.events, memory.stat, swap files either.
         let stats = read(&dir, 512 << 20).unwrap();
         assert_eq!(
             stats,
@@ -135,18 +228,43 @@ mod tests {
                 pids: 3,
                 io_read_bytes: 0,
                 io_write_bytes: 0,
+                cpu_user_usec: 100_000,
+                cpu_system_usec: 23_456,
+                memory_max: NO_LIMIT,
+                pids_limit: 0,
+                ..Default::default()
             }
         );
+        fs::write(dir.join("pids.max"), "20\n").unwrap();
+        fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
+        fs::write(dir.join("memory.stat"), "anon 4096\nfile 8192\n").unwrap();
+        fs::write(dir.join("memory.swap.max"), "max\n").unwrap();
+        let stats = read(&dir, 512 << 20).unwrap();
+        assert_eq!(
+            (
+                stats.pids_limit,
+                stats.memory_max_events,
+                stats.oom_kills,
+                stats.swap_max
+            ),
+            (20, 7, 1, NO_LIMIT)
+        );
+        assert_eq!(stats.memory_stat.get("file"), Some(&8192));
         fs::write(dir.join("io.stat"), IO_STAT).unwrap();
         fs::write(dir.join("memory.max"), "67108864\n").unwrap();
         let stats = read(&dir, 512 << 20).unwrap();
         assert_eq!(
             (
                 stats.memory_limit_bytes,
+                stats.memory_max,
                 stats.io_read_bytes,
                 stats.io_write_bytes
             ),
-            (64 << 20, 5096, 8216)
+            (64 << 20, 64 << 20, 5096, 8216)
         );
         fs::remove_dir_all(&dir).unwrap();
         assert!(read(&dir, 0).is_err());

@@ -7,6 +7,8 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
+use super::attrs::SchedAttr;
+use super::hooks::PreparedHook;
 use super::mount_op::MountOp;
 use super::userns::ChildUserns;
 use crate::security::capabilities::{CapSets, LAST_CAP};
@@ -23,6 +25,41 @@ pub struct Prepared<'a> {
     /// exec'd process finds it in the namespaces it joins.
     pub root: Option<RootSetup<'a>>,
     pub process: ProcessSetup<'a>,
+    /// With hooks: the container's state JSON around its pid, which the
+    /// agent sends (u32 LE) on `pid_fd` once it knows it.
+    pub hook_state: Option<HookState<'a>>,
+}
+
+/// The state JSON of a container's hooks, split around its pid.
+pub struct HookState<'a> {
+    pub pid_fd: RawFd,
+    pub creating: &'a [u8],
+    pub created: &'a [u8],
+    pub after_pid: &'a [u8],
+}
+
+/// The state JSON's parts once the pid is known (on the child's stack).
+#[derive(Clone, Copy)]
+pub struct HookContext<'a> {
+    /// Up to `"pid":`, status "creating" and "created".
+    pub creating: &'a [u8],
+    pub created: &'a [u8],
+    pub pid: &'a [u8],
+    pub after_pid: &'a [u8],
+}
+
+/// A node of `linux.devices`, ready for the child.
+pub struct PreparedDevice {
+    /// Under the root, as the agent sees it.
+    pub path: CString,
+    /// Its missing parents, outermost first.
+    pub parents: Vec<CString>,
+    pub mode: libc::mode_t,
+    pub dev: libc::dev_t,
+    pub uid: u32,
+    pub gid: u32,
+    /// In a user namespace the VM's node of the same path is bound.
+    pub vm_source: CString,
 }
 
 /// Mounts, /dev and the pivot of a new container.
@@ -38,6 +75,12 @@ pub struct RootSetup<'a> {
     pub readonly_root: bool,
     /// In a new user namespace: wait for its maps; bind device nodes.
     pub user_namespace: Option<ChildUserns>,
+    /// `linux.sysctl`: (/proc/sys path, value), written through the
+    /// agent's /proc, which shows the child's own namespaces' values.
+    pub sysctls: Vec<(CString, CString)>,
+    pub domainname: Option<CString>,
+    pub extra_devices: Vec<PreparedDevice>,
+    pub create_hooks: Vec<PreparedHook>,
 }
 
 /// What every process gets, main or exec'd: stdio, limits, confinement,
@@ -55,6 +98,13 @@ pub struct ProcessSetup<'a> {
     pub capabilities: Option<CapSets>,
     pub no_new_privileges: bool,
     pub seccomp: Option<&'a [SockFilter]>,
+    pub umask: u32,
+    /// Its decimal text, for /proc/self/oom_score_adj.
+    pub oom_score_adj: Option<CString>,
+    pub io_priority: Option<u16>,
+    pub scheduler: Option<SchedAttr>,
+    /// The main process's startContainer hooks (none for an exec).
+    pub start_hooks: Vec<PreparedHook>,
 }
 
 /// The standard streams, as the child sees them.
@@ -93,6 +143,15 @@ pub enum Stage {
     JoinNamespaces = 18,
     CloneProcess = 19,
     UserNamespace = 20,
+    Sysctl = 21,
+    Domainname = 22,
+    ExtraDevices = 23,
+    CreateContainerHook = 24,
+    StartContainerHook = 25,
+    OomScoreAdj = 26,
+    IoPriority = 27,
+    Scheduler = 28,
+    HookState = 29,
 }
 
 impl Stage {
@@ -119,6 +178,15 @@ impl Stage {
             JoinNamespaces,
             CloneProcess,
             UserNamespace,
+            Sysctl,
+            Domainname,
+            ExtraDevices,
+            CreateContainerHook,
+            StartContainerHook,
+            OomScoreAdj,
+            IoPriority,
+            Scheduler,
+            HookState,
         ]
         .into_iter()
         .find(|s| *s as u32 == value)
@@ -146,6 +214,15 @@ impl Stage {
             Self::JoinNamespaces => "join the container's namespaces",
             Self::CloneProcess => "start the process in the container",
             Self::UserNamespace => "become root of the user namespace",
+            Self::Sysctl => "write linux.sysctl",
+            Self::Domainname => "set domainname",
+            Self::ExtraDevices => "create linux.devices",
+            Self::CreateContainerHook => "run the createContainer hook",
+            Self::StartContainerHook => "run the startContainer hook",
+            Self::OomScoreAdj => "write process.oomScoreAdj",
+            Self::IoPriority => "set process.ioPriority",
+            Self::Scheduler => "set process.scheduler",
+            Self::HookState => "learn the pid for the hooks' state",
         }
     }
 }
@@ -198,15 +275,44 @@ fn at(stage: Stage, index: usize) -> impl Fn(i32) -> Failure {
 pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
     let report = Reporter(error_fd);
     sys::reset_process_state();
+    if p.root.is_some() {
+        // Through the agent's /proc, before any namespace hides it (an
+        // exec'd process's middle child did this before joining).
+        set_oom_score_adj(&p.process, report);
+    }
+    // The hooks' state needs our pid as the agent sees it.
+    let pid = match &p.hook_state {
+        Some(state) => match sys::read_u32(state.pid_fd) {
+            Ok(pid) => pid,
+            Err(errno) => report.fail(Stage::HookState, errno, 0),
+        },
+        None => 0,
+    };
+    let (digits, len) = super::hooks::pid_digits(pid);
+    let hooks = p.hook_state.as_ref().map(|state| HookContext {
+        creating: state.creating,
+        created: state.created,
+        pid: &digits[..len],
+        after_pid: state.after_pid,
+    });
     // The root's steps go through the ChildSyscall seam with static
     // dispatch (no trait object, no allocation); `Linux` forwards to the
     // raw `sys::child` calls.
     let terminal = match &p.root {
-        Some(root) => build_root(&Linux, root, &p.process.stdio),
+        Some(root) => build_root(&Linux, root, &p.process.stdio, hooks),
         None => open_terminal(&Linux, &p.process.stdio),
     };
     let terminal = terminal.unwrap_or_else(|f| report.fail(f.stage, f.errno, f.index));
-    exec_process(&p.process, terminal, report)
+    exec_process(&p.process, terminal, report, hooks)
+}
+
+fn set_oom_score_adj(p: &ProcessSetup, report: Reporter) {
+    if let Some(text) = &p.oom_score_adj {
+        report.check(
+            Stage::OomScoreAdj,
+            sys::write_file(c"/proc/self/oom_score_adj", text.as_bytes()),
+        );
+    }
 }
 
 /// The middle child of an exec (runc's nsenter): joins the running
@@ -218,6 +324,8 @@ pub fn run(p: &Prepared, error_fd: RawFd) -> ! {
 /// [`run`] without a root to build.
 pub fn enter(p: &Prepared, namespaces: &[RawFd], error_fd: RawFd, pid_fd: RawFd) -> ! {
     let report = Reporter(error_fd);
+    // Inherited by the process; /proc of the container may not be there.
+    set_oom_score_adj(&p.process, report);
     // Raised before joining: in a user namespace it could not raise a hard
     // limit (the process sets them again, lowering only).
     for (resource, soft, hard) in &p.process.rlimits {
@@ -238,14 +346,16 @@ pub fn enter(p: &Prepared, namespaces: &[RawFd], error_fd: RawFd, pid_fd: RawFd)
     }
 }
 
-/// Mounts, /dev, masks, the terminal (from the container's own devpts, so
-/// `tty` names it there), read-only root, pivot, hostname. Returns the
-/// terminal's slave, or -1 without a terminal. Stops at the first
+/// Mounts, /dev and `linux.devices`, sysctls, createContainer hooks,
+/// masks, the terminal (from the container's own devpts, so `tty` names
+/// it there), read-only root, pivot, hostname and domain name. Returns
+/// the terminal's slave, or -1 without a terminal. Stops at the first
 /// failure. Allocation-free as long as `sys` is.
 pub fn build_root<S: ChildSyscall>(
     sys: &S,
     root: &RootSetup,
     stdio: &PreparedStdio,
+    hooks: Option<HookContext>,
 ) -> Result<RawFd, Failure> {
     if let Some(ns) = &root.user_namespace {
         sys.enter_user_namespace(ns.sync_fd)
@@ -284,6 +394,23 @@ pub fn build_root<S: ChildSyscall>(
             .map_err(at(Stage::Mount, i))?;
         if m.populate_dev {
             populate_dev(sys, root).map_err(at(Stage::Devices, i))?;
+        }
+    }
+    for (i, device) in root.extra_devices.iter().enumerate() {
+        make_device(sys, root, device).map_err(at(Stage::ExtraDevices, i))?;
+    }
+    for (i, (path, value)) in root.sysctls.iter().enumerate() {
+        sys.write_file(path, value.as_bytes())
+            .map_err(at(Stage::Sysctl, i))?;
+    }
+    if let Some(state) = hooks {
+        for (i, hook) in root.create_hooks.iter().enumerate() {
+            sys.run_hook(
+                hook,
+                Some(&root.rootfs),
+                [state.creating, state.pid, state.after_pid],
+            )
+            .map_err(at(Stage::CreateContainerHook, i))?;
         }
     }
     for (i, path) in root.masked.iter().enumerate() {
@@ -329,6 +456,10 @@ pub fn build_root<S: ChildSyscall>(
     if let Some(hostname) = &root.hostname {
         sys.set_hostname(hostname).map_err(at(Stage::Hostname, 0))?;
     }
+    if let Some(domainname) = &root.domainname {
+        sys.set_domainname(domainname)
+            .map_err(at(Stage::Domainname, 0))?;
+    }
     Ok(terminal)
 }
 
@@ -353,10 +484,16 @@ fn open_terminal<S: ChildSyscall>(sys: &S, stdio: &PreparedStdio) -> Result<RawF
     Ok(slave)
 }
 
-/// The steps every process takes, in runc's order: stdio, rlimits,
-/// capabilities, seccomp, user, working directory, no_new_privileges,
-/// exec.
-fn exec_process(p: &ProcessSetup, terminal: RawFd, report: Reporter) -> ! {
+/// The steps every process takes, in runc's order: stdio, rlimits, I/O
+/// priority and scheduler (while we may still raise them), capabilities,
+/// seccomp, user, working directory, umask, startContainer hooks,
+/// no_new_privileges, exec.
+fn exec_process(
+    p: &ProcessSetup,
+    terminal: RawFd,
+    report: Reporter,
+    hooks: Option<HookContext>,
+) -> ! {
     match &p.stdio {
         PreparedStdio::Pipes(fds) => {
             for (target, fd) in fds.iter().enumerate() {
@@ -369,6 +506,12 @@ fn exec_process(p: &ProcessSetup, terminal: RawFd, report: Reporter) -> ! {
     }
     for (resource, soft, hard) in &p.rlimits {
         report.check(Stage::Rlimits, sys::set_rlimit(*resource, *soft, *hard));
+    }
+    if let Some(value) = p.io_priority {
+        report.check(Stage::IoPriority, sys::set_io_priority(value));
+    }
+    if let Some(attr) = &p.scheduler {
+        report.check(Stage::Scheduler, sys::set_scheduler(attr));
     }
     if let Some(caps) = &p.capabilities {
         report.check(
@@ -398,6 +541,17 @@ fn exec_process(p: &ProcessSetup, terminal: RawFd, report: Reporter) -> ! {
         );
     }
     report.check(Stage::Chdir, sys::chdir(&p.cwd));
+    sys::set_umask(p.umask);
+    // runc runs them here: as the process's user, in its root.
+    if let Some(state) = hooks {
+        for (i, hook) in p.start_hooks.iter().enumerate() {
+            if let Err(code) =
+                sys::run_hook(hook, None, [state.created, state.pid, state.after_pid])
+            {
+                report.fail(Stage::StartContainerHook, code, i);
+            }
+        }
+    }
     if p.no_new_privileges {
         report.check(Stage::NoNewPrivileges, sys::set_no_new_privileges());
         if let Some(program) = p.seccomp {
@@ -433,6 +587,23 @@ fn make_target<S: ChildSyscall>(sys: &S, m: &MountOp) -> Result<(), i32> {
         Err(libc::EEXIST) => Ok(()),
         other => other,
     }
+}
+
+/// A node of `linux.devices`: its parents, then the node with its mode
+/// and owner (in a user namespace: the VM's node, bound).
+fn make_device<S: ChildSyscall>(
+    sys: &S,
+    root: &RootSetup,
+    device: &PreparedDevice,
+) -> Result<(), i32> {
+    for parent in &device.parents {
+        sys.mkdir(parent, 0o755)?;
+    }
+    if root.user_namespace.is_some() {
+        return sys.bind_device(&device.vm_source, &device.path);
+    }
+    sys.mknod(&device.path, device.mode, device.dev)?;
+    sys.chown(&device.path, device.uid, device.gid)
 }
 
 fn populate_dev<S: ChildSyscall>(sys: &S, root: &RootSetup) -> Result<(), i32> {
@@ -523,6 +694,10 @@ mod tests {
             masked_paths: vec!["/proc/kcore".into(), "/proc/acpi".into(), "/gone".into()],
             readonly_paths: vec!["/proc/sys".into()],
             readonly_root: true,
+            sysctls: Vec::new(),
+            domainname: None,
+            devices: Vec::new(),
+            hooks: Default::default(),
         }
     }
 
@@ -548,7 +723,7 @@ mod tests {
         sys.add_file(&p("proc/kcore"));
         sys.add_dir(&p("proc/acpi"));
         sys.add_dir(&p("proc/sys"));
-        assert_eq!(build_root(&sys, &setup, &pipes()), Ok(-1));
+        assert_eq!(build_root(&sys, &setup, &pipes(), None), Ok(-1));
 
         let calls = sys.calls();
         let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -647,7 +822,7 @@ mod tests {
             _ => None,
         });
         assert_eq!(
-            build_root(&sys, &setup, &pipes()),
+            build_root(&sys, &setup, &pipes(), None),
             Err(Failure {
                 stage: Stage::Mount,
                 errno: libc::ENODEV,
@@ -673,7 +848,7 @@ mod tests {
             _ => None,
         });
         let p = at(&root);
-        assert_eq!(build_root(&sys, &setup, &pipes()), Ok(-1));
+        assert_eq!(build_root(&sys, &setup, &pipes(), None), Ok(-1));
         let calls = sys.calls();
         assert_eq!(
             calls[..3],
@@ -718,7 +893,7 @@ mod tests {
             cols: 80,
         };
         let sys = Recording::new();
-        build_root(&sys, &setup, &stdio).unwrap();
+        build_root(&sys, &setup, &stdio, None).unwrap();
         let calls = sys.calls();
         let tail: Vec<_> = calls[calls.len() - 4..].to_vec();
         assert_eq!(
@@ -730,5 +905,157 @@ mod tests {
                 Call::SetHostname("box".into()),
             ]
         );
+    }
+
+    /// The container's own config: its nodes after the mounts, then its
+    /// sysctls, then the createContainer hooks (chrooted, with the state
+    /// on stdin) before masks and pivot; the domain name last.
+    #[test]
+    fn devices_sysctls_hooks_and_domainname_in_runcs_order() {
+        use crate::process::attrs::DeviceNode;
+        use crate::process::hooks::HookSpec;
+        let root = TempDir::new("child-extras");
+        let mut new = new_container(&root, false);
+        new.readonly_root = false;
+        new.masked_paths.clear();
+        new.readonly_paths.clear();
+        new.domainname = Some("example.org".into());
+        new.sysctls = vec![("kernel.shmmax".into(), "65536".into())];
+        new.devices = vec![
+            DeviceNode {
+                path: "/dev/net/tun".into(),
+                mode: libc::S_IFCHR | 0o600,
+                major: 10,
+                minor: 200,
+                uid: 5,
+                gid: 6,
+            },
+            DeviceNode {
+                path: "/dev/null".into(),
+                mode: libc::S_IFCHR | 0o640,
+                major: 1,
+                minor: 3,
+                uid: 0,
+                gid: 0,
+            },
+        ];
+        new.hooks.create_container = vec![HookSpec {
+            path: "/bin/hook".into(),
+            args: vec![],
+            env: vec![],
+            timeout: None,
+        }];
+        let setup = prepare_root(&new, None).unwrap();
+        let sys = Recording::new();
+        let p = at(&root);
+        let state = HookContext {
+            creating: b"{\"pid\":",
+            created: b"",
+            pid: b"42",
+            after_pid: b"}",
+        };
+        assert_eq!(build_root(&sys, &setup, &pipes(), Some(state)), Ok(-1));
+        let calls = sys.calls();
+        let pos = |wanted: &Call| {
+            calls
+                .iter()
+                .position(|c| c == wanted)
+                .unwrap_or_else(|| panic!("{wanted:?} in {calls:#?}"))
+        };
+        let last_mount = calls
+            .iter()
+            .rposition(|c| matches!(c, Call::Mount { .. }))
+            .unwrap();
+        // /dev/null of linux.devices replaces the default one.
+        let nulls = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Mknod { path, .. } if *path == p("dev/null")))
+            .count();
+        assert_eq!(nulls, 1);
+        let steps = [
+            Call::Mkdir(p("dev/net")),
+            Call::Mknod {
+                path: p("dev/net/tun"),
+                mode: libc::S_IFCHR | 0o600,
+                dev: libc::makedev(10, 200),
+            },
+            Call::Chown {
+                path: p("dev/net/tun"),
+                uid: 5,
+                gid: 6,
+            },
+            Call::Mknod {
+                path: p("dev/null"),
+                mode: libc::S_IFCHR | 0o640,
+                dev: libc::makedev(1, 3),
+            },
+            Call::WriteSysctl {
+                path: "/proc/sys/kernel/shmmax".into(),
+                value: "65536".into(),
+            },
+            Call::RunHook {
+                path: "/bin/hook".into(),
+                root: Some(p("")),
+                state: "{\"pid\":42}".into(),
+            },
+            Call::PivotInto(p("")),
+            Call::SetHostname("box".into()),
+            Call::SetDomainname("example.org".into()),
+        ];
+        let positions: Vec<usize> = steps.iter().map(pos).collect();
+        assert!(positions[0] > last_mount, "{calls:#?}");
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
+        assert_eq!(calls.last(), steps.last());
+    }
+
+    #[test]
+    fn a_failing_sysctl_or_hook_stops_before_the_pivot() {
+        use crate::process::hooks::{HookOutcome, HookSpec};
+        let root = TempDir::new("child-extras-fail");
+        let mut new = new_container(&root, false);
+        new.sysctls = vec![
+            ("kernel.shmmax".into(), "1".into()),
+            ("kernel.shmall".into(), "x".into()),
+        ];
+        let setup = prepare_root(&new, None).unwrap();
+        let sys = Recording::new();
+        sys.fail_when(|call| match call {
+            Call::WriteSysctl { value, .. } if value == "x" => Some(libc::EINVAL),
+            _ => None,
+        });
+        assert_eq!(
+            build_root(&sys, &setup, &pipes(), None),
+            Err(Failure {
+                stage: Stage::Sysctl,
+                errno: libc::EINVAL,
+                index: 1,
+            })
+        );
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::PivotInto(_))));
+
+        let mut new = new_container(&root, false);
+        new.hooks.create_container = vec![HookSpec {
+            path: "/bin/false".into(),
+            args: vec![],
+            env: vec![],
+            timeout: None,
+        }];
+        let setup = prepare_root(&new, None).unwrap();
+        let sys = Recording::new();
+        let code = HookOutcome::Exited(1).code();
+        sys.fail_when(move |call| matches!(call, Call::RunHook { .. }).then_some(code));
+        let state = HookContext {
+            creating: b"",
+            created: b"",
+            pid: b"1",
+            after_pid: b"",
+        };
+        let failure = build_root(&sys, &setup, &pipes(), Some(state)).unwrap_err();
+        assert_eq!(failure.stage, Stage::CreateContainerHook);
+        assert_eq!(
+            HookOutcome::from_code(failure.errno),
+            HookOutcome::Exited(1)
+        );
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::PivotInto(_))));
     }
 }

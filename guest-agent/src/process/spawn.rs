@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::child::{self, Prepared, PreparedStdio, ProcessSetup, RootSetup, Stage};
+use super::attrs::{DeviceNode, ProcessAttrs};
+use super::child::{
+    self, HookState, Prepared, PreparedDevice, PreparedStdio, ProcessSetup, RootSetup, Stage,
+};
+use super::hooks::{self, ContainerHooks, HookOutcome, PreparedHook};
 use super::mount_op::{MountOp, DEFAULT_DEVICES, DEFAULT_DEV_LINKS};
 use super::userns::{self, ChildUserns, UserNamespace};
 use super::Reaper;
@@ -49,6 +53,8 @@ pub struct Launch {
     pub capabilities: Option<CapSets>,
     pub no_new_privileges: bool,
     pub seccomp: Option<Vec<SockFilter>>,
+    /// umask, oom_score_adj, I/O priority, scheduler.
+    pub attrs: ProcessAttrs,
     pub cgroup_fd: Option<RawFd>,
     pub place: Place,
 }
@@ -73,6 +79,14 @@ pub struct NewContainer {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub readonly_root: bool,
+    /// `linux.sysctl` (key, value), checked to be the container's own.
+    pub sysctls: Vec<(String, String)>,
+    /// With CLONE_NEWUTS.
+    pub domainname: Option<String>,
+    /// `linux.devices`.
+    pub devices: Vec<DeviceNode>,
+    /// createContainer and startContainer.
+    pub hooks: ContainerHooks,
 }
 
 /// The standard streams of the new process.
@@ -113,6 +127,13 @@ pub enum SpawnError {
         cwd: String,
         #[source]
         source: io::Error,
+    },
+    #[error("{kind} hook {index} ({path}) {outcome}")]
+    Hook {
+        kind: &'static str,
+        index: usize,
+        path: String,
+        outcome: HookOutcome,
     },
     #[error("container setup ({stage})")]
     Setup {
@@ -171,8 +192,14 @@ pub(super) fn prepare_root(
     userns_sync: Option<RawFd>,
 ) -> Result<RootSetup<'_>, SpawnError> {
     let dev_dir = new.rootfs.join("dev");
-    let devices = DEFAULT_DEVICES
-        .iter()
+    // A node of `linux.devices` replaces the default of its path.
+    let defaults = || {
+        DEFAULT_DEVICES.iter().filter(|(name, _, _)| {
+            let path = format!("/dev/{name}");
+            !new.devices.iter().any(|d| d.path == path)
+        })
+    };
+    let devices = defaults()
         .map(|(name, major, minor)| {
             Ok((
                 path_c(&dev_dir.join(name))?,
@@ -201,14 +228,62 @@ pub(super) fn prepare_root(
         user_namespace: match userns_sync {
             Some(sync_fd) => Some(ChildUserns {
                 sync_fd,
-                device_sources: DEFAULT_DEVICES
-                    .iter()
+                device_sources: defaults()
                     .map(|(name, _, _)| path_c(&Path::new("/dev").join(name)))
                     .collect::<Result<_, _>>()?,
             }),
             None => None,
         },
+        sysctls: new
+            .sysctls
+            .iter()
+            .map(|(key, value)| Ok((c(&sysctl_path(key))?, c(value)?)))
+            .collect::<Result<_, SpawnError>>()?,
+        domainname: new.domainname.as_deref().map(c).transpose()?,
+        extra_devices: new
+            .devices
+            .iter()
+            .map(|d| prepare_device(&new.rootfs, d))
+            .collect::<Result<_, _>>()?,
+        create_hooks: prepare_hooks(&new.hooks.create_container)?,
     })
+}
+
+/// Where a sysctl's key is under /proc/sys (`net.ipv4.ip_forward` or
+/// `net/ipv4/ip_forward`).
+pub fn sysctl_path(key: &str) -> String {
+    if key.contains('/') {
+        format!("/proc/sys/{}", key.trim_start_matches('/'))
+    } else {
+        format!("/proc/sys/{}", key.replace('.', "/"))
+    }
+}
+
+fn prepare_device(rootfs: &Path, d: &DeviceNode) -> Result<PreparedDevice, SpawnError> {
+    let inside = Path::new(&d.path);
+    let mut parents: Vec<CString> = inside
+        .ancestors()
+        .skip(1)
+        .filter(|p| !p.as_os_str().is_empty() && *p != Path::new("/"))
+        .map(|p| under_root(rootfs, &p.to_string_lossy()))
+        .collect::<Result<_, _>>()?;
+    parents.reverse();
+    Ok(PreparedDevice {
+        path: under_root(rootfs, &d.path)?,
+        parents,
+        mode: d.mode,
+        dev: libc::makedev(d.major, d.minor),
+        uid: d.uid,
+        gid: d.gid,
+        vm_source: c(&d.path)?,
+    })
+}
+
+fn prepare_hooks(hooks: &[hooks::HookSpec]) -> Result<Vec<PreparedHook>, SpawnError> {
+    hooks
+        .iter()
+        .map(|h| PreparedHook::new(h).ok_or(SpawnError::NulByte))
+        .collect()
 }
 
 /// Clones a child, optionally into `cgroup_fd`; registers it with the
@@ -255,7 +330,39 @@ pub fn spawn(sys: &dyn Syscall, launch: Launch, reaper: &Reaper) -> Result<i32, 
         Place::NewContainer(new) => new.rootfs.join("dev"),
         Place::Join(_) => PathBuf::from("/dev"),
     };
+    // With hooks, the child learns its pid (as we see it) on this pipe.
+    let mut hook_pid = match &launch.place {
+        Place::NewContainer(new) if !new.hooks.is_empty() => {
+            let state = &new.hooks;
+            if state.creating.len().max(state.created.len()) + state.after_pid.len() + 10
+                > hooks::MAX_STATE
+            {
+                return Err(SpawnError::Setup {
+                    stage: "prepare the hooks' state".into(),
+                    source: io::Error::other("the container's state is too large"),
+                });
+            }
+            Some(sys::pipe().map_err(|source| SpawnError::Setup {
+                stage: "pipe".into(),
+                source,
+            })?)
+        }
+        _ => None,
+    };
+    let (start_hooks, hook_state) = match (&launch.place, &hook_pid) {
+        (Place::NewContainer(new), Some((read, _))) => (
+            prepare_hooks(&new.hooks.start_container)?,
+            Some(HookState {
+                pid_fd: read.as_raw_fd(),
+                creating: new.hooks.creating.as_bytes(),
+                created: new.hooks.created.as_bytes(),
+                after_pid: new.hooks.after_pid.as_bytes(),
+            }),
+        ),
+        _ => (Vec::new(), None),
+    };
     let prepared = Prepared {
+        hook_state,
         root: match &launch.place {
             Place::NewContainer(new) => Some(prepare_root(
                 new,
@@ -293,6 +400,15 @@ pub fn spawn(sys: &dyn Syscall, launch: Launch, reaper: &Reaper) -> Result<i32, 
             capabilities: launch.capabilities,
             no_new_privileges: launch.no_new_privileges,
             seccomp: launch.seccomp.as_deref(),
+            umask: launch.attrs.umask,
+            oom_score_adj: launch
+                .attrs
+                .oom_score_adj
+                .map(|v| c(&v.to_string()))
+                .transpose()?,
+            io_priority: launch.attrs.io_priority,
+            scheduler: launch.attrs.scheduler,
+            start_hooks,
         },
     };
     let setup = |stage: &str| {
@@ -307,6 +423,14 @@ pub fn spawn(sys: &dyn Syscall, launch: Launch, reaper: &Reaper) -> Result<i32, 
             let pid = clone_child(new.namespaces, launch.cgroup_fd, reaper)?;
             if pid == 0 {
                 child::run(&prepared, error_fd);
+            }
+            if let Some((_, write)) = hook_pid.take() {
+                // Fits the pipe's buffer: cannot block. A failure closes the
+                // pipe, and the child reports that it never learnt it.
+                let _ = std::io::Write::write_all(
+                    &mut std::fs::File::from(write),
+                    &(pid as u32).to_le_bytes(),
+                );
             }
             if let (Some(ns), Some((_, sync))) = (&new.user_namespace, userns_sync) {
                 if let Err(source) = userns::release_child(sys, pid, ns, &launch.rlimits, sync) {
@@ -375,6 +499,41 @@ fn decode_report(report: &[u8], launch: &Launch, command: String) -> SpawnError 
         }
         Some(Stage::Exec) if errno == libc::EACCES => SpawnError::NotExecutable(command),
         Some(Stage::Exec) => SpawnError::Exec { command, source },
+        Some(stage @ (Stage::CreateContainerHook | Stage::StartContainerHook)) => {
+            let (kind, list) = match (&launch.place, stage) {
+                (Place::NewContainer(new), Stage::CreateContainerHook) => {
+                    ("createContainer", &new.hooks.create_container[..])
+                }
+                (Place::NewContainer(new), _) => ("startContainer", &new.hooks.start_container[..]),
+                (Place::Join(_), _) => ("startContainer", &[][..]),
+            };
+            SpawnError::Hook {
+                kind,
+                index,
+                path: list.get(index).map(|h| h.path.clone()).unwrap_or_default(),
+                outcome: HookOutcome::from_code(errno),
+            }
+        }
+        Some(Stage::Sysctl) => SpawnError::Setup {
+            stage: match &launch.place {
+                Place::NewContainer(new) => match new.sysctls.get(index) {
+                    Some((key, _)) => format!("write linux.sysctl {key}"),
+                    None => Stage::Sysctl.name().into(),
+                },
+                Place::Join(_) => Stage::Sysctl.name().into(),
+            },
+            source,
+        },
+        Some(Stage::ExtraDevices) => SpawnError::Setup {
+            stage: match &launch.place {
+                Place::NewContainer(new) => match new.devices.get(index) {
+                    Some(d) => format!("create linux.devices {}", d.path),
+                    None => Stage::ExtraDevices.name().into(),
+                },
+                Place::Join(_) => Stage::ExtraDevices.name().into(),
+            },
+            source,
+        },
         Some(Stage::Chdir) => SpawnError::Chdir {
             cwd: launch.cwd.clone(),
             source,
@@ -505,6 +664,7 @@ mod tests {
             capabilities: None,
             no_new_privileges: false,
             seccomp: None,
+            attrs: ProcessAttrs::default(),
             cgroup_fd: None,
             place: Place::Join(namespaces),
         }

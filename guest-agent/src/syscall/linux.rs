@@ -96,6 +96,10 @@ impl Syscall for Linux {
     fn device_of(&self, path: &Path) -> io::Result<u64> {
         std::fs::metadata(path).map(|meta| meta.dev())
     }
+
+    fn attach_device_program(&self, cgroup: RawFd, insns: &[u64]) -> io::Result<()> {
+        sys::attach_device_program(cgroup, insns)
+    }
 }
 
 impl ChildSyscall for Linux {
@@ -173,5 +177,26 @@ impl ChildSyscall for Linux {
 
     fn send_fd(&self, socket: RawFd, fd: RawFd) -> Result<(), i32> {
         sys::child::send_fd(socket, fd)
+    }
+
+    fn write_file(&self, path: &CStr, bytes: &[u8]) -> Result<(), i32> {
+        sys::child::write_file(path, bytes)
+    }
+
+    fn chown(&self, path: &CStr, uid: u32, gid: u32) -> Result<(), i32> {
+        sys::child::chown(path, uid, gid)
+    }
+
+    fn set_domainname(&self, name: &CStr) -> Result<(), i32> {
+        sys::child::set_domainname(name)
+    }
+
+    fn run_hook(
+        &self,
+        hook: &crate::process::PreparedHook,
+        root: Option<&CStr>,
+        state: [&[u8]; 3],
+    ) -> Result<(), i32> {
+        sys::child::run_hook(hook, root, state)
     }
 }

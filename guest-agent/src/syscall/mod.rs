@@ -103,6 +103,10 @@ pub trait Syscall: Send + Sync {
 
     /// The device (st_dev) the file at `path` lives on.
     fn device_of(&self, path: &Path) -> io::Result<u64>;
+
+    /// Attaches a cgroup device program (eBPF instructions) to the cgroup
+    /// open at `cgroup`.
+    fn attach_device_program(&self, cgroup: RawFd, insns: &[u64]) -> io::Result<()>;
 }
 
 /// The child's calls between clone and exec: raw, allocation-free, each
@@ -154,4 +158,16 @@ pub trait ChildSyscall {
     ) -> Result<(RawFd, RawFd), i32>;
     /// Sends `fd` over the unix socket `socket`, then closes it.
     fn send_fd(&self, socket: RawFd, fd: RawFd) -> Result<(), i32>;
+    /// Writes a kernel control file (a sysctl) in one write.
+    fn write_file(&self, path: &CStr, bytes: &[u8]) -> Result<(), i32>;
+    fn chown(&self, path: &CStr, uid: u32, gid: u32) -> Result<(), i32>;
+    fn set_domainname(&self, name: &CStr) -> Result<(), i32>;
+    /// Runs an OCI hook to its end with `state` on its stdin, chrooted
+    /// into `root` when given; the Err is a `HookOutcome` code.
+    fn run_hook(
+        &self,
+        hook: &crate::process::PreparedHook,
+        root: Option<&CStr>,
+        state: [&[u8]; 3],
+    ) -> Result<(), i32>;
 }

@@ -87,6 +87,24 @@ pub enum Call {
     },
     OpenPty,
     SendFd,
+    WriteSysctl {
+        path: String,
+        value: String,
+    },
+    Chown {
+        path: String,
+        uid: u32,
+        gid: u32,
+    },
+    SetDomainname(String),
+    RunHook {
+        path: String,
+        root: Option<String>,
+        state: String,
+    },
+    AttachDeviceProgram {
+        insns: Vec<u64>,
+    },
 }
 
 /// A plain mount, as recorded (no `mount_as` ids).
@@ -282,6 +300,12 @@ impl Syscall for Recording {
         Ok(self.mountinfo.lock().unwrap().clone())
     }
 
+    fn attach_device_program(&self, _cgroup: RawFd, insns: &[u64]) -> io::Result<()> {
+        self.io(Call::AttachDeviceProgram {
+            insns: insns.to_vec(),
+        })
+    }
+
     fn device_of(&self, path: &Path) -> io::Result<u64> {
         self.devices
             .lock()
@@ -395,5 +419,40 @@ impl ChildSyscall for Recording {
 
     fn send_fd(&self, _socket: RawFd, _fd: RawFd) -> Result<(), i32> {
         self.record(Call::SendFd)
+    }
+
+    fn write_file(&self, path: &CStr, bytes: &[u8]) -> Result<(), i32> {
+        self.record(Call::WriteSysctl {
+            path: lossy(path),
+            value: String::from_utf8_lossy(bytes).into_owned(),
+        })
+    }
+
+    fn chown(&self, path: &CStr, uid: u32, gid: u32) -> Result<(), i32> {
+        self.record(Call::Chown {
+            path: lossy(path),
+            uid,
+            gid,
+        })
+    }
+
+    fn set_domainname(&self, name: &CStr) -> Result<(), i32> {
+        self.record(Call::SetDomainname(lossy(name)))
+    }
+
+    fn run_hook(
+        &self,
+        hook: &crate::process::PreparedHook,
+        root: Option<&CStr>,
+        state: [&[u8]; 3],
+    ) -> Result<(), i32> {
+        self.record(Call::RunHook {
+            path: lossy(&hook.path),
+            root: root.map(lossy),
+            state: state
+                .iter()
+                .map(|part| String::from_utf8_lossy(part))
+                .collect(),
+        })
     }
 }

@@ -65,7 +65,12 @@ impl Bundle {
 ///   pod join become that container's, in the guest;
 /// - user namespaces and their maps are host ones: dropped; so are the
 ///   block I/O limits of host devices (major:minor numbers);
-/// - hooks run host programs: dropped (none of the callers tested sets any).
+/// - of the hooks only `createContainer` and `startContainer` are kept:
+///   the runtime spec runs them in the container's namespaces, so the
+///   agent runs them in the guest, resolving their paths inside the
+///   container's root (the only root with programs in a VM); the host
+///   hooks (prestart, createRuntime, poststart, poststop) run on the
+///   host (`crate::hooks`) and are not the guest's.
 pub fn guest_spec(spec: &Spec, pod_host: Option<u32>) -> Result<(Spec, Vec<Share>), Error> {
     let mut spec = spec.clone();
     let mut shares = Vec::new();
@@ -114,7 +119,18 @@ pub fn guest_spec(spec: &Spec, pod_host: Option<u32>) -> Result<(Spec, Vec<Share
         }
         spec.set_linux(Some(linux));
     }
-    spec.set_hooks(None);
+    let guest_hooks = spec.hooks().as_ref().and_then(|hooks| {
+        let create = hooks.create_container().clone().filter(|h| !h.is_empty());
+        let start = hooks.start_container().clone().filter(|h| !h.is_empty());
+        if create.is_none() && start.is_none() {
+            return None;
+        }
+        let mut kept = oci_spec::runtime::Hooks::default();
+        kept.set_create_container(create);
+        kept.set_start_container(start);
+        Some(kept)
+    });
+    spec.set_hooks(guest_hooks);
     Ok((spec, shares))
 }
 
@@ -258,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn host_binds_become_shares_namespace_paths_and_hooks_are_dropped() {
+    fn host_binds_become_shares_namespace_paths_and_host_hooks_are_dropped() {
         let host = tempfile::tempdir().unwrap();
         let hosts = host.path().join("hosts");
         std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
@@ -317,7 +333,7 @@ mod tests {
             .map(|n| n.typ())
             .collect();
         assert_eq!(ns, [LinuxNamespaceType::Pid, LinuxNamespaceType::Mount]);
-        assert!(g.hooks().is_none());
+        assert!(g.hooks().is_none(), "only host hooks: none for the guest");
         assert!(g.linux().as_ref().unwrap().uid_mappings().is_none());
         let block_io = g
             .linux()
@@ -399,5 +415,30 @@ mod tests {
         let none = spec(serde_json::json!({"ociVersion": "1.0.2"}));
         assert_eq!(vm_memory_mib(&none, 512, 96), 512);
         assert_eq!(vcpus(&none), 1);
+    }
+
+    #[test]
+    fn the_guests_hooks_are_kept() {
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "hooks": {
+                "prestart": [{"path": "/bin/true"}],
+                "createRuntime": [{"path": "/bin/true"}],
+                "createContainer": [{"path": "/bin/c", "args": ["c", "x"], "timeout": 5}],
+                "startContainer": [{"path": "/bin/s"}],
+                "poststart": [{"path": "/bin/true"}],
+                "poststop": [{"path": "/bin/true"}]
+            }
+        }));
+        let (g, _) = guest_spec(&s, None).unwrap();
+        let hooks = g.hooks().clone().unwrap();
+        let kept = serde_json::to_value(&hooks).unwrap();
+        assert_eq!(
+            kept,
+            serde_json::json!({
+                "createContainer": [{"path": "/bin/c", "args": ["c", "x"], "timeout": 5}],
+                "startContainer": [{"path": "/bin/s"}]
+            })
+        );
     }
 }

@@ -58,6 +58,14 @@ pub enum Error {
     },
     #[error("{0}")]
     Unsupported(&'static str),
+    /// An OCI hook of the bundle failed (see `hooks`).
+    #[error("{kind} hook {index} ({path}): {reason}")]
+    Hook {
+        kind: &'static str,
+        index: usize,
+        path: String,
+        reason: String,
+    },
     #[error("no such volume: {0}")]
     NoSuchVolume(String),
     #[error("volume {name} is in use by container {container}")]

@@ -5,6 +5,7 @@
 
 pub mod bundle;
 mod error;
+pub mod hooks;
 pub mod lifecycle;
 pub mod logs;
 mod mounts;

@@ -203,6 +203,11 @@ pub struct RunPlan {
 pub struct BundleInfo {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
+    /// The bundle's hooks as `create` read them: the host ones run at
+    /// create, start and delete (`crate::hooks`), whatever became of the
+    /// bundle since.
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 impl BundleInfo {
@@ -527,6 +532,7 @@ fn make_bundle_disks(root: &Path, bundle: &Bundle, container: &Container) -> Res
     let info = BundleInfo {
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
+        hooks: bundle.spec.hooks().clone(),
     };
     let encoded =
         serde_json::to_vec(&info).map_err(|e| io_error("encode the bundle info")(e.into()))?;

@@ -36,6 +36,7 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32> {
         }
     }
     let request = ExecRequest {
+        process: None,
         owned: false,
         args: args.command.clone(),
         env,

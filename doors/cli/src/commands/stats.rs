@@ -42,7 +42,7 @@ pub async fn stats(cli: &Cli, args: &StatsArgs) -> Result<i32> {
         let first = previous.iter().all(Option::is_none);
         if first {
             for (slot, (sample, at)) in previous.iter_mut().zip(&samples) {
-                *slot = sample.map(|s| (s.cpu_usage_usec, *at));
+                *slot = sample.as_ref().map(|s| (s.cpu_usage_usec, *at));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;

@@ -11,11 +11,7 @@ pub const DEFAULT_ROOT: &str = "/run/hull-runc";
 
 /// hull's OCI runtime command line: runs each container in its own microVM.
 #[derive(Debug, Parser)]
-#[command(
-    name = "hull-runc",
-    disable_help_subcommand = true,
-    disable_version_flag = true
-)]
+#[command(name = "hull-runc", disable_version_flag = true)]
 pub struct RuncArgs {
     /// Where container records live (one directory per container).
     #[arg(long, default_value = DEFAULT_ROOT, global = true)]
@@ -29,9 +25,11 @@ pub struct RuncArgs {
     /// Accepted for compatibility; the host's cgroups are not used.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    #[arg(long, global = true, hide = true)]
+    /// Log debug messages (to --log, or stderr).
+    #[arg(long, global = true)]
     pub debug: bool,
-    #[arg(long, global = true, hide = true)]
+    /// `true`, `false` or `auto`: accepted; a VM needs no rootless mode.
+    #[arg(long, global = true)]
     pub rootless: Option<String>,
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
@@ -44,6 +42,13 @@ pub struct RuncArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RuncCommand {
+    /// Write a default config.json (runc's) into the bundle directory.
+    Spec(SpecArgs),
+    /// Create and start a container; in the foreground, wait for it and
+    /// exit with its status.
+    Run(RunArgs),
+    /// List the containers under --root.
+    List(ListArgs),
     /// Create a container from a bundle: boot its VM; `start` runs the process.
     Create(CreateArgs),
     /// Start the process of a created container.
@@ -65,6 +70,14 @@ pub enum RuncCommand {
     Pause(IdArgs),
     /// Thaw a paused container.
     Resume(IdArgs),
+    /// Change a running container's resource limits (in its VM's cgroup).
+    Update(Box<UpdateArgs>),
+    /// Print a container's stats (and OOM kills) as JSON lines.
+    Events(EventsArgs),
+    /// Save a running container to disk: not available for a VM yet.
+    Checkpoint(CheckpointArgs),
+    /// Restore a checkpointed container: not available for a VM yet.
+    Restore(CheckpointArgs),
     /// The process that owns a detached exec (started by `exec`).
     #[command(name = "__exec", hide = true)]
     ExecHelper(ExecHelperArgs),
@@ -139,13 +152,15 @@ pub struct ExecArgs {
     pub user: Option<String>,
     #[arg(long, hide = true)]
     pub preserve_fds: Option<u32>,
-    #[arg(long, hide = true)]
+    /// Set no_new_privileges for the process.
+    #[arg(long)]
     pub no_new_privs: bool,
     #[arg(long, hide = true)]
     pub process_label: Option<String>,
     #[arg(long, hide = true)]
     pub apparmor: Option<String>,
-    #[arg(short = 'c', long, hide = true)]
+    /// Add a capability (CAP_NAME or NAME) to every set of the process.
+    #[arg(short = 'c', long)]
     pub cap: Vec<String>,
     #[arg(long, hide = true)]
     pub ignore_paused: bool,
@@ -177,4 +192,117 @@ pub struct PsArgs {
     /// ps(1) options; accepted and ignored.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// A JSON file of OCI linux.resources (`-` for stdin); the other
+    /// flags are then ignored, as by runc.
+    #[arg(short = 'r', long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit: bytes, or 512k/64m/1g; -1 for none.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Memory reservation (soft limit; memory.low).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_reservation: Option<String>,
+    /// Memory plus swap; -1 for unlimited swap.
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Accepted and ignored, as by runc on cgroup v2.
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub kernel_memory: Option<String>,
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub kernel_memory_tcp: Option<String>,
+    /// CPU shares (relative weight; cpu.weight).
+    #[arg(long = "cpu-share", visible_alias = "cpu-shares")]
+    pub cpu_share: Option<String>,
+    /// CFS quota in microseconds per period; -1 for none.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<String>,
+    /// CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<String>,
+    /// Accepted and ignored: cgroup v2 has no realtime limits.
+    #[arg(long)]
+    pub cpu_rt_period: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<String>,
+    /// CPUs the container may use (`0-1`, `0,2`).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Most processes the container may have; 0 or -1 for no limit.
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight, 10 to 1000.
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// Refused: a VM has no Intel RDT.
+    #[arg(long)]
+    pub l3_cache_schema: Option<String>,
+    #[arg(long)]
+    pub mem_bw_schema: Option<String>,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Print the stats once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// How often to print the stats (a Go duration: 5s, 500ms, 1m).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Where config.json is written.
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// A spec for a rootless container (a user namespace mapping the
+    /// caller's ids to root).
+    #[arg(long)]
+    pub rootless: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return once the container runs instead of waiting for it.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Keep the stopped container (do not delete it after it exits).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// `table` or `json`.
+    #[arg(short = 'f', long, default_value = "table")]
+    pub format: String,
+    /// Only the container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    #[arg(long)]
+    pub leave_running: bool,
+    #[arg(short = 'b', long)]
+    pub bundle: Option<PathBuf>,
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    pub id: String,
 }

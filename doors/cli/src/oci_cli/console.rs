@@ -19,22 +19,7 @@ use rustix::pty::OpenptFlags;
 
 /// Makes a pty, sends its master over `socket`, and returns the slave.
 pub fn send_pty(socket: &Path) -> Result<OwnedFd> {
-    let master =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).context("open a pty")?;
-    rustix::pty::grantpt(&master).context("grantpt")?;
-    rustix::pty::unlockpt(&master).context("unlockpt")?;
-    let name = rustix::pty::ptsname(&master, Vec::new()).context("ptsname")?;
-    let slave = rustix::fs::open(
-        name.as_c_str(),
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .with_context(|| format!("open {name:?}"))?;
-    let mut termios = rustix::termios::tcgetattr(&slave).context("read the pty's mode")?;
-    termios.make_raw();
-    rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &termios)
-        .context("set the pty raw")?;
-
+    let (master, name, slave) = open_pty()?;
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("connect to the console socket {}", socket.display()))?;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
@@ -49,4 +34,26 @@ pub fn send_pty(socket: &Path) -> Result<OwnedFd> {
     )
     .with_context(|| format!("send the pty to {}", socket.display()))?;
     Ok(slave)
+}
+
+/// A new pty: its master, the slave's name, and the slave in raw mode (the
+/// guest's own terminal does the line discipline).
+pub fn open_pty() -> Result<(OwnedFd, std::ffi::CString, OwnedFd)> {
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .context("open a pty")?;
+    rustix::pty::grantpt(&master).context("grantpt")?;
+    rustix::pty::unlockpt(&master).context("unlockpt")?;
+    let name = rustix::pty::ptsname(&master, Vec::new()).context("ptsname")?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open {name:?}"))?;
+    let mut termios = rustix::termios::tcgetattr(&slave).context("read the pty's mode")?;
+    termios.make_raw();
+    rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &termios)
+        .context("set the pty raw")?;
+    Ok((master, name, slave))
 }

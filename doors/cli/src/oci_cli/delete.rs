@@ -7,7 +7,10 @@ use hull_container::lifecycle;
 use hull_container::Status;
 
 use super::args::{DeleteArgs, RuncArgs};
-use super::find;
+use super::{find, run_hooks};
+use hull_container::hooks::HostHook;
+use hull_container::plan::BundleInfo;
+use hull_container::Container;
 
 pub async fn delete(args: &RuncArgs, delete: &DeleteArgs) -> Result<i32> {
     let container = match find(args, &delete.id) {
@@ -23,6 +26,17 @@ pub async fn delete(args: &RuncArgs, delete: &DeleteArgs) -> Result<i32> {
             delete.id
         ));
     }
-    lifecycle::remove(&args.root, &container).await;
+    remove(args, &container).await;
     Ok(0)
+}
+
+/// Removes the container, then runs its `poststop` hooks, whose failures
+/// are warnings only (the spec: the lifecycle goes on).
+pub async fn remove(args: &RuncArgs, container: &Container) {
+    // Read before the record goes.
+    let info = BundleInfo::read(container);
+    lifecycle::remove(&args.root, container).await;
+    if let Err(e) = run_hooks(container, info.as_ref(), HostHook::Poststop, "stopped", 0) {
+        tracing::warn!("{e:#}");
+    }
 }

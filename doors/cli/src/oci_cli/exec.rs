@@ -42,7 +42,7 @@ pub async fn exec(args: &RuncArgs, exec: &ExecArgs) -> Result<i32> {
     if state::status(&container) != "running" {
         return Err(anyhow!("cannot exec in a container that is not running"));
     }
-    let request = exec_request(exec)?;
+    let request = exec_request(exec, &container)?;
     let slave = match &exec.console_socket {
         Some(socket) => Some(console::send_pty(socket)?),
         None => None,
@@ -165,7 +165,7 @@ fn standard_fds() -> [BorrowedFd<'static>; 3] {
 }
 
 /// The exec request from `--process FILE` (an OCI process) or the flags.
-fn exec_request(exec: &ExecArgs) -> Result<ExecRequest> {
+fn exec_request(exec: &ExecArgs, container: &Container) -> Result<ExecRequest> {
     let mut request = match &exec.process {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
@@ -174,6 +174,7 @@ fn exec_request(exec: &ExecArgs) -> Result<ExecRequest> {
             let user = process.user();
             ExecRequest {
                 owned: true,
+                process: Some(Box::new(process.clone())),
                 args: process.args().clone().unwrap_or_default(),
                 env: process.env().clone().unwrap_or_default(),
                 workdir: Some(process.cwd().display().to_string()).filter(|c| !c.is_empty()),
@@ -187,6 +188,7 @@ fn exec_request(exec: &ExecArgs) -> Result<ExecRequest> {
         }
         None => ExecRequest {
             owned: true,
+            process: flags_process(exec, container)?,
             args: exec.command.clone(),
             env: exec.env.clone(),
             workdir: exec.cwd.clone(),
@@ -203,6 +205,49 @@ fn exec_request(exec: &ExecArgs) -> Result<ExecRequest> {
         request.size = None;
     }
     Ok(request)
+}
+
+/// The container's process with `--cap` added to every set and
+/// `--no-new-privs`, as runc's exec builds it; `None` when neither is given.
+fn flags_process(
+    exec: &ExecArgs,
+    container: &Container,
+) -> Result<Option<Box<oci_spec::runtime::Process>>> {
+    if exec.cap.is_empty() && !exec.no_new_privs {
+        return Ok(None);
+    }
+    let mut process = container.config.spec.process().clone().unwrap_or_default();
+    if exec.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    if !exec.cap.is_empty() {
+        let mut added = Vec::new();
+        for name in &exec.cap {
+            let upper = name.to_ascii_uppercase();
+            let full = if upper.starts_with("CAP_") {
+                upper
+            } else {
+                format!("CAP_{upper}")
+            };
+            let cap: oci_spec::runtime::Capability = full
+                .parse()
+                .map_err(|_| anyhow!("unknown capability {name:?}"))?;
+            added.push(cap);
+        }
+        let mut caps = process.capabilities().clone().unwrap_or_default();
+        let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.extend(added.iter().copied());
+            Some(set)
+        };
+        caps.set_bounding(with(caps.bounding()));
+        caps.set_effective(with(caps.effective()));
+        caps.set_permitted(with(caps.permitted()));
+        caps.set_inheritable(with(caps.inheritable()));
+        caps.set_ambient(with(caps.ambient()));
+        process.set_capabilities(Some(caps));
+    }
+    Ok(Some(Box::new(process)))
 }
 
 /// Runs the exec through the supervisor with `stdio` and returns its exit

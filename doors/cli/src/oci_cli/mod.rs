@@ -19,17 +19,28 @@
 //! - `ps` lists host pids, as runc does: the supervisor's, the one process
 //!   on the host that stands for the container (guest pids would mean
 //!   nothing to the caller, who may signal them).
-//! - `pause`/`resume` fail with "not supported".
+//! - `pause`/`resume` freeze the container's cgroup in the guest.
+//! - Host hooks (`prestart`, `createRuntime`, `poststart`, `poststop`) run
+//!   on the host with the state on stdin; `createContainer` and
+//!   `startContainer` run in the guest (see `hull_container::hooks`).
+//! - `update` and `events` act on the container's cgroup in the guest (the
+//!   agent writes and reads it); realtime CPU limits and kernel memory are
+//!   accepted and ignored, as by runc on cgroup v2, Intel RDT refused.
 
 mod args;
 mod console;
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod kill;
+mod list;
 mod ps;
+mod run;
+mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -39,6 +50,8 @@ use anyhow::{anyhow, Result};
 use clap::Parser;
 
 use args::{RuncArgs, RuncCommand};
+use hull_container::hooks::{HookState, HostHook};
+use hull_container::plan::BundleInfo;
 use hull_container::{Container, Containers};
 
 /// The file name that makes the `hull` binary behave as `hull-runc`.
@@ -69,15 +82,14 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .without_time()
-        .try_init()
-        .ok();
+    if !matches!(args.log_format.as_str(), "text" | "json") {
+        eprintln!(
+            "{RUNC_NAME}: invalid log-format {:?}: use text or json",
+            args.log_format
+        );
+        return 1;
+    }
+    init_logging(&args);
     if args.version {
         println!(
             "{RUNC_NAME} version {}\nspec: 1.0.2",
@@ -101,6 +113,13 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     };
     let result = runtime.block_on(async {
         match command {
+            RuncCommand::Spec(a) => spec::spec(a),
+            RuncCommand::Run(a) => run::run(&args, a).await,
+            RuncCommand::List(a) => list::list(&args, a),
+            RuncCommand::Checkpoint(_) | RuncCommand::Restore(_) => Err(anyhow!(
+                "checkpoint and restore are not supported: hull does not yet snapshot a \
+                 running container's VM (CRIU cannot reach into it)"
+            )),
             RuncCommand::Create(a) => create::create(&args, a).await,
             RuncCommand::Start(a) => start::start(&args, &a.id).await,
             RuncCommand::State(a) => state::state(&args, &a.id),
@@ -112,6 +131,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             RuncCommand::Features => ps::features(),
             RuncCommand::Pause(a) => kill::freeze(&args, &a.id, true).await,
             RuncCommand::Resume(a) => kill::freeze(&args, &a.id, false).await,
+            RuncCommand::Update(a) => update::update(&args, a).await,
+            RuncCommand::Events(a) => events::events(&args, a).await,
         }
     });
     match result {
@@ -126,6 +147,39 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+/// hull's own messages: to `--log` in `--log-format` when given (as runc
+/// logs, containerd and podman read that file), else to stderr; at debug
+/// level with `--debug`, else as `HULL_LOG` says (warnings by default).
+fn init_logging(args: &RuncArgs) {
+    let filter = if args.debug {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_env("HULL_LOG").unwrap_or_else(|_| "warn".into())
+    };
+    let file = args.log.as_ref().and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match (file, args.log_format.as_str()) {
+        (Some(file), "json") => builder
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init(),
+        (Some(file), _) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init(),
+        (None, _) => builder
+            .with_writer(std::io::stderr)
+            .without_time()
+            .try_init(),
+    };
 }
 
 /// An error on stderr and, with `--log`, in the log (callers such as
@@ -151,6 +205,47 @@ fn report(args: &RuncArgs, message: &str) {
     {
         let _ = file.write_all(line.as_bytes());
     }
+}
+
+/// Runs the bundle's host hooks of `which` (as `create` recorded them)
+/// with the container's state, `status` and `pid` as the spec has them.
+fn host_hooks(container: &Container, which: HostHook, status: &str, pid: u32) -> Result<()> {
+    run_hooks(
+        container,
+        BundleInfo::read(container).as_ref(),
+        which,
+        status,
+        pid,
+    )
+}
+
+/// [`host_hooks`] with the bundle info read before (`delete` reads it
+/// before the record goes).
+fn run_hooks(
+    container: &Container,
+    info: Option<&BundleInfo>,
+    which: HostHook,
+    status: &str,
+    pid: u32,
+) -> Result<()> {
+    let Some(info) = info else {
+        return Ok(());
+    };
+    let spec = &container.config.spec;
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let state = HookState {
+        oci_version: spec.version(),
+        id: &container.config.name,
+        status,
+        pid,
+        bundle: &info.bundle,
+        annotations: &annotations,
+    };
+    Ok(hull_container::hooks::run(
+        which,
+        info.hooks.as_ref(),
+        &state,
+    )?)
 }
 
 fn containers(args: &RuncArgs) -> Containers {

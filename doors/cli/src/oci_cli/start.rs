@@ -1,10 +1,12 @@
 //! `start`: lets the supervisor start the main process, and returns once
-//! it runs (or with the reason it could not start).
+//! it runs (or with the reason it could not start), after the bundle's
+//! `poststart` hooks.
 
 use anyhow::{anyhow, Result};
 
 use super::args::RuncArgs;
-use super::find;
+use super::{find, host_hooks, state};
+use hull_container::hooks::HostHook;
 use hull_container::record::Status;
 use hull_container::supervisor::control::{self, ControlReply, ControlRequest};
 
@@ -27,7 +29,15 @@ pub async fn start(args: &RuncArgs, id: &str) -> Result<i32> {
     };
     ask(ControlRequest::Start).await?;
     match ask(ControlRequest::Started).await? {
-        ControlReply::Started { .. } => Ok(0),
+        ControlReply::Started { .. } => {
+            let pid = state::pid(&container);
+            if let Err(e) = host_hooks(&container, HostHook::Poststart, "running", pid) {
+                // runc: a failed poststart hook ends the container.
+                let _ = control::call(&socket, &ControlRequest::Stop { timeout_secs: 0 }).await;
+                return Err(e);
+            }
+            Ok(0)
+        }
         ControlReply::Error { message, .. } => Err(anyhow!("container {id}: {message}")),
         other => Err(anyhow!("unexpected supervisor reply {other:?}")),
     }

@@ -22,24 +22,40 @@ pub fn status(container: &Container) -> &'static str {
 
 pub fn state(args: &RuncArgs, id: &str) -> Result<i32> {
     let container = find(args, id)?;
-    let status = status(&container);
-    let pid = match (status, container.live_supervisor()) {
+    let state = oci_state(&container);
+    println!("{}", serde_json::to_string_pretty(&state)?);
+    Ok(0)
+}
+
+/// The pid callers know the container by: the supervisor's while it lives
+/// and the container has not stopped, else 0 (runc's zero for stopped).
+pub fn pid(container: &Container) -> u32 {
+    match (status(container), container.live_supervisor()) {
         ("stopped", _) | (_, None) => 0,
-        (_, Some(p)) => p.pid,
-    };
-    let info = BundleInfo::read(&container);
+        (_, Some(p)) => p.pid as u32,
+    }
+}
+
+/// runc's `containerState` of a container, as `state` and `list --format
+/// json` print it (`owner` empty, as runc's `state` leaves it).
+pub fn oci_state(container: &Container) -> serde_json::Value {
+    let status = status(container);
+    let pid = pid(container);
+    let info = BundleInfo::read(container);
     let spec = &container.config.spec;
-    let state = json!({
+    let mut state = json!({
         "ociVersion": spec.version(),
-        "id": id,
+        "id": container.config.name,
         "pid": pid,
         "status": status,
         "bundle": info.as_ref().map(|i| i.bundle.display().to_string()).unwrap_or_default(),
         "rootfs": info.as_ref().map(|i| i.rootfs.display().to_string()).unwrap_or_default(),
         "created": format_time(container.config.created),
         "owner": "",
-        "annotations": spec.annotations().clone().unwrap_or_default(),
     });
-    println!("{}", serde_json::to_string_pretty(&state)?);
-    Ok(0)
+    // runc leaves out empty annotations.
+    if let Some(annotations) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+        state["annotations"] = json!(annotations);
+    }
+    state
 }

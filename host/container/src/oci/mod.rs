@@ -4,6 +4,7 @@
 //! and the limits given on the command line.
 
 pub mod limits;
+pub mod resources;
 mod seccomp_default;
 
 // Every capability, for `--privileged` and `--cap-add ALL`.

@@ -102,6 +102,12 @@ pub struct ExecRequest {
     /// `docker exec` whose client went away does.
     #[serde(default)]
     pub owned: bool,
+    /// The whole OCI process to start (runc's `exec --process`, a CRI
+    /// exec): its capabilities, rlimits, user and no_new_privileges apply
+    /// as given, instead of the container's; the fields above still
+    /// override args, env, cwd, user and the terminal.
+    #[serde(default)]
+    pub process: Option<Box<oci_spec::runtime::Process>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -250,7 +250,10 @@ fn exec_process(
     if request.args.is_empty() {
         return Err(ExecError::NoCommand);
     }
-    let mut process = spec.process().clone().unwrap_or_default();
+    let mut process = match &request.process {
+        Some(given) => (**given).clone(),
+        None => spec.process().clone().unwrap_or_default(),
+    };
     process.set_args(Some(request.args.clone()));
     let mut env = process.env().clone().unwrap_or_default();
     for entry in &request.env {
@@ -284,6 +287,7 @@ mod tests {
     fn exec_keeps_the_containers_process_and_overrides_what_was_asked() {
         let spec = oci_spec::runtime::Spec::default();
         let request = ExecRequest {
+            process: None,
             owned: false,
             args: vec!["sh".into()],
             env: vec!["PATH=/x".into(), "A=1".into()],
@@ -304,6 +308,7 @@ mod tests {
         assert!(exec_process(
             &spec,
             &ExecRequest {
+                process: None,
                 args: vec![],
                 ..request.clone()
             }
@@ -312,6 +317,7 @@ mod tests {
         assert!(exec_process(
             &spec,
             &ExecRequest {
+                process: None,
                 workdir: Some("rel".into()),
                 ..request
             }

@@ -80,7 +80,8 @@ fn check(request: &Request, own: &str) -> Result<(), RelayError> {
         Request::Stats { container_id }
         | Request::ListProcesses { container_id }
         | Request::SignalContainer { container_id, .. }
-        | Request::Freeze { container_id, .. } => container(container_id),
+        | Request::Freeze { container_id, .. }
+        | Request::UpdateResources { container_id, .. } => container(container_id),
         Request::Signal { process, .. } | Request::ResizeTerminal { process, .. } => {
             if process == MAIN_PROCESS {
                 Ok(())
@@ -119,6 +120,10 @@ mod tests {
             Request::Freeze {
                 container_id: ID.into(),
                 frozen: true,
+            },
+            Request::UpdateResources {
+                container_id: ID.into(),
+                resources: Box::default(),
             },
             Request::Signal {
                 process: MAIN_PROCESS.into(),
