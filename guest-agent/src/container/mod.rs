@@ -527,7 +527,7 @@ pub fn create(
         seccomp: seccomp.clone(),
         attrs: params.attrs,
         cgroup_fd: Some(cgroup.fd()),
-        place: Place::NewContainer(NewContainer {
+        place: Place::NewContainer(Box::new(NewContainer {
             rootfs: rootfs.clone(),
             hostname: hostname.filter(|_| namespaces & libc::CLONE_NEWUTS as u64 != 0),
             namespaces,
@@ -544,7 +544,7 @@ pub fn create(
             domainname: extras.domainname,
             devices: extras.devices,
             hooks: extras.hooks,
-        }),
+        })),
     };
     debug!("spawning {:?}", launch.args);
     let spawned = joined

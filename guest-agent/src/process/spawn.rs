@@ -62,7 +62,7 @@ pub struct Launch {
 /// Where the process runs.
 pub enum Place {
     /// A new container, whose init it is.
-    NewContainer(NewContainer),
+    NewContainer(Box<NewContainer>),
     /// A running container (`exec`): the namespaces to join, open.
     Join(Vec<OwnedFd>),
 }
@@ -317,13 +317,12 @@ pub fn spawn(sys: &dyn Syscall, launch: Launch, reaper: &Reaper) -> Result<i32, 
     // it opens its pty.
     // A new user namespace: the child waits on this until its maps are written.
     let userns_sync = match &launch.place {
-        Place::NewContainer(NewContainer {
-            user_namespace: Some(_),
-            ..
-        }) => Some(sys::pipe().map_err(|source| SpawnError::Setup {
-            stage: "pipe".into(),
-            source,
-        })?),
+        Place::NewContainer(new) if new.user_namespace.is_some() => {
+            Some(sys::pipe().map_err(|source| SpawnError::Setup {
+                stage: "pipe".into(),
+                source,
+            })?)
+        }
         _ => None,
     };
     let dev_dir = match &launch.place {

@@ -28,8 +28,9 @@ pub struct RuncArgs {
     /// Log debug messages (to --log, or stderr).
     #[arg(long, global = true)]
     pub debug: bool,
-    /// `true`, `false` or `auto`: accepted; a VM needs no rootless mode.
-    #[arg(long, global = true)]
+    /// `true`, `false` or `auto`: accepted (a VM needs no rootless mode);
+    /// `spec --rootless` writes a rootless spec.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
@@ -264,10 +265,6 @@ pub struct SpecArgs {
     /// Where config.json is written.
     #[arg(short = 'b', long, default_value = ".")]
     pub bundle: PathBuf,
-    /// A spec for a rootless container (a user namespace mapping the
-    /// caller's ids to root).
-    #[arg(long)]
-    pub rootless: bool,
 }
 
 #[derive(Debug, Args)]

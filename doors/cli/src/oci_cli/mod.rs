@@ -113,7 +113,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
     };
     let result = runtime.block_on(async {
         match command {
-            RuncCommand::Spec(a) => spec::spec(a),
+            RuncCommand::Spec(a) => spec::spec(&args, a),
             RuncCommand::Run(a) => run::run(&args, a).await,
             RuncCommand::List(a) => list::list(&args, a),
             RuncCommand::Checkpoint(_) | RuncCommand::Restore(_) => Err(anyhow!(

@@ -7,7 +7,7 @@ use std::io::Write;
 use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Value};
 
-use super::args::SpecArgs;
+use super::args::{RuncArgs, SpecArgs};
 
 /// runc's default config.json.
 pub fn default_spec() -> Value {
@@ -95,9 +95,9 @@ fn make_rootless(spec: &mut Value) {
     }
 }
 
-pub fn spec(spec: &SpecArgs) -> Result<i32> {
+pub fn spec(args: &RuncArgs, spec: &SpecArgs) -> Result<i32> {
     let mut config = default_spec();
-    if spec.rootless {
+    if args.rootless.as_deref() == Some("true") {
         make_rootless(&mut config);
     }
     let path = spec.bundle.join("config.json");
@@ -163,12 +163,22 @@ mod tests {
     #[test]
     fn spec_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
-        let args = SpecArgs {
-            bundle: dir.path().to_path_buf(),
-            rootless: false,
+        use clap::Parser;
+        let bundle = dir.path().to_str().unwrap();
+        let args =
+            RuncArgs::try_parse_from(["hull-runc", "spec", "--rootless", "-b", bundle]).unwrap();
+        let super::super::args::RuncCommand::Spec(spec) = args.command.as_ref().unwrap() else {
+            panic!("not spec");
         };
-        assert_eq!(super::spec(&args).unwrap(), 0);
-        let err = super::spec(&args).unwrap_err().to_string();
+        assert_eq!(super::spec(&args, spec).unwrap(), 0);
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert!(
+            written["linux"]["uidMappings"].is_array(),
+            "--rootless: {written}"
+        );
+        let err = super::spec(&args, spec).unwrap_err().to_string();
         assert!(err.contains("exists. Remove it first"), "{err}");
     }
 }
