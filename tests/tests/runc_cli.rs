@@ -358,6 +358,139 @@ fn runc_create_start_state_kill_delete_exec_and_errors() {
     runc.assert_nothing_left();
 }
 
+/// The verbs a runc user reaches for first, on a bundle made the way
+/// runc's users make one: `spec`, edited with `jq`, then `run` in the
+/// foreground (exit code, output, host hooks with their state), `run
+/// --detach`, `list`, and every verb's error for an unknown id.
+#[test]
+fn runc_spec_run_list_hooks_and_unknown_ids() {
+    let runc = Runc::new();
+    let bundle = Bundle::new(&["true"]);
+    let dir = bundle.path();
+    // umoci wrote a config.json: spec refuses to overwrite it.
+    let out = runc.run(&["spec", "--bundle", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("exists. Remove it first"), "{}", stderr(&out));
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    ok(&runc.run(&["spec", "--bundle", dir.to_str().unwrap()]));
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["process"]["args"], serde_json::json!(["sh"]));
+    assert_eq!(spec["hostname"], "runc");
+
+    // Host hooks: each appends its kind and the state it read on stdin.
+    let hooks_log = runc.root.path().join("hooks.log");
+    let hook = |kind: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("printf '{kind} ' >> {0}; cat >> {0}; echo >> {0}", hooks_log.display())]
+        })
+    };
+    let edit = |filter: &str| {
+        let out = Command::new("jq")
+            .arg(filter)
+            .arg(dir.join("config.json"))
+            .output()
+            .expect("run jq");
+        let edited = ok(&out);
+        std::fs::write(dir.join("config.json"), edited).unwrap();
+    };
+    edit(&format!(
+        ".process.terminal = false | .process.args = [\"sh\", \"-c\", \"hostname; echo out; echo err >&2; exit 7\"] \
+         | .hooks = {{\"prestart\": [{}], \"createRuntime\": [{}], \"poststart\": [{}], \"poststop\": [{}]}}",
+        hook("prestart"),
+        hook("createRuntime"),
+        hook("poststart"),
+        hook("poststop")
+    ));
+
+    // Foreground run: the container's output and exit status are run's,
+    // and without --keep nothing is left.
+    let out = runc.run(&["run", "--bundle", dir.to_str().unwrap(), "fg"]);
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "runc\nout\n");
+    assert!(stderr(&out).contains("err"), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&hooks_log).unwrap();
+    let kinds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(kinds, ["prestart", "createRuntime", "poststart", "poststop"], "{log}");
+    for line in log.lines() {
+        let (kind, state) = line.split_once(' ').unwrap();
+        let state: serde_json::Value = serde_json::from_str(state).unwrap();
+        assert_eq!(state["id"], "fg", "{kind}: {state}");
+        assert_eq!(state["bundle"], dir.to_str().unwrap(), "{kind}");
+        let want = match kind {
+            "poststart" => "running",
+            "poststop" => "stopped",
+            _ => "creating",
+        };
+        assert_eq!(state["status"], want, "{kind}");
+        assert_eq!(state["pid"].is_u64(), kind != "poststop", "{kind}: {state}");
+    }
+    assert!(records(&runc.root.path().join("state")).is_empty());
+
+    // A failing createRuntime hook fails run with its name, leaving nothing.
+    edit(".hooks = {\"createRuntime\": [{\"path\": \"/bin/false\"}]}");
+    let out = runc.run(&["run", "--bundle", dir.to_str().unwrap(), "bad-hook"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("createRuntime hook 0 (/bin/false)"), "{}", stderr(&out));
+    assert!(records(&runc.root.path().join("state")).is_empty());
+
+    // --detach: back once it runs; list shows it (table, json, -q).
+    edit("del(.hooks) | .process.args = [\"sleep\", \"1000\"]");
+    let pid_file = runc.root.path().join("bg.pid");
+    let status = runc
+        .command(&["run", "--detach", "--bundle", dir.to_str().unwrap(), "--pid-file"])
+        .arg(&pid_file)
+        .arg("bg")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "run --detach exited {status}");
+    let pid = read_pid(&pid_file);
+    assert_eq!(ok(&runc.run(&["list", "-q"])), "bg\n");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(&runc.run(&["list", "--format", "json"]))).unwrap();
+    assert_eq!(listed[0]["id"], "bg");
+    assert_eq!(listed[0]["status"], "running");
+    assert_eq!(listed[0]["pid"], pid);
+    assert_eq!(listed[0]["owner"], "root");
+    let table = ok(&runc.run(&["list"]));
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("ID") && header.ends_with("OWNER"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("running"), "{table}");
+
+    // Every verb names an unknown id, in runc's words, exit 1.
+    for verb in [
+        &["state", "nope"][..],
+        &["start", "nope"],
+        &["kill", "nope", "KILL"],
+        &["delete", "nope"],
+        &["exec", "nope", "true"],
+        &["ps", "nope"],
+        &["pause", "nope"],
+        &["resume", "nope"],
+        &["update", "--pids-limit", "5", "nope"],
+        &["events", "--stats", "nope"],
+    ] {
+        let out = runc.run(verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        let said = stderr(&out);
+        assert!(said.contains("container nope does not exist"), "{verb:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "{verb:?}: {said}");
+    }
+    let out = runc.run(&["checkpoint", "bg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    assert!(ok(&runc.run(&["help"])).contains("list"));
+
+    ok(&runc.run(&["kill", "bg", "9"]));
+    assert_eq!(reap(pid, 30), 137);
+    ok(&runc.run(&["delete", "bg"]));
+    assert_eq!(ok(&runc.run(&["list", "--format", "json"])).trim(), "null");
+    runc.assert_nothing_left();
+}
+
 #[test]
 fn ctr_runs_tasks_through_hull_runc() {
     let containerd = Containerd::start();
