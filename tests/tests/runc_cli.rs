@@ -370,7 +370,11 @@ fn runc_spec_run_list_hooks_and_unknown_ids() {
     // umoci wrote a config.json: spec refuses to overwrite it.
     let out = runc.run(&["spec", "--bundle", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("exists. Remove it first"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists. Remove it first"),
+        "{}",
+        stderr(&out)
+    );
     std::fs::remove_file(dir.join("config.json")).unwrap();
     ok(&runc.run(&["spec", "--bundle", dir.to_str().unwrap()]));
     let spec: serde_json::Value =
@@ -412,7 +416,11 @@ fn runc_spec_run_list_hooks_and_unknown_ids() {
     assert!(stderr(&out).contains("err"), "{}", stderr(&out));
     let log = std::fs::read_to_string(&hooks_log).unwrap();
     let kinds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(kinds, ["prestart", "createRuntime", "poststart", "poststop"], "{log}");
+    assert_eq!(
+        kinds,
+        ["prestart", "createRuntime", "poststart", "poststop"],
+        "{log}"
+    );
     for line in log.lines() {
         let (kind, state) = line.split_once(' ').unwrap();
         let state: serde_json::Value = serde_json::from_str(state).unwrap();
@@ -432,14 +440,24 @@ fn runc_spec_run_list_hooks_and_unknown_ids() {
     edit(".hooks = {\"createRuntime\": [{\"path\": \"/bin/false\"}]}");
     let out = runc.run(&["run", "--bundle", dir.to_str().unwrap(), "bad-hook"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("createRuntime hook 0 (/bin/false)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("createRuntime hook 0 (/bin/false)"),
+        "{}",
+        stderr(&out)
+    );
     assert!(records(&runc.root.path().join("state")).is_empty());
 
     // --detach: back once it runs; list shows it (table, json, -q).
     edit("del(.hooks) | .process.args = [\"sleep\", \"1000\"]");
     let pid_file = runc.root.path().join("bg.pid");
     let status = runc
-        .command(&["run", "--detach", "--bundle", dir.to_str().unwrap(), "--pid-file"])
+        .command(&[
+            "run",
+            "--detach",
+            "--bundle",
+            dir.to_str().unwrap(),
+            "--pid-file",
+        ])
         .arg(&pid_file)
         .arg("bg")
         .stdout(Stdio::null())
@@ -457,7 +475,10 @@ fn runc_spec_run_list_hooks_and_unknown_ids() {
     assert_eq!(listed[0]["owner"], "root");
     let table = ok(&runc.run(&["list"]));
     let header = table.lines().next().unwrap();
-    assert!(header.starts_with("ID") && header.ends_with("OWNER"), "{table}");
+    assert!(
+        header.starts_with("ID") && header.ends_with("OWNER"),
+        "{table}"
+    );
     assert!(table.lines().nth(1).unwrap().contains("running"), "{table}");
 
     // Every verb names an unknown id, in runc's words, exit 1.
@@ -476,7 +497,10 @@ fn runc_spec_run_list_hooks_and_unknown_ids() {
         let out = runc.run(verb);
         assert_eq!(out.status.code(), Some(1), "{verb:?}");
         let said = stderr(&out);
-        assert!(said.contains("container nope does not exist"), "{verb:?}: {said}");
+        assert!(
+            said.contains("container nope does not exist"),
+            "{verb:?}: {said}"
+        );
         assert_eq!(said.trim().lines().count(), 1, "{verb:?}: {said}");
     }
     let out = runc.run(&["checkpoint", "bg"]);

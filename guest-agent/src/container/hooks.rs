@@ -17,6 +17,11 @@ use crate::process::{ContainerHooks, HookSpec};
 
 /// The annotation that may carry the bundle's host path into the state.
 pub const BUNDLE_ANNOTATION: &str = "org.hull.bundle";
+/// The annotation that carries the caller's container id (runc's id; the
+/// agent knows the container by hull's own).
+pub const ID_ANNOTATION: &str = "org.hull.id";
+/// hull's own annotations, left out of the state.
+const OWN_ANNOTATIONS: &str = "org.hull.";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum HookError {
@@ -99,7 +104,10 @@ pub fn from_spec(spec: &Spec, id: &str) -> Result<ContainerHooks, HookError> {
         return Ok(ContainerHooks::default());
     }
     let annotations = spec.annotations().clone().unwrap_or_default();
-    let mut pairs: Vec<(&String, &String)> = annotations.iter().collect();
+    let mut pairs: Vec<(&String, &String)> = annotations
+        .iter()
+        .filter(|(k, _)| !k.starts_with(OWN_ANNOTATIONS))
+        .collect();
     pairs.sort();
     let annotations = pairs
         .iter()
@@ -107,6 +115,11 @@ pub fn from_spec(spec: &Spec, id: &str) -> Result<ContainerHooks, HookError> {
         .collect::<Vec<_>>()
         .join(",");
     let bundle = annotations_bundle(spec);
+    let given = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(ID_ANNOTATION));
+    let id = given.map_or(id, String::as_str);
     let head = |status: &str| {
         format!(
             "{{\"ociVersion\":{},\"id\":{},\"status\":\"{status}\",\"pid\":",

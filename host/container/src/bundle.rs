@@ -50,6 +50,29 @@ impl Bundle {
     }
 }
 
+/// hull's own annotations (the guest hooks' id and bundle), which the
+/// container's state leaves out.
+pub const OWN_ANNOTATIONS: &str = "org.hull.";
+
+/// Gives the guest's hooks (createContainer, startContainer) the caller's
+/// id and bundle path for the state they read: the agent knows neither.
+pub fn name_for_guest_hooks(spec: &mut Spec, id: &str, dir: &Path) {
+    if spec.hooks().is_none() {
+        return;
+    }
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert("org.hull.id".into(), id.into());
+    annotations.insert("org.hull.bundle".into(), dir.display().to_string());
+    spec.set_annotations(Some(annotations));
+}
+
+/// The spec's annotations without hull's own.
+pub fn user_annotations(spec: &Spec) -> std::collections::HashMap<String, String> {
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.retain(|k, _| !k.starts_with(OWN_ANNOTATIONS));
+    annotations
+}
+
 /// The spec as the guest agent gets it, and the host files and
 /// directories its VM serves it: host-side things replaced or dropped.
 ///

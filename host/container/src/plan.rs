@@ -366,7 +366,9 @@ impl ContainerConfig {
         let assets = GuestAssets::locate(None, None)?;
         let hull_id = hull_sandbox::new_id().map_err(io_error("generate a container id"))?;
         let pod = pod_vm(containers, &bundle.spec)?;
-        let (spec, shares) = bundle::guest_spec(&bundle.spec, pod.as_ref().map(|host| host.pid))?;
+        let (mut spec, shares) =
+            bundle::guest_spec(&bundle.spec, pod.as_ref().map(|host| host.pid))?;
+        bundle::name_for_guest_hooks(&mut spec, id, &bundle.dir);
         let process = spec.process().clone().unwrap_or_default();
         let memory_mib = bundle::vm_memory_mib(&spec, DEFAULT_VM_MEMORY_MIB, GUEST_OVERHEAD_MIB);
         let short = hull_id[..12].to_string();

@@ -232,7 +232,7 @@ fn run_hooks(
         return Ok(());
     };
     let spec = &container.config.spec;
-    let annotations = spec.annotations().clone().unwrap_or_default();
+    let annotations = hull_container::bundle::user_annotations(spec);
     let state = HookState {
         oci_version: spec.version(),
         id: &container.config.name,

@@ -54,7 +54,8 @@ pub fn oci_state(container: &Container) -> serde_json::Value {
         "owner": "",
     });
     // runc leaves out empty annotations.
-    if let Some(annotations) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
+    let annotations = hull_container::bundle::user_annotations(spec);
+    if !annotations.is_empty() {
         state["annotations"] = json!(annotations);
     }
     state
