@@ -99,6 +99,9 @@ pub enum Error {
     /// The control API socket could not be set up.
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
+    /// The host-fs thread could not be started.
+    #[error(transparent)]
+    HostFs(#[from] crate::hostfs::Error),
 }
 
 type Result<T> = std::result::Result<T, Error>;
@@ -410,7 +413,7 @@ pub(crate) fn launch(
     };
     let pio = Arc::new(std::mem::take(&mut m.pio));
     let mmio = Arc::new(std::mem::take(&mut m.mmio));
-    let vcpu_filter = seccomp::vcpu_filter()?;
+    seccomp::install_sigsys_handler()?;
     install_kick_handler()?;
     let mut ready_vcpus = Vec::new();
     for i in 0..vcpus {
@@ -430,12 +433,13 @@ pub(crate) fn launch(
     ready();
     let mut handles = Vec::new();
     for (i, mut v, control) in ready_vcpus {
-        let filter = vcpu_filter.clone();
+        // Compiled here: the thread allocates nothing before its filter.
+        let filter = seccomp::vcpu_filter(v.raw_fd())?;
         let exit_for_thread = m.exit.clone();
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
             .spawn(move || {
-                if let Err(e) = seccomp::apply(&filter) {
+                if let Err(e) = seccomp::apply(seccomp::Kind::Vcpu, &filter) {
                     exit_for_thread.request(ExitReason::VcpuError {
                         cpu: i,
                         what: e.to_string(),
@@ -453,6 +457,7 @@ pub(crate) fn launch(
             .map_err(Error::Spawn)?;
         handles.push(VcpuHandle { control, thread });
     }
+    let vm_fd = m.vm.as_raw_fd();
     let Machine {
         vm,
         mem,
@@ -467,13 +472,18 @@ pub(crate) fn launch(
         let ctl = VmController::new(vm, mem, memory_mib, handles, devices);
         el.add_subscriber(Box::new(ApiServer::new(listener, ctl)));
     }
-    seccomp::apply(&seccomp::event_loop_filter()?)?;
+    crate::hostfs::start(seccomp::host_fs_filter()?)?;
+    let el_filter = seccomp::event_loop_filter(vm_fd, crate::vstate::vcpu_control::kick_signal())?;
+    seccomp::apply(seccomp::Kind::EventLoop, &el_filter)?;
     let reason = el.run(&exit, &signals)?;
     // Socket files go with the VM (the devices themselves are still shared
     // with the vCPU threads, so their Drop does not run).
-    for p in cleanup {
-        let _ = std::fs::remove_file(p);
-    }
+    let _ = crate::hostfs::run(move || {
+        for p in cleanup {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    });
     Ok(reason)
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Layout follows Firecracker's `src/vmm`: `arch` (x86_64 boot tables),
 //! `loader`, `vstate` (KVM VM, memory, vCPUs), `devices` (legacy and
-//! virtio), `event_loop`, `seccomp`, with `config` read only by `builder`
+//! virtio), `event_loop`, `seccomp` (with `hostfs`, the one thread that names
+//! host paths once the guest runs), with `config` read only by `builder`
 //! (and `restore`). Snapshot state is `persist` (each device's part in its
 //! folder's `persist.rs`), written through the control API (`api`,
 //! `controller`) and read back by `restore` (`--restore DIR`).
@@ -17,6 +18,7 @@ pub mod config;
 pub mod controller;
 pub mod devices;
 pub mod event_loop;
+pub mod hostfs;
 pub mod loader;
 pub mod logger;
 pub mod persist;

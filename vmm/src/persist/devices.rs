@@ -193,11 +193,12 @@ fn attach_disk(
         if dev.id() != id.as_bytes() {
             continue;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(!dev.read_only())
-            .open(path)
-            .map_err(|e| AttachDiskError::Open(path.display().to_string(), e))?;
+        let (p, write) = (path.to_path_buf(), !dev.read_only());
+        // On the host-fs thread: the event loop opens nothing.
+        let file = crate::hostfs::run(move || {
+            std::fs::OpenOptions::new().read(true).write(write).open(&p)
+        })
+        .map_err(|e| AttachDiskError::Open(path.display().to_string(), e))?;
         dev.attach(file)
             .map_err(|e| AttachDiskError::Attach(id.to_string(), e))?;
         drop(dev);

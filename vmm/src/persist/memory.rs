@@ -10,7 +10,7 @@
 //! they have not written, and a write copies the page for that clone only.
 //! The file itself is opened read-only and never changes under a clone.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,12 +156,7 @@ pub fn write_memory_file(
     id: [u8; 16],
 ) -> Result<MemoryState, MemoryError> {
     let io = |e| MemoryError::Io(path.into(), e);
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(io)?;
+    let f = super::snapshot::create_file(path).map_err(io)?;
     let mut regions = Vec::new();
     let mut offset = HEADER_BYTES;
     for r in mem.iter() {
@@ -260,6 +255,7 @@ pub fn new_snapshot_id() -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     fn guest(mib: u64) -> GuestMemoryMmap {
         GuestMemoryMmap::from_ranges(&arch_memory_regions(mib << 20)).unwrap()

@@ -4,7 +4,7 @@
 //! to snapshot into the directory a VM was restored from (clones keep the
 //! old memory file mapped; the new one is a new file).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ use super::memory::{new_snapshot_id, write_memory_file, MemoryError};
 use super::vcpu::VcpuState;
 use super::vm::{save_vm, VmStateError};
 use super::{MicrovmState, MEMORY_FILE, STATE_FILE};
+use crate::hostfs;
 
 /// Why a snapshot could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,19 @@ pub enum SnapshotError {
     Write(PathBuf, #[source] std::io::Error),
 }
 
+/// Creates (or truncates) the file at `path` for writing, on the
+/// host-fs thread.
+pub(crate) fn create_file(path: &Path) -> std::io::Result<File> {
+    let p = path.to_path_buf();
+    hostfs::run(move || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+    })
+}
+
 fn tmp(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.tmp"))
 }
@@ -52,7 +66,10 @@ pub fn write_snapshot(
     vcpus: Vec<VcpuState>,
     devices: DevicesState,
 ) -> Result<(), SnapshotError> {
-    std::fs::create_dir_all(dir).map_err(|e| SnapshotError::Dir(dir.into(), e))?;
+    // Paths are the host-fs thread's (the event loop opens nothing).
+    let d = dir.to_path_buf();
+    hostfs::run(move || std::fs::create_dir_all(&d))
+        .map_err(|e| SnapshotError::Dir(dir.into(), e))?;
     let vm_state = save_vm(vm).map_err(SnapshotError::Vm)?;
     let mem_tmp = tmp(dir, MEMORY_FILE);
     let memory = write_memory_file(mem, memory_mib, &mem_tmp, new_snapshot_id())?;
@@ -65,18 +82,16 @@ pub fn write_snapshot(
     let bytes = format::encode(&state)?;
     let state_tmp = tmp(dir, STATE_FILE);
     let write = |p: &Path| -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(p)?;
+        let mut f = create_file(p)?;
         f.write_all(&bytes)?;
         f.sync_data()
     };
     write(&state_tmp).map_err(|e| SnapshotError::Write(state_tmp.clone(), e))?;
     for (from, to) in [(mem_tmp, MEMORY_FILE), (state_tmp, STATE_FILE)] {
         let to = dir.join(to);
-        std::fs::rename(&from, &to).map_err(|e| SnapshotError::Write(to, e))?;
+        let target = to.clone();
+        hostfs::run(move || std::fs::rename(&from, &target))
+            .map_err(|e| SnapshotError::Write(to, e))?;
     }
     Ok(())
 }

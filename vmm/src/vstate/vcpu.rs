@@ -112,6 +112,11 @@ impl Vcpu {
         })
     }
 
+    /// The vCPU fd (its thread's filter allows ioctls on this fd only).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+
     /// Sets a saved state instead of the boot state.
     pub fn restore(&self, state: &VcpuState) -> Result<(), Error> {
         restore_vcpu(&self.fd, state, self.save_info.xsave2_size)

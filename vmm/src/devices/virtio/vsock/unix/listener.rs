@@ -197,8 +197,15 @@ impl AsRawFd for HostListener {
 
 impl Drop for HostListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.uds);
+        let uds = self.uds.clone();
+        let _ = crate::hostfs::run(move || std::fs::remove_file(uds));
     }
+}
+
+/// Connects to the unix socket at `path` on the host-fs thread (the
+/// event loop makes no sockets), without blocking.
+pub fn connect_on_host_fs(path: PathBuf) -> io::Result<UnixStream> {
+    crate::hostfs::run(move || connect_nonblocking(&path))
 }
 
 /// Connects to a unix socket without blocking: a listener whose backlog

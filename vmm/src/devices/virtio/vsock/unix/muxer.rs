@@ -13,7 +13,7 @@ use std::path::Path;
 use vmm_sys_util::epoll::EventSet;
 
 use super::connection::{Connection, State};
-use super::listener::{connect_nonblocking, HostListener};
+use super::listener::{connect_on_host_fs, HostListener};
 use super::muxer_rxq::{Control, ControlQueue};
 use crate::devices::virtio::vsock::backend::{RxPacket, VsockBackend};
 use crate::devices::virtio::vsock::packet::*;
@@ -179,7 +179,7 @@ impl VsockMuxer {
             self.push_control(local, peer, OP_RST, 0);
             return;
         }
-        let conn = connect_nonblocking(&self.host.port_path(local))
+        let conn = connect_on_host_fs(self.host.port_path(local))
             .and_then(|s| Connection::new(s, local, peer, State::Established));
         match conn {
             Ok(mut c) => {
