@@ -33,6 +33,7 @@ use crate::devices::{Bus, BusDevice};
 use crate::event_loop::{self, EventLoop, EventOps, Subscriber};
 use crate::loader;
 use crate::persist::devices::{DeviceRegistry, SaveKind};
+use crate::rate_limiter::{RateLimit, RateLimiter};
 use crate::seccomp;
 use crate::vstate::exit::{ExitReason, ExitSignal};
 use crate::vstate::vcpu::SaveInfo;
@@ -102,6 +103,9 @@ pub enum Error {
     /// The host-fs thread could not be started.
     #[error(transparent)]
     HostFs(#[from] crate::hostfs::Error),
+    /// A rate limiter's timer could not be made.
+    #[error("cannot set up the rate limiter of {0}")]
+    RateLimiter(String, #[source] std::io::Error),
 }
 
 type Result<T> = std::result::Result<T, Error>;
@@ -508,6 +512,11 @@ pub(crate) fn open_block_backing(b: &ValidBlock, slot: u32) -> Result<(Backing, 
     })
 }
 
+/// The rate limiter of the device called `name`.
+pub(crate) fn limiter(limit: RateLimit, name: &str) -> Result<RateLimiter> {
+    RateLimiter::new(limit).map_err(|e| Error::RateLimiter(name.to_string(), e))
+}
+
 /// Opens what a net slot stands on; returns it with the device's name.
 pub(crate) fn open_net_backing(n: &ValidNet, slot: u32) -> Result<(NetBacking, String)> {
     let name = match &n.tap {
@@ -547,15 +556,17 @@ pub fn run(cfg: &ValidConfig) -> Result<ExitReason> {
     for b in &cfg.block {
         let id = b.id.clone().unwrap_or_else(|| format!("hull{slot}"));
         let (backing, name) = open_block_backing(b, slot)?;
-        let dev = Block::with_backing(mem.clone(), backing, b.read_only, id.as_bytes())
-            .map_err(|e| Error::Device(name, e))?;
+        let mut dev = Block::with_backing(mem.clone(), backing, b.read_only, id.as_bytes())
+            .map_err(|e| Error::Device(name.clone(), e))?;
+        dev.set_rate_limiter(limiter(b.rate, &name)?);
         m.attach_virtio(slot, dev)?;
         slot += 1;
     }
     for n in &cfg.net {
         let (backing, name) = open_net_backing(n, slot)?;
-        let dev =
-            Net::with_backing(mem.clone(), backing, n.mac).map_err(|e| Error::Device(name, e))?;
+        let mut dev = Net::with_backing(mem.clone(), backing, n.mac)
+            .map_err(|e| Error::Device(name.clone(), e))?;
+        dev.set_rate_limiters(limiter(n.rx_rate, &name)?, limiter(n.tx_rate, &name)?);
         m.attach_virtio(slot, dev)?;
         slot += 1;
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::arch::x86_64::layout::{IRQ_MAX, VIRTIO_IRQ_BASE};
 use crate::arch::x86_64::mptable::MAX_CPUS;
+use crate::rate_limiter::{parse_rate, RateLimit};
 
 /// The kernel command line used when none is given.
 pub const DEFAULT_CMDLINE: &str =
@@ -101,6 +102,12 @@ pub struct BlockConfig {
     /// Device id returned to the guest (VIRTIO_BLK_T_GET_ID), at most 20 bytes.
     #[serde(default)]
     pub id: Option<String>,
+    /// Data bytes a second the guest may read and write (unlimited if none).
+    #[serde(default)]
+    pub bytes_per_sec: Option<u64>,
+    /// Requests a second (unlimited if none).
+    #[serde(default)]
+    pub ops_per_sec: Option<u64>,
 }
 
 /// One network device.
@@ -117,6 +124,18 @@ pub struct NetConfig {
     /// Guest MAC address, `xx:xx:xx:xx:xx:xx`.
     #[serde(default)]
     pub mac: Option<String>,
+    /// Bytes a second to the guest (unlimited if none).
+    #[serde(default)]
+    pub rx_bytes_per_sec: Option<u64>,
+    /// Frames a second to the guest (unlimited if none).
+    #[serde(default)]
+    pub rx_frames_per_sec: Option<u64>,
+    /// Bytes a second from the guest (unlimited if none).
+    #[serde(default)]
+    pub tx_bytes_per_sec: Option<u64>,
+    /// Frames a second from the guest (unlimited if none).
+    #[serde(default)]
+    pub tx_frames_per_sec: Option<u64>,
 }
 
 /// The vsock device.
@@ -209,6 +228,8 @@ pub struct ValidBlock {
     pub read_only: bool,
     /// Device id, at most 20 bytes.
     pub id: Option<String>,
+    /// Bytes and requests a second.
+    pub rate: RateLimit,
 }
 
 /// A validated network device: a tap, or a placeholder (`tap` None).
@@ -218,6 +239,10 @@ pub struct ValidNet {
     pub tap: Option<String>,
     /// Guest MAC.
     pub mac: Option<[u8; 6]>,
+    /// Bytes and frames a second to the guest.
+    pub rx_rate: RateLimit,
+    /// Bytes and frames a second from the guest.
+    pub tx_rate: RateLimit,
 }
 
 /// The backings of a VM restored from a snapshot: one per device slot of
@@ -274,8 +299,10 @@ USAGE: hull-vmm [--config FILE] [OPTIONS]
 OPTIONS (flags override the config file; device flags add devices):
   --config FILE          JSON VM description with the fields kernel, cmdline,
                          initramfs, vcpus, memory_mib, block[{path,
-                         placeholder, read_only, id}], net[{tap, placeholder,
-                         mac}], vsock{guest_cid, uds_path}, console,
+                         placeholder, read_only, id, bytes_per_sec,
+                         ops_per_sec}], net[{tap, placeholder, mac,
+                         rx_bytes_per_sec, rx_frames_per_sec, tx_bytes_per_sec,
+                         tx_frames_per_sec}], vsock{guest_cid, uds_path}, console,
                          api_socket; unknown fields are errors
   --kernel FILE          guest kernel: ELF vmlinux (entered through PVH when it
                          has a PVH note, else 64-bit) or bzImage
@@ -287,14 +314,18 @@ OPTIONS (flags override the config file; device flags add devices):
   --initramfs FILE       initramfs (loaded at the top of low memory)
   --vcpus N              vCPU count, 1..=32 (default 1)
   --memory MIB           guest memory in MiB (required)
-  --block PATH[,ro][,id=ID]
+  --block PATH[,ro][,id=ID][,bw=RATE][,iops=N]
                          virtio-blk device backed by PATH; ro = read-only;
                          ID = device id the guest reads (<= 20 bytes); repeatable;
                          PATH \"placeholder\": a slot of capacity 0 that a VM
-                         restored from a snapshot gives a file
-  --net TAP[,mac=MAC]    virtio-net device on the existing tap device TAP;
+                         restored from a snapshot gives a file; bw = data bytes
+                         a second, iops = requests a second (token buckets
+                         holding one second's worth; RATE takes K, M, G)
+  --net TAP[,mac=MAC][,rx-bw=RATE][,rx-pps=N][,tx-bw=RATE][,tx-pps=N]
+                         virtio-net device on the existing tap device TAP;
                          repeatable; TAP \"placeholder\": a slot with no tap
-                         that a restored VM gives one
+                         that a restored VM gives one; rx (to the guest) and tx
+                         (from it) limits in bytes and frames a second
   --vsock [cid=CID,]uds=PATH
                          virtio-vsock device; the host connects to PATH and
                          writes \"CONNECT <port>\\n\" (answered \"OK <port>\\n\");
@@ -343,18 +374,37 @@ pub fn parse_block(v: &str) -> Result<BlockConfig> {
     let mut b = BlockConfig {
         path: (path != PLACEHOLDER).then(|| PathBuf::from(path)),
         placeholder: path == PLACEHOLDER,
-        read_only: false,
-        id: None,
+        ..Default::default()
     };
     for p in parts {
         match p {
             "ro" | "readonly" => b.read_only = true,
             "rw" => b.read_only = false,
             _ if p.starts_with("id=") => b.id = Some(p[3..].to_string()),
+            _ if p.starts_with("bw=") => b.bytes_per_sec = flag_rate("--block bw", &p[3..])?,
+            _ if p.starts_with("iops=") => b.ops_per_sec = flag_rate("--block iops", &p[5..])?,
             _ => return Err(Error::Flag(format!("--block: unknown option {p:?}"))),
         }
     }
     Ok(b)
+}
+
+/// A rate limit from its two optional rates; zero is refused (a device
+/// that may never move anything is a mistake, not a limit).
+fn rate_limit(what: &str, bytes: Option<u64>, ops: Option<u64>) -> Result<RateLimit> {
+    if bytes == Some(0) || ops == Some(0) {
+        return Err(Error::Flag(format!("{what}: a rate limit must be above 0")));
+    }
+    Ok(RateLimit { bytes, ops })
+}
+
+/// Parses a rate flag value (`1000`, `64K`, `10M`, `1G`).
+fn flag_rate(flag: &str, v: &str) -> Result<Option<u64>> {
+    parse_rate(v).map(Some).ok_or_else(|| {
+        Error::Flag(format!(
+            "{flag}: bad rate {v:?} (a number above 0, optionally with K, M or G)"
+        ))
+    })
 }
 
 /// Parses `--net` values: `TAP[,mac=MAC]`, TAP `placeholder` for a slot
@@ -368,12 +418,18 @@ pub fn parse_net(v: &str) -> Result<NetConfig> {
     let mut n = NetConfig {
         tap: (tap != PLACEHOLDER).then(|| tap.to_string()),
         placeholder: tap == PLACEHOLDER,
-        mac: None,
+        ..Default::default()
     };
     for p in parts {
-        match p.strip_prefix("mac=") {
-            Some(m) => n.mac = Some(m.to_string()),
-            None => return Err(Error::Flag(format!("--net: unknown option {p:?}"))),
+        let (key, value) = p.split_once('=').unwrap_or((p, ""));
+        let flag = format!("--net {key}");
+        match key {
+            "mac" => n.mac = Some(value.to_string()),
+            "rx-bw" => n.rx_bytes_per_sec = flag_rate(&flag, value)?,
+            "rx-pps" => n.rx_frames_per_sec = flag_rate(&flag, value)?,
+            "tx-bw" => n.tx_bytes_per_sec = flag_rate(&flag, value)?,
+            "tx-pps" => n.tx_frames_per_sec = flag_rate(&flag, value)?,
+            _ => return Err(Error::Flag(format!("--net: unknown option {p:?}"))),
         }
     }
     Ok(n)
@@ -581,6 +637,7 @@ impl VmConfig {
                 path,
                 read_only: b.read_only,
                 id: b.id.clone(),
+                rate: rate_limit("block device", b.bytes_per_sec, b.ops_per_sec)?,
             });
         }
         Ok(out)
@@ -607,7 +664,12 @@ impl VmConfig {
                 }
             };
             let mac = n.mac.as_deref().map(parse_mac).transpose()?;
-            out.push(ValidNet { tap, mac });
+            out.push(ValidNet {
+                tap,
+                mac,
+                rx_rate: rate_limit("net device rx", n.rx_bytes_per_sec, n.rx_frames_per_sec)?,
+                tx_rate: rate_limit("net device tx", n.tx_bytes_per_sec, n.tx_frames_per_sec)?,
+            });
         }
         Ok(out)
     }
@@ -824,6 +886,57 @@ mod tests {
         assert_eq!(v.guest_cid, Some(3));
         assert!(parse_vsock("cid=3").is_err());
         assert_eq!(parse_vsock("uds=/tmp/v").unwrap().guest_cid, None);
+    }
+
+    #[test]
+    fn rate_limit_flags_and_fields() {
+        let b = parse_block("placeholder,bw=10M,iops=500").unwrap();
+        assert_eq!(
+            (b.bytes_per_sec, b.ops_per_sec),
+            (Some(10 << 20), Some(500))
+        );
+        let n = parse_net("placeholder,rx-bw=1M,rx-pps=100,tx-bw=64K,tx-pps=50").unwrap();
+        assert_eq!(
+            (
+                n.rx_bytes_per_sec,
+                n.rx_frames_per_sec,
+                n.tx_bytes_per_sec,
+                n.tx_frames_per_sec
+            ),
+            (Some(1 << 20), Some(100), Some(65536), Some(50))
+        );
+        for bad in ["placeholder,bw=0", "placeholder,iops=x", "placeholder,bw="] {
+            let e = parse_block(bad).unwrap_err().to_string();
+            assert!(e.contains("bad rate") && !e.contains('\n'), "{bad}: {e}");
+        }
+        assert!(parse_net("placeholder,rx-bw=fast").is_err());
+        assert!(parse_net("placeholder,rx-bps=1").is_err());
+        let k = tempfile::NamedTempFile::new().unwrap();
+        let cfg: VmConfig = serde_json::from_value(serde_json::json!({
+            "kernel": k.path(),
+            "memory_mib": 32,
+            "block": [{"placeholder": true, "bytes_per_sec": 4096}],
+            "net": [{"placeholder": true, "tx_frames_per_sec": 10}],
+        }))
+        .unwrap();
+        let v = cfg.validate().unwrap();
+        assert_eq!(
+            v.block[0].rate,
+            RateLimit {
+                bytes: Some(4096),
+                ops: None
+            }
+        );
+        assert_eq!(v.net[0].tx_rate.ops, Some(10));
+        assert!(!v.net[0].rx_rate.is_some());
+        let zero: VmConfig = serde_json::from_value(serde_json::json!({
+            "kernel": k.path(),
+            "memory_mib": 32,
+            "block": [{"placeholder": true, "ops_per_sec": 0}],
+        }))
+        .unwrap();
+        let e = zero.validate().unwrap_err().to_string();
+        assert_eq!(e, "block device: a rate limit must be above 0");
     }
 
     #[test]

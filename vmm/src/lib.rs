@@ -22,6 +22,7 @@ pub mod hostfs;
 pub mod loader;
 pub mod logger;
 pub mod persist;
+pub mod rate_limiter;
 pub mod restore;
 pub mod seccomp;
 pub mod vstate;

@@ -188,8 +188,9 @@ fn restore_device(
     match (&d.kind, backing) {
         (VirtioKind::Block(s), SlotBacking::Block(b)) => {
             let (backing, name) = open_block_backing(b, d.slot)?;
-            let dev =
-                Block::for_saved(mem, backing, s).map_err(|e| RestoreError::Create(name, e))?;
+            let mut dev = Block::for_saved(mem, backing, s)
+                .map_err(|e| RestoreError::Create(name.clone(), e))?;
+            dev.set_rate_limiter(builder::limiter(b.rate, &name)?);
             let changed = dev.capacity() != s.capacity;
             settle(m, d, dev, move |t| {
                 if changed {
@@ -199,8 +200,12 @@ fn restore_device(
         }
         (VirtioKind::Net(s), SlotBacking::Net(n)) => {
             let (backing, name) = open_net_backing(n, d.slot)?;
-            let dev = Net::for_saved(mem, backing, s, n.mac)
-                .map_err(|e| RestoreError::Create(name, e))?;
+            let mut dev = Net::for_saved(mem, backing, s, n.mac)
+                .map_err(|e| RestoreError::Create(name.clone(), e))?;
+            dev.set_rate_limiters(
+                builder::limiter(n.rx_rate, &name)?,
+                builder::limiter(n.tx_rate, &name)?,
+            );
             settle(m, d, dev, |_| {})
         }
         (VirtioKind::Vsock(s), SlotBacking::Vsock(cid, uds)) => {

@@ -280,6 +280,8 @@ pub fn event_loop_filter(vm_fd: RawFd, kick: libc::c_int) -> Result<Filter, Erro
         libc::SYS_lseek,
         libc::SYS_fstat,
     ]);
+    // Rate limiter timers (made before the filter), relative times only.
+    r.allow_arg_in(libc::SYS_timerfd_settime, 1, &[0])?;
     // New connections on the listeners it owns, close-on-exec as std asks.
     r.allow_arg_in(libc::SYS_accept4, 3, &[libc::SOCK_CLOEXEC as u64])?;
     // Accepted streams made non-blocking (std's set_nonblocking).

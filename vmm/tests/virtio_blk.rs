@@ -84,3 +84,44 @@ fn guest_reads_and_writes_real_files() {
         "read-only disk was modified"
     );
 }
+
+#[test]
+fn an_iops_limit_slows_the_guest_down_to_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let rw = dir.path().join("rw.img");
+    let ro = dir.path().join("ro.img");
+    std::fs::write(&rw, vec![1u8; 65536]).unwrap();
+    std::fs::write(&ro, vec![2u8; 32768]).unwrap();
+    let k = guest("standin64.elf");
+    let run = |limit: &str| {
+        let start = std::time::Instant::now();
+        let o = run_vmm(
+            &[
+                "--kernel",
+                k.to_str().unwrap(),
+                "--memory",
+                "64",
+                "--cmdline",
+                "console=ttyS0 standin=blk",
+                "--block",
+                &format!("{},id=first{limit}", rw.display()),
+                "--block",
+                &format!("{},ro", ro.display()),
+            ],
+            Duration::from_secs(60),
+        );
+        let out = expect_ok(&o);
+        assert!(out.contains("blk: 2 devices tested"), "{out}");
+        assert!(out.contains("blk0: still works status 0"), "{out}");
+        start.elapsed()
+    };
+    let free = run("");
+    // Two requests a second, a bucket of two: blk0 makes more than five
+    // valid requests, so at least three of them wait half a second.
+    let limited = run(",iops=2");
+    eprintln!("blk guest: {free:?} unlimited, {limited:?} at iops=2");
+    assert!(
+        limited >= Duration::from_millis(1500),
+        "iops=2 took only {limited:?} (unlimited {free:?})"
+    );
+}

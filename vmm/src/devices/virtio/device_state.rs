@@ -113,6 +113,9 @@ pub enum Served {
     /// Return the chain with this used length and end the pass (the
     /// device can take no more for now).
     Last(u32),
+    /// Put the chain back untouched and end the pass (a rate limit: the
+    /// device serves it when its timer fires).
+    Again,
 }
 
 /// The shared part of a virtio device.
@@ -343,6 +346,11 @@ impl DeviceState {
             let (len, last) = match serve(chain, &mem) {
                 Served::Next(len) => (len, false),
                 Served::Last(len) => (len, true),
+                Served::Again => {
+                    self.undo_pop(q);
+                    count -= 1;
+                    break;
+                }
             };
             if let Err(e) = self.add_used(q, head, len) {
                 guest_event(format_args!("{}: {e}", self.name));

@@ -19,6 +19,7 @@ use crate::devices::virtio::{
 };
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
+use crate::rate_limiter::RateLimiter;
 
 const VIRTIO_BLK_F_SIZE_MAX: u64 = 1 << 1;
 const VIRTIO_BLK_F_SEG_MAX: u64 = 1 << 2;
@@ -120,16 +121,28 @@ impl<B: DiskBackend> Disk<B> {
         }
     }
 
-    /// Parses and executes one chain; returns its used length.
-    fn serve(&mut self, chain: Chain, mem: &GuestMemoryMmap, metrics: &mut BlockMetrics) -> u32 {
+    /// Parses and executes one chain; returns its used length, or
+    /// `Again` when `limiter` has no room for it yet.
+    fn serve(
+        &mut self,
+        chain: Chain,
+        mem: &GuestMemoryMmap,
+        metrics: &mut BlockMetrics,
+        limiter: &mut RateLimiter,
+    ) -> Served {
         let req = match Request::parse(chain, self.capacity, self.read_only) {
             Ok(req) => req,
             Err(e) => {
                 metrics.malformed += 1;
                 guest_event(format_args!("virtio-blk: malformed request: {e}"));
-                return 0;
+                return Served::Next(0);
             }
         };
+        if let Ok(op) = &req.op {
+            if !limiter.consume(op.data_bytes()) {
+                return Served::Again;
+            }
+        }
         let (status, len) = match &req.op {
             Ok(op) => match self.execute(mem, op, metrics) {
                 Ok(n) => (VIRTIO_BLK_S_OK, n),
@@ -152,7 +165,7 @@ impl<B: DiskBackend> Disk<B> {
         // The range was checked by parse; this cannot fail unless memory
         // shrank, which it does not.
         let _ = mem.write_obj(status, req.status);
-        len + 1
+        Served::Next(len + 1)
     }
 }
 
@@ -162,6 +175,8 @@ pub struct Block<B: DiskBackend = File> {
     pub(super) disk: Disk<B>,
     /// Request counters.
     pub metrics: BlockMetrics,
+    /// Bytes and requests a second (unlimited unless set).
+    pub(super) limiter: RateLimiter,
 }
 
 impl Block<File> {
@@ -207,7 +222,19 @@ impl<B: DiskBackend> Block<B> {
                 capacity: size / SECTOR_SIZE,
             },
             metrics: BlockMetrics::default(),
+            limiter: RateLimiter::unlimited(),
         })
+    }
+
+    /// Limits the guest's bytes and requests a second (before the device
+    /// joins the event loop).
+    pub fn set_rate_limiter(&mut self, limiter: RateLimiter) {
+        self.limiter = limiter;
+    }
+
+    /// How many requests had to wait for the rate limiter.
+    pub fn throttled(&self) -> u64 {
+        self.limiter.throttled
     }
 
     /// Capacity in sectors.
@@ -232,9 +259,13 @@ impl<B: DiskBackend> Block<B> {
             state,
             disk,
             metrics,
+            limiter,
         } = self;
+        if limiter.is_blocked() {
+            return 0;
+        }
         state.serve_queue(0, usize::from(QUEUE_SIZE), |chain, mem| {
-            Served::Next(disk.serve(chain, mem, metrics))
+            disk.serve(chain, mem, metrics, limiter)
         })
     }
 }
@@ -257,9 +288,18 @@ impl<B: DiskBackend> VirtioDevice for Block<B> {
 impl<B: DiskBackend> Subscriber for Block<B> {
     fn init(&mut self, ops: &mut EventOps<'_>) {
         self.state.register_queue_events(ops);
+        if let Some(fd) = self.limiter.timer_fd() {
+            if let Err(e) = ops.add(fd, EventSet::IN) {
+                crate::logger::warn(format_args!("virtio-blk: cannot watch the rate timer: {e}"));
+            }
+        }
     }
     fn process(&mut self, fd: RawFd, _events: EventSet, _ops: &mut EventOps<'_>) {
-        if self.state.take_queue_event(fd).is_some() && self.state.is_activated() {
+        let timer = self.limiter.timer_fd() == Some(fd);
+        if timer {
+            self.limiter.on_timer();
+        }
+        if (timer || self.state.take_queue_event(fd).is_some()) && self.state.is_activated() {
             self.process_queue();
         }
     }
@@ -505,5 +545,64 @@ mod tests {
         // the last one is too short rather than out of range.
         assert_eq!((blk.metrics.malformed, blk.metrics.failed), (3, 1));
         assert_eq!(vq.used().ring().ref_at(1).unwrap().load().len(), 1);
+    }
+
+    #[test]
+    fn a_bandwidth_limit_leaves_requests_queued_until_its_timer() {
+        use crate::rate_limiter::{RateLimit, RateLimiter};
+        let mem = guest_memory();
+        let mut blk = Block::with_backend(
+            mem.clone(),
+            MemDisk(vec![7; 65536], false),
+            65536,
+            false,
+            b"",
+        )
+        .unwrap();
+        // 8 KiB a second: two 4 KiB reads now, the third after ~0.5 s.
+        blk.set_rate_limiter(
+            RateLimiter::new(RateLimit {
+                bytes: Some(8192),
+                ops: None,
+            })
+            .unwrap(),
+        );
+        let vq = MockSplitQueue::new(&*mem, 16);
+        let hdr = RequestHeader {
+            kind: VIRTIO_BLK_T_IN,
+            reserved: 0,
+            sector: 0,
+        };
+        mem.write_obj(hdr, GuestAddress(0x10_0000)).unwrap();
+        let read: &[RawDescriptor] = &[
+            d(0x10_0000, 16, 0),
+            d(0x20_0000, 4096, F_WRITE),
+            d(0x30_0000, 1, F_WRITE),
+        ];
+        add_chains(&vq, &[read, read, read, read]);
+        blk.state.queues_mut()[0] = vq.create_queue().unwrap();
+        blk.activate().unwrap();
+        let start = std::time::Instant::now();
+        assert_eq!(blk.process_queue(), 2);
+        assert_eq!(vq.used().idx().load(), 2);
+        assert_eq!(blk.throttled(), 1);
+        // A queue kick while blocked serves nothing.
+        assert_eq!(blk.process_queue(), 0);
+        let timer = blk.limiter.timer_fd().unwrap();
+        let mut p = libc::pollfd {
+            fd: timer,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one valid pollfd for at most 2 s.
+        assert_eq!(unsafe { libc::poll(&mut p, 1, 2000) }, 1);
+        with_test_ops(|ops| blk.process(timer, EventSet::IN, ops));
+        let waited = start.elapsed();
+        assert_eq!(vq.used().idx().load(), 3, "one more request after the wait");
+        assert!(
+            waited >= std::time::Duration::from_millis(450),
+            "served after {waited:?}"
+        );
+        assert_eq!(blk.metrics.read_bytes, 3 * 4096);
     }
 }

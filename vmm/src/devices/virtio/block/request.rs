@@ -112,6 +112,19 @@ pub enum Op {
     GetId(GuestAddress, u32),
 }
 
+impl Op {
+    /// The data bytes the request moves to or from the disk (what a
+    /// bandwidth limit counts).
+    pub fn data_bytes(&self) -> u64 {
+        match self {
+            Op::Read { bufs, .. } | Op::Write { bufs, .. } => {
+                bufs.iter().map(|(_, len)| u64::from(*len)).sum()
+            }
+            Op::Flush | Op::GetId(..) => 0,
+        }
+    }
+}
+
 /// A parsed request: where its status goes and what it asks (or why the
 /// device must answer it with an error status).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use crate::devices::virtio::{
 };
 use crate::event_loop::{EventOps, Subscriber};
 use crate::logger::guest_event;
+use crate::rate_limiter::RateLimiter;
 
 const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 const RXQ: usize = 0;
@@ -43,6 +44,10 @@ pub struct Net<T: Read + Write + AsRawFd + Send = File> {
     tap_watched: bool,
     /// Counters.
     pub metrics: NetMetrics,
+    /// Frames and bytes a second to the guest.
+    rx_limiter: RateLimiter,
+    /// Frames and bytes a second from the guest.
+    tx_limiter: RateLimiter,
 }
 
 impl Net<File> {
@@ -72,7 +77,21 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
             pending: None,
             tap_watched: false,
             metrics: NetMetrics::default(),
+            rx_limiter: RateLimiter::unlimited(),
+            tx_limiter: RateLimiter::unlimited(),
         })
+    }
+
+    /// Limits the frames and bytes a second to (`rx`) and from (`tx`)
+    /// the guest (before the device joins the event loop).
+    pub fn set_rate_limiters(&mut self, rx: RateLimiter, tx: RateLimiter) {
+        self.rx_limiter = rx;
+        self.tx_limiter = tx;
+    }
+
+    /// How many frames had to wait for a rate limiter, (rx, tx).
+    pub fn throttled(&self) -> (u64, u64) {
+        (self.rx_limiter.throttled, self.tx_limiter.throttled)
     }
 
     fn process_tx(&mut self) {
@@ -80,10 +99,15 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
             state,
             tap,
             metrics,
+            tx_limiter,
             ..
         } = self;
+        if tx_limiter.is_blocked() {
+            return;
+        }
         state.serve_queue(TXQ, usize::from(QUEUE_SIZE), |chain, _| {
             match parse_tx(chain) {
+                Ok(frame) if !tx_limiter.consume(frame.len() as u64) => return Served::Again,
                 Ok(frame) => match tap.write(&frame) {
                     Ok(_) => metrics.tx_frames += 1,
                     Err(e) => {
@@ -125,6 +149,13 @@ impl<T: Read + Write + AsRawFd + Send> Net<T> {
         let mut used = false;
         let mut want_tap = true;
         while let Some(frame) = self.next_frame() {
+            if !self.rx_limiter.consume(frame.len() as u64) {
+                // Over the limit: keep the frame and leave the tap alone
+                // until the limiter's timer fires.
+                self.pending = Some(frame);
+                want_tap = false;
+                break;
+            }
             let Some(chain) = self.state.pop(RXQ) else {
                 // No guest buffers: keep the frame and stop watching the
                 // tap until the guest adds some.
@@ -203,9 +234,27 @@ impl<T: Read + Write + AsRawFd + Send> VirtioDevice for Net<T> {
 impl<T: Read + Write + AsRawFd + Send> Subscriber for Net<T> {
     fn init(&mut self, ops: &mut EventOps<'_>) {
         self.state.register_queue_events(ops);
+        for fd in [self.rx_limiter.timer_fd(), self.tx_limiter.timer_fd()]
+            .into_iter()
+            .flatten()
+        {
+            if let Err(e) = ops.add(fd, EventSet::IN) {
+                crate::logger::warn(format_args!("virtio-net: cannot watch a rate timer: {e}"));
+            }
+        }
     }
 
     fn process(&mut self, fd: RawFd, _events: EventSet, ops: &mut EventOps<'_>) {
+        if self.tx_limiter.timer_fd() == Some(fd) {
+            self.tx_limiter.on_timer();
+            if self.state.is_activated() {
+                self.process_tx();
+            }
+            return;
+        }
+        if self.rx_limiter.timer_fd() == Some(fd) {
+            self.rx_limiter.on_timer();
+        }
         if self.state.take_queue_event(fd) == Some(TXQ) {
             if self.state.is_activated() {
                 self.process_tx();
@@ -350,5 +399,69 @@ mod tests {
         assert!(net.process_rx());
         assert_eq!(rxq.used().idx().load(), 2);
         assert_eq!((net.metrics.dropped, net.metrics.rx_frames), (5, 0));
+    }
+
+    fn wait_readable(fd: RawFd) {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: polls one valid pollfd for at most 3 s.
+        assert_eq!(unsafe { libc::poll(&mut p, 1, 3000) }, 1, "timer fired");
+    }
+
+    #[test]
+    fn frame_limits_hold_frames_both_ways_until_their_timers() {
+        use crate::devices::virtio::test_utils::add_chains;
+        use crate::rate_limiter::{RateLimit, RateLimiter};
+        let per_sec = |ops| {
+            RateLimiter::new(RateLimit {
+                bytes: None,
+                ops: Some(ops),
+            })
+            .unwrap()
+        };
+        let mem = guest_memory();
+        let (a, b) = UnixDatagram::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut net = Net::with_tap(mem.clone(), Dgram(a), None).unwrap();
+        // Two frames a second to the guest, four from it.
+        net.set_rate_limiters(per_sec(2), per_sec(4));
+        let txq = MockSplitQueue::create(&*mem, GuestAddress(0x1_0000), 16);
+        mem.write_slice(b"............frame", GuestAddress(0x10_0000))
+            .unwrap();
+        let tx: &[_] = &[d(0x10_0000, 17, 0)];
+        add_chains(&txq, &[tx; 6]);
+        let rxq = MockSplitQueue::create(&*mem, GuestAddress(0x2_0000), 16);
+        let rx: &[_] = &[d(0x20_0000, 100, 2)];
+        add_chains(&rxq, &[rx; 6]);
+        net.state.queues_mut()[TXQ] = txq.create_queue().unwrap();
+        net.state.queues_mut()[RXQ] = rxq.create_queue().unwrap();
+        net.activate().unwrap();
+        let mut buf = [0u8; 64];
+        let mut sent = || std::iter::from_fn(|| b.recv(&mut buf).ok()).count();
+
+        net.process_tx();
+        assert_eq!(sent(), 4);
+        assert_eq!(txq.used().idx().load(), 4);
+        let tx_timer = net.tx_limiter.timer_fd().unwrap();
+        wait_readable(tx_timer);
+        with_test_ops(|ops| net.process(tx_timer, EventSet::IN, ops));
+        assert_eq!(sent(), 1, "one more frame after a quarter second");
+
+        for _ in 0..3 {
+            b.send(b"from-wire").unwrap();
+        }
+        assert!(!net.process_rx(), "limited: stop watching the tap");
+        assert_eq!(rxq.used().idx().load(), 2);
+        assert!(net.pending.is_some());
+        let rx_timer = net.rx_limiter.timer_fd().unwrap();
+        wait_readable(rx_timer);
+        with_test_ops(|ops| net.process(rx_timer, EventSet::IN, ops));
+        assert_eq!(rxq.used().idx().load(), 3, "the held frame after the wait");
+        // TX waited again for its sixth frame.
+        assert_eq!(net.throttled(), (1, 2));
     }
 }
