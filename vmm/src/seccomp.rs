@@ -241,9 +241,16 @@ fn common() -> Result<Rules, Error> {
     Ok(r)
 }
 
-/// `tgkill(pid, tid, sig)` for `sig` in `signals`.
+/// `tgkill(pid, tid, sig)` for `sig` in `signals`, to threads of this
+/// process only (the filter is compiled by the process that installs it).
 fn allow_tgkill(r: &mut Rules, signals: &[u64]) -> Result<(), Error> {
-    r.allow_arg_in(libc::SYS_tgkill, 2, signals)?;
+    let pid = u64::from(std::process::id());
+    let alts: Vec<[Cond; 2]> = signals
+        .iter()
+        .map(|s| [(0, SeccompCmpOp::Eq, pid), (2, SeccompCmpOp::Eq, *s)])
+        .collect();
+    let refs: Vec<&[Cond]> = alts.iter().map(|a| &a[..]).collect();
+    r.allow_if(libc::SYS_tgkill, &refs)?;
     Ok(())
 }
 
@@ -458,10 +465,13 @@ mod tests {
         Signalled(i32),
     }
 
-    /// Forks; the child installs the SIGSYS handler and `filter` (as a
-    /// thread of `kind`), runs `body` and exits 0. The filter is compiled
-    /// by the caller: the child only makes raw syscalls.
-    fn in_child(kind: Kind, filter: &Filter, body: impl FnOnce()) -> (End, String) {
+    /// A filter compiled in the child (it names the child's pid).
+    type MakeFilter<'a> = &'a dyn Fn() -> Filter;
+
+    /// Forks; the child compiles `filter` and installs it (as a thread of
+    /// `kind`) with the SIGSYS handler, runs `body` and exits 0. (glibc's
+    /// malloc is usable in a child forked from threads.)
+    fn in_child(kind: Kind, filter: MakeFilter<'_>, body: impl FnOnce()) -> (End, String) {
         let mut fds = [0; 2];
         // SAFETY: pipe writes two fds into `fds`.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -476,7 +486,8 @@ mod tests {
             // without running the parent's destructors.
             unsafe {
                 libc::dup2(w.as_raw_fd(), libc::STDERR_FILENO);
-                if install_sigsys_handler().is_err() || apply(kind, filter).is_err() {
+                let filter = filter();
+                if install_sigsys_handler().is_err() || apply(kind, &filter).is_err() {
                     libc::_exit(3);
                 }
                 body();
@@ -497,7 +508,7 @@ mod tests {
         (end, err)
     }
 
-    fn assert_allowed(kind: Kind, filter: &Filter, what: &str, body: impl FnOnce()) {
+    fn assert_allowed(kind: Kind, filter: MakeFilter<'_>, what: &str, body: impl FnOnce()) {
         match in_child(kind, filter, body) {
             (End::Exited(0), _) => {}
             (End::Exited(c), e) => panic!("{what}: child exited {c}: {e}"),
@@ -505,7 +516,13 @@ mod tests {
         }
     }
 
-    fn assert_forbidden(kind: Kind, filter: &Filter, what: &str, nr: i64, body: impl FnOnce()) {
+    fn assert_forbidden(
+        kind: Kind,
+        filter: MakeFilter<'_>,
+        what: &str,
+        nr: i64,
+        body: impl FnOnce(),
+    ) {
         match in_child(kind, filter, body) {
             (End::Signalled(s), e) => {
                 assert_eq!(s, libc::SIGSYS, "{what}: {e}");
@@ -533,6 +550,8 @@ mod tests {
     }
 
     const AT_FDCWD: libc::c_long = libc::AT_FDCWD as libc::c_long;
+    /// A pid no process has (above pid_max), should a call get through.
+    const NO_PID: libc::c_long = i32::MAX as libc::c_long;
 
     #[test]
     fn filters_compile() {
@@ -543,7 +562,7 @@ mod tests {
 
     #[test]
     fn a_vcpu_thread_runs_ioctls_only_on_its_own_fd() {
-        let f = vcpu_filter(100).unwrap();
+        let f = || vcpu_filter(100).unwrap();
         let k = Kind::Vcpu;
         let run = KVM_RUN as libc::c_long;
         // The kernel answers EBADF: the filter let it through.
@@ -590,7 +609,7 @@ mod tests {
 
     #[test]
     fn the_event_loop_opens_and_connects_nothing() {
-        let f = event_loop_filter(100, 34).unwrap();
+        let f = || event_loop_filter(100, 34).unwrap();
         let k = Kind::EventLoop;
         let clock = kvm_nr::vm_save()[2] as libc::c_long;
         assert_allowed(k, &f, "I/O on its fds, the VM's state, kicks", || {
@@ -600,7 +619,10 @@ mod tests {
             sys(libc::SYS_accept4, [-1, 0, 0, libc::SOCK_CLOEXEC as _]);
             sys(libc::SYS_ioctl, [100, clock, 0, 0]);
             sys(libc::SYS_ioctl, [7, FIONBIO as _, 0, 0]);
-            sys(libc::SYS_tgkill, [-1, -1, 34, 0]);
+            // SAFETY: getpid has no preconditions.
+            let me = unsafe { libc::getpid() } as libc::c_long;
+            sys(libc::SYS_tgkill, [me, -1, 34, 0]);
+            sys(libc::SYS_tgkill, [me, -1, libc::SIGABRT as _, 0]);
             sys(libc::SYS_statx, [3, path(c""), libc::AT_EMPTY_PATH as _, 0]);
         });
         for (what, nr, args) in [
@@ -643,6 +665,12 @@ mod tests {
                 libc::SYS_tgkill,
                 [-1, -1, libc::SIGKILL as _, 0],
             ),
+            (
+                "the kick signal to another process",
+                libc::SYS_tgkill,
+                [NO_PID, NO_PID, 34, 0],
+            ),
+            ("kill", libc::SYS_kill, [NO_PID, libc::SIGABRT as _, 0, 0]),
             ("execve", libc::SYS_execve, [path(c"/bin/true"), 0, 0, 0]),
         ] {
             assert_forbidden(k, &f, what, nr, || sys(nr, args));
@@ -651,7 +679,7 @@ mod tests {
 
     #[test]
     fn the_host_fs_thread_opens_with_fixed_flags_and_makes_only_unix_sockets() {
-        let f = host_fs_filter().unwrap();
+        let f = || host_fs_filter().unwrap();
         let k = Kind::HostFs;
         let dir = tempfile::tempdir().unwrap();
         let file =
