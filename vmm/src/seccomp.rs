@@ -17,8 +17,9 @@
 //!   and connecting unix sockets (`AF_UNIX` stream sockets only) for
 //!   guest-initiated vsock streams. Its paths are bounded by the jail.
 //!
-//! Every kind shares [`common`]: memory without `PROT_EXEC`, a few futex
-//! operations, signals only for aborting on a bug, time, exiting. A
+//! Every kind shares `common()`: memory without `PROT_EXEC`, a few futex
+//! operations, signals only for aborting on a bug and only to this
+//! process, time, exiting. A
 //! forbidden call traps: the SIGSYS handler writes one line naming the
 //! thread and the call, and the process then dies of SIGSYS.
 
