@@ -90,7 +90,7 @@ impl Sandbox {
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
             id,
-            console_log: dir.join("console.log"),
+            console_log: dir.join(crate::vm::CONSOLE_LOG),
             dir,
             vm: None,
             client: None,
@@ -105,7 +105,7 @@ impl Sandbox {
             launch.agent_socket.display()
         )))?;
         let netns = spec.nic.as_ref().map(|n| n.netns.as_path());
-        let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"), netns)
+        let vm = VmProcess::spawn(launch.command, &sandbox.dir, netns)
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
         crate::timings::mark("hypervisor_spawned");
         let vm = sandbox.vm.insert(vm);

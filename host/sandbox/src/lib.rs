@@ -10,6 +10,7 @@
 
 pub mod agent_client;
 pub mod assets;
+pub mod capped_log;
 mod create;
 mod delete;
 pub mod hypervisor;
