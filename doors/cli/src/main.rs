@@ -24,7 +24,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        // Capped: a supervisor's stderr is its supervisor.log.
+        .with_writer(|| hull_sandbox::capped_log::Stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();

@@ -538,10 +538,10 @@ fn make_bundle_disks(root: &Path, bundle: &Bundle, container: &Container) -> Res
     };
     let encoded =
         serde_json::to_vec(&info).map_err(|e| io_error("encode the bundle info")(e.into()))?;
-    std::fs::write(container.dir.join(BUNDLE_FILE), encoded)
+    crate::private::write_atomic(&container.dir.join(BUNDLE_FILE), &encoded)
         .map_err(io_error("record the bundle"))?;
     hull_image::build_erofs(&bundle.rootfs, &container.config.rootfs_disk)?;
-    scratch::create(root, container.short_id())?;
+    scratch::create(root, container.short_id(), &container.layer_owner())?;
     Ok(())
 }
 

@@ -3,6 +3,13 @@
 //! sandbox's network namespace, to the guest's address. Sockets toward
 //! the guest are made by one thread that lives in that namespace (a
 //! thread's network namespace is its own), then driven by tokio.
+//!
+//! Bounded, since what is behind a port is a hostile guest and what is in
+//! front of it may be anyone: at most [`MAX_TCP_CONNECTIONS`] connections
+//! and [`MAX_UDP_FLOWS`] flows per published port (the next one waits in
+//! the kernel's backlog, or its datagrams are dropped), and a failing
+//! `accept` or `recv` (out of descriptors, say) backs off instead of
+//! spinning.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,13 +21,37 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 use tokio::task::JoinSet;
 
 /// How long a connection toward the guest may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A UDP flow without traffic for this long is forgotten.
 const UDP_IDLE: Duration = Duration::from_secs(60);
+/// Connections one published TCP port carries at once.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+/// Flows (host peers) one published UDP port carries at once.
+pub const MAX_UDP_FLOWS: usize = 1024;
+/// The longest pause after a failing accept or receive.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Pauses after each failure in a row, doubling from 10 ms to a second.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::ZERO)
+    }
+
+    async fn failed(&mut self) {
+        self.0 = (self.0 * 2).clamp(Duration::from_millis(10), MAX_BACKOFF);
+        tokio::time::sleep(self.0).await;
+    }
+
+    fn succeeded(&mut self) {
+        self.0 = Duration::ZERO;
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -213,14 +244,31 @@ impl Forwarders {
 }
 
 async fn serve_tcp(listener: TcpListener, dialer: Dialer, target: SocketAddr) {
+    serve_tcp_bounded(listener, dialer, target, MAX_TCP_CONNECTIONS).await
+}
+
+async fn serve_tcp_bounded(listener: TcpListener, dialer: Dialer, target: SocketAddr, max: usize) {
     let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(max));
+    let mut backoff = Backoff::new();
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        // A slot first: past the bound, callers wait in the backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut client = match listener.accept().await {
+            Ok((client, _)) => {
+                backoff.succeeded();
+                client
+            }
+            Err(_) => {
+                backoff.failed().await;
+                continue;
+            }
         };
         let dialer = dialer.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let Ok(Made::Tcp(stream)) = dialer.make(Want::Tcp(target)).await else {
                 return;
             };
@@ -245,13 +293,24 @@ async fn serve_udp(host: Arc<UdpSocket>, dialer: Dialer, target: SocketAddr) {
     let flows: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
     let mut buf = vec![0u8; 65536];
     let mut replies = JoinSet::new();
+    let mut backoff = Backoff::new();
     loop {
-        let Ok((n, peer)) = host.recv_from(&mut buf).await else {
-            continue;
+        let (n, peer) = match host.recv_from(&mut buf).await {
+            Ok(received) => {
+                backoff.succeeded();
+                received
+            }
+            Err(_) => {
+                backoff.failed().await;
+                continue;
+            }
         };
         let existing = flows.lock().await.get(&peer).cloned();
         let flow = match existing {
             Some(flow) => flow,
+            // Full: a new peer's datagrams are dropped, as a full
+            // conntrack table would.
+            None if flows.lock().await.len() >= MAX_UDP_FLOWS => continue,
             None => {
                 let Ok(Made::Udp(socket)) = dialer.make(Want::Udp(target)).await else {
                     continue;
@@ -339,5 +398,55 @@ mod tests {
         client.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, payload);
         forwarders.stop();
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_bound_wait_for_a_free_slot() {
+        // A "guest" that holds every connection open until told.
+        let guest = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = guest.local_addr().unwrap();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in guest.incoming() {
+                let mut stream = stream.unwrap();
+                std::io::Write::write_all(&mut stream, b"hi").unwrap();
+                held.push(stream);
+                if held.len() == 2 {
+                    if release_rx.recv().is_err() {
+                        return;
+                    }
+                    held.remove(0);
+                }
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap();
+        let dialer = Dialer::start(Path::new("/proc/self/ns/net")).unwrap();
+        let server = tokio::spawn(serve_tcp_bounded(listener, dialer, target, 2));
+        use tokio::io::AsyncReadExt;
+        let mut greeting = [0u8; 2];
+        let mut first = TcpStream::connect(host).await.unwrap();
+        first.read_exact(&mut greeting).await.unwrap();
+        let mut second = TcpStream::connect(host).await.unwrap();
+        second.read_exact(&mut greeting).await.unwrap();
+        // The third is queued by the kernel, not carried: nothing comes.
+        let mut third = TcpStream::connect(host).await.unwrap();
+        let waited =
+            tokio::time::timeout(Duration::from_millis(300), third.read_exact(&mut greeting)).await;
+        assert!(
+            waited.is_err(),
+            "a third connection was carried past the bound"
+        );
+        // One ends: the third gets its slot.
+        drop(first);
+        release_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), third.read_exact(&mut greeting))
+            .await
+            .expect("the third connection is carried once a slot is free")
+            .unwrap();
+        assert_eq!(&greeting, b"hi");
+        drop(second);
+        server.abort();
     }
 }

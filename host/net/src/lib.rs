@@ -21,6 +21,7 @@ mod netns;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -184,8 +185,7 @@ impl Networks {
             let _ = fs::remove_dir(&self.runtime);
             return Ok(());
         }
-        fs::create_dir_all(&self.runtime)
-            .map_err(io_err(format!("create {}", self.runtime.display())))?;
+        private_dir(&self.runtime).map_err(io_err(format!("create {}", self.runtime.display())))?;
         write_json(&self.alloc_path(name), allocations)
     }
 
@@ -427,7 +427,7 @@ impl Networks {
         if running.is_some_and(|p| p.is_alive()) {
             return Ok(());
         }
-        fs::create_dir_all(&self.runtime)?;
+        private_dir(&self.runtime)?;
         let run_dir = self.runtime.parent().unwrap_or(Path::new("/"));
         let mut command = std::process::Command::new(std::env::current_exe()?);
         command
@@ -448,7 +448,7 @@ impl Networks {
         let process = ProcessRef::of(child.id() as i32)
             .ok_or_else(|| std::io::Error::other("the name server exited at once"))?;
         let bytes = serde_json::to_vec(&process).map_err(std::io::Error::other)?;
-        fs::write(self.dns_path(name), bytes)
+        private_file(&self.dns_path(name))?.write_all(&bytes)
     }
 
     /// Stops the network's name server. Under the lock.
@@ -499,12 +499,36 @@ fn parse_subnet(s: &str) -> Option<(Ipv4Addr, u8)> {
     (u32::from(addr) & !mask == 0).then_some((addr, prefix))
 }
 
+/// Owner-only, whole or not at all (synced before its rename).
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), NetworkError> {
     let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| io_err(format!("encode {}", path.display()))(std::io::Error::other(e)))?;
-    fs::write(&tmp, bytes).map_err(io_err(format!("write {}", tmp.display())))?;
+    private_file(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .map_err(io_err(format!("write {}", tmp.display())))?;
     fs::rename(&tmp, path).map_err(io_err(format!("write {}", path.display())))
+}
+
+/// A directory of the run dir's: owner-only (it says who runs where).
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+}
+
+/// Creates (or empties) `path`, owner-only.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]

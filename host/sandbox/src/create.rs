@@ -86,11 +86,11 @@ impl Sandbox {
         let dir = spec.sandbox_dir.clone();
         // A VM dir left by a supervisor that was killed is stale.
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        crate::private_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
             id,
-            console_log: dir.join("console.log"),
+            console_log: dir.join(crate::vm::CONSOLE_LOG),
             dir,
             vm: None,
             client: None,
@@ -105,7 +105,7 @@ impl Sandbox {
             launch.agent_socket.display()
         )))?;
         let netns = spec.nic.as_ref().map(|n| n.netns.as_path());
-        let vm = VmProcess::spawn(launch.command, &sandbox.dir.join("hypervisor.log"), netns)
+        let vm = VmProcess::spawn(launch.command, &sandbox.dir, netns)
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
         crate::timings::mark("hypervisor_spawned");
         let vm = sandbox.vm.insert(vm);

@@ -10,6 +10,7 @@
 
 pub mod agent_client;
 pub mod assets;
+pub mod capped_log;
 mod create;
 mod delete;
 pub mod hypervisor;
@@ -166,6 +167,13 @@ pub fn new_id() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes the directory `path` (it must not exist), owner-only: a VM's
+/// directory holds its sockets, console and logs.
+pub fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(path)
 }
 
 #[cfg(test)]

@@ -2,6 +2,11 @@
 //! hull root (real disk, not the run dir's tmpfs), copied from a template
 //! made once. Only blocks the container writes take host space; the guest
 //! mounts it as the overlay's upper layer.
+//!
+//! Each layer says whose it is (an `owner` file: the run directory whose
+//! record it belongs to, and the boot it was made in), so a sweep of one
+//! run directory never takes a layer of another's, nor one whose records
+//! went with a reboot (only an explicit prune does).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +18,8 @@ pub const SCRATCH_SERIAL: &str = "hull-scratch";
 
 /// The disk's file name in its directory.
 pub const DISK_FILE: &str = "scratch.ext4";
+/// Whose layer it is, in its directory.
+pub const OWNER_FILE: &str = "owner";
 
 /// Apparent size of a writable layer; sparse, so this costs nothing until
 /// written.
@@ -69,17 +76,81 @@ fn ensure_template(root: &Path) -> Result<PathBuf, SandboxError> {
             });
         }
     }
-    // Rename is atomic: concurrent first runs each make one; one wins.
+    // Durable before it is marked complete by its name; rename is
+    // atomic: concurrent first runs each make one, one wins.
+    std::fs::File::open(&staging)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(format!("sync {}", staging.display())))?;
     std::fs::rename(&staging, &template)
         .map_err(io_error(format!("install {}", template.display())))?;
     Ok(template)
 }
 
-/// Makes the writable layer of sandbox `name`; returns its directory and disk.
-pub fn create(root: &Path, name: &str) -> Result<(PathBuf, PathBuf), SandboxError> {
+/// Whose a writable layer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The run directory holding the container's record.
+    pub run_dir: PathBuf,
+    /// The kernel's boot id when the layer was made.
+    pub boot: String,
+}
+
+impl Owner {
+    /// A layer made now for a record in `run_dir`.
+    pub fn current(run_dir: &Path) -> Self {
+        Self {
+            run_dir: std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf()),
+            boot: boot_id(),
+        }
+    }
+
+    /// The owner of the layer in `dir`; None if it has no (readable) one.
+    pub fn of(dir: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(dir.join(OWNER_FILE)).ok()?;
+        let (run_dir, boot) = text.trim_end().split_once('\n')?;
+        Some(Self {
+            run_dir: PathBuf::from(run_dir),
+            boot: boot.to_string(),
+        })
+    }
+
+    /// Whether it was made in this boot of the machine.
+    pub fn this_boot(&self) -> bool {
+        self.boot == boot_id()
+    }
+
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let text = format!("{}\n{}\n", self.run_dir.display(), self.boot);
+        std::fs::write(dir.join(OWNER_FILE), text)
+    }
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Makes the writable layer of sandbox `name`, owned by `owner`; returns
+/// its directory and disk.
+pub fn create(root: &Path, name: &str, owner: &Owner) -> Result<(PathBuf, PathBuf), SandboxError> {
+    use std::os::unix::fs::DirBuilderExt;
     let template = ensure_template(root)?;
     let dir = sandboxes_dir(root).join(name);
-    std::fs::create_dir_all(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+    // Owner-only: a container's data.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_error(format!("create {}", dir.display())))?;
+    // First, so a layer is never without an owner.
+    if let Err(source) = owner.write(&dir) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(SandboxError::Io {
+            what: format!("record the owner of {}", dir.display()),
+            source,
+        });
+    }
     let disk = dir.join(DISK_FILE);
     if let Err(source) = copy_sparse(&template, &disk) {
         let _ = std::fs::remove_dir_all(&dir);
@@ -153,13 +224,21 @@ mod tests {
     #[test]
     fn scratch_disks_are_sparse_copies_of_one_template() {
         let root = tempfile::tempdir().unwrap();
-        let (dir, disk) = create(root.path(), "abc").unwrap();
+        let owner = Owner::current(Path::new("/run/hull"));
+        let (dir, disk) = create(root.path(), "abc", &owner).unwrap();
         assert!(disk.starts_with(&dir));
+        assert_eq!(Owner::of(&dir), Some(owner.clone()));
+        assert!(owner.this_boot());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let meta = std::fs::metadata(&disk).unwrap();
         assert_eq!(meta.len(), 8 << 30);
         use std::os::unix::fs::MetadataExt;
         assert!(meta.blocks() * 512 < 64 << 20, "the copy must stay sparse");
-        let (_, second) = create(root.path(), "def").unwrap();
+        let (_, second) = create(root.path(), "def", &owner).unwrap();
         assert!(second.is_file());
         assert_eq!(
             std::fs::read_dir(root.path().join("scratch"))

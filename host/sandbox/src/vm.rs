@@ -1,14 +1,29 @@
 //! The hypervisor process of one sandbox. It dies with its supervisor
 //! (parent-death signal), lives in its own process group (terminal signals are not
-//! for it) and writes its own
-//! diagnostics to a log in the sandbox directory.
+//! for it) and writes its own diagnostics and the guest's serial console
+//! into pipes whose logs in the sandbox directory are capped
+//! ([`crate::capped_log`]): a guest cannot fill the host's memory through
+//! them.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use tokio::process::Child;
+
+use crate::capped_log;
+use crate::hypervisor::CONSOLE_FD;
+
+/// The hypervisor's stderr, in the sandbox directory.
+pub const HYPERVISOR_LOG: &str = "hypervisor.log";
+/// The guest's serial console, in the sandbox directory.
+pub const CONSOLE_LOG: &str = "console.log";
+
+/// How much of a log's end [`last_line`] reads.
+const TAIL_BYTES: u64 = 64 << 10;
 
 pub struct VmProcess {
     child: Child,
@@ -17,27 +32,36 @@ pub struct VmProcess {
 
 impl VmProcess {
     /// Starts the hypervisor; inside the network namespace at `netns` if
-    /// given (where its tap device is).
-    pub fn spawn(
-        mut command: Command,
-        stderr_log: &Path,
-        netns: Option<&Path>,
-    ) -> std::io::Result<Self> {
-        let log = File::create(stderr_log)?;
+    /// given (where its tap device is). Its stderr goes to
+    /// [`HYPERVISOR_LOG`] and descriptor [`CONSOLE_FD`] (where the backends
+    /// point the serial console) to [`CONSOLE_LOG`], both in `dir`.
+    pub fn spawn(mut command: Command, dir: &Path, netns: Option<&Path>) -> std::io::Result<Self> {
+        let stderr = capped_log::spawn(dir, HYPERVISOR_LOG, capped_log::HYPERVISOR_LOG_LIMIT)?;
+        let console = capped_log::spawn(dir, CONSOLE_LOG, capped_log::console_limit())?;
         let netns = netns.map(File::open).transpose()?;
-        command.stderr(Stdio::from(log)).process_group(0);
+        command.stderr(Stdio::from(stderr)).process_group(0);
         // SAFETY: the closure only makes async-signal-safe calls (prctl,
-        // setns) on a descriptor opened before the fork.
+        // setns, dup2, fcntl) on descriptors opened before the fork.
         unsafe {
             command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 if let Some(ns) = &netns {
-                    use std::os::fd::AsRawFd;
                     if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                }
+                // After setns: the namespace's descriptor may be the one
+                // the console takes. dup2 onto itself keeps close-on-exec.
+                let raw = console.as_raw_fd();
+                let kept = if raw == CONSOLE_FD {
+                    libc::fcntl(raw, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, CONSOLE_FD)
+                };
+                if kept < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
@@ -47,7 +71,7 @@ impl VmProcess {
             .spawn()?;
         Ok(Self {
             child,
-            stderr_log: stderr_log.to_path_buf(),
+            stderr_log: dir.join(HYPERVISOR_LOG),
         })
     }
 
@@ -87,9 +111,16 @@ impl VmProcess {
     }
 }
 
-/// The last non-empty line of a log that satisfies `pick`.
+/// The last non-empty line of a log that satisfies `pick`, among the
+/// lines of its last 64 KiB (a guest can write the log; it is never read
+/// whole).
 pub fn last_line(path: &Path, pick: impl Fn(&str) -> bool) -> Option<String> {
-    let text = std::fs::read(path).ok()?;
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .ok()?;
+    let mut text = Vec::new();
+    file.take(TAIL_BYTES).read_to_end(&mut text).ok()?;
     String::from_utf8_lossy(&text)
         .lines()
         .map(str::trim)

@@ -55,14 +55,14 @@ async fn foreground(cli: &Cli, args: &PoolStartArgs) -> Result<i32> {
         true => None,
         false => plan::default_pool_spec(&cli.root, &args.hypervisor, None, None)?,
     };
-    std::fs::create_dir_all(&cli.run_dir)?;
+    hull_container::private::ensure_dir(&cli.run_dir)?;
     serve(cli, &args.limits, warm.into_iter().collect()).await
 }
 
 /// `hull __pool` in a session of its own, its log in the run directory.
 fn spawn_server(cli: &Cli, limits: &PoolLimits) -> Result<u32> {
-    std::fs::create_dir_all(&cli.run_dir)?;
-    let log = std::fs::File::create(cli.run_dir.join("pool.log"))?;
+    hull_container::private::ensure_dir(&cli.run_dir)?;
+    let log = hull_container::private::create_file(&cli.run_dir.join("pool.log"))?;
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg0("hull")

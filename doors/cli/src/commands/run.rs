@@ -67,9 +67,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let containers = Containers::new(&cli.run_dir);
     // Nothing is written before the request is known to be good.
     let plan = ContainerConfig::from_run(&request, paths, &containers)?;
-    std::fs::create_dir_all(&cli.run_dir)
+    hull_container::private::ensure_dir(&cli.run_dir)
         .with_context(|| format!("create {}", cli.run_dir.display()))?;
-    containers.sweep(&cli.root);
+    containers.sweep(&cli.root, false);
     if plan.emulated {
         tcg_notice_once(cli);
     }
@@ -112,7 +112,7 @@ async fn start_new(
     container: &Container,
     args: &RunArgs,
 ) -> Result<i32> {
-    scratch::create(&cli.root, container.short_id())?;
+    scratch::create(&cli.root, container.short_id(), &container.layer_owner())?;
     timings::mark("writable_layer_ready");
     let mut supervisor = launch::spawn(&cli.root, &cli.run_dir, container, !args.detach)?;
     timings::mark("supervisor_ready");

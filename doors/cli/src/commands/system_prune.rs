@@ -19,6 +19,6 @@ pub async fn system_prune(cli: &Cli, args: &SystemPruneArgs) -> Result<i32> {
             println!("Deleted container: {}", c.config.id);
         }
     }
-    all.sweep(&cli.root);
+    all.sweep(&cli.root, true);
     super::image_prune(cli, &ImagePruneArgs { all: args.all })
 }

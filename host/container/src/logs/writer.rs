@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -65,6 +65,7 @@ impl LogWriter {
             .read(true)
             .append(true)
             .create(true)
+            .mode(crate::private::FILE_MODE)
             .open(path)?;
         let size = file.metadata()?.len();
         let mut last = [b'\n'];
@@ -207,6 +208,7 @@ impl LogWriter {
             .read(true)
             .append(true)
             .create(true)
+            .mode(crate::private::FILE_MODE)
             .open(&self.path)?;
         self.size = 0;
         self.torn = false;

@@ -108,7 +108,7 @@ pub async fn serve(options: PoolOptions) -> io::Result<()> {
     let _ = std::fs::remove_file(&socket);
     // What a server that was killed left.
     remove_leftovers(&options.run_dir);
-    std::fs::create_dir_all(options.run_dir.join(DIR))?;
+    crate::private::ensure_dir(&options.run_dir.join(DIR))?;
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let pools = options
@@ -486,7 +486,7 @@ fn spawn_pooled(
     log: &Path,
 ) -> io::Result<(Child, UnixStream)> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    let log = std::fs::File::create(log)?;
+    let log = crate::private::create_file(log)?;
     let mut command = std::process::Command::new(&options.hull);
     command
         .arg0("hull")

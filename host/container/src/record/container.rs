@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use hull_sandbox::process::{now_nanos, ProcessRef};
+use hull_sandbox::scratch::Owner;
 
 use super::names;
 
@@ -216,7 +217,9 @@ impl Containers {
     /// state and moves the record into place in one rename.
     pub fn create(&self, config: ContainerConfig) -> Result<Container, LookupError> {
         names::validate(&config.name)?;
-        fs::create_dir_all(self.names_dir())
+        crate::private::ensure_dir(&self.run_dir)
+            .map_err(io_err(format!("create {}", self.run_dir.display())))?;
+        crate::private::ensure_dir(&self.names_dir())
             .map_err(io_err(format!("create {}", self.names_dir().display())))?;
         let name_file = self.names_dir().join(&config.name);
         match OpenOptions::new()
@@ -240,7 +243,8 @@ impl Containers {
         let staging = self.run_dir.join(format!("{NEW_PREFIX}{short}"));
         let dir = self.run_dir.join(short);
         let result = (|| {
-            fs::create_dir(&staging).map_err(io_err(format!("create {}", staging.display())))?;
+            crate::private::create_dir(&staging)
+                .map_err(io_err(format!("create {}", staging.display())))?;
             write_json(&staging.join(CONFIG_FILE), &config)?;
             write_json(
                 &staging.join(STATE_FILE),
@@ -249,7 +253,7 @@ impl Containers {
                     ..Default::default()
                 },
             )?;
-            File::create(staging.join(LOCK_FILE))
+            crate::private::create_file(&staging.join(LOCK_FILE))
                 .map_err(io_err(format!("create {}", staging.display())))?;
             fs::rename(&staging, &dir).map_err(io_err(format!("create {}", dir.display())))
         })();
@@ -342,8 +346,14 @@ impl Containers {
     }
 
     /// Removes leftovers of interrupted commands: records that were being
-    /// assembled or removed, and writable layers without a record.
-    pub fn sweep(&self, root: &Path) {
+    /// assembled or removed, and writable layers of this run directory
+    /// without a record. Layers of another run directory on the same root
+    /// stay (its own sweep looks after them) unless that run directory is
+    /// gone; so do layers made before the machine last booted, whose
+    /// records a tmpfs run directory lost, unless `earlier_boots` (an
+    /// explicit prune) says to take them too. A layer whose owner cannot
+    /// be read is never taken.
+    pub fn sweep(&self, root: &Path, earlier_boots: bool) {
         for entry in fs::read_dir(&self.run_dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let stale = name.starts_with(".rm-")
@@ -357,14 +367,23 @@ impl Containers {
             }
         }
         let sandboxes = hull_sandbox::scratch::sandboxes_dir(root);
+        let this_run_dir = Owner::current(&self.run_dir).run_dir;
         for entry in fs::read_dir(&sandboxes).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            let has_record = self.run_dir.join(&name).exists()
-                || self
-                    .run_dir
-                    .join(format!("{NEW_PREFIX}{}", name.to_string_lossy()))
-                    .exists();
-            if !has_record {
+            let Some(owner) = Owner::of(&entry.path()) else {
+                continue;
+            };
+            let orphan = if owner.run_dir == this_run_dir {
+                let name = entry.file_name();
+                let has_record = self.run_dir.join(&name).exists()
+                    || self
+                        .run_dir
+                        .join(format!("{NEW_PREFIX}{}", name.to_string_lossy()))
+                        .exists();
+                !has_record && (owner.this_boot() || earlier_boots)
+            } else {
+                !owner.run_dir.exists()
+            };
+            if orphan {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
@@ -376,6 +395,11 @@ fn is_short_id(name: &str) -> bool {
 }
 
 impl Container {
+    /// Whose its writable layer is: the run directory holding its record.
+    pub fn layer_owner(&self) -> Owner {
+        Owner::current(self.dir.parent().unwrap_or(&self.dir))
+    }
+
     pub fn load(dir: &Path) -> Result<Self, LookupError> {
         let path = dir.join(CONFIG_FILE);
         let bytes = fs::read(&path).map_err(io_err(format!("read {}", path.display())))?;
@@ -483,15 +507,13 @@ fn mark_lost(state: &mut ContainerState) {
     state.ip_address = None;
 }
 
-/// Writes `value` as JSON to `path` through a temporary file and a rename.
+/// Writes `value` as JSON to `path`, owner-only, whole or not at all.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), LookupError> {
-    let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| LookupError::Io {
         what: format!("encode {}", path.display()),
         source: io::Error::other(e),
     })?;
-    fs::write(&tmp, bytes).map_err(io_err(format!("write {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io_err(format!("write {}", path.display())))
+    crate::private::write_atomic(path, &bytes).map_err(io_err(format!("write {}", path.display())))
 }
 
 /// A container's configuration for unit tests (nothing of it exists).
@@ -532,6 +554,68 @@ mod tests {
 
     fn id(prefix: &str) -> String {
         format!("{prefix:0<64}")
+    }
+
+    /// A layer dir as `scratch::create` leaves it, without the disk.
+    fn layer(root: &Path, name: &str, owner: Option<(&Path, &str)>) -> PathBuf {
+        let dir = hull_sandbox::scratch::sandboxes_dir(root).join(name);
+        fs::create_dir_all(&dir).unwrap();
+        if let Some((run_dir, boot)) = owner {
+            let text = format!("{}\n{boot}\n", run_dir.display());
+            fs::write(dir.join(hull_sandbox::scratch::OWNER_FILE), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_sweep_takes_only_its_own_orphans() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        let (ours, theirs) = (base.path().join("run-a"), base.path().join("run-b"));
+        let all = Containers::new(&ours);
+        let kept = all.create(config(&id("aaa1"), "kept")).unwrap();
+        let boot = Owner::current(&ours).boot;
+        let with_record = layer(&root, kept.short_id(), Some((&ours, &boot)));
+        let orphan = layer(&root, "orphan000001", Some((&ours, &boot)));
+        // A live container of another run dir on the same root.
+        fs::create_dir_all(&theirs).unwrap();
+        let other = layer(&root, "other0000001", Some((&theirs, &boot)));
+        let gone_run_dir = layer(
+            &root,
+            "gone00000001",
+            Some((&base.path().join("run-c"), &boot)),
+        );
+        let earlier_boot = layer(&root, "before000001", Some((&ours, "another-boot")));
+        let unknown = layer(&root, "unknown00001", None);
+
+        all.sweep(&root, false);
+        assert!(with_record.exists());
+        assert!(!orphan.exists(), "this run dir's, no record");
+        assert!(other.exists(), "another run dir's");
+        assert!(!gone_run_dir.exists(), "its run dir is gone");
+        assert!(
+            earlier_boot.exists(),
+            "made before the last boot: only a prune takes it"
+        );
+        assert!(unknown.exists(), "no owner: never taken");
+
+        all.sweep(&root, true);
+        assert!(!earlier_boot.exists());
+        assert!(with_record.exists() && other.exists() && unknown.exists());
+    }
+
+    #[test]
+    fn records_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let run = base.path().join("run");
+        let all = Containers::new(&run);
+        let c = all.create(config(&id("bbb1"), "secret")).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&run), 0o700);
+        assert_eq!(mode(&c.dir), 0o700);
+        assert_eq!(mode(&c.dir.join(CONFIG_FILE)), 0o600);
+        assert_eq!(mode(&c.dir.join(STATE_FILE)), 0o600);
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn spawn(
     container: &Container,
     wait_attach: bool,
 ) -> Result<Supervisor> {
-    let log = std::fs::File::create(container.dir.join("supervisor.log"))
+    let log = crate::private::create_file(&container.dir.join("supervisor.log"))
         .map_err(io_error("create the supervisor log"))?;
     if let Some(pid) = crate::pool::client::take(root, run_dir, container, wait_attach) {
         hull_sandbox::timings::mark("pool_taken");
@@ -136,7 +136,7 @@ pub fn spawn_runc(
     container: &Container,
     stdio: [Stdio; 3],
 ) -> Result<Child> {
-    std::fs::File::create(container.dir.join("supervisor.log"))
+    crate::private::create_file(&container.dir.join("supervisor.log"))
         .map_err(io_error("create the supervisor log"))?;
     let child = spawn_with(hull, root, run_dir, container, &["--runc"], stdio)?;
     match await_socket(Supervisor::Spawned(child), container)? {

@@ -85,7 +85,8 @@ async fn prepare(
     tap: Option<&str>,
     networks: &hull_net::Networks,
 ) -> Result<PreparedClone, String> {
-    std::fs::create_dir_all(slot_dir).map_err(|e| format!("create {}: {e}", slot_dir.display()))?;
+    crate::private::ensure_dir(slot_dir)
+        .map_err(|e| format!("create {}: {e}", slot_dir.display()))?;
     let nic = match tap {
         Some(tap) => {
             let netns = networks

@@ -75,7 +75,7 @@ impl Hypervisor for HullVmm {
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
         let vsock_base = spec.sandbox_dir.join("vsock");
         let agent_socket = spec.sandbox_dir.join(format!("vsock_{AGENT_VSOCK_PORT}"));
-        let console_log = spec.sandbox_dir.join("console.log");
+        let console_log = spec.sandbox_dir.join(crate::vm::CONSOLE_LOG);
         let mut cmd = Command::new(&self.binary);
         match &spec.boot {
             Boot::Cold => {
@@ -117,7 +117,7 @@ impl Hypervisor for HullVmm {
         if let (Boot::Cold | Boot::Clone { .. }, Some(nic)) = (&spec.boot, &spec.nic) {
             cmd.args(["--net", &format!("{},mac={}", nic.tap, nic.mac)]);
         }
-        cmd.arg("--console").arg(&console_log);
+        cmd.arg("--console").arg(super::console_path());
         // A clone keeps the template's guest CID (the snapshot's).
         let vsock = match spec.boot {
             Boot::Clone { .. } => format!("uds={}", vsock_base.display()),
@@ -290,7 +290,7 @@ mod tests {
             "{joined}"
         );
         assert!(joined.contains("--net tapabc,mac=02:42:0a:59:00:02"));
-        assert!(joined.contains("--console /run/hull/abc/console.log"));
+        assert!(joined.contains("--console /proc/self/fd/3"));
         // The CID is the snapshot's; the socket the clone's.
         assert!(
             joined.contains("--vsock uds=/run/hull/abc/vsock"),

@@ -2,37 +2,38 @@
 //! 7.2 under TCG; recipe in docs/ARCHITECTURE.md). With the capability
 //! `x-ignore-shared` on both sides, guest RAM, which lives in a shared
 //! file, stays out of the migration stream: what is saved is the device
-//! and CPU state, a few hundred KB, written by `exec:cat`. QEMU 7.2 has
-//! no `file:` URI.
+//! and CPU state, a few hundred KB. QEMU runs sandboxed (`-sandbox
+//! spawn=deny`, so no `exec:` URI; 7.2 has no `file:` one either): the
+//! state file is opened here and handed to QEMU over QMP (`getfd`, then
+//! the `fd:` URI).
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::qmp::{Qmp, QmpError};
-use super::HypervisorError;
 
 /// How long a save or a restore may take: the stream is small, so this is
 /// only reached by a VM that is stuck.
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(2);
 
-/// `exec:` runs its command through `sh -c`: the path goes in single
-/// quotes, so it may not hold one.
-fn quoted(path: &Path) -> Result<String, HypervisorError> {
-    match path.to_str() {
-        Some(text) if !text.contains('\'') => Ok(format!("'{text}'")),
-        _ => Err(HypervisorError::UnquotablePath(path.to_path_buf())),
-    }
-}
+/// The name the state file's descriptor has in QEMU.
+const STATE_FD: &str = "hull-state";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
     #[error(transparent)]
     Qmp(#[from] QmpError),
-    #[error(transparent)]
-    Path(#[from] HypervisorError),
+    #[error("{what} {}", path.display())]
+    State {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("migration {0}")]
     Failed(String),
     #[error("migration did not end within {0:?}")]
@@ -51,22 +52,49 @@ async fn ignore_shared(qmp: &mut Qmp) -> Result<(), QmpError> {
 /// Stops the VM in `vm_dir` and writes its state to `state`. The VM stays
 /// stopped; its RAM file then holds the rest.
 pub async fn save(vm_dir: &Path, state: &Path) -> Result<(), MigrationError> {
-    let uri = format!("exec:cat > {}", quoted(state)?);
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(state)
+        .map_err(|source| MigrationError::State {
+            what: "create",
+            path: state.to_path_buf(),
+            source,
+        })?;
     let mut qmp = Qmp::connect(vm_dir).await?;
     qmp.execute("stop", json!({})).await?;
     ignore_shared(&mut qmp).await?;
-    qmp.execute("migrate", json!({ "uri": uri })).await?;
-    until_migrated(&mut qmp).await
+    qmp.send_fd(STATE_FD, file.as_fd()).await?;
+    qmp.execute("migrate", json!({ "uri": format!("fd:{STATE_FD}") }))
+        .await?;
+    until_migrated(&mut qmp).await?;
+    // Complete on disk before the caller names it a template.
+    file.sync_all().map_err(|source| MigrationError::State {
+        what: "sync",
+        path: state.to_path_buf(),
+        source,
+    })
 }
 
 /// Loads `state` into the VM in `vm_dir` (started with `-incoming defer`
 /// on the template's RAM file) and lets it run.
 pub async fn restore(vm_dir: &Path, state: &Path) -> Result<(), MigrationError> {
-    let uri = format!("exec:cat {}", quoted(state)?);
+    let file = std::fs::File::open(state).map_err(|source| MigrationError::State {
+        what: "open",
+        path: state.to_path_buf(),
+        source,
+    })?;
     let mut qmp = connect_early(vm_dir).await?;
     ignore_shared(&mut qmp).await?;
-    qmp.execute("migrate-incoming", json!({ "uri": uri }))
-        .await?;
+    qmp.send_fd(STATE_FD, file.as_fd()).await?;
+    qmp.execute(
+        "migrate-incoming",
+        json!({ "uri": format!("fd:{STATE_FD}") }),
+    )
+    .await?;
     until_migrated(&mut qmp).await?;
     // Without -S the VM runs once the state is in; a `cont` is needed only
     // if it was stopped, and does no harm otherwise.
@@ -128,19 +156,5 @@ async fn until_migrated(qmp: &mut Qmp) -> Result<(), MigrationError> {
             }
             _ => tokio::time::sleep(POLL).await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_paths_are_quoted_for_the_shell_or_refused() {
-        assert_eq!(
-            quoted(Path::new("/var/lib/hull/templates/k/state")).unwrap(),
-            "'/var/lib/hull/templates/k/state'"
-        );
-        assert!(quoted(Path::new("/tmp/it's")).is_err());
     }
 }

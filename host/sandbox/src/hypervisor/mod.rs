@@ -166,6 +166,15 @@ pub struct DiskSpec {
     pub serial: String,
 }
 
+/// The descriptor a hypervisor writes the guest's serial console to (the
+/// write end of a capped log's pipe, see [`crate::capped_log`]).
+pub const CONSOLE_FD: i32 = 3;
+
+/// [`CONSOLE_FD`] as a path the hypervisor opens.
+pub fn console_path() -> String {
+    format!("/proc/self/fd/{CONSOLE_FD}")
+}
+
 /// How to start a VM, as a backend decided.
 #[derive(Debug)]
 pub struct VmLaunch {
@@ -173,7 +182,8 @@ pub struct VmLaunch {
     /// Where the runtime must listen, before starting the command, for the
     /// agent's connection.
     pub agent_socket: PathBuf,
-    /// Where the guest's serial console is written.
+    /// Where the guest's serial console ends up on the host (the
+    /// hypervisor writes it to [`CONSOLE_FD`]).
     pub console_log: PathBuf,
 }
 

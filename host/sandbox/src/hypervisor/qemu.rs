@@ -103,7 +103,7 @@ impl Hypervisor for Qemu {
 
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
         let agent_socket = spec.sandbox_dir.join("agent.sock");
-        let console_log = spec.sandbox_dir.join("console.log");
+        let console_log = spec.sandbox_dir.join(crate::vm::CONSOLE_LOG);
         let mut cmd = Command::new(&self.binary);
         let (accel, cpu) = if self.kvm {
             ("kvm".to_string(), "host")
@@ -118,6 +118,10 @@ impl Hypervisor for Qemu {
             "none",
             "-no-reboot",
         ])
+        // QEMU's own seccomp filter: no exec of helpers, no setuid or
+        // privilege change, no obsolete calls, no scheduler or rlimit
+        // changes. Migration gets its file as a descriptor (migration.rs).
+        .args(["-sandbox", SANDBOX])
         .args(["-machine", &format!("q35,memory-backend={GUEST_RAM_ID}")])
         .args(["-accel", &accel])
         .args(["-cpu", cpu])
@@ -131,7 +135,7 @@ impl Hypervisor for Qemu {
         .args(["-append", &self.kernel_cmdline(spec.vcpus)])
         .args([
             "-chardev",
-            &format!("file,id=console,path={}", console_log.display()),
+            &format!("file,id=console,path={}", super::console_path()),
         ])
         .args(["-serial", "chardev:console"]);
         if spec.boot == Boot::Cold {
@@ -216,6 +220,9 @@ impl Hypervisor for Qemu {
     }
 }
 
+/// `-sandbox`: everything QEMU 7.2 can deny that a VM here never needs.
+const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 fn tap_netdev(tap: &str) -> String {
     format!("tap,id=net0,ifname={tap},script=no,downscript=no")
 }
@@ -294,6 +301,10 @@ mod tests {
         assert!(joined.contains("socket,id=agent,path=/run/hull/abc/agent.sock"));
         assert!(joined.contains("hull.channel=serial"));
         assert!(joined.contains("tap,id=net0,ifname=tapabc,script=no,downscript=no"));
+        assert!(joined.contains(
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        ));
+        assert!(joined.contains("file,id=console,path=/proc/self/fd/3"));
         assert!(joined.contains("virtio-net-pci,netdev=net0,mac=02:42:0a:59:00:02,romfile="));
         assert_eq!(
             launch.agent_socket,
