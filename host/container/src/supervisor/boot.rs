@@ -196,7 +196,12 @@ async fn boot_and_run(
         Err(e) => {
             // A violation is the reason, whatever the request saw.
             let e = client.violation().map_or(e, BootError::Agent);
-            sandbox.delete().await;
+            if matches!(e, BootError::Agent(_)) {
+                // No clean power-off for an agent that broke the protocol.
+                sandbox.destroy().await;
+            } else {
+                sandbox.delete().await;
+            }
             main.join().await;
             return e.outcome(false);
         }
