@@ -22,13 +22,7 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waits for the agent on the new port and exchanges hellos.
 async fn greet(
     listener: UnixListener,
-) -> Result<
-    (
-        AgentClient,
-        tokio::sync::mpsc::UnboundedReceiver<hull_protocol::Event>,
-    ),
-    SandboxError,
-> {
+) -> Result<(AgentClient, crate::agent_client::Events), SandboxError> {
     let (stream, _) = tokio::time::timeout(HELLO_TIMEOUT, listener.accept())
         .await
         .map_err(|_| SandboxError::BootTimeout(HELLO_TIMEOUT))?

@@ -26,9 +26,8 @@ pub mod vm;
 
 use std::path::{Path, PathBuf};
 
-use hull_protocol::{AgentError, Event};
+use hull_protocol::AgentError;
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 use crate::agent_client::{AgentClient, ClientError, RequestError};
 use crate::hypervisor::HypervisorError;
@@ -81,7 +80,7 @@ pub struct Sandbox {
     console_log: PathBuf,
     vm: Option<VmProcess>,
     client: Option<std::sync::Arc<AgentClient>>,
-    events: Option<mpsc::UnboundedReceiver<Event>>,
+    events: Option<agent_client::Events>,
     /// Set when the container runs in another container's VM.
     guest: Option<join::Guest>,
     /// Its bind mounts' and volumes' server, once attached.
@@ -109,7 +108,7 @@ impl Sandbox {
     }
 
     /// The agent's events; `None` after the first call.
-    pub fn take_events(&mut self) -> Option<mpsc::UnboundedReceiver<Event>> {
+    pub fn take_events(&mut self) -> Option<agent_client::Events> {
         self.events.take()
     }
 

@@ -44,6 +44,8 @@ impl Sandbox {
             }
             Ok(_) => Ok(0),
             Err(RequestError::Agent(err)) => Err(SandboxError::Start(err)),
+            // The host dropped the connection: the VM has not died.
+            Err(err) if err.violation().is_some() => Err(SandboxError::Request(err)),
             Err(err) => Err(self.vm_died(SandboxError::Request(err)).await),
         }
     }

@@ -5,6 +5,7 @@
 //! Every way this can fail is a [`BootError`], which becomes the boot's
 //! [`Outcome`].
 
+use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use hull_protocol::{
     ErrorKind, Event, ExitStatus, RootfsSource, RunContainer, ShareChannel, Stdio,
 };
-use hull_sandbox::agent_client::{AgentClient, InputStream};
+use hull_sandbox::agent_client::{AgentClient, Events, InputStream, Violation};
 use hull_sandbox::assets::GuestAssets;
 use hull_sandbox::hypervisor::{self, DiskSpec};
 use hull_sandbox::share::{IdMap, IdRange, ShareSource, ShareSpec};
@@ -22,7 +23,7 @@ use hull_sandbox::{
     MAIN_STDOUT,
 };
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::network::{self, JoinError, Joined};
 use super::pooled::Pooled;
@@ -42,6 +43,12 @@ const LOG_MAX_FILES: u32 = 5;
 /// How long an attached `run` may take to attach before the container
 /// starts without it.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the agent may take to answer the request that starts the main
+/// process: mounting the disks, the network, the guest's OCI hooks and the
+/// exec, on a slow (TCG) VM. Generous, since a legitimate start is never
+/// cut short; it only keeps an agent that never answers from holding
+/// `hull run` and `hull wait` forever.
+const START_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a boot did not end with the main process's exit.
 #[derive(Debug, Error)]
@@ -66,6 +73,10 @@ pub(super) enum BootError {
     Start(SandboxError),
     #[error("the VM died while the container ran ({0})")]
     VmDied(String),
+    #[error("the guest agent did not answer the start request within {0:?}")]
+    StartTimeout(Duration),
+    #[error("the guest agent broke the protocol")]
+    Agent(#[source] Violation),
 }
 
 impl BootError {
@@ -173,12 +184,26 @@ async fn boot_and_run(
     let mut events = sandbox.take_events().expect("events are taken once");
     let mut request = run_request(&shared.container, serials, &main, network, host);
     request.share = share;
-    let pid = match sandbox.start_main(request).await {
+    let client = sandbox.client();
+    let started = bounded_start(
+        &shared.kill_vm,
+        START_REPLY_TIMEOUT,
+        sandbox.start_main(request),
+    )
+    .await;
+    let pid = match started {
         Ok(pid) => pid,
         Err(e) => {
-            sandbox.delete().await;
+            // A violation is the reason, whatever the request saw.
+            let e = client.violation().map_or(e, BootError::Agent);
+            if matches!(e, BootError::Agent(_)) {
+                // No clean power-off for an agent that broke the protocol.
+                sandbox.destroy().await;
+            } else {
+                sandbox.delete().await;
+            }
             main.join().await;
-            return BootError::Start(e).outcome(false);
+            return e.outcome(false);
         }
     };
     mark_running(shared, &sandbox.client(), &main, pid);
@@ -438,6 +463,23 @@ fn id_map(spec: &oci_spec::runtime::Spec) -> IdMap {
     }
 }
 
+/// Waits for `start`, the agent's answer to RunContainer, for at most
+/// `timeout`, or until a stop.
+async fn bounded_start(
+    kill_vm: &Notify,
+    timeout: Duration,
+    start: impl Future<Output = Result<u32, SandboxError>>,
+) -> Result<u32, BootError> {
+    tokio::select! {
+        started = tokio::time::timeout(timeout, start) => match started {
+            Ok(Ok(pid)) => Ok(pid),
+            Ok(Err(e)) => Err(BootError::Start(e)),
+            Err(_) => Err(BootError::StartTimeout(timeout)),
+        },
+        _ = kill_vm.notified() => Err(BootError::StoppedBeforeStart),
+    }
+}
+
 /// The main process runs: feed it an early stdin, record it, and let the
 /// control connections reach the agent.
 fn mark_running(shared: &Shared, client: &Arc<AgentClient>, main: &MainIo, pid: u32) {
@@ -467,15 +509,13 @@ enum Ending {
     /// Powered off on purpose (`stop` ran out of patience, `rm -f`).
     PoweredOff,
     VmGone(String),
+    /// The agent broke the protocol; its connection is gone.
+    Violation(Violation),
 }
 
 /// Passes exec exits on until the main process exits, the VM dies, or a
 /// stop powers it off.
-async fn watch_main(
-    shared: &Shared,
-    sandbox: &mut Sandbox,
-    events: &mut mpsc::UnboundedReceiver<Event>,
-) -> Ending {
+async fn watch_main(shared: &Shared, sandbox: &mut Sandbox, events: &mut Events) -> Ending {
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -488,7 +528,10 @@ async fn watch_main(
                         let _ = tx.send(status);
                     }
                 }
-                None => return Ending::VmGone(sandbox.vm_gone_reason(None)),
+                None => return match sandbox.client().violation() {
+                    Some(violation) => Ending::Violation(violation),
+                    None => Ending::VmGone(sandbox.vm_gone_reason(None)),
+                },
             },
             status = sandbox.wait_vm() => return Ending::VmGone(sandbox.vm_gone_reason(status)),
             _ = shared.kill_vm.notified() => return Ending::PoweredOff,
@@ -504,7 +547,11 @@ async fn end(sandbox: Sandbox, main: MainIo, ending: Ending, discard: bool) -> O
     match ending {
         Ending::Exited { status, oom_killed } => {
             // The agent closed the output streams before it reported the
-            // exit: the pumps are finishing.
+            // exit, so the pumps are finishing. One that did not is
+            // closed here: the host waits for no more of its output.
+            let client = sandbox.client();
+            client.close_output(MAIN_STDOUT);
+            client.close_output(MAIN_STDERR);
             main.join().await;
             if discard {
                 sandbox.destroy().await;
@@ -528,6 +575,13 @@ async fn end(sandbox: Sandbox, main: MainIo, ending: Ending, discard: bool) -> O
                 error: None,
                 started: true,
             }
+        }
+        Ending::Violation(violation) => {
+            // Nothing the guest says is trusted any more: no clean
+            // power-off.
+            sandbox.destroy().await;
+            main.join().await;
+            BootError::Agent(violation).outcome(true)
         }
         Ending::VmGone(reason) => {
             sandbox.delete().await;
@@ -572,6 +626,92 @@ mod tests {
                 "the VM died while the container ran (killed by signal 9)".into()
             )
         );
+    }
+
+    /// A fake agent on a socket pair that says hello and then only what
+    /// the test writes; the host's client of it.
+    async fn fake_agent() -> (Arc<AgentClient>, Events, tokio::net::UnixStream) {
+        use hull_protocol::{ControlMessage, PROTOCOL_VERSION};
+        use tokio::io::AsyncWriteExt;
+        let (host, mut agent) = tokio::net::UnixStream::pair().unwrap();
+        let hello = ControlMessage::Hello {
+            version: PROTOCOL_VERSION,
+            software: "hostile".into(),
+        };
+        agent.write_all(&hello.to_frame().encode()).await.unwrap();
+        let (client, events) = AgentClient::start(host, Duration::from_secs(5))
+            .await
+            .unwrap();
+        (Arc::new(client), events, agent)
+    }
+
+    /// The start request as `boot_and_run` makes it, to `client`.
+    fn start(client: &Arc<AgentClient>) -> impl Future<Output = Result<u32, SandboxError>> {
+        let client = client.clone();
+        async move {
+            client
+                .request(hull_protocol::Request::Shutdown)
+                .await
+                .map(|_| 1)
+                .map_err(SandboxError::Request)
+        }
+    }
+
+    /// (d) An agent that never answers RunContainer cannot hold the boot.
+    #[tokio::test]
+    async fn a_start_never_answered_times_out() {
+        let (client, _events, _agent) = fake_agent().await;
+        let timeout = Duration::from_millis(200);
+        let begun = std::time::Instant::now();
+        let e = bounded_start(&Notify::new(), timeout, start(&client))
+            .await
+            .unwrap_err();
+        assert!(begun.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            failed(e),
+            (
+                125,
+                "the guest agent did not answer the start request within 200ms".into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_for_the_start() {
+        let (client, _events, _agent) = fake_agent().await;
+        let kill_vm = Notify::new();
+        kill_vm.notify_one();
+        let e = bounded_start(&kill_vm, START_REPLY_TIMEOUT, start(&client)).await;
+        assert!(matches!(e, Err(BootError::StoppedBeforeStart)));
+    }
+
+    /// An agent that overruns a window while the start waits fails the
+    /// container with the violation, on one line.
+    #[tokio::test]
+    async fn a_violation_is_the_containers_error() {
+        use hull_protocol::{frame::MAX_DATA_CHUNK, Frame, INITIAL_WINDOW};
+        use tokio::io::AsyncWriteExt;
+        let (client, mut events, mut agent) = fake_agent().await;
+        let _stdout = client.open_output(MAIN_STDOUT);
+        let flood = tokio::spawn(async move {
+            let frame = Frame::data(MAIN_STDOUT, vec![0; MAX_DATA_CHUNK]).encode();
+            while agent.write_all(&frame).await.is_ok() {}
+        });
+        let e = bounded_start(&Notify::new(), START_REPLY_TIMEOUT, start(&client))
+            .await
+            .unwrap_err();
+        let e = client.violation().map_or(e, BootError::Agent);
+        let by = 9 * MAX_DATA_CHUNK as u64 - u64::from(INITIAL_WINDOW);
+        assert_eq!(
+            failed(e),
+            (
+                125,
+                format!("the guest agent broke the protocol: it overran stream 1's window by {by} bytes")
+            )
+        );
+        // The events end with the connection: watch_main sees the same.
+        assert!(events.recv().await.is_none());
+        flood.await.unwrap();
     }
 
     #[test]

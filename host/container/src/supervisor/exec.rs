@@ -86,6 +86,8 @@ struct Running {
     process_id: String,
     pid: u32,
     pumps: Vec<JoinHandle<()>>,
+    /// The output streams the pumps read.
+    outputs: [u32; 2],
     input: Option<(OwnedFd, Arc<InputStream>)>,
     exit: oneshot::Receiver<ExitStatus>,
 }
@@ -114,6 +116,11 @@ pub(super) async fn serve(
     let (client, id) = (running.client, running.process_id);
     let status = converse(&client, &mut conn, &id, request.owned, running.exit).await;
     cancel.store(true, Ordering::Relaxed);
+    // The agent closes a process's output before it reports the exit; if
+    // it did not, the host reads no more of it, so the pumps end.
+    for stream in running.outputs {
+        client.close_output(stream);
+    }
     drop(client);
     io::join(running.pumps).await;
     let _ = conn.reply(&exited(status)).await;
@@ -170,6 +177,7 @@ async fn start(
         process_id,
         pid,
         pumps,
+        outputs: [out_id, err_id],
         input,
         exit,
     })
