@@ -8,17 +8,17 @@
 use std::path::PathBuf;
 
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use super::fetch::{self, BlobRequest};
 use super::remote::{map_oci_error, Remote};
+use super::session::Session;
 use super::Error;
 use crate::media::{self, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST};
 use crate::progress::{LayerBar, PullProgress};
 use crate::source::{Documents, ImageSource, LayerFile};
-use crate::{digest, ImageStore, MAX_JSON_SIZE};
+use crate::{digest, ImageStore};
 
 /// Layers downloaded at the same time (Docker's default is 3).
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -32,8 +32,9 @@ const ACCEPT: &[&str] = &[
 /// One image in a registry, pulled into `store`.
 pub(super) struct RegistrySource<'a> {
     pub(super) client: Client,
+    /// The token and the replies read whole (see [`super::session`]).
+    pub(super) session: Session,
     pub(super) remote: Remote,
-    pub(super) auth: RegistryAuth,
     pub(super) store: &'a ImageStore,
     pub(super) progress: &'a mut PullProgress,
     /// One progress line per layer, kept until the pull ends.
@@ -107,20 +108,11 @@ struct Wanted {
 }
 
 impl RegistrySource<'_> {
-    /// Fetches the manifest (or index) `remote` names; returns its
-    /// digest, computed here, and its bytes. A pinned digest must match.
+    /// Fetches the manifest (or index) `remote` names (bounded, within
+    /// the deadline); returns its digest, computed here, and its bytes. A
+    /// pinned digest must match.
     async fn fetch_manifest(&self, remote: &Remote) -> Result<(String, Vec<u8>), Error> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&remote.oci(), &self.auth, ACCEPT)
-            .await
-            .map_err(|e| map_oci_error(e, remote, None))?;
-        if bytes.len() as u64 > MAX_JSON_SIZE {
-            return Err(Error::ManifestTooLarge {
-                reference: remote.display(),
-                limit: MAX_JSON_SIZE,
-            });
-        }
+        let bytes = self.session.manifest(remote, ACCEPT).await?;
         let actual = format!("sha256:{}", digest::sha256_hex(&bytes));
         if let Some(want) = remote.digest.as_ref().filter(|want| **want != actual) {
             return Err(crate::Error::DigestMismatch {
@@ -129,19 +121,24 @@ impl RegistrySource<'_> {
             }
             .into());
         }
-        Ok((actual, bytes.to_vec()))
+        Ok((actual, bytes))
     }
 
-    /// Fetches a config blob of `size` bytes (at most [`MAX_JSON_SIZE`])
-    /// and checks it.
+    /// Fetches a config blob of `size` bytes (at most
+    /// [`crate::MAX_JSON_SIZE`]) within the deadline, and checks it.
     async fn fetch_config(&self, digest: &str, size: u64) -> Result<Vec<u8>, Error> {
         let hex = digest::parse(digest)?;
-        let sized = self
-            .client
-            .pull_blob_stream(&self.remote.oci(), digest)
-            .await
-            .map_err(|e| map_oci_error(e, &self.remote, Some(digest)))?;
-        let out = read_config_stream(sized.stream, digest, size).await?;
+        let out = self
+            .session
+            .within("the image config", async {
+                let sized = self
+                    .client
+                    .pull_blob_stream(&self.remote.oci(), digest)
+                    .await
+                    .map_err(|e| map_oci_error(e, &self.remote, Some(digest)))?;
+                read_config_stream(sized.stream, digest, size).await
+            })
+            .await?;
         let actual = digest::sha256_hex(&out);
         if actual != hex {
             return Err(crate::Error::DigestMismatch {
@@ -185,6 +182,7 @@ impl RegistrySource<'_> {
                 let stored = self.store.blobs().path(&w.digest)?;
                 let req = BlobRequest {
                     client: &self.client,
+                    session: &self.session,
                     remote: &self.remote,
                     ingest,
                     stored: &stored,
