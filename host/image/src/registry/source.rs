@@ -15,10 +15,11 @@ use super::fetch::{self, BlobRequest};
 use super::remote::{map_oci_error, Remote};
 use super::session::Session;
 use super::Error;
+use crate::layer::stream_limit;
 use crate::media::{self, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST};
 use crate::progress::{LayerBar, PullProgress};
 use crate::source::{Documents, ImageSource, LayerFile};
-use crate::{digest, ImageStore};
+use crate::{digest, ImageStore, Limits};
 
 /// Layers downloaded at the same time (Docker's default is 3).
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -153,6 +154,7 @@ impl RegistrySource<'_> {
     /// The layers to download (each once); adds a progress bar per
     /// layer of the manifest.
     fn plan(&mut self, docs: &Documents) -> Result<Vec<Wanted>, Error> {
+        check_blob_sizes(docs.manifest.layers(), self.store.limits)?;
         let mut wanted: Vec<Wanted> = Vec::new();
         let mut to_download = 0u64;
         for desc in docs.manifest.layers() {
@@ -222,6 +224,32 @@ impl RegistrySource<'_> {
     }
 }
 
+/// Refuses, before anything is downloaded, layer blobs whose descriptors
+/// claim more than their uncompressed bound could ever need (a registry
+/// could otherwise fill the disk with a blob that matches its digest):
+/// per layer and for the image.
+fn check_blob_sizes(layers: &[Descriptor], limits: Limits) -> Result<(), crate::Error> {
+    let layer_limit = stream_limit(limits.max_layer_size);
+    let image_limit = stream_limit(limits.max_image_size);
+    let mut total = 0u64;
+    for desc in layers {
+        total = total.saturating_add(desc.size());
+        for (size, what, limit) in [
+            (desc.size(), "layer", layer_limit),
+            (total, "layers up to and including layer", image_limit),
+        ] {
+            if size > limit {
+                return Err(crate::Error::TooLarge {
+                    what,
+                    digest: desc.digest().to_string(),
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads a config blob's stream, refusing more than `size` bytes and
 /// naming a short one.
 async fn read_config_stream<S, B>(mut stream: S, digest: &str, size: u64) -> Result<Vec<u8>, Error>
@@ -262,4 +290,45 @@ where
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(size: u64) -> Descriptor {
+        serde_json::from_value(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{}", "a".repeat(64)),
+            "size": size,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn blob_sizes_are_bounded_before_downloading() {
+        let limits = Limits {
+            max_layer_size: 1000,
+            max_image_size: 3000,
+            ..Limits::default()
+        };
+        let per_layer = stream_limit(1000);
+        check_blob_sizes(&[layer(per_layer)], limits).unwrap();
+        let err = check_blob_sizes(&[layer(per_layer + 1)], limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer sha256:{} is larger than {per_layer} bytes",
+                "a".repeat(64)
+            )
+        );
+        let whole = stream_limit(3000);
+        let many = vec![layer(per_layer); (whole / per_layer + 1) as usize];
+        let err = check_blob_sizes(&many, limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("layers up to and including layer sha256:"),
+            "{err}"
+        );
+    }
 }
