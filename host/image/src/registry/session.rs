@@ -678,6 +678,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_near_its_end_is_renewed_before_a_download() {
+        let addr = serve(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+            br#"{"access_token":"new","expires_in":300}"#.to_vec(),
+            Some(1),
+            Duration::ZERO,
+        );
+        let client = Client::new(oci_client::client::ClientConfig::default());
+        let s = session(&addr, Duration::from_secs(30));
+        let token = |t: &str, age: u64| Token {
+            token: t.to_string(),
+            realm: format!("http://{addr}/token"),
+            service: None,
+            obtained: Instant::now() - Duration::from_secs(age),
+            lifetime: Duration::from_secs(60),
+        };
+        // Fresh: kept, the token server is not asked.
+        *s.authz.lock().await = Authz::Bearer(token("fresh", 10));
+        s.renew(&client).await.unwrap();
+        assert_eq!(s.authorization().await.as_deref(), Some("Bearer fresh"));
+        // Within 30 s of its end: renewed.
+        *s.authz.lock().await = Authz::Bearer(token("old", 40));
+        s.renew(&client).await.unwrap();
+        assert_eq!(s.authorization().await.as_deref(), Some("Bearer new"));
+    }
+
+    #[tokio::test]
     async fn error_replies_are_named_in_one_line() {
         let addr = serve(
             "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n",
