@@ -20,7 +20,8 @@ use oci_spec::image::Descriptor;
 
 use super::digest::{self, HashingWriter};
 use super::source::{self, Documents, ImageSource, Imported, LayerFile};
-use super::{layer, media, Reference, MAX_JSON_SIZE};
+use super::tar_bounds::Totals;
+use super::{layer, media, Limits, Reference, MAX_JSON_SIZE};
 
 mod docker;
 
@@ -82,8 +83,15 @@ const LAYOUTS: &[Layout] = &[
 
 /// Reads and verifies every image `archive` names, staging its files in
 /// `dir` (which must exist and be empty).
-pub(crate) fn read(archive: &Path, dir: &Path) -> Result<Vec<Imported>, super::Error> {
-    Staged::new(archive, dir)?.images()
+/// Every layer is read to its end within `limits` (its tar headers
+/// walked, see [`super::tar_bounds`]), so an image over them is refused
+/// here, before the store holds any of it.
+pub(crate) fn read(
+    archive: &Path,
+    dir: &Path,
+    limits: Limits,
+) -> Result<Vec<Imported>, super::Error> {
+    Staged::new(archive, dir, limits)?.images()
 }
 
 /// A regular file copied out of the archive.
@@ -101,19 +109,22 @@ struct Staged {
     files: HashMap<String, StagedFile>,
     /// Symlinks and hardlinks: archive path -> cleaned archive path.
     links: HashMap<String, String>,
-    /// Diff ids already computed, by layer digest (images share layers).
-    diff_ids: HashMap<String, String>,
+    /// Diff ids already computed, and what the layer holds, by layer
+    /// digest (images share layers).
+    diff_ids: HashMap<String, (String, Totals)>,
+    limits: Limits,
 }
 
 impl Staged {
     /// Copies the regular files of `archive` (plain or gzipped tar) into
     /// `dir`.
-    fn new(archive: &Path, dir: &Path) -> Result<Staged, super::Error> {
+    fn new(archive: &Path, dir: &Path, limits: Limits) -> Result<Staged, super::Error> {
         let mut staged = Staged {
             archive: archive.to_path_buf(),
             files: HashMap::new(),
             links: HashMap::new(),
             diff_ids: HashMap::new(),
+            limits,
         };
         let mut tar = tar::Archive::new(open(archive)?);
         let entries = tar.entries().map_err(|e| staged.corrupt(Error::Tar(e)))?;
@@ -242,15 +253,18 @@ impl Staged {
     }
 
     /// Checks each layer's uncompressed digest against the config's
-    /// `rootfs.diff_ids` (whose count [`source::documents`] matched).
+    /// `rootfs.diff_ids` (whose count [`source::documents`] matched), and
+    /// the image's layers together against the image bounds.
     fn check_diff_ids(
         &mut self,
         docs: &Documents,
         layers: &[LayerFile],
     ) -> Result<(), super::Error> {
+        let mut used = Totals::default();
         for (layer, expected) in layers.iter().zip(&docs.diff_ids) {
             let expected_hex = digest::parse(expected)?;
-            let actual = self.diff_id(layer)?;
+            let (actual, totals) = self.diff_id(layer, used)?;
+            used = used.add(totals);
             if actual != expected_hex {
                 return Err(super::Error::DiffIdMismatch {
                     digest: layer.digest.clone(),
@@ -262,17 +276,25 @@ impl Staged {
         Ok(())
     }
 
-    /// The diff id of a staged layer, computed once per digest.
-    fn diff_id(&mut self, layer: &LayerFile) -> Result<String, super::Error> {
-        if let Some(id) = self.diff_ids.get(&layer.digest) {
-            return Ok(id.clone());
+    /// The diff id of a staged layer and what it holds, computed once
+    /// per digest; the layers below it in its image hold `used`.
+    fn diff_id(
+        &mut self,
+        layer: &LayerFile,
+        used: Totals,
+    ) -> Result<(String, Totals), super::Error> {
+        if let Some((id, totals)) = self.diff_ids.get(&layer.digest) {
+            let image = used.add(*totals);
+            let limits = &self.limits;
+            if image.entries <= limits.max_image_entries && image.bytes <= limits.max_image_size {
+                return Ok((id.clone(), *totals));
+            }
+            // Over the image's bound in this image: read it again to name
+            // the entry that crosses it.
         }
-        let id = layer::diff_id(&layer.path).map_err(|source| super::Error::ReadLayer {
-            digest: layer.digest.clone(),
-            source,
-        })?;
-        self.diff_ids.insert(layer.digest.clone(), id.clone());
-        Ok(id)
+        let found = layer::scan(&layer.digest, &layer.path, self.limits.budget(used))?;
+        self.diff_ids.insert(layer.digest.clone(), found.clone());
+        Ok(found)
     }
 }
 
@@ -453,7 +475,7 @@ mod tests {
         fs::write(&archive, bytes).unwrap();
         let staging = dir.path().join("staging");
         fs::create_dir(&staging).unwrap();
-        let result = read(&archive, &staging);
+        let result = read(&archive, &staging, Limits::default());
         (dir, result)
     }
 

@@ -258,7 +258,7 @@ pub(crate) fn api_host(registry: &str) -> &str {
 }
 
 /// The `key="value"` parameters of a `Bearer …` challenge.
-fn bearer_params(challenge: &str) -> Option<BTreeMap<String, String>> {
+pub(crate) fn bearer_params(challenge: &str) -> Option<BTreeMap<String, String>> {
     let rest = challenge
         .strip_prefix("Bearer ")
         .or_else(|| challenge.strip_prefix("bearer "))?;

@@ -17,7 +17,8 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
 use super::digest::{self, HashingReader};
-use super::unpack::Unpacker;
+use super::tar_bounds::{Budget, TarBounds, Totals};
+use super::unpack::{self, Unpacker};
 use super::Error;
 
 /// Media types of layers we can apply.
@@ -63,8 +64,32 @@ pub(crate) fn open(path: &Path, limit: u64) -> io::Result<HashingReader<Box<dyn 
 
 /// The diff id (hex sha256 of the uncompressed stream) of a layer blob,
 /// reading at most the default layer bound.
+#[cfg(test)]
 pub(crate) fn diff_id(path: &Path) -> io::Result<String> {
     Ok(open(path, super::DEFAULT_MAX_LAYER_SIZE)?.finish()?.0)
+}
+
+/// Reads layer blob `digest` at `path` to its end without applying it,
+/// walking its tar headers against `budget`: its diff id (hex) and what
+/// it holds.
+pub(crate) fn scan(digest: &str, path: &Path, budget: Budget) -> Result<(String, Totals), Error> {
+    let read_err = |source| Error::ReadLayer {
+        digest: digest.to_string(),
+        source,
+    };
+    let stream = open(path, stream_limit(budget.layer_bytes)).map_err(read_err)?;
+    let mut bounds = TarBounds::new(stream, budget);
+    let copied = io::copy(&mut bounds, &mut io::sink());
+    if let Some(v) = bounds.violation() {
+        return Err(Error::Refused {
+            digest: digest.to_string(),
+            source: v.clone(),
+        });
+    }
+    copied.map_err(read_err)?;
+    let totals = bounds.totals();
+    let (hex, _) = bounds.into_inner().finish().map_err(read_err)?;
+    Ok((hex, totals))
 }
 
 /// A zstd stream of one or more frames (`zstd` and `pzstd` write several;
@@ -143,12 +168,13 @@ pub(crate) struct LayerSource {
     pub(crate) fresh: bool,
 }
 
-/// Applies one layer blob onto `unpacker`'s root, checking its diff id.
+/// Applies one layer blob onto `unpacker`'s root within `budget`,
+/// checking its diff id; what the layer held.
 pub(crate) fn apply_layer(
     unpacker: &mut Unpacker,
     layer: &LayerSource,
-    limit: u64,
-) -> Result<(), Error> {
+    budget: Budget,
+) -> Result<Totals, Error> {
     let digest = layer.digest.clone();
     let read_err = |source| Error::ReadLayer {
         digest: digest.clone(),
@@ -157,10 +183,17 @@ pub(crate) fn apply_layer(
     // Decompressing and hashing run on a thread of their own, the tar
     // entries are applied here: the two halves of the work overlap on two
     // cores.
-    let (stream, decoder) = decompress_in_background(&layer.path, stream_limit(limit));
-    let applied = unpacker.apply(stream).map_err(|source| Error::Unpack {
-        digest: digest.clone(),
-        source,
+    unpacker.set_budget(budget);
+    let (stream, decoder) = decompress_in_background(&layer.path, stream_limit(budget.layer_bytes));
+    let applied = unpacker.apply(stream).map_err(|source| match source {
+        unpack::Error::Bounds(source) => Error::Refused {
+            digest: digest.clone(),
+            source,
+        },
+        source => Error::Unpack {
+            digest: digest.clone(),
+            source,
+        },
     });
     let rest = match applied {
         Ok(rest) => rest,
@@ -170,19 +203,16 @@ pub(crate) fn apply_layer(
         }
     };
     let (actual, _) = decoder.finish(rest).map_err(read_err)?;
-    layer.expect_diff_id(actual)
+    layer.expect_diff_id(actual)?;
+    Ok(unpacker.totals())
 }
 
-/// Checks a layer blob against its diff id without applying it.
-pub(crate) fn check_diff_id(s: &LayerSource, limit: u64) -> Result<(), Error> {
-    let read_err = |source| Error::ReadLayer {
-        digest: s.digest.clone(),
-        source,
-    };
-    let (actual, _) = open(&s.path, limit)
-        .and_then(|r| r.finish())
-        .map_err(read_err)?;
-    s.expect_diff_id(actual)
+/// Checks a layer blob against its diff id and `budget` without applying
+/// it; what the layer holds.
+pub(crate) fn check_diff_id(s: &LayerSource, budget: Budget) -> Result<Totals, Error> {
+    let (actual, totals) = scan(&s.digest, &s.path, budget)?;
+    s.expect_diff_id(actual)?;
+    Ok(totals)
 }
 
 impl LayerSource {

@@ -38,7 +38,8 @@ use rustix::fs::{AtFlags, CWD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::layer::{apply_layer, check_diff_id, stream_limit, LayerSource};
+use super::layer::{apply_layer, check_diff_id, LayerSource};
+use super::tar_bounds::Totals;
 use super::unpack::Unpacker;
 use super::{digest, Error, Limits};
 
@@ -53,6 +54,11 @@ struct Complete {
     diff_id: String,
     /// The chain id of the tree this one was cloned from.
     parent: Option<String>,
+    /// Entries and file bytes of this layer and all below it, counted
+    /// against the image bounds of every image on top (absent in trees
+    /// made before the bounds: counted as nothing).
+    #[serde(default)]
+    totals: Totals,
 }
 
 /// The chain ids of a stack of layers, bottom first (OCI image-spec:
@@ -100,7 +106,7 @@ impl Unpacked {
 pub(crate) struct LayerCache {
     dir: PathBuf,
     tmp: PathBuf,
-    max_layer_size: u64,
+    limits: Limits,
 }
 
 impl LayerCache {
@@ -109,21 +115,28 @@ impl LayerCache {
         LayerCache {
             dir: root.join(LAYERS_DIR),
             tmp: tmp.to_path_buf(),
-            max_layer_size: limits.max_layer_size,
+            limits,
         }
     }
 
     /// The flattened tree of the stack whose top has `chain_id`, if it is
     /// complete.
     pub(crate) fn tree(&self, chain_id: &str) -> Result<Option<PathBuf>, Error> {
+        Ok(self.complete(chain_id)?.map(|(tree, _)| tree))
+    }
+
+    /// The tree of a complete stack and what it holds.
+    fn complete(&self, chain_id: &str) -> Result<Option<(PathBuf, Totals)>, Error> {
         let dir = self.layer_dir(chain_id)?;
         let complete = dir.join(COMPLETE);
         let Ok(bytes) = fs::read(&complete) else {
             return Ok(None);
         };
-        let ok = serde_json::from_slice::<Complete>(&bytes).is_ok_and(|c| c.chain_id == chain_id);
+        let Ok(record) = serde_json::from_slice::<Complete>(&bytes) else {
+            return Ok(None);
+        };
         let tree = dir.join(TREE);
-        Ok((ok && tree.is_dir()).then_some(tree))
+        Ok((record.chain_id == chain_id && tree.is_dir()).then_some((tree, record.totals)))
     }
 
     fn layer_dir(&self, chain_id: &str) -> Result<PathBuf, Error> {
@@ -146,25 +159,30 @@ impl LayerCache {
         // its tree.
         let mut below = None;
         for i in (0..chains.len()).rev() {
-            if let Some(tree) = self.tree(&chains[i])? {
-                below = Some((i, tree));
+            if let Some(found) = self.complete(&chains[i])? {
+                below = Some((i, found));
                 break;
             }
         }
         let start = below.as_ref().map_or(0, |(i, _)| i + 1);
         for layer in &layers[..start] {
             if layer.fresh {
-                check_diff_id(layer, stream_limit(self.max_layer_size))?;
+                // Its content is in a tree already, within the bounds.
+                check_diff_id(layer, self.limits.budget(Totals::default()))?;
             }
         }
         stats.reused = start;
-        let mut top = below.map(|(_, tree)| tree);
+        let (mut top, mut used) = match below {
+            Some((_, (tree, totals))) => (Some(tree), totals),
+            None => (None, Totals::default()),
+        };
         for i in start..layers.len() {
             let parent = i.checked_sub(1).map(|p| chains[p].as_str());
-            match self.unpack_one(&layers[i], &chains[i], top.as_deref(), parent) {
-                Ok(tree) => {
+            match self.unpack_one(&layers[i], &chains[i], top.as_deref(), parent, used) {
+                Ok((tree, totals)) => {
                     stats.created.push(self.layer_dir(&chains[i])?);
                     top = Some(tree);
+                    used = totals;
                 }
                 Err(e) => {
                     // No layer of a failed image stays behind.
@@ -176,15 +194,17 @@ impl LayerCache {
         Ok((top, stats))
     }
 
-    /// Unpacks one layer onto a clone of `below` (or an empty tree) and
-    /// commits it as `chain_id`.
+    /// Unpacks one layer onto a clone of `below` (or an empty tree),
+    /// whose layers hold `used` of the image bounds, and commits it as
+    /// `chain_id`; its tree and what the stack holds.
     fn unpack_one(
         &self,
         layer: &LayerSource,
         chain_id: &str,
         below: Option<&Path>,
         parent: Option<&str>,
-    ) -> Result<PathBuf, Error> {
+        used: Totals,
+    ) -> Result<(PathBuf, Totals), Error> {
         let staging = tempfile::Builder::new()
             .prefix("layer-")
             .tempdir_in(&self.tmp)
@@ -203,9 +223,9 @@ impl LayerCache {
                 Vec::new()
             }
         };
-        let mut unpacker = Unpacker::with_limit(&tree, self.max_layer_size);
+        let mut unpacker = Unpacker::new(&tree);
         unpacker.keep_dir_times(dir_times);
-        apply_layer(&mut unpacker, layer, self.max_layer_size)?;
+        let totals = used.add(apply_layer(&mut unpacker, layer, self.limits.budget(used))?);
         unpacker.finish().map_err(|source| Error::Unpack {
             digest: layer.digest.clone(),
             source,
@@ -215,6 +235,7 @@ impl LayerCache {
             chain_id: chain_id.to_string(),
             diff_id: layer.diff_id.clone(),
             parent: parent.map(str::to_string),
+            totals,
         };
         let complete = staging.path().join(COMPLETE);
         let bytes = serde_json::to_vec_pretty(&record).expect("a record serializes");
@@ -228,7 +249,7 @@ impl LayerCache {
         }
         fs::rename(staging.path(), &dest).map_err(Error::io(&dest))?;
         let _ = staging.keep(); // renamed away: nothing left to remove
-        Ok(dest.join(TREE))
+        Ok((dest.join(TREE), totals))
     }
 
     /// Removes unpacked layers that no stack in `live` (chain ids) needs,

@@ -40,6 +40,7 @@ mod reference;
 pub mod registry;
 mod source;
 mod store;
+mod tar_bounds;
 mod tls;
 pub mod unpack;
 
@@ -60,24 +61,95 @@ pub use store::ImageStore;
 /// or from the store.
 pub const MAX_JSON_SIZE: u64 = 4 << 20;
 
-/// Bounds on untrusted layer content.
+pub use tar_bounds::{Error as BoundsError, Scope as BoundsScope, MAX_EXTENSION_SIZE};
+
+/// Bounds on untrusted layer content, checked on the tar stream as it is
+/// read (see [`tar_bounds`]): an entry that crosses one is refused by
+/// name, before anything of it is written, and the image with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest uncompressed size of one layer; an entry that would take the
-    /// layer past it is refused by name (a gzip bomb cannot fill the disk).
+    /// Largest sum of file sizes in one layer (a gzip bomb cannot fill
+    /// the disk).
     pub max_layer_size: u64,
+    /// Most entries (headers other than PAX and GNU extensions) in one
+    /// layer.
+    pub max_layer_entries: u64,
+    /// Largest sum of file sizes over all layers of an image.
+    pub max_image_size: u64,
+    /// Most entries over all layers of an image.
+    pub max_image_entries: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_layer_size: DEFAULT_MAX_LAYER_SIZE,
+            max_layer_entries: DEFAULT_MAX_LAYER_ENTRIES,
+            max_image_size: DEFAULT_MAX_IMAGE_SIZE,
+            max_image_entries: DEFAULT_MAX_IMAGE_ENTRIES,
         }
     }
 }
 
+impl Limits {
+    /// The defaults, each overridable by its environment variable
+    /// ([`LIMIT_VARS`]), e.g. for tests or a host that must hold larger
+    /// images.
+    pub fn from_env() -> Result<Limits, Error> {
+        let mut limits = Limits::default();
+        for (var, field) in [
+            (LIMIT_VARS[0], &mut limits.max_layer_size),
+            (LIMIT_VARS[1], &mut limits.max_layer_entries),
+            (LIMIT_VARS[2], &mut limits.max_image_size),
+            (LIMIT_VARS[3], &mut limits.max_image_entries),
+        ] {
+            if let Some(value) = std::env::var_os(var) {
+                let value = value.to_string_lossy().into_owned();
+                *field = value.parse().map_err(|_| Error::BadLimit { var, value })?;
+            }
+        }
+        Ok(limits)
+    }
+
+    /// What a layer may hold when the layers below it in its image hold
+    /// `used`.
+    pub(crate) fn budget(&self, used: tar_bounds::Totals) -> tar_bounds::Budget {
+        tar_bounds::Budget {
+            layer_entries: self.max_layer_entries,
+            layer_bytes: self.max_layer_size,
+            image: tar_bounds::ImageBudget {
+                max_entries: self.max_image_entries,
+                max_bytes: self.max_image_size,
+                used,
+            },
+        }
+    }
+}
+
+/// The environment variables that override [`Limits`], in field order.
+pub const LIMIT_VARS: [&str; 4] = [
+    "HULL_MAX_LAYER_SIZE",
+    "HULL_MAX_LAYER_ENTRIES",
+    "HULL_MAX_IMAGE_SIZE",
+    "HULL_MAX_IMAGE_ENTRIES",
+];
+
 /// 16 GiB: larger than any sane layer, smaller than a full disk.
 pub const DEFAULT_MAX_LAYER_SIZE: u64 = 16 << 30;
+/// 64 GiB: the largest public images (CUDA and ML toolchains) unpack to
+/// 20-30 GiB; every byte is stored twice (the unpacked tree and the disk).
+pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 64 << 30;
+/// One million: a Debian or Alpine base holds 10-20 thousand entries, a
+/// heavy `node_modules` layer a few hundred thousand. Each costs an inode
+/// per tree that holds it and, while its layer is applied, a path in
+/// memory.
+pub const DEFAULT_MAX_LAYER_ENTRIES: u64 = 1_000_000;
+/// Two million: a new layer's tree clones every entry below it, so the
+/// image's entries bound the work of each layer on top.
+pub const DEFAULT_MAX_IMAGE_ENTRIES: u64 = 2_000_000;
+/// Layers in one image: Docker's bound (127) as well, since overlay
+/// stacks deeper than that fail to mount; each layer is a tree clone.
+pub const MAX_LAYERS: usize = 127;
 
 /// One tagged (or untagged) image in the store.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -205,6 +277,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("layer {digest} is refused")]
+    Refused {
+        digest: String,
+        #[source]
+        source: tar_bounds::Error,
+    },
+    #[error("image {digest} has {count} layers, more than the bound of {MAX_LAYERS}")]
+    TooManyLayers { digest: String, count: usize },
+    #[error("{var}={value:?} is not a number")]
+    BadLimit { var: &'static str, value: String },
     #[error("cannot unpack layer {digest}")]
     Unpack {
         digest: String,

@@ -81,6 +81,13 @@ pub(crate) struct Imported {
 pub(crate) async fn documents<S: ImageSource>(src: &mut S) -> Result<Documents, S::Error> {
     let (manifest_digest, manifest_bytes) = src.manifest().await?;
     let manifest = parse_manifest(&manifest_digest, &manifest_bytes)?;
+    if manifest.layers().len() > super::MAX_LAYERS {
+        return Err(super::Error::TooManyLayers {
+            digest: manifest_digest,
+            count: manifest.layers().len(),
+        }
+        .into());
+    }
     let config_desc = manifest.config().clone();
     let config_digest = config_desc.digest().to_string();
     check_json_size("image config", &config_desc)?;

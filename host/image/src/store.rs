@@ -26,7 +26,7 @@ use super::blobs::{write_atomic, Blobs};
 use super::build::DiskBuild;
 use super::disk::FsType;
 use super::index::{find, Index};
-use super::layer::{check_diff_id, stream_limit, LayerSource};
+use super::layer::{check_diff_id, LayerSource};
 use super::layers::{chain_ids, LayerCache, LAYERS_DIR};
 use super::reference::Reference;
 use super::source::{self, Imported, LayerFile};
@@ -59,9 +59,11 @@ struct Placed {
 
 impl ImageStore {
     /// Opens the store at `root`, creating its layout if missing. Disks
-    /// are built as EROFS unless `HULL_DISK_FS` says `ext4`.
+    /// are built as EROFS unless `HULL_DISK_FS` says `ext4`; layers are
+    /// bounded by [`Limits::from_env`].
     pub fn open(root: &Path) -> Result<ImageStore, Error> {
         let disk_fs = FsType::from_env()?;
+        let limits = Limits::from_env()?;
         for dir in ["blobs/sha256", "disks", "tmp", "ingest", LAYERS_DIR] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io(&path))?;
@@ -78,7 +80,7 @@ impl ImageStore {
         let store = ImageStore {
             blobs: Blobs::new(&root, &root.join("tmp")),
             root,
-            limits: Limits::default(),
+            limits,
             disk_fs,
         };
         store.lock_file()?;
@@ -102,7 +104,7 @@ impl ImageStore {
     pub fn load_archive(&self, archive: &Path) -> Result<Vec<Image>, Error> {
         let _lock = self.lock()?;
         let staging = self.tempdir("import-")?;
-        let imported = archive::read(archive, staging.path())?;
+        let imported = archive::read(archive, staging.path(), self.limits)?;
         let placed = imported
             .iter()
             .map(|img| self.place(&img.layers))
@@ -175,7 +177,7 @@ impl ImageStore {
             return Ok(true);
         }
         for s in sources.iter().filter(|s| s.fresh) {
-            check_diff_id(s, stream_limit(self.limits.max_layer_size))?;
+            check_diff_id(s, self.limits.budget(Default::default()))?;
         }
         Ok(false)
     }
@@ -1024,5 +1026,121 @@ mod tests {
         assert_eq!(from_docker.id, img.id);
         assert_eq!(from_docker.config, img.config);
         f.store.rootfs_disk(&from_docker).unwrap();
+    }
+
+    #[test]
+    fn hostile_layers_are_refused_on_load_leaving_nothing() {
+        let f = fixture();
+        let before = f.files();
+        // A PAX header over the bound, with all the data it claims.
+        let bomb = LayerBuilder::new()
+            .file("ok", b"fine", 0o644)
+            .raw_header_with_data("PaxHeaders/ok2", b'x', 2 << 20, &vec![0u8; 2 << 20])
+            .file("ok2", b"x", 0o644)
+            .build();
+        let a = OciArchive::new(vec![TestImage::new(vec![bomb])]);
+        let p = a.write(f.dir.path(), "bomb.tar");
+        let err = f.store.load_archive(&p).unwrap_err();
+        let layer = &a.digests[0].2[0];
+        assert_eq!(
+            crate::test_utils::chain(&err),
+            format!(
+                "layer {layer} is refused: entry \"PaxHeaders/ok2\" (header 2): PAX extended \
+                 header of 2097152 bytes is over the bound of 1048576 bytes"
+            )
+        );
+        assert_eq!(f.files(), before);
+
+        // The image bounds add up over its layers.
+        let two = |name: &str, size: usize| {
+            LayerBuilder::new()
+                .file(&format!("{name}1"), &vec![1u8; size], 0o644)
+                .file(&format!("{name}2"), &vec![1u8; size], 0o644)
+                .build()
+        };
+        let a = OciArchive::new(vec![TestImage::new(vec![two("a", 1), two("b", 1)])]);
+        let p = a.write(f.dir.path(), "many.tar");
+        let limited = f.store.clone().with_limits(Limits {
+            max_image_entries: 3,
+            ..Limits::default()
+        });
+        let err = limited.load_archive(&p).unwrap_err();
+        assert!(
+            crate::test_utils::chain(&err)
+                .ends_with("entry \"b2\" (header 2): more than 3 entries in the image"),
+            "{err}"
+        );
+        assert_eq!(f.files(), before);
+        let a = OciArchive::new(vec![TestImage::new(vec![two("a", 300), two("b", 300)])]);
+        let p = a.write(f.dir.path(), "big.tar");
+        let limited = f.store.clone().with_limits(Limits {
+            max_image_size: 1000,
+            ..Limits::default()
+        });
+        let err = limited.load_archive(&p).unwrap_err();
+        assert!(
+            crate::test_utils::chain(&err).ends_with(
+                "entry \"b2\" (header 2): 300 bytes take the image past its bound of 1000 bytes"
+            ),
+            "{err}"
+        );
+        assert_eq!(f.files(), before);
+        assert!(f.store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn image_bounds_count_reused_layers() {
+        let f = fixture();
+        let base = LayerBuilder::new()
+            .file("a1", b"", 0o644)
+            .file("a2", b"", 0o644)
+            .build();
+        let top = LayerBuilder::new()
+            .file("b1", b"", 0o644)
+            .file("b2", b"", 0o644)
+            .build();
+        let only_base = f.load_first(
+            &OciArchive::new(vec![TestImage::new(vec![base.clone()])]),
+            "a.tar",
+        );
+        f.store.rootfs_disk(&only_base).unwrap();
+        let both = OciArchive::new(vec![TestImage::new(vec![base, top]).named(Some("x/both:1"))]);
+        let both = f.load_first(&both, "b.tar");
+        // The base's tree is reused; what it holds still counts.
+        let limited = f.store.clone().with_limits(Limits {
+            max_image_entries: 3,
+            ..Limits::default()
+        });
+        let err = limited.rootfs_disk(&both).unwrap_err();
+        assert!(
+            crate::test_utils::chain(&err)
+                .ends_with("entry \"b2\" (header 2): more than 3 entries in the image"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_dir(f.store.root().join("layers")).unwrap().count(),
+            1,
+            "only the base's tree"
+        );
+        f.store.rootfs_disk(&both).unwrap();
+    }
+
+    #[test]
+    fn too_many_layers_are_refused() {
+        let f = fixture();
+        let layers = (0..=crate::MAX_LAYERS)
+            .map(|i| {
+                LayerBuilder::new()
+                    .file(&format!("f{i}"), b"", 0o644)
+                    .build()
+            })
+            .collect();
+        let a = OciArchive::new(vec![TestImage::new(layers)]);
+        let p = a.write(f.dir.path(), "deep.tar");
+        let err = f.store.load_archive(&p).unwrap_err();
+        assert!(
+            matches!(err, Error::TooManyLayers { count: 128, .. }),
+            "{err}"
+        );
     }
 }

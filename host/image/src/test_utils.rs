@@ -118,6 +118,32 @@ impl LayerBuilder {
 
     #[allow(clippy::too_many_arguments)]
     fn entry(
+        self,
+        path: &str,
+        kind: u8,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        link: &str,
+        data: &[u8],
+        dev: (u32, u32),
+    ) -> Self {
+        self.entry_sized(
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            link,
+            data.len() as u64,
+            data,
+            dev,
+        )
+    }
+
+    /// A header whose size field says `size`, followed by `data`, padded.
+    #[allow(clippy::too_many_arguments)]
+    fn entry_sized(
         mut self,
         path: &str,
         kind: u8,
@@ -125,6 +151,7 @@ impl LayerBuilder {
         uid: u64,
         gid: u64,
         link: &str,
+        size: u64,
         data: &[u8],
         dev: (u32, u32),
     ) -> Self {
@@ -137,7 +164,13 @@ impl LayerBuilder {
         octal(&mut h[100..108], u64::from(mode));
         octal(&mut h[108..116], uid);
         octal(&mut h[116..124], gid);
-        octal(&mut h[124..136], data.len() as u64);
+        if size < 1 << 33 {
+            octal(&mut h[124..136], size);
+        } else {
+            // Base-256, as GNU tar writes sizes of 8 GiB and more.
+            h[124] = 0x80;
+            h[128..136].copy_from_slice(&size.to_be_bytes());
+        }
         octal(&mut h[136..148], MTIME);
         h[156] = kind;
         h[157..157 + link.len()].copy_from_slice(link.as_bytes());
@@ -204,21 +237,30 @@ impl LayerBuilder {
 
     /// A file preceded by a PAX header carrying one xattr.
     pub(crate) fn xattr_file(self, path: &str, data: &[u8], key: &str, value: &[u8]) -> Self {
-        let mut record = format!(" SCHILY.xattr.{key}=").into_bytes();
-        record.extend_from_slice(value);
-        record.push(b'\n');
-        let mut total = record.len() + 1;
-        loop {
-            let t = record.len() + total.to_string().len();
-            if t == total {
-                break;
-            }
-            total = t;
-        }
-        let mut pax = total.to_string().into_bytes();
-        pax.extend_from_slice(&record);
+        let pax = pax_record(&format!("SCHILY.xattr.{key}"), value);
         self.entry("PaxHeader", b'x', 0o644, 0, 0, "", &pax, (0, 0))
             .file(path, data, 0o755)
+    }
+
+    /// A header of `kind` whose size field says `size`, with no data
+    /// after it (what a hostile layer claims but never sends).
+    pub(crate) fn raw_header(self, path: &str, kind: u8, size: u64) -> Self {
+        self.entry_sized(path, kind, 0o644, 0, 0, "", size, b"", (0, 0))
+    }
+
+    /// A header whose size field says `size`, followed by `data` (a PAX
+    /// size record before it may say otherwise).
+    pub(crate) fn raw_header_with_data(self, path: &str, kind: u8, size: u64, data: &[u8]) -> Self {
+        self.entry_sized(path, kind, 0o644, 0, 0, "", size, data, (0, 0))
+    }
+
+    /// A PAX extended header (`x`) with these records.
+    pub(crate) fn pax_header(self, records: &[(&str, &str)]) -> Self {
+        let mut body = Vec::new();
+        for (key, value) in records {
+            body.extend_from_slice(&pax_record(key, value.as_bytes()));
+        }
+        self.entry("PaxHeader", b'x', 0o644, 0, 0, "", &body, (0, 0))
     }
 
     pub(crate) fn build(mut self) -> Vec<u8> {
@@ -227,9 +269,38 @@ impl LayerBuilder {
     }
 }
 
+/// One PAX record, `"<len> <key>=<value>\n"`, its length counting itself.
+pub(crate) fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut record = format!(" {key}=").into_bytes();
+    record.extend_from_slice(value);
+    record.push(b'\n');
+    let mut total = record.len() + 1;
+    loop {
+        let t = record.len() + total.to_string().len();
+        if t == total {
+            break;
+        }
+        total = t;
+    }
+    let mut out = total.to_string().into_bytes();
+    out.extend_from_slice(&record);
+    out
+}
+
 fn octal(field: &mut [u8], value: u64) {
     let s = format!("{:0width$o}", value, width = field.len() - 1);
     field[..s.len()].copy_from_slice(s.as_bytes());
+}
+
+/// An error and its causes, as the CLI prints them: "a: b: c".
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out = format!("{out}: {c}");
+        cause = c.source();
+    }
+    out
 }
 
 pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {

@@ -16,16 +16,26 @@
 //!
 //! The staging directory belongs to this process alone, so checks and
 //! uses do not race with anyone but the archive, which is read in order.
+//!
+//! The tar stream reaches the `tar` crate through [`TarBounds`], which
+//! refuses oversized PAX and GNU long-name headers (the `tar` crate would
+//! read them whole into memory) and counts entries and file bytes against
+//! the layer's and the image's bounds as they stream past.
 
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
+
+use super::tar_bounds::{self, Budget, TarBounds, Totals};
 
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 const MAX_SYMLINKS: usize = 40;
@@ -48,12 +58,10 @@ pub enum Error {
     BadHardlink { entry: PathBuf, target: PathBuf },
     #[error("entry {entry:?}: {kind} entries are not supported")]
     Unsupported { entry: PathBuf, kind: String },
-    #[error("entry {entry:?}: {size} bytes take the layer past its bound of {limit} bytes")]
-    TooLarge {
-        entry: PathBuf,
-        size: u64,
-        limit: u64,
-    },
+    #[error(transparent)]
+    Bounds(#[from] tar_bounds::Error),
+    #[error("entry {entry:?}: more than {limit} directories implied by the layer's paths")]
+    TooManyImpliedDirs { entry: PathBuf, limit: u64 },
     #[error("entry {entry:?}: missing link target")]
     MissingLinkName { entry: PathBuf },
     #[error("entry {entry:?}: cannot write {path:?}")]
@@ -72,10 +80,14 @@ pub struct Unpacker {
     /// Directory mtimes, set once all layers are in (adding children
     /// changes them).
     dir_times: Vec<(PathBuf, i64)>,
-    /// Largest sum of file sizes one layer may hold.
-    max_layer_size: u64,
-    /// File bytes of the layer being applied.
-    layer_bytes: u64,
+    /// What the next layer may hold (see [`TarBounds`]).
+    budget: Budget,
+    /// Entries and file bytes of the last layer applied.
+    totals: Totals,
+    /// Parent directories created for entries without their own entry
+    /// in the layer being applied: counted too, as one entry of a deep
+    /// path can imply thousands.
+    implied_dirs: Cell<u64>,
 }
 
 impl Unpacker {
@@ -85,14 +97,31 @@ impl Unpacker {
     }
 
     /// An unpacker that refuses a layer whose files add up to more than
-    /// `max_layer_size` bytes, naming the entry that crosses the bound.
+    /// `max_layer_size` bytes, naming the entry that crosses the bound;
+    /// the other bounds are [`crate::Limits`]' defaults.
     pub fn with_limit(root: &Path, max_layer_size: u64) -> Unpacker {
+        let limits = crate::Limits {
+            max_layer_size,
+            ..crate::Limits::default()
+        };
         Unpacker {
             root: root.to_path_buf(),
             dir_times: Vec::new(),
-            max_layer_size,
-            layer_bytes: 0,
+            budget: limits.budget(Totals::default()),
+            totals: Totals::default(),
+            implied_dirs: Cell::new(0),
         }
+    }
+
+    /// Bounds the next layers by `budget` (the image's share left to them
+    /// included).
+    pub(crate) fn set_budget(&mut self, budget: Budget) {
+        self.budget = budget;
+    }
+
+    /// Entries and file bytes of the last layer applied.
+    pub(crate) fn totals(&self) -> Totals {
+        self.totals
     }
 
     /// Directory mtimes to restore at [`Unpacker::finish`] (before the
@@ -106,16 +135,30 @@ impl Unpacker {
     /// Applies one uncompressed layer tar stream, reading it to its end.
     /// Returns the stream so the caller can drain and hash what is left.
     pub fn apply<R: Read>(&mut self, layer: R) -> Result<R, Error> {
-        let mut archive = tar::Archive::new(PadAtEof::new(layer));
+        self.implied_dirs.set(0);
+        let mut archive = tar::Archive::new(TarBounds::new(PadAtEof::new(layer), self.budget));
+        let applied = self.apply_entries(&mut archive);
+        let bounds = archive.into_inner();
+        // A refused header fails the `tar` crate's read: name the bound.
+        if let Some(v) = bounds.violation() {
+            return Err(Error::Bounds(v.clone()));
+        }
+        applied?;
+        let mut totals = bounds.totals();
+        totals.entries = totals.entries.saturating_add(self.implied_dirs.get());
+        self.totals = totals;
+        Ok(bounds.into_inner().inner)
+    }
+
+    fn apply_entries<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<(), Error> {
         // Entries in this layer (and their parents): whiteouts only hide
         // lower layers' content, never this layer's, whatever the order.
-        let mut added: HashSet<PathBuf> = HashSet::new();
-        self.layer_bytes = 0;
+        let mut added = Added::default();
         for entry in archive.entries().map_err(Error::Tar)? {
             let mut entry = entry.map_err(Error::Tar)?;
             self.apply_entry(&mut entry, &mut added)?;
         }
-        Ok(archive.into_inner().inner)
+        Ok(())
     }
 
     /// Sets the directory mtimes recorded while unpacking.
@@ -138,7 +181,7 @@ impl Unpacker {
     fn apply_entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
-        added: &mut HashSet<PathBuf>,
+        added: &mut Added,
     ) -> Result<(), Error> {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
@@ -208,15 +251,7 @@ impl Unpacker {
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                self.layer_bytes = self.layer_bytes.saturating_add(size);
-                if self.layer_bytes > self.max_layer_size {
-                    return Err(Error::TooLarge {
-                        entry: raw_path,
-                        size,
-                        limit: self.max_layer_size,
-                    });
-                }
+                // Its size was counted against the bounds by `TarBounds`.
                 let mut file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -339,6 +374,14 @@ impl Unpacker {
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    let implied = self.implied_dirs.get() + 1;
+                    if implied > self.budget.layer_entries {
+                        return Err(Error::TooManyImpliedDirs {
+                            entry: entry.to_path_buf(),
+                            limit: self.budget.layer_entries,
+                        });
+                    }
+                    self.implied_dirs.set(implied);
                     fs::DirBuilder::new()
                         .mode(0o755)
                         .create(&candidate)
@@ -515,16 +558,45 @@ fn clean(path: &Path) -> Result<Vec<OsString>, Error> {
 }
 
 /// Records `path` and its ancestors below `root` as written by this layer.
-fn mark_added(added: &mut HashSet<PathBuf>, path: &Path, root: &Path) {
+fn mark_added(added: &mut Added, path: &Path, root: &Path) {
     for p in path.ancestors() {
-        if p == root || !p.starts_with(root) || !added.insert(p.to_path_buf()) {
+        if p == root || !p.starts_with(root) || !added.insert(p) {
             break;
         }
     }
 }
 
+/// The paths a layer wrote, kept as 128-bit keyed hashes: 16 bytes each
+/// whatever the path's length (a layer of deep paths would otherwise hold
+/// gigabytes of them). The keys are random per layer, so a layer cannot
+/// aim for a collision; one would only keep a lower entry a whiteout
+/// meant to hide.
+#[derive(Default)]
+struct Added {
+    keys: (RandomState, RandomState),
+    set: HashSet<u128>,
+}
+
+impl Added {
+    fn key(&self, path: &Path) -> u128 {
+        let hi = self.keys.0.hash_one(path);
+        let lo = self.keys.1.hash_one(path);
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
+
+    /// Whether `path` was not recorded yet.
+    fn insert(&mut self, path: &Path) -> bool {
+        let key = self.key(path);
+        self.set.insert(key)
+    }
+
+    fn contains(&self, path: &Path) -> bool {
+        self.set.contains(&self.key(path))
+    }
+}
+
 /// Removes everything under `dir` that this layer did not write.
-fn prune_lower(dir: &Path, added: &HashSet<PathBuf>) -> io::Result<()> {
+fn prune_lower(dir: &Path, added: &Added) -> io::Result<()> {
     for child in fs::read_dir(dir)? {
         let path = child?.path();
         if !added.contains(&path) {
@@ -872,7 +944,7 @@ mod tests {
         let err = u.apply(&l[..]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "entry \"big/bomb\": 500 bytes take the layer past its bound of 1000 bytes"
+            "entry \"big/bomb\" (header 2): 500 bytes take the layer past its bound of 1000 bytes"
         );
         assert!(!t.root().join("big/bomb").exists());
         // The bound is per layer: the same files in two layers fit.
@@ -882,6 +954,77 @@ mod tests {
         let mut u = Unpacker::with_limit(t.root(), 1000);
         u.apply(&l1[..]).unwrap();
         u.apply(&l2[..]).unwrap();
+    }
+
+    #[test]
+    fn a_huge_pax_header_is_refused_before_it_is_read() {
+        let t = TempRoot::new();
+        // A header claiming 4 GiB, followed by all of it: without the
+        // bounds the `tar` crate would read it into one `Vec`.
+        let head = LayerBuilder::new()
+            .file("first", b"1", 0o644)
+            .raw_header("PaxHeaders/big", b'x', 4 << 30)
+            .build();
+        let head = &head[..head.len() - 1024]; // no end blocks
+        let layer = head.chain(io::repeat(0).take(4 << 30));
+        let started = std::time::Instant::now();
+        let err = Unpacker::new(t.root()).apply(layer).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::Bounds(tar_bounds::Error::ExtensionTooLarge { header: 2, .. })
+            ),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(t.root().join("first").exists());
+    }
+
+    #[test]
+    fn entries_over_the_layer_bound_are_refused() {
+        let t = TempRoot::new();
+        let l = LayerBuilder::new()
+            .file("a", b"", 0o644)
+            .file("b", b"", 0o644)
+            .build();
+        let mut u = Unpacker::new(t.root());
+        let mut budget = crate::Limits::default().budget(Totals::default());
+        budget.layer_entries = 1;
+        u.set_budget(budget);
+        let err = u.apply(&l[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry \"b\" (header 2): more than 1 entries in the layer"
+        );
+        assert!(!t.root().join("b").exists());
+        budget.layer_entries = 2;
+        u.set_budget(budget);
+        u.apply(&l[..]).unwrap();
+        assert_eq!(
+            u.totals(),
+            Totals {
+                entries: 2,
+                bytes: 0
+            }
+        );
+
+        // One entry of a deep path implies a directory per component.
+        let t = TempRoot::new();
+        let deep = LayerBuilder::new().file("a/b/c/d/f", b"", 0o644).build();
+        let mut u = Unpacker::new(t.root());
+        budget.layer_entries = 3;
+        u.set_budget(budget);
+        let err = u.apply(&deep[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry \"a/b/c/d/f\": more than 3 directories implied by the layer's paths"
+        );
+        budget.layer_entries = 5;
+        u.set_budget(budget);
+        u.apply(&deep[..]).unwrap();
+        // 1 entry + a, b, c, d (a..c exist from the failed try: only d
+        // is new now).
+        assert_eq!(u.totals().entries, 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use hull_image::registry::{self, PullOptions};
 use hull_image::{ImageStore, Limits};
 
 pub async fn pull(cli: &Cli, args: &PullArgs) -> Result<i32> {
-    let mut limits = Limits::default();
+    let mut limits = Limits::from_env()?;
     if let Some(max) = args.max_layer_size {
         limits.max_layer_size = max;
     }

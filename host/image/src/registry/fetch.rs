@@ -29,6 +29,7 @@ use oci_client::Client;
 use sha2::{Digest as _, Sha256};
 
 use super::remote::{map_oci_error, Remote};
+use super::session::Session;
 use super::Error;
 use crate::digest;
 use crate::progress::LayerBar;
@@ -39,6 +40,7 @@ const LOCK_POLL: Duration = Duration::from_millis(100);
 /// A blob to fetch.
 pub(super) struct BlobRequest<'a> {
     pub(super) client: &'a Client,
+    pub(super) session: &'a Session,
     pub(super) remote: &'a Remote,
     pub(super) ingest: &'a Path,
     /// Where the store keeps this blob once an image commits it.
@@ -72,6 +74,9 @@ pub(super) async fn fetch(req: &BlobRequest<'_>) -> Result<(PathBuf, bool), Erro
         req.bar.finish("Already exists");
         return Ok((req.stored.to_path_buf(), false));
     }
+    // A download that starts late (after others, or after waiting for
+    // the lock) may outlive the pull token it was given at the start.
+    req.session.renew(req.client).await?;
     if let Outcome::BadResume = attempt(req, &mut file, &partial, true).await? {
         tracing::info!(
             digest = req.digest,

@@ -2,7 +2,10 @@
 //! distribution API, into the store.
 //!
 //! Model: containerd's `remotes` + `images.Handlers` fetch path, over the
-//! `oci-client` crate for the HTTP side (token and Basic auth, ranges).
+//! `oci-client` crate for blobs (Basic or Bearer auth, ranges); the pull
+//! token and the manifests are read by [`session`], each bounded in size
+//! while it is read and in time. A registry is untrusted: nothing it sends
+//! is held beyond its bound, and no request waits on it forever.
 //! The steps, each checked before the next:
 //! 0. for a registry that answers `401` with a `Bearer` challenge, a pull
 //!    token from its token server (the realm), asked for with the Basic
@@ -25,6 +28,7 @@
 
 mod fetch;
 mod remote;
+mod session;
 mod source;
 
 use std::time::Duration;
@@ -32,9 +36,9 @@ use std::time::Duration;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
-use oci_client::RegistryOperation;
 
-use self::remote::{map_auth_error, Remote};
+use self::remote::Remote;
+use self::session::Session;
 use self::source::RegistrySource;
 use super::auth::{self, AuthFile};
 use super::progress::PullProgress;
@@ -42,7 +46,13 @@ use super::reference::Reference;
 use super::source::{documents, Documents, ImageSource, Imported};
 use super::{tls, Image, ImageStore};
 
+pub use self::session::DEADLINE_VAR;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The stall timeout: the longest wait for the next bytes of any reply.
+/// A blob download has no overall deadline (a large layer on a slow link
+/// rightly takes long), only this; the replies read whole have both (see
+/// [`session`]).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +95,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("manifest {reference} is larger than {limit} bytes")]
-    ManifestTooLarge { reference: String, limit: u64 },
+    #[error("{what} of {reference} from registry {registry} is larger than {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        reference: String,
+        registry: String,
+        limit: u64,
+    },
+    #[error("registry {registry} did not send {what} of {reference} within {secs} s")]
+    Deadline {
+        what: &'static str,
+        reference: String,
+        registry: String,
+        secs: u64,
+    },
     #[error(transparent)]
     Store(#[from] super::Error),
     #[error(transparent)]
@@ -100,6 +122,7 @@ impl Error {
         matches!(
             self,
             Error::Interrupted { .. }
+                | Error::Deadline { .. }
                 | Error::Unreachable { .. }
                 | Error::TokenServerUnreachable { .. }
         )
@@ -132,11 +155,11 @@ pub async fn pull(
     let parsed = Reference::parse(reference)?;
     let remote = Remote::new(&parsed);
     let auth = stored_auth(store, &remote)?;
-    let client = connect(&remote, &auth, opts.plain_http).await?;
+    let (client, session) = connect(&remote, &auth, opts.plain_http).await?;
     let mut src = RegistrySource {
         client,
+        session,
         remote,
-        auth,
         store,
         progress: &mut opts.progress,
         bars: Vec::new(),
@@ -193,11 +216,16 @@ fn stored_auth(store: &ImageStore, remote: &Remote) -> Result<RegistryAuth, Erro
 
 /// Step 0, a client with its credentials: a registry that answers with a
 /// Bearer challenge sends us to its token server (with the stored Basic
-/// credentials, or anonymously) for a pull token, which oci-client keeps
-/// for the requests that follow. Asked for here, before anything else, so
-/// that a token server that is down or refuses the credentials is named;
-/// later requests would swallow that and go on anonymously.
-async fn connect(remote: &Remote, auth: &RegistryAuth, plain_http: bool) -> Result<Client, Error> {
+/// credentials, or anonymously) for a pull token, which oci-client is
+/// handed for the requests that follow (see [`session`]). Asked for here,
+/// before anything else, so that a token server that is down or refuses
+/// the credentials is named; later requests would swallow that and go on
+/// anonymously.
+async fn connect(
+    remote: &Remote,
+    auth: &RegistryAuth,
+    plain_http: bool,
+) -> Result<(Client, Session), Error> {
     tls::install_crypto_provider();
     let client = Client::new(ClientConfig {
         protocol: if plain_http {
@@ -209,11 +237,8 @@ async fn connect(remote: &Remote, auth: &RegistryAuth, plain_http: bool) -> Resu
         read_timeout: Some(READ_TIMEOUT),
         ..Default::default()
     });
-    client
-        .auth(&remote.oci(), auth, RegistryOperation::Pull)
-        .await
-        .map_err(|e| map_auth_error(e, remote, auth))?;
-    Ok(client)
+    let session = Session::connect(remote, auth, plain_http, &client).await?;
+    Ok((client, session))
 }
 
 /// The store has this exact image: only its names may change.

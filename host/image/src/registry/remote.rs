@@ -7,7 +7,6 @@
 //! `run docker login`).
 
 use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
 
 use super::Error;
 use crate::reference::{is_domain, Reference};
@@ -17,7 +16,7 @@ use crate::reference::{is_domain, Reference};
 pub(crate) struct Remote {
     pub(super) registry: String,
     pub(super) repository: String,
-    tag: Option<String>,
+    pub(super) tag: Option<String>,
     pub(super) digest: Option<String>,
 }
 
@@ -73,34 +72,6 @@ impl Remote {
             s = format!("{s}@{d}");
         }
         s
-    }
-}
-
-/// What went wrong while getting a token (see step 0 of [`super::pull`]).
-pub(super) fn map_auth_error(
-    e: OciDistributionError,
-    remote: &Remote,
-    auth: &RegistryAuth,
-) -> Error {
-    let registry = remote.registry.clone();
-    match e {
-        // The `GET /v2/` that asks for the challenge, or the realm.
-        OciDistributionError::RequestError(source) => {
-            let at_registry = source.url().is_none_or(|u| u.path() == "/v2/");
-            if at_registry {
-                Error::Unreachable { registry, source }
-            } else {
-                Error::TokenServerUnreachable { registry, source }
-            }
-        }
-        OciDistributionError::AuthenticationFailure(_) => match auth {
-            RegistryAuth::Anonymous => Error::Unauthorized {
-                reference: remote.display(),
-                registry,
-            },
-            _ => Error::TokenRefused { registry },
-        },
-        other => map_oci_error(other, remote, None),
     }
 }
 
@@ -161,7 +132,7 @@ pub(super) fn map_oci_error(e: OciDistributionError, remote: &Remote, blob: Opti
 
 /// Collapses whitespace (a registry's message may span lines) and bounds
 /// the length.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if out.len() > 200 {
         let mut end = 200;

@@ -8,17 +8,18 @@
 use std::path::PathBuf;
 
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use oci_spec::image::{Descriptor, ImageConfiguration};
 
 use super::fetch::{self, BlobRequest};
 use super::remote::{map_oci_error, Remote};
+use super::session::Session;
 use super::Error;
+use crate::layer::stream_limit;
 use crate::media::{self, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST};
 use crate::progress::{LayerBar, PullProgress};
 use crate::source::{Documents, ImageSource, LayerFile};
-use crate::{digest, ImageStore, MAX_JSON_SIZE};
+use crate::{digest, ImageStore, Limits};
 
 /// Layers downloaded at the same time (Docker's default is 3).
 const PARALLEL_DOWNLOADS: usize = 3;
@@ -32,8 +33,9 @@ const ACCEPT: &[&str] = &[
 /// One image in a registry, pulled into `store`.
 pub(super) struct RegistrySource<'a> {
     pub(super) client: Client,
+    /// The token and the replies read whole (see [`super::session`]).
+    pub(super) session: Session,
     pub(super) remote: Remote,
-    pub(super) auth: RegistryAuth,
     pub(super) store: &'a ImageStore,
     pub(super) progress: &'a mut PullProgress,
     /// One progress line per layer, kept until the pull ends.
@@ -107,20 +109,11 @@ struct Wanted {
 }
 
 impl RegistrySource<'_> {
-    /// Fetches the manifest (or index) `remote` names; returns its
-    /// digest, computed here, and its bytes. A pinned digest must match.
+    /// Fetches the manifest (or index) `remote` names (bounded, within
+    /// the deadline); returns its digest, computed here, and its bytes. A
+    /// pinned digest must match.
     async fn fetch_manifest(&self, remote: &Remote) -> Result<(String, Vec<u8>), Error> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(&remote.oci(), &self.auth, ACCEPT)
-            .await
-            .map_err(|e| map_oci_error(e, remote, None))?;
-        if bytes.len() as u64 > MAX_JSON_SIZE {
-            return Err(Error::ManifestTooLarge {
-                reference: remote.display(),
-                limit: MAX_JSON_SIZE,
-            });
-        }
+        let bytes = self.session.manifest(remote, ACCEPT).await?;
         let actual = format!("sha256:{}", digest::sha256_hex(&bytes));
         if let Some(want) = remote.digest.as_ref().filter(|want| **want != actual) {
             return Err(crate::Error::DigestMismatch {
@@ -129,19 +122,24 @@ impl RegistrySource<'_> {
             }
             .into());
         }
-        Ok((actual, bytes.to_vec()))
+        Ok((actual, bytes))
     }
 
-    /// Fetches a config blob of `size` bytes (at most [`MAX_JSON_SIZE`])
-    /// and checks it.
+    /// Fetches a config blob of `size` bytes (at most
+    /// [`crate::MAX_JSON_SIZE`]) within the deadline, and checks it.
     async fn fetch_config(&self, digest: &str, size: u64) -> Result<Vec<u8>, Error> {
         let hex = digest::parse(digest)?;
-        let sized = self
-            .client
-            .pull_blob_stream(&self.remote.oci(), digest)
-            .await
-            .map_err(|e| map_oci_error(e, &self.remote, Some(digest)))?;
-        let out = read_config_stream(sized.stream, digest, size).await?;
+        let out = self
+            .session
+            .within("the image config", async {
+                let sized = self
+                    .client
+                    .pull_blob_stream(&self.remote.oci(), digest)
+                    .await
+                    .map_err(|e| map_oci_error(e, &self.remote, Some(digest)))?;
+                read_config_stream(sized.stream, digest, size).await
+            })
+            .await?;
         let actual = digest::sha256_hex(&out);
         if actual != hex {
             return Err(crate::Error::DigestMismatch {
@@ -156,6 +154,7 @@ impl RegistrySource<'_> {
     /// The layers to download (each once); adds a progress bar per
     /// layer of the manifest.
     fn plan(&mut self, docs: &Documents) -> Result<Vec<Wanted>, Error> {
+        check_blob_sizes(docs.manifest.layers(), self.store.limits)?;
         let mut wanted: Vec<Wanted> = Vec::new();
         let mut to_download = 0u64;
         for desc in docs.manifest.layers() {
@@ -185,6 +184,7 @@ impl RegistrySource<'_> {
                 let stored = self.store.blobs().path(&w.digest)?;
                 let req = BlobRequest {
                     client: &self.client,
+                    session: &self.session,
                     remote: &self.remote,
                     ingest,
                     stored: &stored,
@@ -222,6 +222,32 @@ impl RegistrySource<'_> {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Refuses, before anything is downloaded, layer blobs whose descriptors
+/// claim more than their uncompressed bound could ever need (a registry
+/// could otherwise fill the disk with a blob that matches its digest):
+/// per layer and for the image.
+fn check_blob_sizes(layers: &[Descriptor], limits: Limits) -> Result<(), crate::Error> {
+    let layer_limit = stream_limit(limits.max_layer_size);
+    let image_limit = stream_limit(limits.max_image_size);
+    let mut total = 0u64;
+    for desc in layers {
+        total = total.saturating_add(desc.size());
+        for (size, what, limit) in [
+            (desc.size(), "layer", layer_limit),
+            (total, "layers up to and including layer", image_limit),
+        ] {
+            if size > limit {
+                return Err(crate::Error::TooLarge {
+                    what,
+                    digest: desc.digest().to_string(),
+                    limit,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads a config blob's stream, refusing more than `size` bytes and
@@ -264,4 +290,45 @@ where
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(size: u64) -> Descriptor {
+        serde_json::from_value(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": format!("sha256:{}", "a".repeat(64)),
+            "size": size,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn blob_sizes_are_bounded_before_downloading() {
+        let limits = Limits {
+            max_layer_size: 1000,
+            max_image_size: 3000,
+            ..Limits::default()
+        };
+        let per_layer = stream_limit(1000);
+        check_blob_sizes(&[layer(per_layer)], limits).unwrap();
+        let err = check_blob_sizes(&[layer(per_layer + 1)], limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer sha256:{} is larger than {per_layer} bytes",
+                "a".repeat(64)
+            )
+        );
+        let whole = stream_limit(3000);
+        let many = vec![layer(per_layer); (whole / per_layer + 1) as usize];
+        let err = check_blob_sizes(&many, limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("layers up to and including layer sha256:"),
+            "{err}"
+        );
+    }
 }
