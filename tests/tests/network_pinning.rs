@@ -10,7 +10,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use hull_tests::{eventually, ok, stdout, Hull};
+use hull_tests::{ok, stdout, Hull};
 
 const IMAGE: &str = "hull-demo/busybox";
 
@@ -22,14 +22,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// What the victim's server says to whoever connects to 127.0.0.1:`port`.
+/// The first answer from whoever serves 127.0.0.1:`port` (the victim's
+/// server takes one connection at a time: a try between two is refused).
 fn published(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
+    for _ in 0..20 {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let _ = s.read_to_string(&mut text);
+        }
+        if !text.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
     text
 }
 
@@ -129,7 +135,14 @@ fn a_root_guest_cannot_spoof_the_gateway_or_a_neighbour_and_its_pin_goes_with_it
 
     // Before: the neighbour knows the gateway and the victim; the
     // published port answers.
-    let fetch = format!("echo hi | nc -w 5 {victim} 8080");
+    // The first answer from whoever serves port 8080 at `to`.
+    let fetch_from = |to: &str| {
+        format!(
+            "for i in 1 2 3 4 5; do r=$(echo hi | nc -w 5 {to} 8080); \
+             [ -n \"$r\" ] && break; sleep 1; done; echo $r"
+        )
+    };
+    let fetch = fetch_from(&victim);
     assert_eq!(exec(&hull, "neighbour", &fetch), "victim\n");
     assert_eq!(
         exec(
@@ -142,7 +155,7 @@ fn a_root_guest_cannot_spoof_the_gateway_or_a_neighbour_and_its_pin_goes_with_it
     let gateway_mac = neighbour_mac(&hull, "neighbour", &gateway);
     assert!(gateway_mac.len() == 17, "{gateway_mac:?}");
     assert_eq!(neighbour_mac(&hull, "neighbour", &victim), victim_mac);
-    eventually(60, "the published port", || published(port) == "victim\n");
+    assert_eq!(published(port), "victim\n");
 
     // (a) The attacker claims the gateway's address: gratuitous ARP,
     // unsolicited replies, and answers to the neighbour's fresh request.
@@ -181,7 +194,7 @@ fn a_root_guest_cannot_spoof_the_gateway_or_a_neighbour_and_its_pin_goes_with_it
     // listens on the victim's port.
     let steal = format!(
         "ip addr del {gateway}/32 dev eth0; ip addr add {victim}/32 dev eth0 && \
-         (setsid sh -c 'echo attacker | nc -l -p 8080 > /tmp/got' &) && \
+         (setsid sh -c 'echo attacker | nc -l -p 8080 > /tmp/got' </dev/null >/dev/null 2>&1 &) && \
          arping -c2 -U -I eth0 -s {victim} {victim}; \
          arping -c2 -A -I eth0 -s {victim} {victim}; true"
     );
@@ -213,8 +226,8 @@ fn a_root_guest_cannot_spoof_the_gateway_or_a_neighbour_and_its_pin_goes_with_it
     // (c) The attacker, back to its own addresses, works as any container.
     let back = format!(
         "kill $(pidof nc); ip addr del {victim}/32 dev eth0; ip link set eth0 address {attacker_mac}; \
-         ping -c1 -W5 {gateway} >/dev/null && echo gateway; \
-         echo hi | nc -w 5 victim 8080"
+         ping -c1 -W5 {gateway} >/dev/null && echo gateway; {}",
+        fetch_from("victim")
     );
     assert_eq!(exec(&hull, "attacker", &back), "gateway\nvictim\n");
 
