@@ -124,7 +124,13 @@ fn apply(namespace: &str, ruleset: &str) -> Result<(), NetworkError> {
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(NetworkError::NoNft)?;
+    let mut child = command.spawn().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => NetworkError::NoNft(source),
+        _ => NetworkError::Io {
+            what: format!("run nft in {namespace}"),
+            source,
+        },
+    })?;
     drop(ns);
     let written = child
         .stdin
