@@ -5,7 +5,7 @@ packages=(
   # guest kernel build
   linux-source-6.1 build-essential bc flex bison libelf-dev libssl-dev xz-utils
   # VMs, disks, initramfs
-  qemu-system-x86 erofs-utils e2fsprogs cpio file iproute2
+  qemu-system-x86 erofs-utils e2fsprogs cpio file iproute2 nftables
   # test and demo images
   busybox-static skopeo umoci
   # pull tests: a real registry on loopback, htpasswd for its Basic auth,

@@ -18,6 +18,7 @@
 pub mod dns;
 pub mod forward;
 mod netns;
+mod pin;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -69,6 +70,11 @@ pub enum NetworkError {
     /// `ip` failed; what it said on stderr.
     #[error("ip {args}: {stderr}")]
     Ip { args: String, stderr: String },
+    #[error("run nft (install nftables): it pins each tap's addresses")]
+    NoNft(#[source] std::io::Error),
+    /// `nft` refused a ruleset; what it said on stderr.
+    #[error("nft in {namespace}: {stderr}")]
+    Nft { namespace: String, stderr: String },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
@@ -354,15 +360,36 @@ impl Networks {
             .ok_or_else(|| NetworkError::Full(name.into()))?;
         let namespace = self.namespace(&def.name);
         netns::ensure(&namespace, BRIDGE, &format!("{gateway}/{prefix}"))?;
+        // The first member's failure must not leave the namespace behind.
+        let first = allocations.by_ip.is_empty();
+        let abandon = |tap: Option<&str>| {
+            if let Some(tap) = tap {
+                netns::delete_link(&namespace, tap);
+            }
+            if first {
+                self.stop_dns(name);
+                netns::delete(&namespace);
+            }
+        };
         if let Err(e) = self.ensure_dns(name, gateway) {
             tracing::warn!("network {name}: no name server: {e}");
         }
         let tap = tap_name(container_id);
-        match ready {
+        let mac = mac_of(address);
+        let joined = match ready {
             Some(ready) => {
-                netns::adopt_tap(&self.pool_namespace(), ready, &namespace, &tap, BRIDGE)?
+                netns::adopt_tap(&self.pool_namespace(), ready, &namespace, &tap, BRIDGE)
             }
-            None => netns::add_tap(&namespace, &tap, BRIDGE)?,
+            None => netns::add_tap(&namespace, &tap, BRIDGE),
+        };
+        if let Err(e) = joined {
+            abandon(None);
+            return Err(e);
+        }
+        // Until this is in, the bridge drops all the tap sends.
+        if let Err(e) = pin::pin(&namespace, &tap, &mac, address) {
+            abandon(Some(&tap));
+            return Err(e);
         }
         let peers = allocations
             .by_ip
@@ -377,16 +404,15 @@ impl Networks {
             },
         );
         if let Err(e) = self.write_allocations(name, &allocations) {
-            netns::delete_link(&namespace, &tap);
+            abandon(Some(&tap));
             return Err(e);
         }
-        let o = address.octets();
         Ok(Attachment {
             network: name.into(),
             address,
             prefix,
             gateway,
-            mac: format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]),
+            mac,
             tap,
             netns: netns::path(&namespace),
             mtu: MTU,
@@ -401,7 +427,8 @@ impl Networks {
             return;
         };
         let namespace = self.namespace(name);
-        netns::delete_link(&namespace, &tap_name(container_id));
+        let tap = tap_name(container_id);
+        netns::delete_link(&namespace, &tap);
         let mut allocations = self.read_allocations(name);
         allocations
             .by_ip
@@ -409,6 +436,8 @@ impl Networks {
         if allocations.by_ip.is_empty() {
             self.stop_dns(name);
             netns::delete(&namespace);
+        } else if let Err(e) = pin::unpin(&namespace, &tap) {
+            tracing::warn!("network {name}: {tap}'s pin stays: {e}");
         }
         let _ = self.write_allocations(name, &allocations);
     }
@@ -468,6 +497,12 @@ impl Networks {
 /// after its supervisor died); the same as [`Networks::detach`].
 pub fn release(run_dir: &Path, name: &str, container_id: &str) {
     Networks::new(Path::new(""), run_dir).detach(name, container_id);
+}
+
+/// A sandbox's MAC, from its address (locally administered, unicast).
+fn mac_of(address: Ipv4Addr) -> String {
+    let o = address.octets();
+    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
 
 /// `tap` + 12 hex digits: within the 15 characters of an interface name.
