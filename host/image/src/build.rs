@@ -45,7 +45,14 @@ impl DiskBuild<'_> {
             }
         };
         let tmp_disk = self.staging.join("disk");
+        // Synced before the rename that marks it built: a crash never
+        // leaves a half-written disk under the image's name.
         let built = disk::build(self.fs, &tree, &tmp_disk)
+            .and_then(|()| {
+                fs::File::open(&tmp_disk)
+                    .and_then(|f| f.sync_all())
+                    .map_err(Error::io(&tmp_disk))
+            })
             .and_then(|()| fs::rename(&tmp_disk, dest).map_err(Error::io(dest)));
         if let Err(e) = built {
             stats.undo();

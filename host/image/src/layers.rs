@@ -247,6 +247,10 @@ impl LayerCache {
             // Incomplete (we checked before): never trusted, replaced.
             fs::remove_dir_all(&dest).map_err(Error::io(&dest))?;
         }
+        // The whole tree on disk before the rename marks it complete:
+        // one syncfs of the store's filesystem, not an fsync per file.
+        let staged = fs::File::open(staging.path()).map_err(Error::io(staging.path()))?;
+        rustix::fs::syncfs(&staged).map_err(|e| Error::io(staging.path())(e.into()))?;
         fs::rename(staging.path(), &dest).map_err(Error::io(&dest))?;
         let _ = staging.keep(); // renamed away: nothing left to remove
         Ok((dest.join(TREE), totals))

@@ -84,6 +84,9 @@ pub(super) async fn fetch(req: &BlobRequest<'_>) -> Result<(PathBuf, bool), Erro
         );
         attempt(req, &mut file, &partial, false).await?;
     }
+    // Durable before its name says "downloaded".
+    file.sync_all()
+        .map_err(|e| Error::Store(crate::Error::io(&partial)(e)))?;
     fs::rename(&partial, &done).map_err(crate::Error::io(&done))?;
     req.bar.finish("Download complete");
     Ok((done, true))
