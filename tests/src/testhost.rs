@@ -534,6 +534,8 @@ fn payload_entries(with_qemu: bool) -> BTreeMap<String, Entry> {
         Source::Host("/etc/mke2fs.conf".into()),
     );
     p.program("usr/sbin/ip", &host_program("ip", "iproute2"));
+    // hull-net pins every tap with nftables (host/net/src/pin.rs).
+    p.program("usr/sbin/nft", &host_program("nft", "nftables"));
     p.program("hull/bin/hull", &artifact("HULL_BIN"));
     if let Some(vmm) = std::env::var_os("HULL_VMM_BIN").map(PathBuf::from) {
         if vmm.is_file() {

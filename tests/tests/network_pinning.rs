@@ -247,3 +247,53 @@ fn neighbour_mac_of(ip: &str) -> String {
     let o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap()).collect();
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
 }
+
+/// Where `tool` is on this test's PATH.
+fn which(tool: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{tool} is not on PATH"))
+}
+
+#[test]
+fn without_nft_a_run_on_a_network_is_one_line_error_and_leaves_nothing() {
+    let hull = Hull::with_busybox();
+    // Said once per store: not what this test reads.
+    std::fs::write(hull.store_dir().join(".tcg-notice-shown"), "").unwrap();
+    // Every program hull runs, but nft.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in [
+        "ip",
+        "mkfs.ext4",
+        "mkfs.erofs",
+        "fsck.erofs",
+        "debugfs",
+        "qemu-system-x86_64",
+    ] {
+        std::os::unix::fs::symlink(which(tool), bin.path().join(tool)).unwrap();
+    }
+    let out = hull
+        .command(&["run", "--rm", IMAGE, "true"])
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    hull_tests::assert_one_line_error(&out, 125, "install nftables");
+    // With the network's namespace, tap and name server gone too.
+    let namespaces = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    // hull-net names this installation's namespaces by its run dir.
+    let runtime = hull.run_dir().join("networks");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(runtime.as_os_str().as_encoded_bytes());
+    let ours = format!("hull-net-{}-", hex::encode(&digest[..3]));
+    assert!(
+        !stdout(&namespaces).contains(&ours),
+        "{}",
+        stdout(&namespaces)
+    );
+    hull.assert_no_sandbox_left();
+}

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use anyhow::{anyhow, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
-use hull_container::record::Container;
+use hull_container::record::{Container, Status};
 use hull_container::supervisor::control::{ControlClient, ControlReply, ControlRequest};
 
 /// How an attached container ended.
@@ -116,6 +116,23 @@ pub async fn attach_and_wait(container: &Container, stdin: bool, tty: bool) -> R
             error: Some(message),
         }),
         Ok(other) => Err(anyhow!("unexpected supervisor reply {other:?}")),
-        Err(e) => Err(anyhow!("lost the container's supervisor: {e}")),
+        // A start that failed at once (its network, say) can end the
+        // supervisor before it heard us: its record says why.
+        Err(e) => recorded_failure(container)
+            .ok_or_else(|| anyhow!("lost the container's supervisor: {e}")),
     }
+}
+
+/// The end a supervisor recorded, if it recorded a failure.
+fn recorded_failure(container: &Container) -> Option<Ended> {
+    let state = container.state();
+    if state.status() != Status::Exited {
+        return None;
+    }
+    let error = state.error?;
+    Some(Ended {
+        exit_code: state.exit_code.unwrap_or(125),
+        oom_killed: state.oom_killed,
+        error: Some(error),
+    })
 }

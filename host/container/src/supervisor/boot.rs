@@ -43,6 +43,9 @@ const LOG_MAX_FILES: u32 = 5;
 /// How long an attached `run` may take to attach before the container
 /// starts without it.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a start that failed before the boot waits for its attached
+/// `run` to attach and hear why.
+const EARLY_FAILURE_ATTACH_WAIT: Duration = Duration::from_secs(5);
 /// How long the agent may take to answer the request that starts the main
 /// process: mounting the disks, the network, the guest's OCI hooks and the
 /// exec, on a slow (TCG) VM. Generous, since a legitimate start is never
@@ -129,7 +132,15 @@ pub(super) async fn run(
     let ready_tap = pooled.as_ref().and_then(|p| p.tap.as_deref());
     let joined = match network::join(networks, &shared.container.config, ready_tap).await {
         Ok(joined) => joined,
-        Err(e) => return BootError::Network(e).outcome(false),
+        Err(e) => {
+            // The attached `run` is connecting right now: let it attach,
+            // so it hears why instead of finding the socket gone.
+            if mode.wait_attach {
+                let _ = tokio::time::timeout(EARLY_FAILURE_ATTACH_WAIT, shared.attached.notified())
+                    .await;
+            }
+            return BootError::Network(e).outcome(false);
+        }
     };
     record_address(&shared.container, joined.as_ref(), host);
     let outcome = boot_and_run(shared, mode, joined.as_ref(), host, pooled).await;
