@@ -67,6 +67,19 @@ pub fn start(filter: Filter) -> Result<(), Error> {
 /// Runs `f` on the host-fs thread (on this one before [`start`]) and
 /// returns its result. `f` may only make the calls the host-fs filter
 /// allows.
+/// Creates (or truncates) the file at `path` for writing, on the
+/// host-fs thread.
+pub fn create_file(path: &std::path::Path) -> io::Result<std::fs::File> {
+    let p = path.to_path_buf();
+    run(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+    })
+}
+
 pub fn run<R: Send + 'static>(f: impl FnOnce() -> io::Result<R> + Send + 'static) -> io::Result<R> {
     let Some(tx) = HELPER.get() else {
         return f();

@@ -90,7 +90,7 @@ impl Sandbox {
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
             id,
-            console_log: dir.join(crate::vm::CONSOLE_LOG),
+            console_log: dir.join(crate::hypervisor::CONSOLE_LOG),
             dir,
             vm: None,
             client: None,

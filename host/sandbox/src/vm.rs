@@ -15,12 +15,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use tokio::process::Child;
 
 use crate::capped_log;
-use crate::hypervisor::CONSOLE_FD;
-
-/// The hypervisor's stderr, in the sandbox directory.
-pub const HYPERVISOR_LOG: &str = "hypervisor.log";
-/// The guest's serial console, in the sandbox directory.
-pub const CONSOLE_LOG: &str = "console.log";
+use crate::hypervisor::{CONSOLE_FD, CONSOLE_LOG, HYPERVISOR_LOG};
 
 /// How much of a log's end [`last_line`] reads.
 const TAIL_BYTES: u64 = 64 << 10;

@@ -156,7 +156,7 @@ pub fn write_memory_file(
     id: [u8; 16],
 ) -> Result<MemoryState, MemoryError> {
     let io = |e| MemoryError::Io(path.into(), e);
-    let f = super::snapshot::create_file(path).map_err(io)?;
+    let f = crate::hostfs::create_file(path).map_err(io)?;
     let mut regions = Vec::new();
     let mut offset = HEADER_BYTES;
     for r in mem.iter() {

@@ -4,7 +4,6 @@
 //! to snapshot into the directory a VM was restored from (clones keep the
 //! old memory file mapped; the new one is a new file).
 
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -39,19 +38,6 @@ pub enum SnapshotError {
     Write(PathBuf, #[source] std::io::Error),
 }
 
-/// Creates (or truncates) the file at `path` for writing, on the
-/// host-fs thread.
-pub(crate) fn create_file(path: &Path) -> std::io::Result<File> {
-    let p = path.to_path_buf();
-    hostfs::run(move || {
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-    })
-}
-
 fn tmp(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.tmp"))
 }
@@ -82,7 +68,7 @@ pub fn write_snapshot(
     let bytes = format::encode(&state)?;
     let state_tmp = tmp(dir, STATE_FILE);
     let write = |p: &Path| -> std::io::Result<()> {
-        let mut f = create_file(p)?;
+        let mut f = hostfs::create_file(p)?;
         f.write_all(&bytes)?;
         f.sync_data()
     };

@@ -75,7 +75,7 @@ impl Hypervisor for HullVmm {
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
         let vsock_base = spec.sandbox_dir.join("vsock");
         let agent_socket = spec.sandbox_dir.join(format!("vsock_{AGENT_VSOCK_PORT}"));
-        let console_log = spec.sandbox_dir.join(crate::vm::CONSOLE_LOG);
+        let console_log = spec.sandbox_dir.join(super::CONSOLE_LOG);
         let mut cmd = Command::new(&self.binary);
         match &spec.boot {
             Boot::Cold => {

@@ -170,6 +170,11 @@ pub struct DiskSpec {
 /// write end of a capped log's pipe, see [`crate::capped_log`]).
 pub const CONSOLE_FD: i32 = 3;
 
+/// The hypervisor's stderr, in the sandbox directory.
+pub const HYPERVISOR_LOG: &str = "hypervisor.log";
+/// The guest's serial console, in the sandbox directory.
+pub const CONSOLE_LOG: &str = "console.log";
+
 /// [`CONSOLE_FD`] as a path the hypervisor opens.
 pub fn console_path() -> String {
     format!("/proc/self/fd/{CONSOLE_FD}")

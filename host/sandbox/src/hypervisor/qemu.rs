@@ -103,7 +103,7 @@ impl Hypervisor for Qemu {
 
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
         let agent_socket = spec.sandbox_dir.join("agent.sock");
-        let console_log = spec.sandbox_dir.join(crate::vm::CONSOLE_LOG);
+        let console_log = spec.sandbox_dir.join(super::CONSOLE_LOG);
         let mut cmd = Command::new(&self.binary);
         let (accel, cpu) = if self.kvm {
             ("kvm".to_string(), "host")
