@@ -12,7 +12,7 @@ mod mounts;
 pub mod oci;
 pub mod plan;
 pub mod pool;
-pub mod private;
+pub use hull_sandbox::private;
 pub mod record;
 pub mod spec;
 pub mod supervisor;

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use hull_sandbox::private;
 use hull_sandbox::process::{now_nanos, ProcessRef};
 use thiserror::Error;
 
@@ -191,7 +192,8 @@ impl Networks {
             let _ = fs::remove_dir(&self.runtime);
             return Ok(());
         }
-        private_dir(&self.runtime).map_err(io_err(format!("create {}", self.runtime.display())))?;
+        private::ensure_dir(&self.runtime)
+            .map_err(io_err(format!("create {}", self.runtime.display())))?;
         write_json(&self.alloc_path(name), allocations)
     }
 
@@ -456,7 +458,7 @@ impl Networks {
         if running.is_some_and(|p| p.is_alive()) {
             return Ok(());
         }
-        private_dir(&self.runtime)?;
+        private::ensure_dir(&self.runtime)?;
         let run_dir = self.runtime.parent().unwrap_or(Path::new("/"));
         let mut command = std::process::Command::new(std::env::current_exe()?);
         command
@@ -477,7 +479,7 @@ impl Networks {
         let process = ProcessRef::of(child.id() as i32)
             .ok_or_else(|| std::io::Error::other("the name server exited at once"))?;
         let bytes = serde_json::to_vec(&process).map_err(std::io::Error::other)?;
-        private_file(&self.dns_path(name))?.write_all(&bytes)
+        private::create_file(&self.dns_path(name))?.write_all(&bytes)
     }
 
     /// Stops the network's name server. Under the lock.
@@ -536,34 +538,9 @@ fn parse_subnet(s: &str) -> Option<(Ipv4Addr, u8)> {
 
 /// Owner-only, whole or not at all (synced before its rename).
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), NetworkError> {
-    let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| io_err(format!("encode {}", path.display()))(std::io::Error::other(e)))?;
-    private_file(&tmp)
-        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
-        .map_err(io_err(format!("write {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io_err(format!("write {}", path.display())))
-}
-
-/// A directory of the run dir's: owner-only (it says who runs where).
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-}
-
-/// Creates (or empties) `path`, owner-only.
-fn private_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    private::write_atomic(path, &bytes).map_err(io_err(format!("write {}", path.display())))
 }
 
 #[cfg(test)]

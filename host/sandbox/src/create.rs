@@ -86,7 +86,7 @@ impl Sandbox {
         let dir = spec.sandbox_dir.clone();
         // A VM dir left by a supervisor that was killed is stale.
         let _ = std::fs::remove_dir_all(&dir);
-        crate::private_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        crate::private::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
         // From here on, Drop cleans up whatever exists.
         let mut sandbox = Sandbox {
             id,

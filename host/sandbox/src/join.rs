@@ -60,7 +60,7 @@ impl Sandbox {
             ));
         }
         let _ = std::fs::remove_dir_all(&dir);
-        crate::private_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
+        crate::private::create_dir(&dir).map_err(io_error(format!("create {}", dir.display())))?;
         let tag = id[..12.min(id.len())].to_string();
         let mut sandbox = Sandbox {
             id,

@@ -16,6 +16,7 @@ mod delete;
 pub mod hypervisor;
 mod join;
 mod prepared;
+pub mod private;
 pub mod process;
 pub mod scratch;
 pub mod share;
@@ -166,13 +167,6 @@ pub fn new_id() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Makes the directory `path` (it must not exist), owner-only: a VM's
-/// directory holds its sockets, console and logs.
-pub fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().mode(0o700).create(path)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Files only root may read: container records (whose `config.json`
-//! holds the `-e` secrets), logs and sockets live in owner-only
-//! directories and files, whatever the process's umask. What would be
+//! holds the `-e` secrets), logs, sockets and the networks' runtime
+//! files live in owner-only directories and files, whatever the
+//! process's umask (hull-container and hull-net use this). What would be
 //! marked complete by its rename is synced first, so a crash never
 //! leaves a half-written file in its place.
 
