@@ -97,6 +97,13 @@ impl Hull {
         self.command(args).output().expect("spawn hull")
     }
 
+    /// `hull inspect NAME`: the container's object.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = ok(&self.hull(&["inspect", name]));
+        let all: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+        all[0].clone()
+    }
+
     /// Runs hull with `input` on its stdin.
     pub fn hull_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         let mut child = self

@@ -36,12 +36,6 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-fn inspect(hull: &Hull, name: &str) -> serde_json::Value {
-    let out = ok(&hull.hull(&["inspect", name]));
-    let all: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
-    all[0].clone()
-}
-
 #[test]
 fn a_guest_flooding_its_console_fills_no_more_than_the_cap() {
     let hull = Hull::with_busybox();
@@ -150,7 +144,7 @@ fn records_logs_and_secrets_are_owner_only_and_qemu_is_confined() {
     );
 
     // QEMU: its own seccomp filter, and no way back to more privileges.
-    let pid = inspect(&hull, "secretive")["State"]["Pid"]
+    let pid = hull.inspect("secretive")["State"]["Pid"]
         .as_u64()
         .expect("the hypervisor's pid");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

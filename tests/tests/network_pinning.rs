@@ -10,17 +10,10 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use hull_tests::registry::free_port;
 use hull_tests::{ok, stdout, Hull};
 
 const IMAGE: &str = "hull-demo/busybox";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The first answer from whoever serves 127.0.0.1:`port` (the victim's
 /// server takes one connection at a time: a try between two is refused).
@@ -37,10 +30,6 @@ fn published(port: u16) -> String {
         std::thread::sleep(Duration::from_millis(500));
     }
     text
-}
-
-fn inspect(hull: &Hull, name: &str) -> serde_json::Value {
-    serde_json::from_str(&ok(&hull.hull(&["inspect", name]))).unwrap()
 }
 
 /// `sh -c script` in container `name`; its stdout.
@@ -101,7 +90,7 @@ fn a_root_guest_cannot_spoof_the_gateway_or_a_neighbour_and_its_pin_goes_with_it
         ]));
     }
     let ip = |name: &str| {
-        inspect(&hull, name)[0]["NetworkSettings"]["IPAddress"]
+        hull.inspect(name)["NetworkSettings"]["IPAddress"]
             .as_str()
             .unwrap()
             .to_string()
@@ -118,7 +107,7 @@ fn a_root_guest_cannot_spoof_the_gateway_or_a_neighbour_and_its_pin_goes_with_it
         serde_json::from_str(&ok(&hull.hull(&["network", "inspect", "bridge"]))).unwrap();
     let namespace = net[0]["Namespace"].as_str().unwrap().to_string();
     let tap_of = |name: &str| {
-        let id = inspect(&hull, name)[0]["Id"].as_str().unwrap().to_string();
+        let id = hull.inspect(name)["Id"].as_str().unwrap().to_string();
         format!("tap{}", &id[..12])
     };
     let table = pin_table(&namespace);
