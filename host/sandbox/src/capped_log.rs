@@ -250,17 +250,24 @@ mod tests {
         drop(writer);
         let current = dir.path().join("console.log");
         let previous = dir.path().join("console.log.1");
-        // The last write leaves the current file full: 1 MiB is a
-        // multiple of the limit.
-        wait_for(&current, 4096);
+        // The current file is full many times during the flood, so wait
+        // for the copy to reach the last line, not for a size.
+        let last = format!("line {:>10}\n", (1 << 20) / 16 - 1);
+        let mut tail = String::new();
+        for _ in 0..500 {
+            tail = std::fs::read_to_string(&current).unwrap_or_default();
+            if tail.ends_with(&last) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(tail.ends_with(&last), "the newest lines are kept");
+        // 1 MiB is a multiple of the limit: the last write leaves the
+        // current file full.
+        assert_eq!(tail.len(), 4096);
         assert_eq!(std::fs::metadata(&previous).unwrap().len(), 4096);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 2, "only the log and one older file");
-        let tail = std::fs::read_to_string(&current).unwrap();
-        assert!(
-            tail.ends_with(&format!("line {:>10}\n", (1 << 20) / 16 - 1)),
-            "the newest lines are kept"
-        );
     }
 
     #[test]
