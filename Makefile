@@ -23,7 +23,7 @@ export HULL_VMM_BIN := $(CURDIR)/target/release/hull-vmm
 # The VM templates the end-to-end suite's installations share.
 export HULL_TEST_TEMPLATES := $(BUILD)/e2e-templates
 
-.PHONY: all deps kernel testhost-kernel agent initramfs hull shim vmm images demo test lint unit e2e bench bench-deps clean
+.PHONY: all deps kernel testhost-kernel agent initramfs hull shim vmm images demo test lint unit fuzz e2e bench bench-deps clean
 
 all: kernel initramfs hull shim vmm
 
@@ -82,12 +82,18 @@ lint:
 unit: kernel
 	$(CARGO) test --workspace --exclude hull-tests
 
+# Every fuzz target (fuzz/, vmm/fuzz/) for FUZZ_RUNS executions each, on
+# the stable toolchain; the table of executions and crashes is printed
+# and kept in build/fuzz/report.md.
+fuzz:
+	@fuzz/run.sh
+
 e2e: all images testhost-kernel
 	@mkdir -p $(BUILD) && rm -rf $(HULL_TEST_TEMPLATES) && mkdir -p $(HULL_TEST_TEMPLATES) && tests/leak-check.sh snapshot $(BUILD)/leaks.before
 	$(CARGO) test --no-fail-fast -p hull-tests -- --test-threads=2
 	@tests/leak-check.sh compare $(BUILD)/leaks.before
 
-test: lint unit e2e
+test: lint unit fuzz e2e
 
 # Quick by default; BENCH_FULL=1 for more runs, density up to 100 and the
 # nested test host (if `make testhost-kernel` has built its kernel).

@@ -15,6 +15,8 @@
 pub mod blockio;
 pub mod flow;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 
 pub use flow::{Credit, INITIAL_WINDOW};

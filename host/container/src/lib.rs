@@ -5,6 +5,8 @@
 
 pub mod bundle;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 pub mod lifecycle;
 pub mod logs;

@@ -437,6 +437,12 @@ fn names_of(desc: &Descriptor) -> Result<Vec<String>, super::Error> {
     }
 }
 
+/// Whether `bytes` is a `docker save` manifest.json hull would import
+/// (the `image_documents` fuzz target's entry).
+pub(crate) fn fuzz_docker_manifest(bytes: &[u8]) -> bool {
+    docker::entries(bytes).is_ok()
+}
+
 fn normalize_name(name: &str) -> Result<String, super::Error> {
     Reference::parse(name)?
         .tagged_name()

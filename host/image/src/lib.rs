@@ -30,6 +30,8 @@ mod copy_out;
 mod digest;
 mod disk;
 mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod layer;
 mod layers;

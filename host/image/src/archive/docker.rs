@@ -21,7 +21,7 @@ use crate::source::{self, Documents, ImageSource, Imported, LayerFile};
 /// One image of `manifest.json`.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Entry {
+pub(super) struct Entry {
     config: String,
     #[serde(default)]
     repo_tags: Option<Vec<String>>,
@@ -30,15 +30,8 @@ struct Entry {
 
 /// The images of a `docker save` tarball's `manifest.json`.
 pub(super) fn images(staged: &mut Staged, bytes: &[u8]) -> Result<Vec<Imported>, crate::Error> {
-    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(invalid_json)?;
     let mut out = Vec::new();
-    for entry in entries {
-        let names = entry
-            .repo_tags
-            .iter()
-            .flatten()
-            .map(|t| normalize_name(t))
-            .collect::<Result<Vec<_>, _>>()?;
+    for (entry, names) in entries(bytes)? {
         let mut image = DockerImage {
             staged,
             entry: &entry,
@@ -48,6 +41,23 @@ pub(super) fn images(staged: &mut Staged, bytes: &[u8]) -> Result<Vec<Imported>,
         out.push(source::import_now(&mut image, names)?);
     }
     Ok(out)
+}
+
+/// The entries of `manifest.json`, each with its names normalized.
+pub(super) fn entries(bytes: &[u8]) -> Result<Vec<(Entry, Vec<String>)>, crate::Error> {
+    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(invalid_json)?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let names = entry
+                .repo_tags
+                .iter()
+                .flatten()
+                .map(|t| normalize_name(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((entry, names))
+        })
+        .collect()
 }
 
 fn invalid_json(source: serde_json::Error) -> crate::Error {

@@ -22,6 +22,8 @@
 //! A violation drops the connection: replies, events and streams end, and
 //! [`AgentClient::violation`] says why, for the container's error.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod reader;
 mod streams;
 #[cfg(test)]

@@ -29,13 +29,7 @@ pub(super) async fn read_loop(
     events: mpsc::Sender<Event>,
     hello: oneshot::Sender<(u32, String)>,
 ) {
-    let mut reader = Reader {
-        shared: shared.clone(),
-        events,
-        hello: Some(hello),
-        unread: 0,
-        log: GuestLog::new(),
-    };
+    let mut reader = Reader::new(shared.clone(), events, hello);
     let mut closed = shared.closed.subscribe();
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -65,7 +59,7 @@ pub(super) async fn read_loop(
     shared.shut_down();
 }
 
-struct Reader {
+pub(super) struct Reader {
     shared: Arc<Shared>,
     events: mpsc::Sender<Event>,
     hello: Option<oneshot::Sender<(u32, String)>>,
@@ -75,7 +69,26 @@ struct Reader {
 }
 
 impl Reader {
-    fn on_frame(&mut self, frame: Frame) -> Result<(), Violation> {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        events: mpsc::Sender<Event>,
+        hello: oneshot::Sender<(u32, String)>,
+    ) -> Self {
+        Self {
+            shared,
+            events,
+            hello: Some(hello),
+            unread: 0,
+            log: GuestLog::new(),
+        }
+    }
+
+    /// Bytes dropped so far because nobody reads their stream.
+    pub(super) fn unread(&self) -> u64 {
+        self.unread
+    }
+
+    pub(super) fn on_frame(&mut self, frame: Frame) -> Result<(), Violation> {
         match frame.kind {
             FrameKind::Control => match ControlMessage::from_frame(&frame) {
                 Ok(message) => self.on_control(message)?,

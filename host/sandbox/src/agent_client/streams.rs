@@ -117,20 +117,25 @@ impl OutputStream {
     /// closed, or the connection broke, before EOF.
     pub async fn next(&mut self) -> Option<Chunk> {
         loop {
-            {
-                let mut buf = lock(&self.output.inner);
-                if !buf.data.is_empty() {
-                    let data = std::mem::take(&mut buf.data);
-                    buf.taken += data.len() as u64;
-                    return Some(Chunk::Data(data));
-                }
-                match buf.end {
-                    Some(End::Eof) => return Some(Chunk::Eof),
-                    Some(End::Closed) => return None,
-                    None => {}
-                }
+            if let Some(next) = self.ready() {
+                return next;
             }
             self.output.ready.notified().await;
+        }
+    }
+
+    /// What [`Self::next`] returns if it need not wait; `None` if it must.
+    pub(super) fn ready(&mut self) -> Option<Option<Chunk>> {
+        let mut buf = lock(&self.output.inner);
+        if !buf.data.is_empty() {
+            let data = std::mem::take(&mut buf.data);
+            buf.taken += data.len() as u64;
+            return Some(Some(Chunk::Data(data)));
+        }
+        match buf.end {
+            Some(End::Eof) => Some(Some(Chunk::Eof)),
+            Some(End::Closed) => Some(None),
+            None => None,
         }
     }
 
