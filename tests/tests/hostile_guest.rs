@@ -98,7 +98,7 @@ fn a_guest_flooding_its_console_fills_no_more_than_the_cap() {
 }
 
 #[test]
-fn records_logs_and_secrets_are_owner_only_and_qemu_is_confined() {
+fn records_logs_and_secrets_are_owner_only_and_qemu_is_jailed() {
     let hull = Hull::with_busybox();
     ok(&hull.hull(&[
         "run",
@@ -143,7 +143,8 @@ fn records_logs_and_secrets_are_owner_only_and_qemu_is_confined() {
         "supervisor, console and hypervisor logs at least"
     );
 
-    // QEMU: its own seccomp filter, and no way back to more privileges.
+    // QEMU: jailed (an unprivileged id of its own, no capabilities, an
+    // empty root), its own seccomp filter, no way back to privileges.
     let pid = hull.inspect("secretive")["State"]["Pid"]
         .as_u64()
         .expect("the hypervisor's pid");
@@ -159,6 +160,35 @@ fn records_logs_and_secrets_are_owner_only_and_qemu_is_confined() {
     assert!(exe.to_string_lossy().contains("qemu"), "{exe:?}");
     assert_eq!(field("Seccomp:"), "2", "QEMU's -sandbox filter");
     assert_eq!(field("NoNewPrivs:"), "1");
+    let ids = |name: &str| -> Vec<u64> {
+        field(name)
+            .split_whitespace()
+            .map(|id| id.parse().unwrap())
+            .collect()
+    };
+    let uid = ids("Uid:")[0];
+    assert!(uid >= 1 << 20, "QEMU runs as a VM's own uid, not {uid}");
+    assert_eq!(ids("Uid:"), vec![uid; 4], "real, effective, saved, fs");
+    assert_eq!(ids("Gid:"), vec![uid; 4]);
+    assert_eq!(ids("Groups:"), vec![uid], "no other group");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapPrm:"), "0000000000000000");
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+    assert!(root.ends_with("jail"), "its root is its jail: {root:?}");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "an empty one");
+    assert_eq!(mode(&root), 0o500);
+    // Its id is held by the lock QEMU inherited, for as long as it lives.
+    let lock = std::fs::read_link(format!("/proc/{pid}/fd/4")).unwrap();
+    assert!(lock.starts_with("/run/hull-jail-ids"), "{lock:?}");
+    // Another container gets another id.
+    ok(&hull.hull(&["run", "-d", "--name", "neighbour", IMAGE, "sleep", "600"]));
+    let neighbour = hull.inspect("neighbour")["State"]["Pid"].as_u64().unwrap();
+    let neighbour_status = std::fs::read_to_string(format!("/proc/{neighbour}/status")).unwrap();
+    assert!(
+        !neighbour_status.contains(&format!("Uid:\t{uid}\t")),
+        "two VMs share uid {uid}"
+    );
+    ok(&hull.hull(&["rm", "-f", "neighbour"]));
     ok(&hull.hull(&["rm", "-f", "secretive"]));
     hull.assert_no_sandbox_left();
 }

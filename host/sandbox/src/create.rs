@@ -98,14 +98,16 @@ impl Sandbox {
             guest: None,
             shares: None,
         };
-        let launch = hypervisor.launch(spec)?;
+        let mut launch = hypervisor.launch(spec)?;
+        hypervisor.jail(&mut launch, &sandbox.dir)?;
         sandbox.console_log = launch.console_log.clone();
         let listener = UnixListener::bind(&launch.agent_socket).map_err(io_error(format!(
             "listen on {}",
             launch.agent_socket.display()
         )))?;
         let netns = spec.nic.as_ref().map(|n| n.netns.as_path());
-        let vm = VmProcess::spawn(launch.command, &sandbox.dir, netns)
+        let jail_lock = launch.jail.map(|jail| jail.into_lock());
+        let vm = VmProcess::spawn(launch.command, jail_lock, &sandbox.dir, netns)
             .map_err(io_error(format!("start {}", hypervisor.name())))?;
         crate::timings::mark("hypervisor_spawned");
         let vm = sandbox.vm.insert(vm);

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -15,6 +15,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use tokio::process::Child;
 
 use crate::capped_log;
+use crate::hypervisor::jail::LOCK_FD;
 use crate::hypervisor::{CONSOLE_FD, CONSOLE_LOG, HYPERVISOR_LOG};
 
 /// How much of a log's end [`last_line`] reads.
@@ -30,7 +31,15 @@ impl VmProcess {
     /// given (where its tap device is). Its stderr goes to
     /// [`HYPERVISOR_LOG`] and descriptor [`CONSOLE_FD`] (where the backends
     /// point the serial console) to [`CONSOLE_LOG`], both in `dir`.
-    pub fn spawn(mut command: Command, dir: &Path, netns: Option<&Path>) -> std::io::Result<Self> {
+    ///
+    /// `jail_lock`, the lock of the VM's jail id, becomes its descriptor
+    /// [`LOCK_FD`]: the id stays taken while the hypervisor lives.
+    pub fn spawn(
+        mut command: Command,
+        jail_lock: Option<OwnedFd>,
+        dir: &Path,
+        netns: Option<&Path>,
+    ) -> std::io::Result<Self> {
         let stderr = capped_log::spawn(dir, HYPERVISOR_LOG, capped_log::HYPERVISOR_LOG_LIMIT)?;
         let console = capped_log::spawn(dir, CONSOLE_LOG, capped_log::console_limit())?;
         let netns = netns.map(File::open).transpose()?;
@@ -47,16 +56,17 @@ impl VmProcess {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                // The lock out of the console's way first: dup2 onto
+                // CONSOLE_FD would close it.
+                let mut lock = jail_lock.as_ref().map(|fd| fd.as_raw_fd());
+                if lock == Some(CONSOLE_FD) {
+                    lock = Some(libc::fcntl(CONSOLE_FD, libc::F_DUPFD_CLOEXEC, 10));
+                }
                 // After setns: the namespace's descriptor may be the one
-                // the console takes. dup2 onto itself keeps close-on-exec.
-                let raw = console.as_raw_fd();
-                let kept = if raw == CONSOLE_FD {
-                    libc::fcntl(raw, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(raw, CONSOLE_FD)
-                };
-                if kept < 0 {
-                    return Err(std::io::Error::last_os_error());
+                // the console takes.
+                keep_as(console.as_raw_fd(), CONSOLE_FD)?;
+                if let Some(lock) = lock {
+                    keep_as(lock, LOCK_FD)?;
                 }
                 Ok(())
             });
@@ -104,6 +114,26 @@ impl VmProcess {
     pub fn last_error_line(&self) -> Option<String> {
         last_line(&self.stderr_log, |_| true)
     }
+}
+
+/// Makes `fd` the child's descriptor `target`, kept across exec (dup2
+/// onto itself would keep close-on-exec). Async-signal-safe.
+fn keep_as(fd: i32, target: i32) -> std::io::Result<()> {
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fcntl and dup2 on descriptors of this process.
+    let kept = unsafe {
+        if fd == target {
+            libc::fcntl(fd, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(fd, target)
+        }
+    };
+    if kept < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The last non-empty line of a log that satisfies `pick`, among the

@@ -4,6 +4,7 @@
 //! named after the joining container's `tag`, so it can be taken out
 //! again without touching the rest of the VM.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -71,20 +72,7 @@ async fn plug_with(
     agent_socket: &Path,
 ) -> Result<(), QmpError> {
     add_disks(qmp, vm_dir, tag, disks).await?;
-    qmp.execute(
-        "chardev-add",
-        json!({
-            "id": chardev(tag),
-            "backend": {
-                "type": "socket",
-                "data": {
-                    "addr": { "type": "unix", "data": { "path": agent_socket } },
-                    "server": false,
-                },
-            },
-        }),
-    )
-    .await?;
+    add_connected_chardev(qmp, &chardev(tag), agent_socket).await?;
     qmp.execute(
         "device_add",
         json!({
@@ -122,20 +110,7 @@ pub async fn plug_share(vm_dir: &Path, tag: &str, socket: &Path) -> Result<(), Q
 }
 
 async fn plug_share_with(qmp: &mut Qmp, tag: &str, socket: &Path) -> Result<(), QmpError> {
-    qmp.execute(
-        "chardev-add",
-        json!({
-            "id": share_chardev(tag),
-            "backend": {
-                "type": "socket",
-                "data": {
-                    "addr": { "type": "unix", "data": { "path": socket } },
-                    "server": false,
-                },
-            },
-        }),
-    )
-    .await?;
+    add_connected_chardev(qmp, &share_chardev(tag), socket).await?;
     qmp.execute(
         "device_add",
         json!({
@@ -164,6 +139,33 @@ async fn remove_share_with(qmp: &mut Qmp, tag: &str) {
     until_free(qmp, "chardev-remove", json!({ "id": share_chardev(tag) })).await;
 }
 
+/// Adds a socket chardev `id` already connected to `socket`, where the
+/// host listens: the host connects and hands QEMU its end (`getfd`), as
+/// a jailed QEMU reaches no host path (see [`super::jail`]).
+async fn add_connected_chardev(qmp: &mut Qmp, id: &str, socket: &Path) -> Result<(), QmpError> {
+    let stream =
+        std::os::unix::net::UnixStream::connect(socket).map_err(|source| QmpError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    qmp.send_fd(id, stream.as_fd()).await?;
+    qmp.execute(
+        "chardev-add",
+        json!({
+            "id": id,
+            "backend": {
+                "type": "socket",
+                "data": {
+                    "addr": { "type": "fd", "data": { "str": id } },
+                    "server": false,
+                },
+            },
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Adds `disks` (and only disks) to the VM in `vm_dir`: those of a clone
 /// restored from a template, which has none of its own.
 pub async fn plug_disks(vm_dir: &Path, tag: &str, disks: &[DiskSpec]) -> Result<(), QmpError> {
@@ -179,6 +181,17 @@ async fn add_disks(
 ) -> Result<(), QmpError> {
     for (i, disk) in disks.iter().enumerate() {
         let node = node(tag, i);
+        // The file goes in as a descriptor (a jailed QEMU opens no host
+        // path), opened as QEMU will reopen it from its fd set.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!disk.read_only)
+            .open(&disk.path)
+            .map_err(|source| QmpError::Open {
+                path: disk.path.display().to_string(),
+                source,
+            })?;
+        let set = qmp.add_fd(&node, file.as_fd()).await?;
         qmp.execute(
             "blockdev-add",
             json!({
@@ -187,7 +200,7 @@ async fn add_disks(
                 "read-only": disk.read_only,
                 "file": {
                     "driver": "file",
-                    "filename": disk.path,
+                    "filename": format!("/dev/fdset/{set}"),
                     "read-only": disk.read_only,
                 },
             }),
@@ -241,6 +254,7 @@ async fn remove_with(qmp: &mut Qmp, tag: &str, disks: usize) {
         let node = node(tag, i);
         let _ = qmp.execute("device_del", json!({ "id": node })).await;
         until_free(qmp, "blockdev-del", json!({ "node-name": node })).await;
+        qmp.remove_fds(&node).await;
         crate::timings::mark("disk_unplugged");
     }
 }

@@ -130,6 +130,8 @@ impl Hypervisor for HullVmm {
             command: cmd,
             agent_socket,
             console_log,
+            // hull-vmm has no jail yet (its own seccomp filters only).
+            jail: None,
         })
     }
 }

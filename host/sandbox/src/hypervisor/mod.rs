@@ -7,6 +7,7 @@
 
 pub mod hotplug;
 pub mod hull_vmm;
+pub mod jail;
 pub mod migration;
 pub mod qemu;
 pub mod qmp;
@@ -190,6 +191,9 @@ pub struct VmLaunch {
     /// Where the guest's serial console ends up on the host (the
     /// hypervisor writes it to [`CONSOLE_FD`]).
     pub console_log: PathBuf,
+    /// The jail the hypervisor puts itself in; its id's lock goes to the
+    /// process ([`jail::LOCK_FD`]).
+    pub jail: Option<jail::Jail>,
 }
 
 impl VmLaunch {
@@ -217,6 +221,8 @@ pub enum HypervisorError {
     UnquotablePath(PathBuf),
     #[error("disk {0:?} has no slot in the template VM")]
     NoDiskSlot(String),
+    #[error(transparent)]
+    Jail(#[from] jail::JailError),
 }
 
 /// A way to run VMs.
@@ -225,6 +231,12 @@ pub trait Hypervisor: Send + Sync {
     /// Whether the VM runs with hardware virtualization.
     fn accelerated(&self) -> bool;
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError>;
+    /// Puts the VM about to be launched from `sandbox_dir` in its jail
+    /// (see [`jail`]); apart from [`Self::launch`], whose command line
+    /// names a template and so must not change from VM to VM.
+    fn jail(&self, _launch: &mut VmLaunch, _sandbox_dir: &Path) -> Result<(), HypervisorError> {
+        Ok(())
+    }
     /// The program the backend runs (a template made by another one is
     /// not used).
     fn program(&self) -> &Path;

@@ -3,11 +3,12 @@
 //! virtio-serial port whose QEMU chardev connects to the runtime's socket,
 //! since hosts like ours have no vhost-vsock.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use hull_protocol::{AGENT_SERIAL_PORT_NAME, CHANNEL_CMDLINE_KEY};
 
+use super::jail::Jail;
 use super::{
     find_program, host_cpu_khz, Boot, Hypervisor, HypervisorError, SnapshotMethod, VmLaunch,
     VmSpec, SNAPSHOT_MEMORY, TEMPLATE_MAC,
@@ -99,6 +100,13 @@ impl Hypervisor for Qemu {
 
     fn snapshots(&self) -> Option<SnapshotMethod> {
         Some(SnapshotMethod::QemuMigration)
+    }
+
+    fn jail(&self, launch: &mut VmLaunch, sandbox_dir: &Path) -> Result<(), HypervisorError> {
+        let jail = Jail::reserve(sandbox_dir)?;
+        launch.command.args(jail.qemu_args());
+        launch.jail = Some(jail);
+        Ok(())
     }
 
     fn launch(&self, spec: &VmSpec) -> Result<VmLaunch, HypervisorError> {
@@ -216,12 +224,16 @@ impl Hypervisor for Qemu {
             command: cmd,
             agent_socket,
             console_log,
+            jail: None,
         })
     }
 }
 
 /// `-sandbox`: everything QEMU 7.2 can deny that a VM here never needs.
-const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+/// set*uid stay allowed: the filter is loaded before `-runas` drops to the
+/// jail's ids, and after the drop, without capabilities and with
+/// `no_new_privs`, they can gain nothing.
+const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny";
 
 fn tap_netdev(tap: &str) -> String {
     format!("tap,id=net0,ifname={tap},script=no,downscript=no")
@@ -302,8 +314,23 @@ mod tests {
         assert!(joined.contains("hull.channel=serial"));
         assert!(joined.contains("tap,id=net0,ifname=tapabc,script=no,downscript=no"));
         assert!(joined.contains(
-            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+            "-sandbox on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny"
         ));
+        assert!(
+            !joined.contains("-runas"),
+            "the key's command line has no jail"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut launch = qemu.launch(&spec).unwrap();
+        qemu.jail(&mut launch, dir.path()).unwrap();
+        let jail = launch.jail.as_ref().unwrap();
+        let jailed = launch.args().join(" ");
+        assert!(jailed.ends_with(&format!(
+            "-runas {}:{} -chroot {}",
+            jail.uid,
+            jail.gid,
+            dir.path().join("jail").display()
+        )));
         assert!(joined.contains("file,id=console,path=/proc/self/fd/3"));
         assert!(joined.contains("virtio-net-pci,netdev=net0,mac=02:42:0a:59:00:02,romfile="));
         assert_eq!(

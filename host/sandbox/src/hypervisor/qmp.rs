@@ -32,6 +32,12 @@ pub enum QmpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("open {path} for the VM")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("QMP connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("QMP: no answer within {0:?}")]
@@ -85,7 +91,50 @@ impl Qmp {
     /// sandboxed QEMU, which may not open or spawn what a URI names, is
     /// given to write or read instead.
     pub async fn send_fd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
-        let mut line = json!({ "execute": "getfd", "arguments": { "fdname": name } }).to_string();
+        self.execute_with_fd("getfd", json!({ "fdname": name }), fd)
+            .await
+            .map(|_| ())
+    }
+
+    /// Adds `fd` to a new fd set (`add-fd`) tagged `opaque`; returns the
+    /// set's id. QEMU opens `/dev/fdset/ID` as if it were a path: how a
+    /// jailed QEMU, which sees no host path, gets a hot-added disk.
+    pub async fn add_fd(&mut self, opaque: &str, fd: BorrowedFd<'_>) -> Result<u64, QmpError> {
+        let answer = self
+            .execute_with_fd("add-fd", json!({ "opaque": opaque }), fd)
+            .await?;
+        answer
+            .get("fdset-id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| QmpError::Protocol(format!("add-fd answered {answer}")))
+    }
+
+    /// Removes the fd sets tagged `opaque` (best effort): their
+    /// descriptors close once nothing in QEMU uses them.
+    pub async fn remove_fds(&mut self, opaque: &str) {
+        let Ok(sets) = self.execute("query-fdsets", json!({})).await else {
+            return;
+        };
+        let ids = sets.as_array().into_iter().flatten().filter_map(|set| {
+            let tagged = set["fds"]
+                .as_array()?
+                .iter()
+                .any(|fd| fd["opaque"].as_str() == Some(opaque));
+            tagged.then(|| set["fdset-id"].as_u64()).flatten()
+        });
+        for id in ids.collect::<Vec<_>>() {
+            let _ = self.execute("remove-fd", json!({ "fdset-id": id })).await;
+        }
+    }
+
+    /// Runs `command` with `fd` passed along (SCM_RIGHTS on its line).
+    async fn execute_with_fd(
+        &mut self,
+        command: &str,
+        arguments: Value,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Value, QmpError> {
+        let mut line = json!({ "execute": command, "arguments": arguments }).to_string();
         line.push('\n');
         let socket: &UnixStream = self.writer.as_ref();
         loop {
@@ -96,12 +145,12 @@ impl Qmp {
                 Ok(sent) if sent == line.len() => break,
                 // The descriptor went with the first bytes; QEMU would
                 // wait for the rest of the line forever.
-                Ok(_) => return Err(QmpError::Protocol("getfd: short write".into())),
+                Ok(_) => return Err(QmpError::Protocol(format!("{command}: short write"))),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        self.answer("getfd").await.map(|_| ())
+        self.answer(command).await
     }
 
     async fn answer(&mut self, command: &str) -> Result<Value, QmpError> {

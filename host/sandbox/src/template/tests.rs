@@ -25,6 +25,7 @@ impl Hypervisor for FakeHypervisor {
             command,
             agent_socket: spec.sandbox_dir.join("agent.sock"),
             console_log: spec.sandbox_dir.join("console.log"),
+            jail: None,
         })
     }
     fn program(&self) -> &Path {
