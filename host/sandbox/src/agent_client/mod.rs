@@ -66,6 +66,41 @@ pub const OUTBOX_DATA_BYTES: usize = 1 << 20;
 /// reading its connection lets them pile up this far.
 pub const OUTBOX_CONTROL_BYTES: usize = 4 << 20;
 
+/// How long a request waits for its answer by default: long past what an
+/// honest agent under a slow emulator needs, short enough that an agent
+/// that keeps quiet holds no `hull exec`, `stats` or `stop` for ever.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long starting the container may take at most (mounting the image,
+/// running its hooks): the supervisor bounds it tighter and says why.
+pub const RUN_CONTAINER_DEADLINE: Duration = Duration::from_secs(330);
+
+/// The deadline of a request of this kind.
+pub fn request_deadline(request: &Request) -> Duration {
+    match request {
+        Request::RunContainer(_) => RUN_CONTAINER_DEADLINE,
+        _ => REQUEST_DEADLINE,
+    }
+}
+
+/// The request's name in an error.
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::RunContainer(_) => "run_container",
+        Request::Signal { .. } => "signal",
+        Request::ResizeTerminal { .. } => "resize_terminal",
+        Request::ExecProcess(_) => "exec_process",
+        Request::Stats { .. } => "stats",
+        Request::ListProcesses { .. } => "list_processes",
+        Request::SignalContainer { .. } => "signal_container",
+        Request::Freeze { .. } => "freeze",
+        Request::UpdateResources { .. } => "update_resources",
+        Request::RemoveContainer { .. } => "remove_container",
+        Request::Shutdown => "shutdown",
+        Request::Wake(_) => "wake",
+    }
+}
+
 /// The agent's events, as the supervisor takes them.
 pub type Events = mpsc::Receiver<Event>;
 
@@ -81,6 +116,8 @@ pub enum ClientError {
     Io(#[source] std::io::Error),
     #[error("the guest agent broke the protocol")]
     Violation(#[source] Violation),
+    #[error("the agent did not answer {op} within {after:?}")]
+    NoAnswer { op: &'static str, after: Duration },
 }
 
 /// How an agent broke the protocol; the host dropped its connection.
@@ -282,8 +319,21 @@ impl AgentClient {
         (client, events, hello_rx)
     }
 
-    /// Sends a request and waits for its response.
+    /// Sends a request and waits for its response, at most
+    /// [`request_deadline`] for its kind.
     pub async fn request(&self, request: Request) -> Result<Reply, RequestError> {
+        let deadline = request_deadline(&request);
+        self.request_within(request, deadline).await
+    }
+
+    /// Sends a request and waits at most `deadline` for its response. An
+    /// answer that comes later is dropped as one nobody waits for.
+    pub async fn request_within(
+        &self,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<Reply, RequestError> {
+        let op = request_name(&request);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -298,9 +348,17 @@ impl AgentClient {
             lock(&self.shared.pending).waiting.remove(&id);
             return Err(e.into());
         }
-        match rx.await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(self.shared.lost().into()),
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(_)) => Err(self.shared.lost().into()),
+            Err(_) => {
+                lock(&self.shared.pending).waiting.remove(&id);
+                Err(ClientError::NoAnswer {
+                    op,
+                    after: deadline,
+                }
+                .into())
+            }
         }
     }
 

@@ -493,3 +493,52 @@ fn guest_triggered_lines_are_rate_limited() {
     assert!(log.warn_at(start + LOG_PERIOD, format_args!("again")));
     assert_eq!(log.suppressed(), 0);
 }
+
+#[tokio::test]
+async fn a_request_left_unanswered_fails_at_its_deadline_and_a_late_answer_is_dropped() {
+    let (client, _events, mut agent) = connected().await;
+    let result = client
+        .request_within(Request::Shutdown, Duration::from_millis(100))
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(RequestError::Client(ClientError::NoAnswer {
+                op: "shutdown",
+                ..
+            }))
+        ),
+        "{result:?}"
+    );
+    assert!(
+        lock(&client.shared.pending).waiting.is_empty(),
+        "the waiter went"
+    );
+    // The answer comes after all: nobody waits for it, the connection
+    // stays, and the next request is answered.
+    let late = ControlMessage::Response {
+        id: 1,
+        result: Ok(Reply::Done),
+    };
+    agent.write_all(&late.to_frame().encode()).await.unwrap();
+    let next = {
+        let answer = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let reply = ControlMessage::Response {
+                id: 2,
+                result: Ok(Reply::Done),
+            };
+            agent.write_all(&reply.to_frame().encode()).await.unwrap();
+        };
+        let (reply, ()) = tokio::join!(client.request(Request::Shutdown), answer);
+        reply
+    };
+    assert!(matches!(next, Ok(Reply::Done)), "{next:?}");
+    assert!(client.violation().is_none());
+}
+
+#[test]
+fn only_starting_a_container_may_take_longer_than_a_minute() {
+    assert_eq!(request_deadline(&Request::Shutdown), REQUEST_DEADLINE);
+    assert!(RUN_CONTAINER_DEADLINE > REQUEST_DEADLINE);
+}
