@@ -44,40 +44,45 @@ pub fn host_to_agent(data: &[u8]) -> usize {
     messages
 }
 
+/// xorshift64: deterministic, dependency-free randomness for the
+/// harnesses' randomized unit tests (here and in the host crates).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::frame::Frame;
 
-    /// xorshift64: deterministic, dependency-free randomness.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     /// Valid frames with some bytes flipped: most inputs get past the
     /// header, so the JSON and the frame checks are what is exercised.
     fn input(r: &mut Rng) -> Vec<u8> {
         let hello = br#"{"type":"hello","version":1,"software":"x"}"#.to_vec();
-        let mut wire = vec![(r.next() % 256) as u8];
-        for _ in 0..(r.next() % 6) {
-            let frame = match r.next() % 4 {
+        let mut wire = vec![(r.next_u64() % 256) as u8];
+        for _ in 0..(r.next_u64() % 6) {
+            let frame = match r.next_u64() % 4 {
                 0 => Frame::control(hello.clone()),
-                1 => Frame::data((r.next() % 4) as u32, vec![7; (r.next() % 100) as usize]),
-                2 => Frame::eof((r.next() % 4) as u32),
-                _ => Frame::window((r.next() % 4) as u32, r.next() as u32),
+                1 => Frame::data(
+                    (r.next_u64() % 4) as u32,
+                    vec![7; (r.next_u64() % 100) as usize],
+                ),
+                2 => Frame::eof((r.next_u64() % 4) as u32),
+                _ => Frame::window((r.next_u64() % 4) as u32, r.next_u64() as u32),
             };
             wire.extend(frame.encode());
         }
-        for _ in 0..(r.next() % 4) {
+        for _ in 0..(r.next_u64() % 4) {
             if !wire.is_empty() {
-                let at = (r.next() as usize) % wire.len();
-                wire[at] = r.next() as u8;
+                let at = (r.next_u64() as usize) % wire.len();
+                wire[at] = r.next_u64() as u8;
             }
         }
         wire

@@ -41,17 +41,7 @@ pub fn oci_config(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64: deterministic, dependency-free randomness.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use hull_protocol::fuzzing::Rng;
 
     const CONFIG: &str = r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},"mounts":[{"destination":"/data","type":"bind","source":"/tmp","options":["rbind","ro"]},{"destination":"/dev/shm","type":"bind","source":"/dev/shm"}],"linux":{"namespaces":[{"type":"user"},{"type":"network","path":"/proc/1/ns/net"},{"type":"pid"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"resources":{"memory":{"limit":9223372036854775807},"cpu":{"quota":9223372036854775807,"period":1}}}}"#;
     const RESOURCES: &str = r#"{"memory":{"limit":1048576},"cpu":{"shares":2,"quota":50000,"period":100000},"pids":{"limit":5}}"#;
@@ -67,9 +57,9 @@ mod tests {
                 (1, RESOURCES)
             };
             let mut bytes = seed.as_bytes().to_vec();
-            for _ in 0..(r.next() % 3) {
-                let at = (r.next() as usize) % bytes.len();
-                bytes[at] = b"0123456789-\"{}[],:ae "[(r.next() as usize) % 21];
+            for _ in 0..(r.next_u64() % 3) {
+                let at = (r.next_u64() as usize) % bytes.len();
+                bytes[at] = b"0123456789-\"{}[],:ae "[(r.next_u64() as usize) % 21];
             }
             let mut input = vec![kind];
             input.extend(bytes);

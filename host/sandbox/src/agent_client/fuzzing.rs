@@ -53,13 +53,8 @@ pub fn agent_to_host(data: &[u8]) -> Option<Violation> {
     let mut decoder = FrameDecoder::new();
     for read in wire.chunks(read_size) {
         decoder.feed(read);
-        loop {
-            let broken = match decoder.next_frame() {
-                Ok(Some(frame)) => reader.on_frame(frame).err(),
-                Ok(None) => break,
-                Err(err) => Some(Violation::Malformed(err.to_string())),
-            };
-            if let Some(violation) = broken {
+        while let Some(taken) = reader.take_frame(&mut decoder) {
+            if let Err(violation) = taken {
                 shared.fail(violation.clone());
                 return Some(violation);
             }
@@ -82,20 +77,10 @@ pub fn agent_to_host(data: &[u8]) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use hull_protocol::frame::MAX_DATA_CHUNK;
+    use hull_protocol::fuzzing::Rng;
     use hull_protocol::Frame;
 
     use super::*;
-
-    /// xorshift64: deterministic, dependency-free randomness.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
 
     const MESSAGES: &[&str] = &[
         r#"{"type":"hello","version":1,"software":"x"}"#,
@@ -110,27 +95,27 @@ mod tests {
     /// and then. Each input leans one way (events, unread data, data on a
     /// read stream, or a mix), so every bound is reached.
     fn input(r: &mut Rng) -> Vec<u8> {
-        let lean = r.next() % 4;
-        let mut wire = vec![r.next() as u8];
-        for _ in 0..(r.next() % 300) {
+        let lean = r.next_u64() % 4;
+        let mut wire = vec![r.next_u64() as u8];
+        for _ in 0..(r.next_u64() % 300) {
             let stream = match lean {
-                1 => 4 + (r.next() % 3) as StreamId,
+                1 => 4 + (r.next_u64() % 3) as StreamId,
                 2 => 1,
-                _ => 1 + (r.next() % 6) as StreamId,
+                _ => 1 + (r.next_u64() % 6) as StreamId,
             };
-            let frame = match (lean, r.next() % 5) {
+            let frame = match (lean, r.next_u64() % 5) {
                 (0, _) => Frame::control(MESSAGES[3].into()),
-                (3, 0) => Frame::control(MESSAGES[(r.next() as usize) % MESSAGES.len()].into()),
+                (3, 0) => Frame::control(MESSAGES[(r.next_u64() as usize) % MESSAGES.len()].into()),
                 (_, 4) => Frame::eof(stream),
-                (_, 3) => Frame::window(stream, r.next() as u32),
-                _ => Frame::data(stream, vec![b'x'; (r.next() as usize) % MAX_DATA_CHUNK]),
+                (_, 3) => Frame::window(stream, r.next_u64() as u32),
+                _ => Frame::data(stream, vec![b'x'; (r.next_u64() as usize) % MAX_DATA_CHUNK]),
             };
             wire.extend(frame.encode());
         }
-        match r.next() % 8 {
+        match r.next_u64() % 8 {
             0 if wire.len() > 1 => {
-                let at = 1 + (r.next() as usize) % (wire.len() - 1);
-                wire[at] = r.next() as u8;
+                let at = 1 + (r.next_u64() as usize) % (wire.len() - 1);
+                wire[at] = r.next_u64() as u8;
             }
             // The first frame's kind byte: framing breaks at once.
             1 if wire.len() > 5 => wire[5] = 0x7f,

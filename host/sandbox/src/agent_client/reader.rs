@@ -42,13 +42,8 @@ pub(super) async fn read_loop(
             () = super::wait_closed(&mut closed) => break,
         };
         decoder.feed(&buf[..n]);
-        loop {
-            let broken = match decoder.next_frame() {
-                Ok(Some(frame)) => reader.on_frame(frame).err(),
-                Ok(None) => break,
-                Err(err) => Some(Violation::Malformed(err.to_string())),
-            };
-            if let Some(violation) = broken {
+        while let Some(taken) = reader.take_frame(&mut decoder) {
+            if let Err(violation) = taken {
                 shared.fail(violation);
                 break 'read;
             }
@@ -86,6 +81,19 @@ impl Reader {
     /// Bytes dropped so far because nobody reads their stream.
     pub(super) fn unread(&self) -> u64 {
         self.unread
+    }
+
+    /// Hands on the next complete frame of `decoder`: `None` when it
+    /// needs more bytes, the violation if the frame breaks the connection.
+    pub(super) fn take_frame(
+        &mut self,
+        decoder: &mut FrameDecoder,
+    ) -> Option<Result<(), Violation>> {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => Some(self.on_frame(frame)),
+            Ok(None) => None,
+            Err(err) => Some(Err(Violation::Malformed(err.to_string()))),
+        }
     }
 
     pub(super) fn on_frame(&mut self, frame: Frame) -> Result<(), Violation> {
