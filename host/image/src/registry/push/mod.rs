@@ -111,6 +111,7 @@ pub async fn push(
     if let Some(from) = &mount_from {
         scopes.push(format!("repository:{from}:pull"));
     }
+    crate::tls::install_crypto_provider();
     let session = Session::open(&remote, creds, opts.plain_http, scopes).await?;
     let target = Target {
         session: &session,

@@ -18,7 +18,7 @@
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
 use super::local::LocalBlob;
@@ -98,7 +98,7 @@ impl Target<'_> {
         }
         let reply = self
             .send(Method::POST, url.clone(), 0, &what(), |r| {
-                r.header(CONTENT_LENGTH, "0")
+                r.body(Vec::new())
             })
             .await?;
         match reply.status() {
@@ -116,7 +116,6 @@ impl Target<'_> {
         let reply = self
             .send(Method::PUT, url, blob.size, &what, |r| {
                 r.header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_LENGTH, bytes.len())
                     .body(bytes)
             })
             .await?;
@@ -138,7 +137,6 @@ impl Target<'_> {
             let reply = self
                 .send(Method::PATCH, location.clone(), len, &what, |r| {
                     r.header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, len)
                         .header("Content-Range", range)
                         .body(bytes)
                 })
@@ -147,6 +145,7 @@ impl Target<'_> {
                 return Err(self.failure(what, reply).await);
             }
             location = self.location(&location, reply.headers())?;
+            tracing::debug!(digest = %blob.digest, offset, len, "pushed a chunk");
             offset += len;
         }
         let reply = self
@@ -155,7 +154,7 @@ impl Target<'_> {
                 with_digest(location, &blob.digest),
                 0,
                 &what,
-                |r| r.header(CONTENT_LENGTH, "0"),
+                |r| r.body(Vec::new()),
             )
             .await?;
         match reply.status() {
@@ -178,9 +177,7 @@ impl Target<'_> {
         let body = bytes.to_vec();
         let reply = self
             .send(Method::PUT, url, bytes.len() as u64, &what, |r| {
-                r.header(CONTENT_TYPE, media_type)
-                    .header(CONTENT_LENGTH, body.len())
-                    .body(body)
+                r.header(CONTENT_TYPE, media_type).body(body)
             })
             .await?;
         if reply.status() != StatusCode::CREATED {
