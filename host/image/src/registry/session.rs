@@ -461,6 +461,33 @@ impl Session {
     }
 }
 
+#[cfg(test)]
+impl Session {
+    /// A session with `addr` over plain HTTP about `repository`, with
+    /// Basic credentials if given, as a push's tests need it.
+    pub(super) fn for_tests(addr: &str, repository: &str, basic: Option<(&str, &str)>) -> Session {
+        crate::tls::install_crypto_provider();
+        let remote =
+            Remote::new(&crate::Reference::parse(&format!("{addr}/{repository}")).unwrap());
+        let authz = match basic {
+            Some((user, password)) => Authz::Basic {
+                user: user.into(),
+                password: password.into(),
+            },
+            None => Authz::Anonymous,
+        };
+        Session {
+            http: reqwest::Client::new(),
+            scheme: "http",
+            remote,
+            creds: None,
+            scopes: Vec::new(),
+            deadline: Duration::from_secs(30),
+            authz: Mutex::new(authz),
+        }
+    }
+}
+
 /// The deadline of each request: [`DEFAULT_DEADLINE`] unless
 /// [`DEADLINE_VAR`] holds a number of seconds.
 fn deadline_from_env() -> Duration {

@@ -56,7 +56,7 @@ impl ImageStore {
             .map_or_else(|| MT_OCI_MANIFEST.to_string(), |m| m.to_string());
         let descs = manifest.layers().iter().chain([manifest.config()]);
         let blobs = descs
-            .map(|d| self.open_blob(&d.digest().to_string(), d.size()))
+            .map(|d| self.open_blob(d.digest().as_ref(), d.size()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LocalImage {
             names: rec.names.clone(),

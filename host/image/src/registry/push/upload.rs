@@ -316,6 +316,232 @@ fn read_at(blob: &LocalBlob, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use crate::registry::session::Session;
+
+    /// One request as the fake registry saw it.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        method: String,
+        target: String,
+        range: Option<String>,
+        authorization: Option<String>,
+        body: Vec<u8>,
+    }
+
+    /// A fake registry on 127.0.0.1: `answer` gives status and headers
+    /// for each request (keep-alive HTTP/1.1, bodies by Content-Length).
+    fn fake(
+        answer: impl Fn(&Seen, &str) -> (u16, Vec<(&'static str, String)>) + Send + Sync + 'static,
+    ) -> (String, Arc<Mutex<Vec<Seen>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (log, me, answer) = (seen.clone(), addr.clone(), Arc::new(answer));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (log, me, answer) = (log.clone(), me.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let mut w = stream.try_clone().unwrap();
+                    let mut r = BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let method = parts.next().unwrap_or("").to_string();
+                        let target = parts.next().unwrap_or("").to_string();
+                        let (mut len, mut range, mut authorization) = (0usize, None, None);
+                        loop {
+                            let mut h = String::new();
+                            r.read_line(&mut h).unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (k, v) = h.split_once(':').unwrap();
+                            let v = v.trim().to_string();
+                            match k.to_ascii_lowercase().as_str() {
+                                "content-length" => len = v.parse().unwrap(),
+                                "content-range" => range = Some(v),
+                                "authorization" => authorization = Some(v),
+                                _ => {}
+                            }
+                        }
+                        let mut body = vec![0u8; len];
+                        r.read_exact(&mut body).unwrap();
+                        let req = Seen {
+                            method,
+                            target,
+                            range,
+                            authorization,
+                            body,
+                        };
+                        let (status, headers) = answer(&req, &me);
+                        log.lock().unwrap().push(req);
+                        let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n");
+                        for (k, v) in headers {
+                            out.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        out.push_str("\r\n");
+                        if w.write_all(out.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn blob(bytes: &[u8]) -> (tempfile::NamedTempFile, LocalBlob) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        let file = std::fs::File::open(f.path()).unwrap();
+        let digest = format!("sha256:{}", crate::digest::sha256_hex(bytes));
+        let size = bytes.len() as u64;
+        (f, LocalBlob { digest, size, file })
+    }
+
+    fn target(session: &Session, chunk_size: u64) -> Target<'_> {
+        Target {
+            session,
+            repository: "t/img".into(),
+            chunk_size,
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_follow_relative_and_absolute_locations() {
+        let (addr, seen) = fake(|req, me| {
+            let loc = |v: String| vec![("Location", v)];
+            match (req.method.as_str(), req.target.as_str()) {
+                ("HEAD", _) => (404, vec![]),
+                // The mount is refused: an ordinary upload opens instead.
+                ("POST", t) if t.contains("mount=") => {
+                    (202, loc("/v2/t/img/blobs/uploads/u1".into()))
+                }
+                ("PATCH", "/v2/t/img/blobs/uploads/u1") => {
+                    (202, loc(format!("http://{me}/v2/t/img/blobs/uploads/u2")))
+                }
+                ("PATCH", "/v2/t/img/blobs/uploads/u2") => {
+                    (202, loc("/v2/t/img/blobs/uploads/u3?_state=abc".into()))
+                }
+                ("PATCH", t) if t.starts_with("/v2/t/img/blobs/uploads/u3") => {
+                    (202, loc("u4".into()))
+                }
+                ("PUT", t) if t.starts_with("/v2/t/img/blobs/uploads/u4?digest=") => (201, vec![]),
+                _ => (400, vec![]),
+            }
+        });
+        let session = Session::for_tests(&addr, "t/img", Some(("u", "p")));
+        let (_f, b) = blob(b"0123456789");
+        let out = target(&session, 4).blob(&b, Some("src/img")).await.unwrap();
+        assert_eq!(out, BlobOutcome::Pushed);
+        let seen = seen.lock().unwrap().clone();
+        let calls: Vec<(&str, Option<&str>)> = seen
+            .iter()
+            .map(|s| (s.method.as_str(), s.range.as_deref()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("HEAD", None),
+                ("POST", None),
+                ("PATCH", Some("0-3")),
+                ("PATCH", Some("4-7")),
+                ("PATCH", Some("8-9")),
+                ("PUT", None)
+            ]
+        );
+        let sent: Vec<u8> = seen.iter().flat_map(|s| s.body.clone()).collect();
+        assert_eq!(sent, b"0123456789");
+        assert!(seen[1].target.contains("from=src%2Fimg"), "{:?}", seen[1]);
+        assert!(seen[4].target.contains("_state=abc"), "{:?}", seen[4]);
+        let digest = b.digest.replace(':', "%3A");
+        assert!(
+            seen[5].target.ends_with(&format!("digest={digest}")),
+            "{:?}",
+            seen[5]
+        );
+        assert!(seen
+            .iter()
+            .all(|s| s.authorization.as_deref() == Some("Basic dTpw")));
+    }
+
+    #[tokio::test]
+    async fn present_blobs_are_skipped_mounts_taken_small_blobs_put_whole() {
+        let (addr, seen) = fake(|req, _| match (req.method.as_str(), req.target.as_str()) {
+            ("HEAD", t) if t.ends_with("present") => (200, vec![]),
+            ("HEAD", _) => (404, vec![]),
+            ("POST", t) if t.contains("mount=") => (201, vec![]),
+            ("POST", _) => (
+                202,
+                vec![("Location", "/v2/t/img/blobs/uploads/x?s=1".into())],
+            ),
+            ("PUT", t) if t.starts_with("/v2/t/img/blobs/uploads/x?s=1&digest=") => (201, vec![]),
+            _ => (400, vec![]),
+        });
+        let session = Session::for_tests(&addr, "t/img", None);
+        let t = target(&session, 1 << 20);
+        let (_f, mut b) = blob(b"abc");
+        b.digest.push_str("present");
+        assert_eq!(t.blob(&b, None).await.unwrap(), BlobOutcome::Exists);
+        let (_f, b) = blob(b"abc");
+        assert_eq!(
+            t.blob(&b, Some("src/img")).await.unwrap(),
+            BlobOutcome::Mounted {
+                from: "src/img".into()
+            }
+        );
+        assert_eq!(t.blob(&b, None).await.unwrap(), BlobOutcome::Pushed);
+        let seen = seen.lock().unwrap().clone();
+        let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+        assert_eq!(methods, ["HEAD", "HEAD", "POST", "HEAD", "POST", "PUT"]);
+        assert_eq!(seen[5].body, b"abc");
+        assert!(seen.iter().all(|s| s.authorization.is_none()));
+    }
+
+    #[tokio::test]
+    async fn refusals_name_what_was_refused_in_one_line() {
+        let (addr, _) = fake(|req, me| match req.method.as_str() {
+            "HEAD" => (404, vec![]),
+            // An upload elsewhere (a storage redirect) gets no credentials.
+            "POST" => (
+                202,
+                vec![(
+                    "Location",
+                    format!("http://localhost:{}/up", me.rsplit(':').next().unwrap()),
+                )],
+            ),
+            _ if req.authorization.is_some() => (400, vec![]),
+            _ => (403, vec![]),
+        });
+        let session = Session::for_tests(&addr, "t/img", Some(("u", "p")));
+        let (_f, b) = blob(b"abc");
+        let err = target(&session, 1 << 20).blob(&b, None).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "registry {addr} refused the upload of blob {} to {addr}/t/img \
+                 (run `hull login {addr}` if it needs credentials)",
+                b.digest
+            )
+        );
+        let (addr, _) = fake(|_, _| (401, vec![]));
+        let session = Session::for_tests(&addr, "t/img", None);
+        let err = target(&session, 1 << 20).blob(&b, None).await.unwrap_err();
+        assert!(matches!(err, Error::PushDenied { .. }), "{err}");
+        assert!(
+            err.to_string().contains("refused the check for blob"),
+            "{err}"
+        );
+    }
 
     fn headers(location: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
