@@ -386,6 +386,42 @@ fn hull_id(hull: &Hull, image: &str) -> String {
 }
 
 #[test]
+fn a_failed_push_leaves_no_manifest_and_the_store_as_it_was() {
+    let reg = Registry::start();
+    let hull = Hull::with_busybox();
+    let remote = reg.image("hull/damaged:1");
+    // One layer of the store damaged in place, its size kept: the
+    // registry refuses its bytes by digest.
+    let out = ok(&hull.hull(&["image", "inspect", BUSYBOX]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let layer = v[0]["Layers"][1]["Digest"].as_str().unwrap().to_string();
+    let path = hull
+        .store_dir()
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let before = hull.files();
+
+    let out = push(&hull, &[BUSYBOX, &remote]);
+    assert_one_line_error(&out, 125, &format!("blob {layer}"));
+    assert_eq!(hull.files(), before, "a failed push changed the store");
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{remote}"))
+        .output()
+        .unwrap();
+    assert!(
+        !inspect.status.success(),
+        "the registry has a manifest after a failed push"
+    );
+    let err = String::from_utf8_lossy(&inspect.stderr);
+    assert!(err.contains("manifest unknown"), "{err}");
+}
+
+#[test]
 fn bad_pushes_are_one_line_and_change_nothing() {
     let hull = Hull::with_busybox();
     let before: Vec<PathBuf> = hull.files();

@@ -131,6 +131,8 @@ impl Target<'_> {
         let what = format!("the upload of blob {} to {}", blob.digest, self.display());
         let mut offset = 0;
         while offset < blob.size {
+            // A long upload may outlive its token.
+            self.session.refresh().await?;
             let len = self.chunk_size.min(blob.size - offset);
             let bytes = read_at(blob, offset, len)?;
             let range = content_range(offset, len);
