@@ -19,17 +19,24 @@ done
 source "$(dirname "$0")/../pull/debian-image.sh"
 
 bench_begin push
+# A fresh registry (new port, empty storage) for every push measured, so
+# nothing is there and skopeo's blob-info cache (keyed by host:port)
+# cannot turn uploads into mounts.
 registry_pid=
 stop_registry() {
   if [[ -n $registry_pid ]]; then
     kill "$registry_pid" 2>/dev/null
     wait "$registry_pid" 2>/dev/null || true
+    registry_pid=
   fi
 }
 bench_cleanup_hooks+=(stop_registry)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-addr=127.0.0.1:$port
-cat >"$work/registry.yml" <<YML
+start_registry() { # NAME: sets $addr
+  local port
+  stop_registry
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  addr=127.0.0.1:$port
+  cat >"$work/registry.yml" <<YML
 version: 0.1
 log:
   level: error
@@ -37,13 +44,14 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $work/registry
+    rootdirectory: $work/registry-$1
 http:
   addr: $addr
 YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -sf "http://$addr/v2/" >/dev/null && break; sleep 0.1; done
+  docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+  registry_pid=$!
+  for _ in $(seq 100); do curl -sf "http://$addr/v2/" >/dev/null && break; sleep 0.1; done
+}
 
 # Into hull's store, as an OCI archive of the same layout skopeo copies.
 skopeo --insecure-policy copy -q "oci:$layout:debian" "oci-archive:$work/debian.tar:bench/debian:1"
@@ -54,6 +62,7 @@ hull_series="hull push (every blob uploaded)"
 skopeo_series="skopeo copy oci: → docker:// (every blob uploaded)"
 sync
 for i in $(seq "$n"); do
+  start_registry "hull$i"
   t0=$(now_us)
   "$hull" push --plain-http bench/debian:1 "$addr/bench/hull$i:1" >"$work/push.log"
   sample $fig "$hull_series" "wall ms" "$(ms_since "$t0")"
@@ -62,13 +71,16 @@ for i in $(seq "$n"); do
   "$hull" push --plain-http bench/debian:1 "$addr/bench/hull$i:1" >"$work/push.log"
   sample $fig "hull push again (every blob there)" "wall ms" "$(ms_since "$t0")"
 
+  start_registry "skopeo$i"
   t0=$(now_us)
   skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:debian" "docker://$addr/bench/skopeo$i:1"
   sample $fig "$skopeo_series" "wall ms" "$(ms_since "$t0")"
   t0=$(now_us)
   skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:debian" "docker://$addr/bench/skopeo$i:1"
   sample $fig "skopeo copy again (every blob there)" "wall ms" "$(ms_since "$t0")"
+  stop_registry
+  rm -rf "$work/registry-hull$i" "$work/registry-skopeo$i"
 done
 ratio $fig "hull push / skopeo copy" "$hull_series|wall ms" "$skopeo_series|wall ms"
 gz_mib=$(du -cb "$layout"/blobs/sha256/* | tail -1 | awk '{printf "%.1f", $1 / 1048576}')
-note $fig "$n runs each, alternating; image: debootstrap minbase bookworm, $gz_mib MiB of blobs, 2 layers, to docker-registry on 127.0.0.1 (plain HTTP)"
+note $fig "$n runs each, alternating; image: debootstrap minbase bookworm, $gz_mib MiB of blobs, 2 layers, each to a fresh docker-registry on 127.0.0.1 (plain HTTP)"
