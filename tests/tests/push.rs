@@ -245,6 +245,35 @@ fn large_blobs_go_up_in_chunks() {
 }
 
 #[test]
+fn an_image_loaded_from_docker_save_pushes_with_the_manifest_made_for_it() {
+    let reg = Registry::start();
+    let dir = temp_dir("push-docker-save");
+    let tar = dir.path().join("docker.tar");
+    let status = Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q"])
+        .arg(format!(
+            "oci-archive:{}",
+            image_archive("busybox.tar").display()
+        ))
+        .arg(format!("docker-archive:{}:saved/busybox:3", tar.display()))
+        .status()
+        .expect("skopeo is needed by this test");
+    assert!(status.success());
+    let hull = Hull::new();
+    ok(&hull.hull(&["load", "-i", tar.to_str().unwrap()]));
+    let remote = reg.image("saved/busybox:3");
+    let out = ok(&push(&hull, &["saved/busybox:3", &remote]));
+    let digest = pushed_digest(&out, "3");
+    assert_eq!(digest, hull_digest(&hull, "saved/busybox:3"));
+    assert_eq!(skopeo_digest(&remote, None), digest);
+    // And it pulls back into another store as the same image.
+    let other = Hull::new();
+    ok(&other.hull(&["pull", "--plain-http", &remote]));
+    assert_eq!(hull_digest(&other, &remote), digest);
+    assert_eq!(hull_id(&other, &remote), hull_id(&hull, "saved/busybox:3"));
+}
+
+#[test]
 fn a_tag_of_a_pulled_image_mounts_its_blobs_from_the_repository_it_came_from() {
     let reg = Registry::start();
     reg.push(
