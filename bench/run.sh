@@ -54,6 +54,7 @@ figure start "$here/boot/run.sh"
 figure vmm "$here/vmm/run.sh"
 figure density "$here/density/run.sh"
 figure pull "$here/pull/run.sh"
+figure push "$here/push/run.sh"
 figure network "$here/network/run.sh"
 # Figure 6: EROFS vs ext4 rootfs disks, build, size and guest read speed.
 figure disk "$here/disk/run.sh"

@@ -43,6 +43,12 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Save images to an OCI archive.
     Save(SaveArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Show how an image was made, newest step first.
+    History(HistoryArgs),
     /// Manage images (inspect, prune).
     #[command(subcommand)]
     Image(ImageCommand),
@@ -459,6 +465,39 @@ pub struct PullArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// Image to pull: [REGISTRY/]REPO[:TAG|@DIGEST].
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Speak plain HTTP to the registry (for a registry on loopback).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Print only the repository and the digest, not a line per blob.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Image in the store: NAME[:TAG] (naming a registry unless REMOTE_REF is given), or an id.
+    pub image: String,
+    /// Where to push it: REGISTRY/REPO[:TAG].
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Image in the store: NAME[:TAG] or an id.
+    pub source: String,
+    /// The new name: [REGISTRY/]REPO[:TAG].
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show full ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// `json`: one JSON object a line.
+    #[arg(long)]
+    pub format: Option<String>,
     pub image: String,
 }
 

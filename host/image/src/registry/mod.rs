@@ -27,6 +27,7 @@
 //! next pull resumes from them.
 
 mod fetch;
+mod push;
 mod remote;
 mod session;
 mod source;
@@ -46,6 +47,7 @@ use super::reference::Reference;
 use super::source::{documents, Documents, ImageSource, Imported};
 use super::{tls, Image, ImageStore};
 
+pub use self::push::{push, BlobOutcome, PushEvent, PushOptions, Pushed, CHUNK_SIZE_VAR};
 pub use self::session::DEADLINE_VAR;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -108,6 +110,26 @@ pub enum Error {
         reference: String,
         registry: String,
         secs: u64,
+    },
+    #[error("{reference} names no registry: give the remote name too (`hull push {reference} REGISTRY/REPO[:TAG]`)")]
+    NoRegistry { reference: String },
+    #[error("cannot push to {reference}: a push names a tag, not a digest")]
+    PushToDigest { reference: String },
+    #[error(
+        "registry {registry} refused {what} (run `hull login {registry}` if it needs credentials)"
+    )]
+    PushDenied { what: String, registry: String },
+    #[error("registry {registry} did not finish {what} within {secs} s")]
+    UploadDeadline {
+        what: String,
+        registry: String,
+        secs: u64,
+    },
+    #[error("image {image} cannot be pushed from the store")]
+    Local {
+        image: String,
+        #[source]
+        source: super::Error,
     },
     #[error(transparent)]
     Store(#[from] super::Error),

@@ -35,7 +35,7 @@ use crate::MAX_JSON_SIZE;
 /// KiB.
 pub(crate) const MAX_TOKEN_SIZE: u64 = 1 << 20;
 /// The most of an error reply we read, for its message.
-const MAX_ERROR_SIZE: u64 = 64 << 10;
+pub(super) const MAX_ERROR_SIZE: u64 = 64 << 10;
 /// How long one request may take, its reply included, unless
 /// [`DEADLINE_VAR`] says otherwise: a 4 MiB manifest at 100 KB/s.
 pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
@@ -73,11 +73,13 @@ struct TokenReply {
 
 /// Our side of the conversation with one registry about one repository.
 pub(super) struct Session {
-    http: reqwest::Client,
-    scheme: &'static str,
-    remote: Remote,
+    pub(super) http: reqwest::Client,
+    pub(super) scheme: &'static str,
+    pub(super) remote: Remote,
     creds: Option<(String, String)>,
-    deadline: Duration,
+    /// What a token is asked for: `repository:NAME:ACTIONS` each.
+    scopes: Vec<String>,
+    pub(super) deadline: Duration,
     authz: Mutex<Authz>,
 }
 
@@ -90,6 +92,35 @@ impl Session {
         plain_http: bool,
         client: &Client,
     ) -> Result<Session, Error> {
+        let creds = match auth {
+            RegistryAuth::Basic(u, p) => Some((u.clone(), p.clone())),
+            _ => None,
+        };
+        let scopes = vec![format!("repository:{}:pull", remote.repository)];
+        let session = Session::open(remote, creds, plain_http, scopes).await?;
+        let for_client = match &*session.authz.lock().await {
+            Authz::Bearer(t) => Some(RegistryAuth::Bearer(t.token.clone())),
+            Authz::Basic { user, password } => {
+                Some(RegistryAuth::Basic(user.clone(), password.clone()))
+            }
+            // Nothing to hand over: `oci-client` then asks without
+            // credentials and never looks for a token of its own.
+            Authz::Anonymous => None,
+        };
+        if let Some(auth) = for_client {
+            session.hand_to(client, &auth).await?;
+        }
+        Ok(session)
+    }
+
+    /// Asks the registry how to authenticate and gets a token for
+    /// `scopes` if it wants one (what a push uses directly).
+    pub(super) async fn open(
+        remote: &Remote,
+        creds: Option<(String, String)>,
+        plain_http: bool,
+        scopes: Vec<String>,
+    ) -> Result<Session, Error> {
         let unreachable = |source| Error::Unreachable {
             registry: remote.registry.clone(),
             source,
@@ -99,32 +130,17 @@ impl Session {
             .read_timeout(super::READ_TIMEOUT)
             .build()
             .map_err(unreachable)?;
-        let creds = match auth {
-            RegistryAuth::Basic(u, p) => Some((u.clone(), p.clone())),
-            _ => None,
-        };
         let session = Session {
             http,
             scheme: if plain_http { "http" } else { "https" },
             remote: remote.clone(),
             creds,
+            scopes,
             deadline: deadline_from_env(),
             authz: Mutex::new(Authz::Anonymous),
         };
         let authz = session.challenge().await?;
-        let for_client = match &authz {
-            Authz::Bearer(t) => Some(RegistryAuth::Bearer(t.token.clone())),
-            Authz::Basic { user, password } => {
-                Some(RegistryAuth::Basic(user.clone(), password.clone()))
-            }
-            // Nothing to hand over: `oci-client` then asks without
-            // credentials and never looks for a token of its own.
-            Authz::Anonymous => None,
-        };
         *session.authz.lock().await = authz;
-        if let Some(auth) = for_client {
-            session.hand_to(client, &auth).await?;
-        }
         Ok(session)
     }
 
@@ -175,8 +191,8 @@ impl Session {
     /// [`MAX_TOKEN_SIZE`] of its reply, within the deadline.
     async fn token(&self, realm: String, service: Option<String>) -> Result<Token, Error> {
         let what = "the token reply";
-        let scope = format!("repository:{}:pull", self.remote.repository);
-        let mut query = vec![("scope", scope)];
+        let mut query: Vec<(&str, String)> =
+            self.scopes.iter().map(|s| ("scope", s.clone())).collect();
         if let Some(s) = &service {
             query.push(("service", s.clone()));
         }
@@ -252,19 +268,27 @@ impl Session {
     /// Renews the pull token once it nears its end (before a download
     /// starts: a started download keeps going on the old one).
     pub(super) async fn renew(&self, client: &Client) -> Result<(), Error> {
+        if let Some(token) = self.refresh().await? {
+            self.hand_to(client, &RegistryAuth::Bearer(token)).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks for a new token once the one we hold nears its end; the new
+    /// token, if one was asked for.
+    pub(super) async fn refresh(&self) -> Result<Option<String>, Error> {
         let mut authz = self.authz.lock().await;
         let Authz::Bearer(old) = &*authz else {
-            return Ok(());
+            return Ok(None);
         };
         let margin = (old.lifetime / 2).min(Duration::from_secs(30));
         if old.obtained.elapsed() + margin < old.lifetime {
-            return Ok(());
+            return Ok(None);
         }
         let token = self.token(old.realm.clone(), old.service.clone()).await?;
-        self.hand_to(client, &RegistryAuth::Bearer(token.token.clone()))
-            .await?;
+        let value = token.token.clone();
         *authz = Authz::Bearer(token);
-        Ok(())
+        Ok(Some(value))
     }
 
     /// The manifest (or index) `remote` names, at most [`MAX_JSON_SIZE`]
@@ -353,7 +377,7 @@ impl Session {
     }
 
     /// The `Authorization` header value for our own requests.
-    async fn authorization(&self) -> Option<String> {
+    pub(super) async fn authorization(&self) -> Option<String> {
         use base64::Engine as _;
         match &*self.authz.lock().await {
             Authz::Anonymous => None,
@@ -365,11 +389,11 @@ impl Session {
         }
     }
 
-    fn host(&self) -> &str {
+    pub(super) fn host(&self) -> &str {
         api_host(&self.remote.registry)
     }
 
-    fn unreachable(&self, source: reqwest::Error) -> Error {
+    pub(super) fn unreachable(&self, source: reqwest::Error) -> Error {
         Error::Unreachable {
             registry: self.remote.registry.clone(),
             source,
@@ -437,6 +461,33 @@ impl Session {
     }
 }
 
+#[cfg(test)]
+impl Session {
+    /// A session with `addr` over plain HTTP about `repository`, with
+    /// Basic credentials if given, as a push's tests need it.
+    pub(super) fn for_tests(addr: &str, repository: &str, basic: Option<(&str, &str)>) -> Session {
+        crate::tls::install_crypto_provider();
+        let remote =
+            Remote::new(&crate::Reference::parse(&format!("{addr}/{repository}")).unwrap());
+        let authz = match basic {
+            Some((user, password)) => Authz::Basic {
+                user: user.into(),
+                password: password.into(),
+            },
+            None => Authz::Anonymous,
+        };
+        Session {
+            http: reqwest::Client::new(),
+            scheme: "http",
+            remote,
+            creds: None,
+            scopes: Vec::new(),
+            deadline: Duration::from_secs(30),
+            authz: Mutex::new(authz),
+        }
+    }
+}
+
 /// The deadline of each request: [`DEFAULT_DEADLINE`] unless
 /// [`DEADLINE_VAR`] holds a number of seconds.
 fn deadline_from_env() -> Duration {
@@ -476,7 +527,7 @@ pub(super) async fn read_bounded(
 
 /// The first `limit` bytes of a reply's body (or what came before an
 /// error), for a message.
-async fn read_bounded_prefix(mut reply: reqwest::Response, limit: u64) -> Vec<u8> {
+pub(super) async fn read_bounded_prefix(mut reply: reqwest::Response, limit: u64) -> Vec<u8> {
     let mut out = Vec::new();
     while let Ok(Some(chunk)) = reply.chunk().await {
         let room = usize::try_from(limit).unwrap_or(usize::MAX) - out.len();
@@ -589,6 +640,7 @@ mod tests {
             scheme: "http",
             remote,
             creds: None,
+            scopes: vec!["repository:hull/endless:pull".into()],
             deadline,
             authz: Mutex::new(Authz::Anonymous),
         }
