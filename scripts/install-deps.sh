@@ -13,6 +13,9 @@ packages=(
   docker-registry apache2-utils curl zstd debootstrap
   # the ecosystem tests: real containerd (ctr, its runc shim) and podman
   containerd podman runc conmon
+  # the Engine API tests: Debian's docker 20.10 client (dockerd is never
+  # started) and the Python SDK
+  docker.io python3-docker
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -118,6 +118,11 @@ async fn dispatch(app: Arc<App>, req: Request, method: &Method, path: &str) -> A
         ("GET", ["volumes", name]) => volumes::inspect(&app, name),
         ("DELETE", ["volumes", name]) => volumes::remove(&app, name, &query),
 
+        // hull has no plugins; `docker inspect NAME` asks here last.
+        ("GET", ["plugins", name, "json"]) => {
+            Err(ApiError::not_found(format!("plugin {name:?} not found")))
+        }
+
         _ => Err(ApiError::not_implemented(&format!("{m} {path}"))),
     }
 }
