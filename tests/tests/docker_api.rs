@@ -4,6 +4,7 @@
 //! QEMU guest. Each test runs one service on a socket in a temp dir
 //! against its own hull installation, and ends with nothing left.
 
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -208,7 +209,6 @@ fn docker_run_logs_exec_ps_inspect_stop_and_rm() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
     child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "got hello\n");
@@ -343,6 +343,22 @@ fn bad_requests_get_dockers_error_shapes_and_leave_nothing() {
     let out = api.docker(&["run", "--restart", "always", IMAGE, "true"]);
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("RestartPolicy"), "{}", stderr(&out));
+
+    // A client that never finishes its request holds nothing: others
+    // are served meanwhile.
+    let mut slow = UnixStream::connect(api.socket()).unwrap();
+    slow.write_all(b"POST /v1.41/containers/create HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut slow_body = UnixStream::connect(api.socket()).unwrap();
+    slow_body
+        .write_all(b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    assert_eq!(
+        api.ok(&["version", "--format", "{{.Server.APIVersion}}"])
+            .trim(),
+        "1.41"
+    );
+    drop((slow, slow_body));
 
     let (code, body) = api.curl("POST", "/v1.41/containers/create", b"{\"Image\": ");
     assert_eq!(code, "400", "{body}");
