@@ -102,6 +102,11 @@ pub async fn start(app: &Arc<App>, id: &str, mut req: Request) -> ApiResult {
     let upgrade = hyper::upgrade::on(&mut req);
     let body: StartBody = read_json(req).await?;
     let c = app.container(&entry.container_id)?;
+    if !body.detach && !upgrade_asked {
+        return Err(ApiError::bad_request(
+            "exec start needs a hijacked connection (Connection: Upgrade, Upgrade: tcp) or Detach",
+        ));
+    }
     {
         let mut state = lock(&entry.state);
         if state.started {
@@ -152,7 +157,7 @@ pub async fn start(app: &Arc<App>, id: &str, mut req: Request) -> ApiResult {
     let mut ends = ExecEnds(entry.clone());
     if ends.reply(&first) {
         if let ControlReply::Error { message, .. } = &first {
-            if body.detach || !upgrade_asked {
+            if body.detach {
                 return Err(ApiError::internal(message.clone()));
             }
         }
@@ -168,11 +173,6 @@ pub async fn start(app: &Arc<App>, id: &str, mut req: Request) -> ApiResult {
             }
         });
         return Ok(empty(StatusCode::OK));
-    }
-    if !upgrade_asked {
-        return Err(ApiError::bad_request(
-            "exec start needs a hijacked connection (Connection: Upgrade, Upgrade: tcp) or Detach",
-        ));
     }
     let (tx, rx) = mpsc::channel(8);
     lock(&entry.state).requests = Some(tx);

@@ -100,6 +100,11 @@ impl App {
         lock(&self.waiting_attach).get(id).is_some_and(|n| *n > 0)
     }
 
+    /// Hears the starts announced from now on.
+    pub fn started(&self) -> broadcast::Receiver<String> {
+        self.started.subscribe()
+    }
+
     /// Tells waiting attaches that `id`'s supervisor is up.
     pub fn announce_start(&self, id: &str) {
         let _ = self.started.send(id.to_string());

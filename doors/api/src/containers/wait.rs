@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hull_container::supervisor::control::{self, ControlReply, ControlRequest};
 use hull_container::{Containers, Status};
+use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{streaming, Query};
@@ -35,13 +36,16 @@ pub fn wait(app: &Arc<App>, id: &str, query: &Query) -> ApiResult {
             )))
         }
     };
+    // Subscribed before the container is looked at: a start from now on
+    // is heard.
+    let started = app.started();
     let c = app.container(id)?;
     let (tx, response) = streaming("application/json");
     let containers = app.containers();
     let id = c.config.id.clone();
     tokio::spawn(async move {
         let ended = tokio::select! {
-            ended = until(&containers, &id, condition) => ended,
+            ended = until(&containers, &id, condition, started) => ended,
             // The client went away: nobody to tell.
             () = tx.closed() => return,
         };
@@ -56,8 +60,16 @@ pub fn wait(app: &Arc<App>, id: &str, query: &Query) -> ApiResult {
     Ok(response)
 }
 
-/// Waits until `condition` holds for container `id`; its exit code.
-async fn until(containers: &Containers, id: &str, condition: Condition) -> Result<i64, String> {
+/// Waits until `condition` holds for container `id`; its exit code. The
+/// supervisor tells the exit (its `Wait`); a container not started yet
+/// is watched until this server starts it (`started`) or, started by
+/// another door, until its record says so.
+async fn until(
+    containers: &Containers,
+    id: &str,
+    condition: Condition,
+    mut started: broadcast::Receiver<String>,
+) -> Result<i64, String> {
     // A container stopped when asked, for `next-exit`, must exit again.
     let first_finish = containers.find(id).ok().and_then(|c| {
         let s = c.settle();
@@ -73,35 +85,47 @@ async fn until(containers: &Containers, id: &str, condition: Condition) -> Resul
             };
         };
         let state = c.settle();
-        match state.status() {
-            Status::Running => {
-                if let Ok(ControlReply::Exited { exit_code, .. }) =
-                    control::call(&c.socket_path(), &ControlRequest::Wait).await
-                {
-                    last_code = Some(exit_code.into());
-                    if condition == Condition::NextExit || condition == Condition::NotRunning {
-                        return Ok(exit_code.into());
-                    }
-                    continue;
+        let old_exit = state.status() == Status::Exited
+            && first_finish.is_some_and(|f| f == state.finished_at);
+        if state.has_live_supervisor() && !old_exit {
+            if let Ok(ControlReply::Exited { exit_code, .. }) =
+                control::call(&c.socket_path(), &ControlRequest::Wait).await
+            {
+                last_code = Some(exit_code.into());
+                if condition != Condition::Removed {
+                    return Ok(exit_code.into());
                 }
-                // Not answering yet (starting) or gone meanwhile.
+                continue;
             }
+        }
+        match state.status() {
             Status::Exited => {
                 let code = state.exit_code.unwrap_or(0).into();
                 last_code = Some(code);
-                let again = first_finish.is_none_or(|f| f != state.finished_at);
                 match condition {
                     Condition::NotRunning => return Ok(code),
-                    Condition::NextExit if again => return Ok(code),
+                    Condition::NextExit if !old_exit => return Ok(code),
                     _ => {}
                 }
             }
-            Status::Created => {
-                if condition == Condition::NotRunning {
-                    return Ok(0);
-                }
-            }
+            Status::Created if condition == Condition::NotRunning => return Ok(0),
+            _ => {}
         }
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            _ = announced(&mut started, id) => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Returns once `id`'s start is announced (or announcements were missed).
+async fn announced(started: &mut broadcast::Receiver<String>, id: &str) {
+    loop {
+        match started.recv().await {
+            Ok(started_id) if started_id == id => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
     }
 }
