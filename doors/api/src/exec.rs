@@ -107,6 +107,12 @@ pub async fn start(app: &Arc<App>, id: &str, mut req: Request) -> ApiResult {
             "exec start needs a hijacked connection (Connection: Upgrade, Upgrade: tcp) or Detach",
         ));
     }
+    if !c.state().is_running() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            c.config.id
+        )));
+    }
     {
         let mut state = lock(&entry.state);
         if state.started {
@@ -116,10 +122,72 @@ pub async fn start(app: &Arc<App>, id: &str, mut req: Request) -> ApiResult {
         }
         state.started = true;
     }
+    let socket = c.socket_path();
+    if body.detach {
+        let (mut client, pipes) = begin(&entry, &socket, false).await.map_err(|e| {
+            ApiError::conflict(format!("Container {} is not running: {e}", c.config.id))
+        })?;
+        // Nobody reads its output; the conversation still records its end.
+        drop(pipes);
+        let mut ends = ExecEnds(entry.clone());
+        let first = client
+            .reply()
+            .await
+            .map_err(|e| ApiError::internal(format!("exec: the container's supervisor: {e}")))?;
+        if ends.reply(&first) {
+            if let ControlReply::Error { message, .. } = first {
+                return Err(ApiError::internal(message));
+            }
+        }
+        tokio::spawn(async move {
+            while let Ok(reply) = client.reply().await {
+                if ends.reply(&reply) {
+                    break;
+                }
+            }
+        });
+        return Ok(empty(StatusCode::OK));
+    }
+    let tty = entry.config.tty;
+    // As Docker's: the process starts once the connection is the
+    // client's, so none of its output races the 101 answer.
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            lock(&entry.state).exit_code = Some(EXIT_HULL_ERROR);
+            return;
+        };
+        let mut ends = ExecEnds(entry.clone());
+        let (client, pipes) = match begin(&entry, &socket, entry.config.attach_stdin).await {
+            Ok(begun) => begun,
+            Err(e) => {
+                ends.reply(&ControlReply::Error {
+                    message: e.to_string(),
+                    code: EXIT_HULL_ERROR,
+                });
+                hijack::tell_and_close(upgraded, tty, &format!("exec: {e}")).await;
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(8);
+        lock(&entry.state).requests = Some(tx);
+        let io = hyper_util::rt::TokioIo::new(upgraded);
+        let early = hijack::EarlyInput::default();
+        hijack::relay(io, client, pipes, Some(rx), &mut ends, early).await;
+    });
+    Ok(hijack::switching(tty))
+}
+
+/// What an exec's failure to start reports as its exit code.
+const EXIT_HULL_ERROR: i32 = 125;
+
+/// Asks the supervisor to start the exec'd process on new pipes.
+async fn begin(
+    entry: &ExecEntry,
+    socket: &std::path::Path,
+    stdin: bool,
+) -> std::io::Result<(ControlClient, Pipes)> {
     let cfg = &entry.config;
-    let stdin = cfg.attach_stdin && !body.detach;
-    let pipes =
-        Pipes::new(stdin, cfg.tty).map_err(|e| ApiError::internal(format!("exec: pipes: {e}")))?;
+    let mut pipes = Pipes::new(stdin, cfg.tty)?;
     let request = ExecRequest {
         process: None,
         owned: false,
@@ -137,64 +205,13 @@ pub async fn start(app: &Arc<App>, id: &str, mut req: Request) -> ApiResult {
         stdin,
         size: cfg.tty.then_some((24, 80)),
     };
-    let mut client = {
+    let client = {
         let fds: Vec<_> = pipes.theirs.iter().map(|fd| fd.as_fd()).collect();
-        ControlClient::connect(
-            &c.socket_path(),
-            &ControlRequest::Exec(Box::new(request)),
-            &fds,
-        )
-        .await
-        .map_err(|e| ApiError::conflict(format!("Container {} is not running: {e}", c.config.id)))?
+        ControlClient::connect(socket, &ControlRequest::Exec(Box::new(request)), &fds).await?
     };
-    let mut pipes = pipes;
+    // The supervisor holds its own copies now.
     pipes.theirs.clear();
-    // The process must have started (or failed to) before we answer.
-    let first = client
-        .reply()
-        .await
-        .map_err(|e| ApiError::internal(format!("exec: the container's supervisor: {e}")))?;
-    let mut ends = ExecEnds(entry.clone());
-    if ends.reply(&first) {
-        if let ControlReply::Error { message, .. } = &first {
-            if body.detach {
-                return Err(ApiError::internal(message.clone()));
-            }
-        }
-    }
-    if body.detach {
-        // Nobody reads its output; the conversation still records its end.
-        tokio::spawn(async move {
-            drop(pipes);
-            while let Ok(reply) = client.reply().await {
-                if ends.reply(&reply) {
-                    break;
-                }
-            }
-        });
-        return Ok(empty(StatusCode::OK));
-    }
-    let (tx, rx) = mpsc::channel(8);
-    lock(&entry.state).requests = Some(tx);
-    let already_over = entry.finished();
-    let tty = entry.config.tty;
-    tokio::spawn(async move {
-        let Ok(upgraded) = upgrade.await else {
-            return;
-        };
-        if already_over {
-            // It failed to start: its error goes to the client, then the end.
-            let message = match &first {
-                ControlReply::Error { message, .. } => message.clone(),
-                _ => String::new(),
-            };
-            drop(pipes);
-            hijack::tell_and_close(upgraded, tty, &message).await;
-            return;
-        }
-        hijack::relay(upgraded, client, pipes, Some(rx), &mut ends).await;
-    });
-    Ok(hijack::switching(entry.config.tty))
+    Ok((client, pipes))
 }
 
 /// Records what the supervisor says of the exec'd process.

@@ -114,20 +114,33 @@ pub trait Replies: Send {
     fn reply(&mut self, reply: &ControlReply) -> bool;
 }
 
+/// What a client sent before the process could take it: its first
+/// stdin bytes, and whether its stdin already ended.
+#[derive(Debug, Default)]
+pub struct EarlyInput {
+    pub bytes: Vec<u8>,
+    pub ended: bool,
+}
+
 /// Relays between the upgraded connection and the process until the
 /// supervisor's last reply and the end of the output. `requests` are sent
-/// on the conversation (an exec's resizes). A client that goes away ends
-/// the relay; the process runs on, as Docker's does.
+/// on the conversation (an exec's resizes); `early` is stdin read before.
+/// A client that goes away ends the relay; the process runs on, as
+/// Docker's does.
 pub async fn relay(
-    upgraded: hyper::upgrade::Upgraded,
+    io: TokioIo<hyper::upgrade::Upgraded>,
     mut client: ControlClient,
     mut pipes: Pipes,
     mut requests: Option<mpsc::Receiver<ControlRequest>>,
     replies: &mut dyn Replies,
+    early: EarlyInput,
 ) {
-    let (mut from_client, mut to_client) = tokio::io::split(TokioIo::new(upgraded));
+    let (mut from_client, mut to_client) = tokio::io::split(io);
     let stdin_task = pipes.stdin.take().map(|mut sink| {
         tokio::spawn(async move {
+            if sink.write_all(&early.bytes).await.is_err() || early.ended {
+                return;
+            }
             let _ = tokio::io::copy(&mut from_client, &mut sink).await;
             // Dropping `sink` closes the process's stdin.
         })
