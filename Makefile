@@ -23,9 +23,9 @@ export HULL_VMM_BIN := $(CURDIR)/target/release/hull-vmm
 # The VM templates the end-to-end suite's installations share.
 export HULL_TEST_TEMPLATES := $(BUILD)/e2e-templates
 
-.PHONY: all deps kernel testhost-kernel agent initramfs hull shim vmm images demo test lint unit fuzz e2e bench bench-deps clean
+.PHONY: all deps kernel testhost-kernel agent initramfs hull shim vmm api images demo test lint unit fuzz e2e bench bench-deps clean
 
-all: kernel initramfs hull shim vmm
+all: kernel initramfs hull shim vmm api
 
 deps:
 	@scripts/install-deps.sh
@@ -64,6 +64,12 @@ shim:
 
 vmm:
 	$(CARGO) build --release -p hull-vmm
+
+# The Docker Engine API server (`hull system service` runs it from here).
+api:
+	$(CARGO) build --release -p hull-api
+	@mkdir -p $(BIN)
+	@install -m 0755 target/release/hull-api $(BIN)/hull-api
 
 images: deps
 	@mkdir -p $(IMAGES)

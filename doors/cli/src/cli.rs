@@ -400,6 +400,18 @@ pub struct NetworkNamesArgs {
 pub enum SystemCommand {
     /// Remove stopped containers, unused images and leftovers.
     Prune(SystemPruneArgs),
+    /// Serve the Docker Engine API (runs `hull-api`, installed next to hull).
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The unix socket to listen on (mode 0660).
+    #[arg(long, default_value = "/run/hull/docker.sock")]
+    pub socket: PathBuf,
+    /// Also listen on this TCP address (plain HTTP: keep it on loopback).
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Option<String>,
 }
 
 #[derive(Debug, Args)]

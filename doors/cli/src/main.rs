@@ -68,6 +68,7 @@ fn main() {
             Command::Top(args) => commands::top(&cli, args).await,
             Command::Stats(args) => commands::stats(&cli, args).await,
             Command::System(SystemCommand::Prune(args)) => commands::system_prune(&cli, args).await,
+            Command::System(SystemCommand::Service(args)) => commands::service(&cli, args),
             Command::Network(command) => commands::network(&cli, command),
             Command::Volume(command) => commands::volume(&cli, command),
             Command::Template(command) => commands::template(&cli, command),

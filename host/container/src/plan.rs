@@ -91,6 +91,8 @@ pub struct RunRequest {
     pub template_scope: Option<String>,
     /// `-v`, `--mount` and `--tmpfs`, in the order given.
     pub mounts: Vec<crate::volume::MountRequest>,
+    /// Docker's labels, kept in the record.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The environment variable that turns templates off (`off`) for every
@@ -333,6 +335,7 @@ impl ContainerConfig {
                 request.no_template,
                 request.template_scope.as_deref(),
             )?,
+            labels: request.labels.clone(),
             shares,
         };
         let warnings = remove_broken_template(&config, backend.as_ref())
@@ -406,6 +409,7 @@ impl ContainerConfig {
             ports: Vec::new(),
             templates: templates_dir(root, false, bundle_scope.as_deref())?,
             shares,
+            labels: Default::default(),
         })
     }
 }

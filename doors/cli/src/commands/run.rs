@@ -59,6 +59,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         no_template: args.no_template,
         template_scope: args.template_scope.clone(),
         mounts: mount_requests(args)?,
+        labels: Default::default(),
     };
     let paths = Paths {
         root: &cli.root,

@@ -70,6 +70,10 @@ pub struct ContainerConfig {
     /// volumes): share `n` is the spec's mount source `hull-share:<n>`.
     #[serde(default)]
     pub shares: Vec<Share>,
+    /// Docker's labels (`--label`, the Engine API's `Labels`): what
+    /// compose and `ps --filter label=` find containers by.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One host file or directory a container's VM serves it over 9P.
@@ -545,6 +549,7 @@ pub(crate) fn config(id: &str, name: &str) -> ContainerConfig {
         aliases: Vec::new(),
         ports: Vec::new(),
         shares_vm_with: None,
+        labels: Default::default(),
     }
 }
 

@@ -104,8 +104,23 @@ impl Supervisor {
 
 /// Hands `container` to a supervisor, a ready clone of the warm pool's
 /// if the run directory has a pool with one, else a new one, and waits
-/// until its control socket accepts connections.
+/// until its control socket accepts connections. The new one runs this
+/// very binary (`hull`); a door that is another binary names `hull` with
+/// [`spawn_using`].
 pub fn spawn(
+    root: &Path,
+    run_dir: &Path,
+    container: &Container,
+    wait_attach: bool,
+) -> Result<Supervisor> {
+    let hull = std::env::current_exe().map_err(io_error("find the hull binary"))?;
+    spawn_using(&hull, root, run_dir, container, wait_attach)
+}
+
+/// [`spawn`], with `hull` as the binary that runs a new supervisor (the
+/// Engine API server is not `hull` itself).
+pub fn spawn_using(
+    hull: &Path,
     root: &Path,
     run_dir: &Path,
     container: &Container,
@@ -119,8 +134,7 @@ pub fn spawn(
     }
     let stdio = [Stdio::null(), Stdio::null(), Stdio::from(log)];
     let extra: &[&str] = if wait_attach { &["--wait-attach"] } else { &[] };
-    let hull = std::env::current_exe().map_err(io_error("find the hull binary"))?;
-    let child = spawn_with(&hull, root, run_dir, container, extra, stdio)?;
+    let child = spawn_with(hull, root, run_dir, container, extra, stdio)?;
     await_socket(Supervisor::Spawned(child), container)
 }
 
