@@ -82,25 +82,45 @@ fn a_running_container_is_committed_paused_and_runs_on() {
     hull.assert_no_sandbox_left();
 }
 
+/// `SOURCE_DATE_EPOCH=1700000000 hull commit NAME TAG`: the image id.
+fn commit_reproducibly(hull: &Hull, name: &str, tag: &str) -> String {
+    let out = hull
+        .command(&["commit", name, tag])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("spawn hull");
+    ok(&out).trim().to_string()
+}
+
 #[test]
-fn an_exited_container_kept_for_export_is_committed_and_removed() {
+fn exited_containers_kept_for_export_are_committed_reproducibly_and_removed() {
     let hull = Hull::with_busybox();
-    let out = hull.hull(&[
-        "run",
-        "--keep-vm-for-export",
-        "--name",
-        "step",
-        IMAGE,
-        "sh",
-        "-c",
-        CHANGES,
-    ]);
-    assert_eq!(ok(&out), "ready\n");
-    assert_eq!(hull.inspect("step")["State"]["Status"], "exited");
-    ok(&hull.hull(&["commit", "step", "committed/step"]));
-    assert_committed(&hull, "committed/step");
-    // The kept VM goes with the container.
-    ok(&hull.hull(&["rm", "step"]));
+    let mut ids = Vec::new();
+    for name in ["step1", "step2"] {
+        let out = hull.hull(&[
+            "run",
+            "--keep-vm-for-export",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            CHANGES,
+        ]);
+        assert_eq!(ok(&out), "ready\n");
+        assert_eq!(hull.inspect(name)["State"]["Status"], "exited");
+        ids.push(commit_reproducibly(
+            &hull,
+            name,
+            &format!("committed/{name}"),
+        ));
+    }
+    // Same changes, same SOURCE_DATE_EPOCH: the same layer and config.
+    assert_eq!(ids[0], ids[1]);
+    assert!(ids[0].starts_with("sha256:"), "{ids:?}");
+    assert_committed(&hull, "committed/step1");
+    // The kept VMs go with their containers.
+    ok(&hull.hull(&["rm", "step1", "step2"]));
     hull.assert_no_sandbox_left();
 }
 
