@@ -140,3 +140,29 @@ fn commit_of_an_unknown_or_vm_less_container_is_one_line_and_makes_no_image() {
     ok(&hull.hull(&["rm", "gone"]));
     hull.assert_no_sandbox_left();
 }
+
+/// The export is the agent's, so hull-vmm commits as QEMU does: in the
+/// nested AMD-V test host, a step kept for export under hull-vmm is
+/// committed and its image run.
+#[test]
+fn under_hull_vmm_in_the_test_host_a_kept_step_is_committed() {
+    use hull_tests::testhost::{self, Options};
+    let script = r#"
+hull load -i $HULL_IMAGES/busybox.tar >/dev/null
+export HULL_HYPERVISOR=hull-vmm
+hull run --keep-vm-for-export --name step hull-demo/busybox sh -c 'echo new > /new.txt; rm /etc/hull-doomed2; rm -rf /home && mkdir /home && echo fresh > /home/fresh' || echo run-failed=$?
+hull commit step committed/step >/dev/null || echo commit-failed=$?
+echo "check=$(hull run --rm committed/step sh -c 'cat /new.txt; test -e /etc/hull-doomed2 || echo gone; ls -A /home' | tr '\n' ' ')"
+hull rm step
+echo "left=$(ls $HULL_RUN_DIR | grep -v -e names -e networks | wc -l)"
+"#;
+    let run = testhost::run(script, &Options::default());
+    run.assert_passed();
+    assert_eq!(
+        run.value("check"),
+        Some("new gone fresh "),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.value("left"), Some("0"), "{}", run.describe());
+}
