@@ -99,7 +99,7 @@ async fn export_into(
     let checked =
         check_layer(BufReader::new(&*out), &limits).map_err(|source| Error::BadLayer {
             name: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(checked.into())
 }
@@ -142,7 +142,7 @@ pub async fn commit(
         (!container.config.image_id.is_empty()).then_some(container.config.image_id.as_str());
     let image = store
         .commit_layer(base, staging.path(), &opts)
-        .map_err(Error::Commit)?;
+        .map_err(|e| Error::Commit(Box::new(e)))?;
     Ok(image)
 }
 
