@@ -125,6 +125,16 @@ pub enum Error {
     Network(#[from] hull_net::NetworkError),
     #[error(transparent)]
     Sandbox(#[from] hull_sandbox::SandboxError),
+    #[error("container {0} has exited and its VM is gone: only a running container, or one created to keep its VM for an export, can be committed")]
+    NoVmToExport(String),
+    #[error("the changes of container {name} were refused")]
+    BadLayer {
+        name: String,
+        #[source]
+        source: Box<hull_image::commit::CommitError>,
+    },
+    #[error(transparent)]
+    Commit(Box<hull_image::commit::CommitError>),
     #[error("{what}")]
     Io {
         what: String,
@@ -160,12 +170,27 @@ impl Error {
             | Self::JoinTargetStopped { .. }
             | Self::SandboxStopped(_)
             | Self::VolumeInUse { .. }
+            | Self::NoVmToExport(_)
             | Self::Refused { .. } => FailedPrecondition,
+            Self::Commit(e) => commit_kind(e),
             Self::Image(hull_image::Error::NotFound(_))
             | Self::Network(hull_net::NetworkError::NotFound(_)) => NotFound,
             Self::Image(hull_image::Error::InvalidReference { .. }) => InvalidArgument,
             _ => Internal,
         }
+    }
+}
+
+/// The kind of a failed commit: a bad flag or name, a missing image, or
+/// hull's own failure.
+fn commit_kind(e: &hull_image::commit::CommitError) -> ErrorKind {
+    use hull_image::commit::CommitError as C;
+    match e {
+        C::BadChange(_) | C::Store(hull_image::Error::InvalidReference { .. }) => {
+            ErrorKind::InvalidArgument
+        }
+        C::Store(hull_image::Error::NotFound(_)) => ErrorKind::NotFound,
+        _ => ErrorKind::Internal,
     }
 }
 

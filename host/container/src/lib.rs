@@ -4,6 +4,7 @@
 //! and its logs ([`logs`]).
 
 pub mod bundle;
+pub mod changes;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

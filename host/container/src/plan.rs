@@ -93,6 +93,9 @@ pub struct RunRequest {
     pub mounts: Vec<crate::volume::MountRequest>,
     /// Docker's labels, kept in the record.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Keep the VM after the main process exits, for
+    /// [`crate::changes::export`] (see `ContainerConfig`).
+    pub keep_vm_for_export: bool,
 }
 
 /// The environment variable that turns templates off (`off`) for every
@@ -337,6 +340,7 @@ impl ContainerConfig {
             )?,
             labels: request.labels.clone(),
             shares,
+            keep_vm_for_export: request.keep_vm_for_export && !request.auto_remove,
         };
         let warnings = remove_broken_template(&config, backend.as_ref())
             .into_iter()
@@ -410,6 +414,7 @@ impl ContainerConfig {
             templates: templates_dir(root, false, bundle_scope.as_deref())?,
             shares,
             labels: Default::default(),
+            keep_vm_for_export: false,
         })
     }
 }

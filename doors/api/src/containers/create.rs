@@ -231,6 +231,7 @@ pub fn run_request(name: Option<&str>, body: CreateBody) -> ApiResult<RunRequest
         template_scope: None,
         mounts: mounts(&host)?,
         labels: body.labels.unwrap_or_default(),
+        keep_vm_for_export: false,
     })
 }
 

@@ -1,6 +1,7 @@
 //! One short function per CLI command, calling into the library.
 
 mod attach;
+mod commit;
 mod exec;
 mod history;
 mod image_inspect;
@@ -33,6 +34,7 @@ mod top;
 mod volume;
 mod wait;
 
+pub use commit::commit;
 pub use exec::exec;
 pub use history::history;
 pub use image_inspect::image_inspect;

@@ -74,6 +74,11 @@ pub struct ContainerConfig {
     /// compose and `ps --filter label=` find containers by.
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Its VM stays up after the main process exits, until `stop` or
+    /// `rm`, so its changes can still be exported (a build's `RUN` step,
+    /// `hull commit` of an exited container): no second boot.
+    #[serde(default)]
+    pub keep_vm_for_export: bool,
 }
 
 /// One host file or directory a container's VM serves it over 9P.
@@ -550,6 +555,7 @@ pub(crate) fn config(id: &str, name: &str) -> ContainerConfig {
         ports: Vec::new(),
         shares_vm_with: None,
         labels: Default::default(),
+        keep_vm_for_export: false,
     }
 }
 

@@ -75,10 +75,16 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// running its hooks): the supervisor bounds it tighter and says why.
 pub const RUN_CONTAINER_DEADLINE: Duration = Duration::from_secs(330);
 
+/// How long exporting a container's changes may take at most: the answer
+/// comes after the whole layer, and the stream's own bound (no byte for a
+/// minute, the supervisor's) is what ends a quiet export.
+pub const EXPORT_DEADLINE: Duration = Duration::from_secs(3600);
+
 /// The deadline of a request of this kind.
 pub fn request_deadline(request: &Request) -> Duration {
     match request {
         Request::RunContainer(_) => RUN_CONTAINER_DEADLINE,
+        Request::ExportChanges(_) => EXPORT_DEADLINE,
         _ => REQUEST_DEADLINE,
     }
 }
@@ -98,6 +104,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::RemoveContainer { .. } => "remove_container",
         Request::Shutdown => "shutdown",
         Request::Wake(_) => "wake",
+        Request::ExportChanges(_) => "export_changes",
     }
 }
 
