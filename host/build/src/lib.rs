@@ -6,4 +6,7 @@
 //! The builder is a library so that `hull build` (the CLI) and the Engine
 //! API's `POST /build` are thin doors onto it.
 
+pub mod context;
 pub mod dockerfile;
+pub mod dockerignore;
+pub mod layer;

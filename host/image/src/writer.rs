@@ -3,8 +3,8 @@
 //! it wants, turned into an OCI manifest and config and committed the way
 //! a pull commits (every new layer applied with its diff id checked, the
 //! rootfs disk built, blobs and names recorded in one step; a failure
-//! leaves nothing). Plus what a builder reads back: the layers of a
-//! stored image and a look into its unpacked root filesystem.
+//! leaves nothing). Plus what a builder reads back: the layers and config of
+//! a stored image and its files in the store's unpacked tree.
 //!
 //! Model: the image writer of BuildKit's `exporter/containerimage`
 //! (config and manifest from the base's plus new layers and history),
@@ -198,22 +198,24 @@ impl ImageStore {
         Ok(self.inspect(id)?.config)
     }
 
-    /// What `path` is in `image`'s root filesystem (symlinks on the way
-    /// followed as the container would, the last one not): its metadata,
-    /// `None` when it does not exist.
-    pub fn lstat_in(&self, image: &Image, path: &str) -> Result<Option<fs::Metadata>, Error> {
+    /// Where `path` of `image`'s root filesystem is on the host, in the
+    /// store's unpacked tree of the image (symlinks on the way followed as
+    /// the container would, the last one not); `None` when it does not
+    /// exist. The tree is the store's: read it, never change it.
+    pub fn path_in(&self, image: &Image, path: &str) -> Result<Option<PathBuf>, Error> {
         let Some(tree) = self.unpacked_tree(image)? else {
             return Ok(None);
         };
         let p = Path::new(path);
         let (parent, name) = match (p.parent(), p.file_name()) {
             (Some(parent), Some(name)) => (parent, name),
-            _ => return Ok(fs::symlink_metadata(&tree).ok()),
+            _ => return Ok(Some(tree)),
         };
         let Some(dir) = super::copy_out::resolve(&tree, &parent.to_string_lossy()) else {
             return Ok(None);
         };
-        Ok(fs::symlink_metadata(dir.join(name)).ok())
+        let at = dir.join(name);
+        Ok(fs::symlink_metadata(&at).is_ok().then_some(at))
     }
 
     /// The unpacked tree of `image`'s layers (made now if it is not
@@ -294,10 +296,10 @@ mod tests {
             fs::read_dir(f.store.root().join("ingest")).unwrap().count(),
             0
         );
-        let meta = f.store.lstat_in(&img, "/etc/app").unwrap().unwrap();
-        assert!(meta.is_file());
-        assert!(f.store.lstat_in(&img, "/etc/nope").unwrap().is_none());
-        assert!(f.store.lstat_in(&img, "/etc").unwrap().unwrap().is_dir());
+        let app = f.store.path_in(&img, "/etc/app").unwrap().unwrap();
+        assert_eq!(fs::read(app).unwrap(), b"app");
+        assert!(f.store.path_in(&img, "/etc/nope").unwrap().is_none());
+        assert!(f.store.path_in(&img, "/etc").unwrap().unwrap().is_dir());
 
         // Written again: the same id.
         let again = f

@@ -108,11 +108,11 @@ fn from(rest: &str) -> Result<Kind, SyntaxError> {
     })
 }
 
+/// `--name=value` pairs, in order.
+type Flags = Vec<(String, String)>;
+
 /// The leading `--name[=value]` flags among `allowed`, and the rest.
-fn flags<'a>(
-    mut rest: &'a str,
-    allowed: &[&str],
-) -> Result<(Vec<(String, String)>, &'a str), SyntaxError> {
+fn flags<'a>(mut rest: &'a str, allowed: &[&str]) -> Result<(Flags, &'a str), SyntaxError> {
     let mut out = Vec::new();
     loop {
         rest = rest.trim_start();
@@ -212,7 +212,7 @@ fn name_values(
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(SyntaxError::EmptyName(what)),
+            Some(("", _)) => Err(SyntaxError::EmptyName(what)),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(SyntaxError::NotNameValue { what, word: w }),
         })
