@@ -234,6 +234,19 @@ pub fn parse(source: &str) -> Result<Dockerfile, LineError> {
     Ok(file)
 }
 
+/// Parses one instruction on its own (an ONBUILD trigger), line 0.
+pub fn parse_instruction(text: &str, escape: char) -> Result<Instruction, SyntaxError> {
+    let (keyword, kind) = instruction::parse(text.trim(), escape)?;
+    if matches!(kind, Kind::From { .. }) {
+        return Err(SyntaxError::BadOnbuild(keyword));
+    }
+    Ok(Instruction {
+        line: 0,
+        text: normalize(&keyword, text.trim()),
+        kind,
+    })
+}
+
 /// The line with its keyword upper-cased, as Docker shows it.
 fn normalize(keyword: &str, text: &str) -> String {
     match text.split_once(char::is_whitespace) {
