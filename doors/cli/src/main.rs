@@ -46,6 +46,7 @@ fn main() {
             Command::Images => commands::images(&cli),
             Command::Rmi(args) => commands::rmi(&cli, args),
             Command::Pull(args) => commands::pull(&cli, args).await,
+            Command::Build(args) => commands::build(&cli, args).await,
             Command::Login(args) => commands::login(&cli, args).await,
             Command::Logout(args) => commands::logout(&cli, args),
             Command::Save(args) => commands::save(&cli, args),

@@ -1,6 +1,7 @@
 //! One short function per CLI command, calling into the library.
 
 mod attach;
+mod build;
 mod exec;
 mod image_inspect;
 mod image_prune;
@@ -29,6 +30,7 @@ mod top;
 mod volume;
 mod wait;
 
+pub use build::build;
 pub use exec::exec;
 pub use image_inspect::image_inspect;
 pub use image_prune::image_prune;
