@@ -212,15 +212,25 @@ pub async fn build<R: Runner>(
     let step = progress.start(&format!(
         "[internal] load build definition from {file_name}"
     ));
-    let text = read_bounded(&dockerfile_path).map_err(|source| Error::ReadDockerfile {
-        path: dockerfile_path.clone(),
-        source,
-    })?;
-    let file = dockerfile::parse(&text).map_err(|e| Error::Syntax {
-        file: file_name.clone(),
-        line: e.line,
-        source: e.error,
-    })?;
+    let parsed = read_bounded(&dockerfile_path)
+        .map_err(|source| Error::ReadDockerfile {
+            path: dockerfile_path.clone(),
+            source,
+        })
+        .and_then(|text| {
+            dockerfile::parse(&text).map_err(|e| Error::Syntax {
+                file: file_name.clone(),
+                line: e.line,
+                source: e.error,
+            })
+        });
+    let file = match parsed {
+        Ok(file) => file,
+        Err(e) => {
+            progress.error(&step, &crate::error_line(&e));
+            return Err(e);
+        }
+    };
     progress.done(&step);
     let step = progress.start("[internal] load .dockerignore");
     let context = Tree::context(&opts.context).map_err(Error::Context)?;
@@ -235,7 +245,13 @@ pub async fn build<R: Runner>(
             .ok_or_else(|| Error::NoTarget(t.clone()))?,
         None => file.stages.len() - 1,
     };
-    let needed = needed_stages(&file, target);
+    let meta = meta_args(&file, &opts.build_args).map_err(|(line, source)| Error::Step {
+        file: file_name.clone(),
+        line,
+        instruction: "ARG".into(),
+        source: Box::new(source.into()),
+    })?;
+    let needed = needed_stages(&file, target, &meta);
     // Refuse RUN up front when it cannot run: never a half build.
     if let Err(e) = runner.check() {
         let first_run = needed.iter().find_map(|&i| {
@@ -263,12 +279,7 @@ pub async fn build<R: Runner>(
         context,
         cache,
         progress,
-        meta_args: meta_args(&file, &opts.build_args).map_err(|(line, source)| Error::Step {
-            file: file_name.clone(),
-            line,
-            instruction: "ARG".into(),
-            source: Box::new(source.into()),
-        })?,
+        meta_args: meta,
         consumed: BTreeSet::new(),
         results: HashMap::new(),
         rootfs: HashMap::new(),
@@ -532,8 +543,9 @@ impl<R: Runner> Build<'_, R> {
     }
 }
 
-/// The stages `target` needs, itself included, in file order.
-fn needed_stages(file: &Dockerfile, target: usize) -> Vec<usize> {
+/// The stages `target` needs, itself included, in file order (a `FROM`
+/// naming a stage through a global ARG counts).
+fn needed_stages(file: &Dockerfile, target: usize, meta: &[(String, String)]) -> Vec<usize> {
     let by_name: BTreeMap<&str, usize> = file
         .stages
         .iter()
@@ -554,7 +566,10 @@ fn needed_stages(file: &Dockerfile, target: usize) -> Vec<usize> {
             continue;
         }
         let s = &file.stages[i];
-        if let Some(j) = by_name.get(s.image.to_ascii_lowercase().as_str()) {
+        let image = Expander::new(meta, file.escape)
+            .word(&s.image)
+            .unwrap_or_else(|_| s.image.clone());
+        if let Some(j) = by_name.get(image.to_ascii_lowercase().as_str()) {
             if *j < i {
                 todo.push(*j);
             }

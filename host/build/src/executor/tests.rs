@@ -429,3 +429,61 @@ fn run_steps_go_through_the_runner_on_an_intermediate_image() {
         .collect();
     assert_eq!(names, ["hull-test/run:1"]);
 }
+
+#[test]
+fn global_args_reach_from_and_stages_that_declare_them() {
+    let f = Fixture::new();
+    f.file(
+        "Dockerfile",
+        "ARG BASE=scratch\nARG STAGE=first\nARG WHERE=/default\n\
+         FROM $BASE AS first\nCOPY a.txt /a.txt\n\
+         FROM ${STAGE}\nARG WHERE\nARG UNSEEN\nENV WHERE=$WHERE UNSEEN=x${UNSEEN}x\n",
+    );
+    f.file("a.txt", "a");
+    let (res, out) = f.build(&f.opts("hull-test/args:1"));
+    let img = res
+        .unwrap_or_else(|e| panic!("{}\n{out}", crate::error_line(&e)))
+        .image;
+    assert_eq!(img.config.env, ["WHERE=/default", "UNSEEN=xx"]);
+    assert!(f.files(&img).contains(&("a.txt".into(), "a".into())));
+
+    let mut o = f.opts("hull-test/args:2");
+    o.build_args = vec![
+        ("WHERE".into(), "/given".into()),
+        ("UNUSED".into(), "1".into()),
+    ];
+    let (res, out) = f.build(&o);
+    assert_eq!(res.unwrap().image.config.env[0], "WHERE=/given");
+    assert!(
+        out.contains("One or more build-args [UNUSED] were not consumed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_base_images_onbuild_triggers_run_in_the_child() {
+    let f = Fixture::new();
+    f.file(
+        "Dockerfile",
+        "FROM scratch\nONBUILD COPY a.txt /from-trigger.txt\n",
+    );
+    f.file("a.txt", "a");
+    f.build(&f.opts("hull-test/parent:1")).0.unwrap();
+    f.file("Dockerfile", "FROM hull-test/parent:1\nENV X=1\n");
+    let (res, out) = f.build(&f.opts("hull-test/child:1"));
+    let img = res
+        .unwrap_or_else(|e| panic!("{}\n{out}", crate::error_line(&e)))
+        .image;
+    assert!(
+        out.contains("[1/2] ONBUILD COPY a.txt /from-trigger.txt"),
+        "{out}"
+    );
+    assert!(f
+        .files(&img)
+        .contains(&("from-trigger.txt".into(), "a".into())));
+    let config = f.store.config_of(&img.id).unwrap();
+    assert!(
+        config["config"].get("OnBuild").is_none(),
+        "triggers are not inherited"
+    );
+}
