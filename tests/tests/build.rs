@@ -321,3 +321,39 @@ fn bad_dockerfiles_fail_with_one_line_naming_the_line_and_leave_no_image() {
     let out = build(&hull, &ctx, &["--platform", "linux/arm64"]);
     assert_one_line_error(&out, 1, "linux/arm64 is not supported");
 }
+
+#[test]
+fn a_registry_base_is_pulled_when_missing_and_again_with_pull() {
+    let reg = hull_tests::registry::Registry::start();
+    let archive = |name: &str| format!("oci-archive:{}", hull_tests::image_archive(name).display());
+    reg.push(&archive("busybox.tar"), "hull/busybox:1", &[]);
+    let hull = Hull::new();
+    let base = reg.image("hull/busybox:1");
+    let ctx = Context::new("ARG BASE\nFROM $BASE\nCOPY x /x\nCMD [\"cat\", \"/x\"]\n");
+    ctx.file("x", "on a pulled base\n");
+    let arg = format!("BASE={base}");
+    let flags = [
+        "--plain-http",
+        "--build-arg",
+        arg.as_str(),
+        "-t",
+        "built/pulled:1",
+    ];
+    let (first, _) = build_ok(&hull, &ctx, &flags);
+    assert!(image_names(&hull).contains(&base), "the base was pulled");
+    assert_eq!(run(&hull, &["built/pulled:1"]), "on a pulled base\n");
+
+    // The tag moves in the registry: without --pull the stored base is
+    // used (all cached), with --pull the new one (nothing cached).
+    reg.push(&archive("busybox-app.tar"), "hull/busybox:1", &[]);
+    let (same, progress) = build_ok(&hull, &ctx, &flags);
+    assert_eq!(same, first);
+    assert_eq!(cached_steps(&progress).len(), 2, "{progress}");
+    let mut with_pull = flags.to_vec();
+    with_pull.push("--pull");
+    let (moved, progress) = build_ok(&hull, &ctx, &with_pull);
+    assert_ne!(moved, first);
+    assert!(cached_steps(&progress).is_empty(), "{progress}");
+    let config = &inspect(&hull, "built/pulled:1")["Config"]["config"];
+    assert_eq!(config["User"], "app", "built on the new base: {config}");
+}
