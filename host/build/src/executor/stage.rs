@@ -393,7 +393,9 @@ impl<R: Runner> Build<'_, R> {
     }
 
     /// Whether `path` (absolute, cleaned) is a directory of `state`'s
-    /// root filesystem: made by a new layer, or in the base image.
+    /// root filesystem: made by a new layer, or in the base image, where a
+    /// symlink counts as the directory it names (`/bin -> usr/bin`: a
+    /// layer must never replace it with a directory of its own).
     pub(super) fn exists_dir(&mut self, state: &State, path: &str) -> Result<bool, StepError> {
         if path == "/" || path.is_empty() || state.dirs.contains(path) {
             return Ok(true);
@@ -410,7 +412,10 @@ impl<R: Runner> Build<'_, R> {
             .store
             .path_in(&img, path)
             .map_err(StepError::Store)?
-            .is_some_and(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir()));
+            .is_some_and(|p| {
+                p.symlink_metadata()
+                    .is_ok_and(|m| m.is_dir() || m.file_type().is_symlink())
+            });
         self.dir_memo.insert(memo, found);
         Ok(found)
     }

@@ -487,3 +487,27 @@ fn a_base_images_onbuild_triggers_run_in_the_child() {
         "triggers are not inherited"
     );
 }
+
+#[test]
+fn a_symlinked_directory_of_the_base_is_not_replaced() {
+    let f = Fixture::new();
+    // A usrmerge-style base: /bin is a symlink to usr/bin.
+    f.file("Dockerfile", "FROM scratch\nCOPY base/ /\n");
+    fs::create_dir_all(f.ctx().join("base/usr/bin")).unwrap();
+    fs::write(f.ctx().join("base/usr/bin/tool"), "t").unwrap();
+    std::os::unix::fs::symlink("usr/bin", f.ctx().join("base/bin")).unwrap();
+    f.build(&f.opts("hull-test/usrmerge:1")).0.unwrap();
+    f.file(
+        "Dockerfile",
+        "FROM hull-test/usrmerge:1\nCOPY x /bin/x\nCOPY x /bin\n",
+    );
+    f.file("x", "x");
+    let img = f.build(&f.opts("hull-test/child:1")).0.unwrap().image;
+    let files = f.files(&img);
+    let top: Vec<&str> = files[files.len() - 2..]
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert_eq!(top, ["bin/x", "bin/x"], "{files:?}");
+    assert!(!files.iter().any(|(p, _)| p == "bin/"), "{files:?}");
+}
