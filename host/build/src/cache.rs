@@ -8,8 +8,9 @@
 //! Layout under the cache directory (`<store root>/build-cache`):
 //! `steps/<key>.json` a [`State`]; `layers/<hex>` the layer blobs the
 //! steps made (gzip'd tars, named by digest). Entries are written by
-//! rename, so a crash leaves whole entries or none; an entry whose layer
-//! files are gone is a miss. Nothing is evicted yet.
+//! rename, so a crash leaves whole entries or none (and temp files, swept
+//! a day later); an entry whose layer files are gone is a miss. Nothing is
+//! evicted yet.
 
 use std::fs;
 use std::io::{self, Write};
@@ -37,6 +38,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
     }
 }
 
+/// Temp files older than this are a crashed build's.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The version of the key scheme: a change of what a key covers makes
 /// old entries unreachable rather than wrong.
 const KEY_VERSION: &str = "hull-build-cache-v1";
@@ -56,9 +60,40 @@ impl Cache {
         }
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
-        Ok(Cache {
+        let cache = Cache {
             dir: dir.to_path_buf(),
-        })
+        };
+        cache.sweep_leftovers();
+        Ok(cache)
+    }
+
+    /// Removes what crashed builds left: temp files of unfinished layers
+    /// and steps, and scratch directories. Only old ones: a build running
+    /// now may be writing the young ones.
+    fn sweep_leftovers(&self) {
+        let old = |p: &Path| {
+            fs::symlink_metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > LEFTOVER_AGE)
+        };
+        for (sub, prefix) in [("layers", ".tmp"), ("steps", ".tmp"), ("", "tmp-")] {
+            let Ok(entries) = fs::read_dir(self.dir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                let ours = e.file_name().to_string_lossy().starts_with(prefix);
+                if ours && old(&p) {
+                    let _ = if p.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                }
+            }
+        }
     }
 
     /// Where new layers are written (each then named by its digest).
@@ -129,6 +164,26 @@ mod tests {
             "parts are delimited"
         );
         assert_ne!(a, key("p", &[b"COPY a /a", b"hash1", b"ARG=1"]));
+    }
+
+    #[test]
+    fn old_leftovers_are_swept_young_ones_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        Cache::open(&dir).unwrap();
+        let old = dir.join("layers/.tmpOLD");
+        let young = dir.join("layers/.tmpYOUNG");
+        let scratch = dir.join("tmp-old");
+        fs::write(&old, "x").unwrap();
+        fs::write(&young, "x").unwrap();
+        fs::create_dir(&scratch).unwrap();
+        let long_ago = std::time::SystemTime::now() - 2 * LEFTOVER_AGE;
+        for p in [&old, &scratch] {
+            fs::File::open(p).unwrap().set_modified(long_ago).unwrap();
+        }
+        Cache::open(&dir).unwrap();
+        assert!(!old.exists() && !scratch.exists());
+        assert!(young.exists());
     }
 
     #[test]
