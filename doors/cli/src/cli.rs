@@ -493,6 +493,9 @@ pub struct BuildArgs {
     /// Speak plain HTTP to registries base images come from (loopback).
     #[arg(long)]
     pub plain_http: bool,
+    /// The network RUN steps' VMs join.
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
     /// Print only the image id, no progress.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -216,6 +216,28 @@ impl Layer {
     }
 }
 
+/// Compresses the uncompressed layer tar at `tar` (a RUN step's
+/// changes) into `dir`, named by its digest.
+pub fn compress(tar: &Path, dir: &Path) -> Result<NewLayer, LayerError> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    let blob = HashingWriter::new(tmp.as_file_mut());
+    let mut gz = HashingWriter::new(GzEncoder::new(blob, flate2::Compression::fast()));
+    let mut input = fs::File::open(tar).map_err(io_err(tar))?;
+    io::copy(&mut input, &mut gz).map_err(io_err(tar))?;
+    let (gz, diff_hash, _) = gz.finish();
+    let (_, digest_hash, size) = gz.finish().map_err(io_err(dir))?.finish();
+    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+    let dest = dir.join(&digest_hash);
+    tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+    Ok(NewLayer {
+        path: dest,
+        digest: format!("sha256:{digest_hash}"),
+        diff_id: format!("sha256:{diff_hash}"),
+        size,
+        media_type: MEDIA_TYPE.to_string(),
+    })
+}
+
 /// Parses `--chmod` (octal).
 pub fn parse_chmod(s: &str) -> Result<u32, LayerError> {
     u32::from_str_radix(s, 8)
@@ -482,6 +504,27 @@ mod tests {
         assert!(list.iter().all(|e| e.2 == 0 && e.3 == 0));
         assert_eq!(list[1].1, 0o755);
         assert!(list[1].4 > 5, "kept the file's own mtime without an epoch");
+    }
+
+    #[test]
+    fn a_compressed_tar_keeps_its_diff_id() {
+        let c = ctx();
+        let out = tempfile::tempdir().unwrap();
+        let layer = build(c.path(), out.path(), Overrides::default(), Some(1));
+        let tar = out.path().join("plain.tar");
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(fs::File::open(&layer.path).unwrap())
+            .read_to_end(&mut plain)
+            .unwrap();
+        fs::write(&tar, &plain).unwrap();
+        let again = compress(&tar, out.path()).unwrap();
+        assert_eq!(again.diff_id, layer.diff_id);
+        assert_eq!(
+            again.path,
+            out.path().join(again.digest.trim_start_matches("sha256:"))
+        );
+        // Compressed again the same way: the same blob.
+        assert_eq!(compress(&tar, out.path()).unwrap(), again);
     }
 
     #[test]

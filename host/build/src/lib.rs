@@ -10,7 +10,8 @@
 //! Modules, one job each: [`dockerfile`] parses, [`context`] and
 //! [`dockerignore`] read the build context, [`layer`] makes COPY/ADD
 //! layers, [`cache`] keeps step results, [`state`] is a stage's image so
-//! far, [`executor`] runs the stages, [`run`] is the RUN seam,
+//! far, [`executor`] runs the stages, [`run`] is the RUN seam and [`vm`]
+//! its runner in a microVM,
 //! [`progress`] prints Docker's plain progress.
 
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod layer;
 pub mod progress;
 pub mod run;
 pub mod state;
+pub mod vm;
 
 pub use executor::{build, BuildOptions, Built, Error, StepError};
 pub use run::{RunError, RunRequest, Runner, Unwired};

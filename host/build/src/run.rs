@@ -36,6 +36,10 @@ pub enum RunError {
     Unavailable,
     #[error("did not complete successfully: exit code: {0}")]
     Exit(i32),
+    #[error("an empty command")]
+    EmptyCommand,
+    #[error("the build container failed: {0}")]
+    Failed(String),
     #[error("the build container failed")]
     Container(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::{BuildArgs, Cli};
+use hull_build::vm::{NotWired, VmRunner};
 use hull_build::BuildOptions;
 use hull_image::ImageStore;
 
@@ -54,7 +55,17 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<i32> {
     } else {
         Box::new(std::io::stderr())
     };
-    match hull_build::build(&store, &opts, &hull_build::Unwired, &mut progress).await {
+    // RUN steps run in VMs of their own; until the export of a
+    // container's changes is wired in, the runner refuses them up front.
+    let runner = VmRunner {
+        root: cli.root.clone(),
+        run_dir: cli.run_dir.clone(),
+        network: args.network.clone(),
+        hypervisor: std::env::var("HULL_HYPERVISOR").unwrap_or_else(|_| "auto".into()),
+        source_date_epoch,
+        exporter: NotWired,
+    };
+    match hull_build::build(&store, &opts, &runner, &mut progress).await {
         Ok(built) => {
             println!("{}", built.image.id);
             Ok(0)
