@@ -357,3 +357,30 @@ fn a_registry_base_is_pulled_when_missing_and_again_with_pull() {
     let config = &inspect(&hull, "built/pulled:1")["Config"]["config"];
     assert_eq!(config["User"], "app", "built on the new base: {config}");
 }
+
+#[test]
+fn add_unpacks_local_archives_and_chown_takes_names_from_the_image() {
+    let hull = Hull::with_busybox();
+    let ctx = Context::new(
+        "FROM hull-demo/busybox\n\
+         ADD bundle.tar.gz /opt/\n\
+         ADD plain.txt /opt/plain.txt\n\
+         COPY --chown=app:app owned.txt /home/app/\n\
+         CMD [\"sh\", \"-c\", \"cat /opt/bundle/hello /opt/plain.txt; stat -c '%u:%g' /home/app/owned.txt\"]\n",
+    );
+    ctx.file("bundle/hello", "from the archive\n");
+    ctx.file("plain.txt", "not an archive\n");
+    ctx.file("owned.txt", "mine\n");
+    let tar = std::process::Command::new("tar")
+        .args(["-czf", "bundle.tar.gz", "bundle"])
+        .current_dir(ctx.path())
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    fs::remove_dir_all(ctx.path().join("bundle")).unwrap();
+    build_ok(&hull, &ctx, &["-t", "built/add:1"]);
+    assert_eq!(
+        run(&hull, &["built/add:1"]),
+        "from the archive\nnot an archive\n1000:1000\n"
+    );
+}
