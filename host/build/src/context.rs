@@ -6,8 +6,9 @@
 //!
 //! Paths are confined: a source is cleaned as if the tree were `/`
 //! (`../x` is `x`), and symlinks on the way to it are resolved inside the
-//! tree, never outside. The last component is not followed: a symlink is
-//! copied as a symlink, as Docker does.
+//! tree, never outside. A source that is itself a symlink is followed
+//! (inside the tree), as BuildKit does; symlinks below a copied directory
+//! are copied as symlinks.
 
 use std::fs;
 use std::io::{self, Read};
@@ -167,10 +168,19 @@ impl Tree {
                 continue;
             };
             if rest.is_empty() {
+                // A source that is a symlink is followed (inside the
+                // tree), as BuildKit's COPY does; a dangling one is
+                // copied as the link it is.
+                let path = match meta.file_type().is_symlink() {
+                    true => self.resolve(&child_rel).filter(|p| p.exists()),
+                    false => None,
+                }
+                .unwrap_or(child);
+                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
                 out.push(Source {
                     rel: child_rel,
-                    path: child,
-                    is_dir: meta.is_dir(),
+                    path,
+                    is_dir,
                 });
                 continue;
             }
@@ -417,6 +427,10 @@ mod tests {
         assert_eq!(rels(&t.sources("../../a.txt").unwrap()), ["a.txt"]);
         assert_eq!(rels(&t.sources("*.log").unwrap()), ["c.log"]);
         assert_eq!(rels(&t.sources("src/*/x.h").unwrap()), ["src/sub/x.h"]);
+        // A source that is a symlink: its target (inside the context).
+        let linked = t.sources("src/link").unwrap();
+        assert_eq!(linked[0].path, d.path().join("a.txt"));
+        assert_eq!(linked[0].rel, "src/link");
         // Through a symlinked directory, resolved inside the context.
         assert_eq!(
             t.sources("srclink/main.c").unwrap()[0].path,
