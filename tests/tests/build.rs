@@ -339,7 +339,11 @@ fn a_registry_base_is_pulled_when_missing_and_again_with_pull() {
         "-t",
         "built/pulled:1",
     ];
-    let (first, _) = build_ok(&hull, &ctx, &flags);
+    let (first, progress) = build_ok(&hull, &ctx, &flags);
+    assert!(
+        progress.contains(&format!("#3 pulling {base}")),
+        "{progress}"
+    );
     assert!(image_names(&hull).contains(&base), "the base was pulled");
     assert_eq!(run(&hull, &["built/pulled:1"]), "on a pulled base\n");
 

@@ -221,7 +221,7 @@ impl<R: Runner> Build<'_, R> {
         if stage_like(&lower, self.file.stages.len()) {
             return Err(StepError::StageOrder(f.to_string()));
         }
-        let img = self.image(f).await?;
+        let img = self.image(f, None).await?;
         let state = State::from_base(Some(img.id.clone()), serde_json::json!({}), img.id.clone());
         let memo = format!("image:{}", img.id);
         let tree = self.materialize(&memo, &state)?;

@@ -352,7 +352,11 @@ impl<R: Runner> Build<'_, R> {
 
     /// A stored image by reference, pulled when missing (or always with
     /// `--pull`).
-    async fn image(&mut self, reference: &str) -> Result<Image, StepError> {
+    async fn image(
+        &mut self,
+        reference: &str,
+        step: Option<&crate::progress::Step>,
+    ) -> Result<Image, StepError> {
         if !self.opts.pull {
             match self.store.resolve(reference) {
                 Ok(img) => return Ok(img),
@@ -364,6 +368,9 @@ impl<R: Runner> Build<'_, R> {
                     })
                 }
             }
+        }
+        if let Some(step) = step {
+            self.progress.note(step, &format!("pulling {reference}"));
         }
         let pulled = registry::pull(
             self.store,
@@ -378,6 +385,10 @@ impl<R: Runner> Build<'_, R> {
             reference: reference.to_string(),
             source,
         })?;
+        if let Some(step) = step {
+            let note = format!("pulled {} ({})", pulled.image.id, pulled.manifest_digest);
+            self.progress.note(step, &note);
+        }
         Ok(pulled.image)
     }
 

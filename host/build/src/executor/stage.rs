@@ -54,10 +54,10 @@ impl<R: Runner> Build<'_, R> {
             }
         };
         let step = self.progress.start(&label(1, &stage.from.text));
-        let (mut state, triggers) = match self.from(i).await {
+        let (mut state, triggers) = match self.from(i, &step).await {
             Ok(v) => v,
             Err(e) => {
-                self.progress.error(&step, &e.to_string());
+                self.progress.error(&step, &crate::error_line(&e));
                 return Err(self.step_err(stage.from.line, &stage.from.text)(e));
             }
         };
@@ -119,7 +119,7 @@ impl<R: Runner> Build<'_, R> {
     }
 
     /// `FROM`: the base state and the base image's ONBUILD triggers.
-    async fn from(&mut self, i: usize) -> Result<(State, Vec<String>), StepError> {
+    async fn from(&mut self, i: usize, step: &Step) -> Result<(State, Vec<String>), StepError> {
         let stage = &self.file.stages[i];
         let mut ex = Expander::new(&self.meta_args, self.file.escape);
         if let Some(p) = &stage.platform {
@@ -148,7 +148,7 @@ impl<R: Runner> Build<'_, R> {
             let key = cache::key("", &[b"FROM", b"scratch"]);
             return Ok((State::from_base(None, json!({}), key), Vec::new()));
         }
-        let img = self.image(&image).await?;
+        let img = self.image(&image, Some(step)).await?;
         self.base_state(&img)
     }
 
