@@ -166,6 +166,7 @@ fn multi_stage_copy_from_and_a_scratch_image_with_static_busybox() {
          COPY busybox /bin/busybox\n\
          COPY --from=tools /made/ /data/\n\
          COPY --from=tools /etc/passwd /etc/passwd\n\
+         COPY --from=hull-demo/busybox:latest /etc/hull-release /etc/\n\
          ENTRYPOINT [\"/bin/busybox\"]\n\
          CMD [\"cat\", \"/data/note.txt\"]\n",
     );
@@ -185,16 +186,24 @@ fn multi_stage_copy_from_and_a_scratch_image_with_static_busybox() {
         "from the first stage"
     );
     assert_eq!(
-        run(&hull, &["built/scratch:1", "sh", "-c", "ls /bin /data"])
-            .split_whitespace()
-            .collect::<Vec<_>>(),
+        run(
+            &hull,
+            &[
+                "built/scratch:1",
+                "sh",
+                "-c",
+                "ls /bin /data && test -s /etc/hull-release"
+            ]
+        )
+        .split_whitespace()
+        .collect::<Vec<_>>(),
         ["/bin:", "busybox", "/data:", "note.txt"]
     );
     let layers = inspect(&hull, "built/scratch:1")["Layers"]
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(layers, 3, "scratch plus three COPY layers");
+    assert_eq!(layers, 4, "scratch plus four COPY layers");
 
     // --target builds the first stage alone.
     let (_, progress) = build_ok(&hull, &ctx, &["-t", "built/tools:1", "--target", "tools"]);
