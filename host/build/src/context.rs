@@ -29,7 +29,7 @@ pub enum ContextError {
     NotFoundInContext(String),
     #[error("{0}: not found")]
     NotFound(String),
-    #[error("build context {0} is not a directory")]
+    #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
     #[error("cannot read {path}")]
     Io {
