@@ -289,8 +289,13 @@ fn a_rebuild_is_all_cached_and_one_changed_file_misses_from_its_step_on() {
     );
     assert_eq!(run(&hull, &["built/cache:1"]), "one\nTWO\n");
 
-    // --no-cache runs every step.
+    // --no-cache runs every step, and so does a build after the cache
+    // was pruned.
     let (_, progress) = build_ok(&hull, &ctx, &["-t", "built/cache:1", "--no-cache"]);
+    assert!(cached_steps(&progress).is_empty(), "{progress}");
+    let pruned = ok(&hull.hull(&["builder", "prune"]));
+    assert!(pruned.starts_with("Total reclaimed space: "), "{pruned}");
+    let (_, progress) = build_ok(&hull, &ctx, &["-t", "built/cache:1"]);
     assert!(cached_steps(&progress).is_empty(), "{progress}");
 }
 

@@ -39,6 +39,9 @@ pub enum Command {
     Pull(PullArgs),
     /// Build an image from a Dockerfile (every RUN step in a VM of its own).
     Build(BuildArgs),
+    /// Manage the build cache (prune).
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Log in to a registry (credentials are kept in HULL_ROOT/auth.json, mode 0600).
     Login(LoginArgs),
     /// Forget the credentials for a registry.
@@ -462,6 +465,12 @@ pub struct PullArgs {
     pub quiet: bool,
     /// Image to pull: [REGISTRY/]REPO[:TAG|@DIGEST].
     pub image: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Empty the build cache.
+    Prune,
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,21 @@ impl Cache {
         }
     }
 
+    /// Empties the cache (`hull builder prune`); the bytes it held. A
+    /// build running meanwhile loses its cached steps and may fail.
+    pub fn prune(&self) -> Result<u64, CacheError> {
+        let mut freed = 0;
+        for sub in ["steps", "layers"] {
+            let dir = self.dir.join(sub);
+            for e in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let p = e.map_err(io_err(&dir))?.path();
+                freed += fs::symlink_metadata(&p).map_or(0, |m| m.len());
+                fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+        }
+        Ok(freed)
+    }
+
     /// Where new layers are written (each then named by its digest).
     pub fn layer_dir(&self) -> PathBuf {
         self.dir.join("layers")
@@ -164,6 +179,18 @@ mod tests {
             "parts are delimited"
         );
         assert_ne!(a, key("p", &[b"COPY a /a", b"hash1", b"ARG=1"]));
+    }
+
+    #[test]
+    fn prune_empties_it() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(&d.path().join("cache")).unwrap();
+        let s = State::from_base(None, json!({}), key("", &[b"x"]));
+        c.put(&s).unwrap();
+        fs::write(c.layer_path(&format!("sha256:{}", "b".repeat(64))), "1234").unwrap();
+        assert!(c.prune().unwrap() >= 4);
+        assert!(c.get(&s.key).is_none());
+        assert_eq!(fs::read_dir(c.layer_dir()).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `hull build`: flags to [`hull_build::BuildOptions`], progress to
 //! stderr in Docker's plain format, the image id to stdout. A failed
-//! build is one line and exit status 1, as `docker build`.
+//! build is one line and exit status 1, as `docker build`. And `hull
+//! builder prune`, which empties the build cache.
 
 use std::io::Write;
 
@@ -10,6 +11,20 @@ use crate::cli::{BuildArgs, Cli};
 use hull_build::vm::{NotWired, VmRunner};
 use hull_build::BuildOptions;
 use hull_image::ImageStore;
+
+/// Where `hull build` keeps its step cache.
+fn cache_dir(cli: &Cli) -> std::path::PathBuf {
+    cli.root.join("build-cache")
+}
+
+pub fn builder_prune(cli: &Cli) -> Result<i32> {
+    let freed = hull_build::cache::Cache::open(&cache_dir(cli))?.prune()?;
+    println!(
+        "Total reclaimed space: {}",
+        super::images::human_size(freed)
+    );
+    Ok(0)
+}
 
 pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<i32> {
     let store = ImageStore::open(&cli.root)?;
@@ -46,7 +61,7 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<i32> {
             })
             .collect::<Result<_>>()?,
         platform: args.platform.clone(),
-        cache_dir: cli.root.join("build-cache"),
+        cache_dir: cache_dir(cli),
         source_date_epoch,
         plain_http: args.plain_http,
     };

@@ -30,7 +30,7 @@ mod top;
 mod volume;
 mod wait;
 
-pub use build::build;
+pub use build::{build, builder_prune};
 pub use exec::exec;
 pub use image_inspect::image_inspect;
 pub use image_prune::image_prune;
