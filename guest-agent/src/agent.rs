@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hull_protocol::{
-    AgentError, ControlMessage, ErrorKind, ExecProcess, FrameDecoder, FrameKind, GuestNetwork,
-    Reply, Request, RunContainer, MAIN_PROCESS, PROTOCOL_VERSION,
+    AgentError, ControlMessage, ErrorKind, ExecProcess, ExportChanges, FrameDecoder, FrameKind,
+    GuestNetwork, Reply, Request, RunContainer, MAIN_PROCESS, PROTOCOL_VERSION,
 };
 
 use crate::container::io::{Link, ProcessEvents, Role};
@@ -499,6 +499,48 @@ impl Agent {
                 Ok(Reply::Done)
             }
             Request::Wake(wake) => self.wake(&wake),
+            Request::ExportChanges(export) => self.export_changes(&export),
+        }
+    }
+
+    /// `ExportChanges`: the container's writable layer as a layer tar on
+    /// the host's stream, whether its main process runs (the host froze
+    /// it) or has exited (its root stays mounted until the VM goes).
+    fn export_changes(&self, request: &ExportChanges) -> Result<Reply, AgentError> {
+        let id = &request.container_id;
+        let known = matches!(&self.state().container, Some(c) if &c.id == id);
+        if !known {
+            return Err(invalid(format!("no container {id:?} in this VM")));
+        }
+        if request.stream == 0 || self.streams.contains(request.stream) {
+            return Err(invalid(format!(
+                "stream {} is not free for the export",
+                request.stream
+            )));
+        }
+        let credit = self.streams.add_output(request.stream);
+        let state = self.layout.state.join(id);
+        let result = crate::export::export(
+            &state,
+            request.source_date_epoch,
+            request.stream,
+            credit,
+            self.wire.clone(),
+        );
+        self.streams.remove_output(request.stream);
+        match result {
+            Ok(written) => Ok(Reply::Exported {
+                entries: written.entries,
+                bytes: written.bytes,
+            }),
+            Err(e) => {
+                // The host reads the stream to its end either way.
+                let _ = self.wire.send(&hull_protocol::Frame::eof(request.stream));
+                Err(AgentError::new(
+                    ErrorKind::Setup,
+                    format!("export the changes: {e}"),
+                ))
+            }
         }
     }
 

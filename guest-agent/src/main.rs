@@ -20,6 +20,7 @@ mod agent;
 mod boot;
 mod channel;
 mod container;
+mod export;
 mod net;
 mod process;
 mod security;

@@ -74,6 +74,25 @@ pub enum Request {
     /// [`Wake`]). The first request on a clone's channel, before any
     /// container.
     Wake(Wake),
+    /// Write the container's changes (its overlay's upper layer) as an
+    /// uncompressed OCI layer tar on `stream`, then Eof (see
+    /// [`ExportChanges`]). Answered with [`Reply::Exported`] once the
+    /// last byte is on the wire. The container may be running (the host
+    /// freezes it first) or its main process may have exited.
+    ExportChanges(ExportChanges),
+}
+
+/// What [`Request::ExportChanges`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportChanges {
+    pub container_id: String,
+    /// An output stream the host opened for it; unique on the connection.
+    pub stream: StreamId,
+    /// `SOURCE_DATE_EPOCH`: no entry's mtime is later than this (seconds
+    /// since the Unix epoch), so a rebuild gives the same bytes.
+    #[serde(default)]
+    pub source_date_epoch: Option<i64>,
 }
 
 /// What a clone takes as its own before it runs anything: every clone of
@@ -227,6 +246,12 @@ pub enum Reply {
     Stats(ContainerStats),
     Processes {
         processes: Vec<ProcessInfo>,
+    },
+    /// The layer of an [`ExportChanges`] is sent: its entries and file
+    /// bytes as the agent counted them (the host counts for itself).
+    Exported {
+        entries: u64,
+        bytes: u64,
     },
 }
 
@@ -469,6 +494,21 @@ mod tests {
             ControlMessage::Request {
                 id: 9,
                 request: Request::Shutdown,
+            },
+            ControlMessage::Request {
+                id: 10,
+                request: Request::ExportChanges(ExportChanges {
+                    container_id: "c1".into(),
+                    stream: 1 << 30,
+                    source_date_epoch: Some(1_700_000_000),
+                }),
+            },
+            ControlMessage::Response {
+                id: 10,
+                result: Ok(Reply::Exported {
+                    entries: 3,
+                    bytes: 12,
+                }),
             },
         ];
         for msg in msgs {

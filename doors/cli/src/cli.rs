@@ -35,6 +35,8 @@ pub enum Command {
     Images,
     /// Remove images.
     Rmi(RmiArgs),
+    /// Make a new image from a container's changes.
+    Commit(CommitArgs),
     /// Pull an image from a registry.
     Pull(PullArgs),
     /// Build an image from a Dockerfile (every RUN step in a VM of its own).
@@ -646,6 +648,11 @@ pub struct RunArgs {
     /// (default, or HULL_TEMPLATE_SCOPE), a tenant's NAME, or `none`.
     #[arg(long = "template-scope", value_name = "SCOPE")]
     pub template_scope: Option<String>,
+    /// Keep the VM after the main process exits, until `stop` or `rm`, so
+    /// the exited container can still be committed (what the builder's
+    /// steps do).
+    #[arg(long = "keep-vm-for-export", hide = true)]
+    pub keep_vm_for_export: bool,
     /// Image to run.
     pub image: String,
     /// Command and arguments (replace the image's Cmd).
@@ -697,6 +704,24 @@ pub struct LoadArgs {
     /// The archive to load.
     #[arg(short = 'i', long = "input", value_name = "ARCHIVE")]
     pub input: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Commit message (the history entry's comment).
+    #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
+    pub message: Option<String>,
+    /// Author (e.g. "Jane Doe <jane@example.com>").
+    #[arg(short = 'a', long = "author", value_name = "AUTHOR")]
+    pub author: Option<String>,
+    /// A Dockerfile instruction applied to the image's config (CMD,
+    /// ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL).
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
+    /// The container.
+    pub container: String,
+    /// NAME[:TAG] of the new image.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]

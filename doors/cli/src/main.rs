@@ -45,6 +45,7 @@ fn main() {
             Command::Load(args) => commands::load(&cli, args),
             Command::Images => commands::images(&cli),
             Command::Rmi(args) => commands::rmi(&cli, args),
+            Command::Commit(args) => commands::commit(&cli, args).await,
             Command::Pull(args) => commands::pull(&cli, args).await,
             Command::Build(args) => commands::build(&cli, args).await,
             Command::Builder(BuilderCommand::Prune) => commands::builder_prune(&cli),

@@ -125,6 +125,8 @@ impl<E: ChangesExporter> Runner for VmRunner<E> {
             no_template: false,
             template_scope: None,
             mounts: Vec::new(),
+            // The changes are read after the main process exits.
+            keep_vm_for_export: true,
         };
         let containers = Containers::new(&self.run_dir);
         let paths = Paths {

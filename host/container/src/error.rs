@@ -125,6 +125,16 @@ pub enum Error {
     Network(#[from] hull_net::NetworkError),
     #[error(transparent)]
     Sandbox(#[from] hull_sandbox::SandboxError),
+    #[error("container {0} has exited and its VM is gone: only a running container, or one created to keep its VM for an export, can be committed")]
+    NoVmToExport(String),
+    #[error("the changes of container {name} were refused")]
+    BadLayer {
+        name: String,
+        #[source]
+        source: hull_image::commit::CommitError,
+    },
+    #[error(transparent)]
+    Commit(hull_image::commit::CommitError),
     #[error("{what}")]
     Io {
         what: String,
@@ -160,7 +170,15 @@ impl Error {
             | Self::JoinTargetStopped { .. }
             | Self::SandboxStopped(_)
             | Self::VolumeInUse { .. }
+            | Self::NoVmToExport(_)
             | Self::Refused { .. } => FailedPrecondition,
+            Self::Commit(hull_image::commit::CommitError::BadChange(_)) => InvalidArgument,
+            Self::Commit(hull_image::commit::CommitError::Store(
+                hull_image::Error::InvalidReference { .. },
+            )) => InvalidArgument,
+            Self::Commit(hull_image::commit::CommitError::Store(hull_image::Error::NotFound(
+                _,
+            ))) => NotFound,
             Self::Image(hull_image::Error::NotFound(_))
             | Self::Network(hull_net::NetworkError::NotFound(_)) => NotFound,
             Self::Image(hull_image::Error::InvalidReference { .. }) => InvalidArgument,

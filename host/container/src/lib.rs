@@ -4,6 +4,7 @@
 //! and its logs ([`logs`]).
 
 pub mod bundle;
+pub mod changes;
 mod error;
 pub mod hooks;
 pub mod lifecycle;

@@ -91,6 +91,9 @@ pub struct RunRequest {
     pub template_scope: Option<String>,
     /// `-v`, `--mount` and `--tmpfs`, in the order given.
     pub mounts: Vec<crate::volume::MountRequest>,
+    /// Keep the VM after the main process exits, for
+    /// [`crate::changes::export`] (see `ContainerConfig`).
+    pub keep_vm_for_export: bool,
 }
 
 /// The environment variable that turns templates off (`off`) for every
@@ -334,6 +337,7 @@ impl ContainerConfig {
                 request.template_scope.as_deref(),
             )?,
             shares,
+            keep_vm_for_export: request.keep_vm_for_export && !request.auto_remove,
         };
         let warnings = remove_broken_template(&config, backend.as_ref())
             .into_iter()
@@ -406,6 +410,7 @@ impl ContainerConfig {
             ports: Vec::new(),
             templates: templates_dir(root, false, bundle_scope.as_deref())?,
             shares,
+            keep_vm_for_export: false,
         })
     }
 }

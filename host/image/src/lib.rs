@@ -27,6 +27,7 @@ mod archive;
 pub mod auth;
 mod blobs;
 mod build;
+pub mod commit;
 mod copy_out;
 mod digest;
 mod disk;

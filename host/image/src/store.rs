@@ -433,6 +433,32 @@ impl ImageStore {
         Ok((rec.manifest_digest.clone(), manifest, config))
     }
 
+    /// Image `id`'s manifest and config as JSON values, for a commit that
+    /// keeps every field of them.
+    pub(crate) fn raw_documents(
+        &self,
+        id: &str,
+    ) -> Result<(serde_json::Value, serde_json::Value), Error> {
+        let _lock = self.read_lock()?;
+        let index = self.read_index()?;
+        let rec = index
+            .images
+            .get(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let parse = |digest: &str, what: &'static str| {
+            let bytes = self.blobs.read(digest, what)?;
+            serde_json::from_slice(&bytes).map_err(|source| Error::InvalidJson {
+                what,
+                digest: digest.to_string(),
+                source,
+            })
+        };
+        Ok((
+            parse(&rec.manifest_digest, "image manifest")?,
+            parse(id, "image config")?,
+        ))
+    }
+
     /// Builds the public view of image `id` under `name`.
     pub(super) fn image(&self, id: &str, name: &str) -> Result<Image, Error> {
         let (manifest_digest, manifest, config) = self.documents_of(id)?;

@@ -2,6 +2,7 @@
 
 mod attach;
 mod build;
+mod commit;
 mod exec;
 mod image_inspect;
 mod image_prune;
@@ -31,6 +32,7 @@ mod volume;
 mod wait;
 
 pub use build::{build, builder_prune};
+pub use commit::commit;
 pub use exec::exec;
 pub use image_inspect::image_inspect;
 pub use image_prune::image_prune;

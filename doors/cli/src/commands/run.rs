@@ -59,6 +59,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
         no_template: args.no_template,
         template_scope: args.template_scope.clone(),
         mounts: mount_requests(args)?,
+        keep_vm_for_export: args.keep_vm_for_export,
     };
     let paths = Paths {
         root: &cli.root,
@@ -140,8 +141,11 @@ async fn start_new(
     let outcome =
         attach::attach_and_wait(container, args.process.interactive, args.process.tty).await;
     // The supervisor has recorded and cleaned up by the time it answers;
-    // wait for it so nothing of this run outlives the command.
-    let _ = tokio::task::spawn_blocking(move || supervisor.wait()).await;
+    // wait for it so nothing of this run outlives the command. One that
+    // keeps the VM for an export runs on until `rm`.
+    if !container.config.keep_vm_for_export {
+        let _ = tokio::task::spawn_blocking(move || supervisor.wait()).await;
+    }
     let exit = outcome?;
     if container.state().started_at.is_none() {
         // It never ran: a failed `run` leaves nothing behind.

@@ -70,6 +70,11 @@ pub struct ContainerConfig {
     /// volumes): share `n` is the spec's mount source `hull-share:<n>`.
     #[serde(default)]
     pub shares: Vec<Share>,
+    /// Its VM stays up after the main process exits, until `stop` or
+    /// `rm`, so its changes can still be exported (a build's `RUN` step,
+    /// `hull commit` of an exited container): no second boot.
+    #[serde(default)]
+    pub keep_vm_for_export: bool,
 }
 
 /// One host file or directory a container's VM serves it over 9P.
@@ -545,6 +550,7 @@ pub(crate) fn config(id: &str, name: &str) -> ContainerConfig {
         aliases: Vec::new(),
         ports: Vec::new(),
         shares_vm_with: None,
+        keep_vm_for_export: false,
     }
 }
 

@@ -222,6 +222,11 @@ async fn boot_and_run(
     shared.client.send_replace(None);
     lock(&shared.stdin).take();
     let discard = shared.container.config.auto_remove;
+    if shared.container.config.keep_vm_for_export {
+        if let Ending::Exited { status, oom_killed } = ending {
+            return keep_for_export(shared, sandbox, main, events, status, oom_killed).await;
+        }
+    }
     let outcome = end(sandbox, main, ending, discard).await;
     lock(&shared.exec_exits).clear();
     outcome
@@ -423,8 +428,9 @@ fn run_request(
             stdout: MAIN_STDOUT,
             stderr: MAIN_STDERR,
         },
-        // A VM of its own ends with it; another's runs on.
-        shutdown_on_exit: host.is_none(),
+        // A VM of its own ends with it; another's runs on, and so does
+        // one kept for an export of the container's changes.
+        shutdown_on_exit: host.is_none() && !config.keep_vm_for_export,
         network: network.map(Joined::guest),
         share: None,
     }
@@ -548,6 +554,54 @@ async fn watch_main(shared: &Shared, sandbox: &mut Sandbox, events: &mut Events)
             _ = shared.kill_vm.notified() => return Ending::PoweredOff,
         }
     }
+}
+
+/// The main process exited in a VM kept for exports: the exit is
+/// recorded and told now (waiters and an attached `run` get it), while
+/// the VM, its agent and the mounted writable layer stay until a stop
+/// (`stop`, `rm`) or the VM's death; then it powers off.
+async fn keep_for_export(
+    shared: &Shared,
+    mut sandbox: Sandbox,
+    main: MainIo,
+    mut events: Events,
+    status: ExitStatus,
+    oom_killed: bool,
+) -> Outcome {
+    let client = sandbox.client();
+    client.close_output(MAIN_STDOUT);
+    client.close_output(MAIN_STDERR);
+    main.join().await;
+    let outcome = Outcome {
+        exit_code: status.shell_code(),
+        oom_killed,
+        error: None,
+        started: true,
+    };
+    super::record_exit(&shared.container, &outcome);
+    let vm_pid = sandbox.vm_pid();
+    let _ = shared
+        .container
+        .update(|s| s.vm_pid = vm_pid.map(|p| p as i32));
+    shared.kept.send_replace(Some(client.clone()));
+    shared.outcome.send_replace(Some(outcome.clone()));
+    let violation = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                // Exec'd processes died with the container's namespaces.
+                Some(_) => continue,
+                None => break client.violation(),
+            },
+            _ = sandbox.wait_vm() => break None,
+            _ = shared.kill_vm.notified() => break None,
+        }
+    };
+    shared.kept.send_replace(None);
+    match violation {
+        Some(_) => sandbox.destroy().await,
+        None => sandbox.delete().await,
+    }
+    outcome
 }
 
 /// Takes the VM down as the ending asks and waits for the output. With

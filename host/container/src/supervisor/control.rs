@@ -81,6 +81,14 @@ pub enum ControlRequest {
     /// processes, signal them all, freeze or thaw them), relayed as it is;
     /// answered with `Agent` or `Error`.
     Agent { request: AgentRequest },
+    /// Write the container's changes (its writable layer as an
+    /// uncompressed layer tar) into the passed file descriptor; a running
+    /// container is frozen meanwhile. Answered with `Agent` (the agent's
+    /// `Exported`) or `Error`.
+    ExportChanges {
+        #[serde(default)]
+        source_date_epoch: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

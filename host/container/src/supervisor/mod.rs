@@ -16,6 +16,7 @@ mod attach;
 mod boot;
 pub mod control;
 mod exec;
+mod export;
 mod io;
 pub mod launch;
 mod network;

@@ -94,6 +94,7 @@ fn check(request: &Request, own: &str) -> Result<(), RelayError> {
         Request::RemoveContainer { .. } => Err(RelayError::Reserved("remove_container")),
         Request::Shutdown => Err(RelayError::Reserved("shutdown")),
         Request::Wake(_) => Err(RelayError::Reserved("wake")),
+        Request::ExportChanges(_) => Err(RelayError::Reserved("export_changes")),
     }
 }
 

@@ -18,7 +18,7 @@ use super::control::{ControlConn, ControlReply, ControlRequest};
 use super::relay::relay;
 use super::shared::Shared;
 use super::stop::{stop, Escalation};
-use super::{attach, exec};
+use super::{attach, exec, export};
 
 /// Listens on `socket`, replacing a stale one.
 pub(super) fn listen(socket: &Path) -> io::Result<UnixListener> {
@@ -54,6 +54,9 @@ async fn serve(
     match request {
         ControlRequest::Attach { stdin } => attach::serve(shared, conn, stdin, fds).await,
         ControlRequest::Exec(request) => exec::serve(shared, conn, *request, fds).await,
+        ControlRequest::ExportChanges { source_date_epoch } => {
+            export::serve(shared, conn, source_date_epoch, fds).await
+        }
         request => {
             let reply = answer(shared, request).await;
             let _ = conn.reply(&reply).await;
@@ -83,8 +86,10 @@ pub(super) async fn answer<A: Agent>(shared: &Shared<A>, request: ControlRequest
             ControlReply::Ok
         }
         ControlRequest::Agent { request } => relay(shared, request).await,
-        ControlRequest::Attach { .. } | ControlRequest::Exec(_) => ControlReply::Error {
-            message: "attach and exec open a connection of their own".into(),
+        ControlRequest::Attach { .. }
+        | ControlRequest::Exec(_)
+        | ControlRequest::ExportChanges { .. } => ControlReply::Error {
+            message: "attach, exec and export open a connection of their own".into(),
             code: 125,
         },
     }

@@ -30,6 +30,9 @@ pub(super) struct Shared<A = AgentClient> {
     pub attached: Notify,
     /// The agent, while the main process runs.
     pub client: watch::Sender<Option<Arc<A>>>,
+    /// The agent of a VM kept after the main process exited, for exports
+    /// (`keep_vm_for_export`), until a stop.
+    pub kept: watch::Sender<Option<Arc<A>>>,
     /// The main process's guest pid once started; 0 if it failed to.
     pub started: watch::Sender<Option<u32>>,
     /// Set once everything is cleaned up.
@@ -56,6 +59,7 @@ impl<A: Agent> Shared<A> {
             early_stdin: Mutex::new(None),
             attached: Notify::new(),
             client: watch::Sender::new(None),
+            kept: watch::Sender::new(None),
             started: watch::Sender::new(None),
             outcome: watch::Sender::new(None),
             exec_exits: Mutex::new(HashMap::new()),
@@ -70,6 +74,15 @@ impl<A: Agent> Shared<A> {
     /// The agent, if the main process runs.
     pub fn agent(&self) -> Option<Arc<A>> {
         self.client.borrow().clone()
+    }
+
+    /// The agent to export the changes through: the running container's,
+    /// or that of a VM kept after its exit; and whether the container runs.
+    pub fn export_agent(&self) -> Option<(Arc<A>, bool)> {
+        if let Some(agent) = self.agent() {
+            return Some((agent, true));
+        }
+        self.kept.borrow().clone().map(|agent| (agent, false))
     }
 
     /// Tells `process`'s terminal its new size, if the container runs.
