@@ -320,8 +320,8 @@ fn bad_dockerfiles_fail_with_one_line_naming_the_line_and_leave_no_image() {
         "hull: build: Dockerfile:4: COPY here.txt missing.txt /x/: /missing.txt: not found in the build context",
     );
     check(
-        "FROM hull-demo/busybox\nCOPY here.txt /\nRUN echo hi\n",
-        "hull: build: Dockerfile:3: RUN echo hi: RUN is not available",
+        "FROM hull-demo/busybox\nCOPY here.txt /\nRUN --mount=type=cache,target=/x echo hi\n",
+        "hull: build: Dockerfile:3: RUN --mount=type=cache,target=/x echo hi: RUN --mount is not supported",
     );
     check(
         "FROM hull-demo/busybox\nADD http://example.invalid/x.tar.gz /\n",
@@ -401,4 +401,57 @@ fn add_unpacks_local_archives_and_chown_takes_names_from_the_image() {
         run(&hull, &["built/add:1"]),
         "from the archive\nnot an archive\n1000:1000\n"
     );
+}
+
+#[test]
+fn run_steps_run_in_vms_and_their_changes_deletions_included_become_layers() {
+    let hull = Hull::with_busybox();
+    let ctx = Context::new(
+        "FROM hull-demo/busybox\n\
+         ARG WHO=world\n\
+         ENV GREETING=hello\n\
+         WORKDIR /work\n\
+         RUN echo \"$GREETING $WHO from $(pwd)\" > made.txt && mkdir -p /opt/tree/sub && echo x > /opt/tree/sub/f\n\
+         RUN rm /etc/hull-release && rm -rf /opt/tree && mkdir /opt/tree && echo new > /opt/tree/only\n\
+         USER app\n\
+         RUN id -u > /tmp/uid\n\
+         RUN [\"sh\", \"-c\", \"echo from the exec form >&2\"]\n\
+         CMD [\"sh\", \"-c\", \"cat /work/made.txt /tmp/uid; ls -R /opt/tree; test -e /etc/hull-release || echo release gone\"]\n",
+    );
+    let (id, progress) = build_ok(&hull, &ctx, &["-t", "built/run:1"]);
+    assert!(
+        progress.contains(" from the exec form\n"),
+        "step output streamed: {progress}"
+    );
+    assert_eq!(
+        run(&hull, &["built/run:1"]),
+        "hello world from /work\n1000\n/opt/tree:\nonly\nrelease gone\n"
+    );
+    assert_eq!(image_names(&hull).len(), 3, "no intermediate image is left");
+    hull.assert_no_sandbox_left();
+
+    // Cached: no VM at all, the same image.
+    let (again, progress) = build_ok(&hull, &ctx, &["-t", "built/run:1"]);
+    assert_eq!(again, id);
+    let cached = cached_steps(&progress);
+    assert_eq!(
+        cached.iter().filter(|s| s.contains("] RUN ")).count(),
+        4,
+        "{progress}"
+    );
+}
+
+#[test]
+fn a_failing_run_step_names_its_exit_code_and_leaves_nothing() {
+    let hull = Hull::with_busybox();
+    let before = image_names(&hull);
+    let ctx = Context::new("FROM hull-demo/busybox\nRUN echo before > /before\nRUN exit 7\n");
+    let out = build(&hull, &ctx, &["-q", "-t", "built/fails:1"]);
+    assert_one_line_error(
+        &out,
+        1,
+        "hull: build: Dockerfile:3: RUN exit 7: did not complete successfully: exit code: 7",
+    );
+    assert_eq!(image_names(&hull), before);
+    hull.assert_no_sandbox_left();
 }

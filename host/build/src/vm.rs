@@ -1,15 +1,13 @@
 //! RUN in a microVM: the [`Runner`] that runs a step as a hull container
 //! on the image built so far (no published ports, no stdin, no TTY), its
-//! output streamed into the build's progress, and then hands the
-//! container's writable-layer changes to a [`ChangesExporter`] — the one
-//! piece still missing: `hull_container`'s export of a container's
-//! changes as a layer tar (the `export` work). Until an exporter is
-//! available, [`VmRunner::check`] refuses, so a build with RUN fails with
-//! one line before anything runs.
-//!
-//! Wiring it is: an exporter that calls `hull_container::changes::export`
-//! and says it is available, and `keep_vm_for_export` in the request
-//! below (the VM must outlive the main process for the export).
+//! output streamed into the build's progress; once the main process has
+//! exited (its VM kept for it) the container's writable-layer changes
+//! come back through a [`ChangesExporter`] — [`HullExport`], i.e.
+//! `hull_container::changes::export`: a layer tar the agent writes and
+//! the host re-reads through the hostile-layer bounds — and are gzip'd
+//! into the step's layer. The container is removed whatever happens.
+//! With [`NotWired`], [`VmRunner::check`] refuses RUN before a build
+//! starts.
 
 use std::fs::File;
 use std::future::Future;
@@ -46,7 +44,27 @@ pub trait ChangesExporter {
     ) -> impl Future<Output = Result<u64, Cause>>;
 }
 
-/// No exporter yet: RUN is refused up front.
+/// `hull_container`'s export of a container's changes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HullExport;
+
+impl ChangesExporter for HullExport {
+    fn available(&self) -> bool {
+        true
+    }
+
+    async fn export(
+        &self,
+        container: &Container,
+        source_date_epoch: Option<i64>,
+        out: &mut File,
+    ) -> Result<u64, Cause> {
+        let summary = hull_container::changes::export(container, source_date_epoch, out).await?;
+        Ok(summary.entries)
+    }
+}
+
+/// No exporter: RUN is refused up front.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NotWired;
 
@@ -136,9 +154,14 @@ impl<E: ChangesExporter> Runner for VmRunner<E> {
         let plan = ContainerConfig::from_run(&request, paths, &containers).map_err(boxed)?;
         hull_container::private::ensure_dir(&self.run_dir).map_err(boxed)?;
         let container = containers.create(plan.config).map_err(boxed)?;
-        let result = self.run_in(&container, &req, out).await;
-        // The step's container never outlives it, whatever happened.
+        let mut supervisor = None;
+        let result = self.run_in(&container, &req, out, &mut supervisor).await;
+        // The step's container never outlives it, whatever happened: its
+        // VM, kept for the export, goes with it, and so its supervisor.
         lifecycle::remove(&self.run_dir, &container).await;
+        if let Some(mut s) = supervisor {
+            let _ = tokio::task::spawn_blocking(move || s.wait()).await;
+        }
         result
     }
 }
@@ -149,14 +172,14 @@ impl<E: ChangesExporter> VmRunner<E> {
         container: &Container,
         req: &run::RunRequest<'_>,
         out: &mut (dyn Write + Send),
+        supervisor: &mut Option<launch::Supervisor>,
     ) -> Result<Option<NewLayer>, RunError> {
         hull_sandbox::scratch::create(&self.root, container.short_id(), &container.layer_owner())
             .map_err(boxed)?;
-        let mut supervisor =
-            launch::spawn(&self.root, &self.run_dir, container, true).map_err(boxed)?;
-        let code = attach(container, out).await;
-        let _ = tokio::task::spawn_blocking(move || supervisor.wait()).await;
-        match code? {
+        *supervisor =
+            Some(launch::spawn(&self.root, &self.run_dir, container, true).map_err(boxed)?);
+        // The supervisor keeps the VM after the exit, for the export.
+        match attach(container, out).await? {
             0 => {}
             code => return Err(RunError::Exit(code)),
         }

@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::{BuildArgs, Cli};
-use hull_build::vm::{NotWired, VmRunner};
+use hull_build::vm::{HullExport, VmRunner};
 use hull_build::BuildOptions;
 use hull_image::ImageStore;
 
@@ -70,15 +70,14 @@ pub async fn build(cli: &Cli, args: &BuildArgs) -> Result<i32> {
     } else {
         Box::new(std::io::stderr())
     };
-    // RUN steps run in VMs of their own; until the export of a
-    // container's changes is wired in, the runner refuses them up front.
+    // RUN steps run in VMs of their own, their changes exported.
     let runner = VmRunner {
         root: cli.root.clone(),
         run_dir: cli.run_dir.clone(),
         network: args.network.clone(),
         hypervisor: std::env::var("HULL_HYPERVISOR").unwrap_or_else(|_| "auto".into()),
         source_date_epoch,
-        exporter: NotWired,
+        exporter: HullExport,
     };
     match hull_build::build(&store, &opts, &runner, &mut progress).await {
         Ok(built) => {
