@@ -82,25 +82,45 @@ fn a_running_container_is_committed_paused_and_runs_on() {
     hull.assert_no_sandbox_left();
 }
 
+/// `SOURCE_DATE_EPOCH=1700000000 hull commit NAME TAG`: the image id.
+fn commit_reproducibly(hull: &Hull, name: &str, tag: &str) -> String {
+    let out = hull
+        .command(&["commit", name, tag])
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("spawn hull");
+    ok(&out).trim().to_string()
+}
+
 #[test]
-fn an_exited_container_kept_for_export_is_committed_and_removed() {
+fn exited_containers_kept_for_export_are_committed_reproducibly_and_removed() {
     let hull = Hull::with_busybox();
-    let out = hull.hull(&[
-        "run",
-        "--keep-vm-for-export",
-        "--name",
-        "step",
-        IMAGE,
-        "sh",
-        "-c",
-        CHANGES,
-    ]);
-    assert_eq!(ok(&out), "ready\n");
-    assert_eq!(hull.inspect("step")["State"]["Status"], "exited");
-    ok(&hull.hull(&["commit", "step", "committed/step"]));
-    assert_committed(&hull, "committed/step");
-    // The kept VM goes with the container.
-    ok(&hull.hull(&["rm", "step"]));
+    let mut ids = Vec::new();
+    for name in ["step1", "step2"] {
+        let out = hull.hull(&[
+            "run",
+            "--keep-vm-for-export",
+            "--name",
+            name,
+            IMAGE,
+            "sh",
+            "-c",
+            CHANGES,
+        ]);
+        assert_eq!(ok(&out), "ready\n");
+        assert_eq!(hull.inspect(name)["State"]["Status"], "exited");
+        ids.push(commit_reproducibly(
+            &hull,
+            name,
+            &format!("committed/{name}"),
+        ));
+    }
+    // Same changes, same SOURCE_DATE_EPOCH: the same layer and config.
+    assert_eq!(ids[0], ids[1]);
+    assert!(ids[0].starts_with("sha256:"), "{ids:?}");
+    assert_committed(&hull, "committed/step1");
+    // The kept VMs go with their containers.
+    ok(&hull.hull(&["rm", "step1", "step2"]));
     hull.assert_no_sandbox_left();
 }
 
@@ -119,4 +139,30 @@ fn commit_of_an_unknown_or_vm_less_container_is_one_line_and_makes_no_image() {
     assert_eq!(image_count(&hull), before);
     ok(&hull.hull(&["rm", "gone"]));
     hull.assert_no_sandbox_left();
+}
+
+/// The export is the agent's, so hull-vmm commits as QEMU does: in the
+/// nested AMD-V test host, a step kept for export under hull-vmm is
+/// committed and its image run.
+#[test]
+fn under_hull_vmm_in_the_test_host_a_kept_step_is_committed() {
+    use hull_tests::testhost::{self, Options};
+    let script = r#"
+hull load -i $HULL_IMAGES/busybox.tar >/dev/null
+export HULL_HYPERVISOR=hull-vmm
+hull run --keep-vm-for-export --name step hull-demo/busybox sh -c 'echo new > /new.txt; rm /etc/hull-doomed2; rm -rf /home && mkdir /home && echo fresh > /home/fresh' || echo run-failed=$?
+hull commit step committed/step >/dev/null || echo commit-failed=$?
+echo "check=$(hull run --rm committed/step sh -c 'cat /new.txt; test -e /etc/hull-doomed2 || echo gone; ls -A /home' | tr '\n' ' ')"
+hull rm step
+echo "left=$(ls $HULL_RUN_DIR | grep -v -e names -e networks | wc -l)"
+"#;
+    let run = testhost::run(script, &Options::default());
+    run.assert_passed();
+    assert_eq!(
+        run.value("check"),
+        Some("new gone fresh "),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.value("left"), Some("0"), "{}", run.describe());
 }

@@ -99,18 +99,22 @@ async fn export_into(
     let checked =
         check_layer(BufReader::new(&*out), &limits).map_err(|source| Error::BadLayer {
             name: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(checked.into())
 }
 
 /// `hull commit`: exports `container`'s changes into a file under the
-/// store's staging area and commits them on the container's image as a
-/// new image (`opts.name`, if any). Nothing is left behind on failure.
+/// hull root and commits them on the container's image as a new image
+/// (`opts.name`, if any). With `source_date_epoch` the layer's mtimes are
+/// clamped to it and the image's time is it (unless `opts.created` is
+/// set), so the same changes give the same image id. Nothing is left
+/// behind on failure.
 pub async fn commit(
     root: &Path,
     container: &Container,
     mut opts: CommitOptions,
+    source_date_epoch: Option<i64>,
 ) -> Result<Image, Error> {
     let store = ImageStore::open(root)?;
     // Not the store's `tmp/`, which its writers clear under their lock.
@@ -121,18 +125,24 @@ pub async fn commit(
         .tempfile_in(&dir)
         .map_err(io_error("make the layer file"))?;
     let mut file = staging.reopen().map_err(io_error("open the layer file"))?;
-    export(container, None, &mut file).await?;
+    export(container, source_date_epoch, &mut file).await?;
     if opts.created_by.is_empty() {
         opts.created_by = created_by(container);
     }
     if opts.created.is_empty() {
-        opts.created = crate::logs::rfc3339_nano(std::time::SystemTime::now());
+        let at = match source_date_epoch {
+            Some(secs) => {
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
+            }
+            None => std::time::SystemTime::now(),
+        };
+        opts.created = crate::logs::rfc3339_nano(at);
     }
     let base =
         (!container.config.image_id.is_empty()).then_some(container.config.image_id.as_str());
     let image = store
         .commit_layer(base, staging.path(), &opts)
-        .map_err(Error::Commit)?;
+        .map_err(|e| Error::Commit(Box::new(e)))?;
     Ok(image)
 }
 

@@ -131,10 +131,10 @@ pub enum Error {
     BadLayer {
         name: String,
         #[source]
-        source: hull_image::commit::CommitError,
+        source: Box<hull_image::commit::CommitError>,
     },
     #[error(transparent)]
-    Commit(hull_image::commit::CommitError),
+    Commit(Box<hull_image::commit::CommitError>),
     #[error("{what}")]
     Io {
         what: String,
@@ -172,18 +172,25 @@ impl Error {
             | Self::VolumeInUse { .. }
             | Self::NoVmToExport(_)
             | Self::Refused { .. } => FailedPrecondition,
-            Self::Commit(hull_image::commit::CommitError::BadChange(_)) => InvalidArgument,
-            Self::Commit(hull_image::commit::CommitError::Store(
-                hull_image::Error::InvalidReference { .. },
-            )) => InvalidArgument,
-            Self::Commit(hull_image::commit::CommitError::Store(hull_image::Error::NotFound(
-                _,
-            ))) => NotFound,
+            Self::Commit(e) => commit_kind(e),
             Self::Image(hull_image::Error::NotFound(_))
             | Self::Network(hull_net::NetworkError::NotFound(_)) => NotFound,
             Self::Image(hull_image::Error::InvalidReference { .. }) => InvalidArgument,
             _ => Internal,
         }
+    }
+}
+
+/// The kind of a failed commit: a bad flag or name, a missing image, or
+/// hull's own failure.
+fn commit_kind(e: &hull_image::commit::CommitError) -> ErrorKind {
+    use hull_image::commit::CommitError as C;
+    match e {
+        C::BadChange(_) | C::Store(hull_image::Error::InvalidReference { .. }) => {
+            ErrorKind::InvalidArgument
+        }
+        C::Store(hull_image::Error::NotFound(_)) => ErrorKind::NotFound,
+        _ => ErrorKind::Internal,
     }
 }
 
