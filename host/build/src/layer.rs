@@ -238,6 +238,34 @@ pub fn compress(tar: &Path, dir: &Path) -> Result<NewLayer, LayerError> {
     })
 }
 
+/// The directories a layer blob (gzip'd tar, e.g. a RUN step's) holds,
+/// named or implied by its entries' paths, as absolute paths: later COPY
+/// steps must know them to copy into them rather than over them.
+pub fn dirs_in(blob: &Path) -> Result<Vec<String>, LayerError> {
+    let f = fs::File::open(blob).map_err(io_err(blob))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut dirs = std::collections::BTreeSet::new();
+    for entry in archive.entries().map_err(io_err(blob))? {
+        let entry = entry.map_err(io_err(blob))?;
+        let path = entry
+            .path()
+            .map_err(io_err(blob))?
+            .to_string_lossy()
+            .into_owned();
+        let comps = crate::context::clean(&path);
+        let is_dir = entry.header().entry_type().is_dir();
+        let parents = if is_dir {
+            comps.len()
+        } else {
+            comps.len().saturating_sub(1)
+        };
+        for n in 1..=parents {
+            dirs.insert(format!("/{}", comps[..n].join("/")));
+        }
+    }
+    Ok(dirs.into_iter().collect())
+}
+
 /// Parses `--chmod` (octal).
 pub fn parse_chmod(s: &str) -> Result<u32, LayerError> {
     u32::from_str_radix(s, 8)
@@ -504,6 +532,14 @@ mod tests {
         assert!(list.iter().all(|e| e.2 == 0 && e.3 == 0));
         assert_eq!(list[1].1, 0o755);
         assert!(list[1].4 > 5, "kept the file's own mtime without an epoch");
+    }
+
+    #[test]
+    fn dirs_of_a_layer() {
+        let c = ctx();
+        let out = tempfile::tempdir().unwrap();
+        let layer = build(c.path(), out.path(), Overrides::default(), Some(1));
+        assert_eq!(dirs_in(&layer.path).unwrap(), ["/app", "/app/sub"]);
     }
 
     #[test]

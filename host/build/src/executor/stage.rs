@@ -378,6 +378,7 @@ impl<R: Runner> Build<'_, R> {
         let mut next = state.clone();
         if let Some(l) = &layer {
             next.layers.push(CachedLayer::from_new(l));
+            next.dirs.extend(crate::layer::dirs_in(&l.path)?);
         }
         let created_by = match command {
             Command::Shell(_) => format!("RUN {}", argv.join(" ")),

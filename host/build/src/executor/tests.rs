@@ -409,6 +409,17 @@ fn run_steps_go_through_the_runner_on_an_intermediate_image() {
     f.build_with(&f.opts("hull-test/run:1"), &runner).0.unwrap();
     assert_eq!(runner.ran.lock().unwrap().len(), 1);
 
+    // A directory the RUN made is one to COPY into, not over.
+    f.file(
+        "Dockerfile",
+        "FROM scratch\nARG WHO=world\nENV A=1\nCOPY a.txt /\nRUN echo hello $WHO\nCOPY a.txt /ran\n",
+    );
+    let (res, out) = f.build_with(&f.opts("hull-test/run:3"), &runner);
+    let img = res
+        .unwrap_or_else(|e| panic!("{}\n{out}", crate::error_line(&e)))
+        .image;
+    assert!(f.files(&img).contains(&("ran/a.txt".into(), "a".into())));
+
     f.file("Dockerfile", "FROM scratch\nCOPY a.txt /\nRUN false\n");
     let (res, out) = f.build_with(&f.opts("hull-test/run:2"), &runner);
     let e = res.unwrap_err();
@@ -427,7 +438,7 @@ fn run_steps_go_through_the_runner_on_an_intermediate_image() {
         .into_iter()
         .map(|i| i.name)
         .collect();
-    assert_eq!(names, ["hull-test/run:1"]);
+    assert_eq!(names, ["hull-test/run:1", "hull-test/run:3"]);
 }
 
 #[test]
