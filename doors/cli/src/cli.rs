@@ -39,6 +39,11 @@ pub enum Command {
     Commit(CommitArgs),
     /// Pull an image from a registry.
     Pull(PullArgs),
+    /// Build an image from a Dockerfile (every RUN step in a VM of its own).
+    Build(BuildArgs),
+    /// Manage the build cache (prune).
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Log in to a registry (credentials are kept in HULL_ROOT/auth.json, mode 0600).
     Login(LoginArgs),
     /// Forget the credentials for a registry.
@@ -480,6 +485,51 @@ pub struct PullArgs {
     pub quiet: bool,
     /// Image to pull: [REGISTRY/]REPO[:TAG|@DIGEST].
     pub image: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Empty the build cache.
+    Prune,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name the image NAME[:TAG]; may be given several times.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// A build-time variable, K=V (K alone takes it from the environment).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Build this stage (and the stages it needs) only.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step instead of taking it from the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Pull base images even when the store has them.
+    #[arg(long)]
+    pub pull: bool,
+    /// A label for the image, K=V.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// The target platform: linux/amd64 is the only one.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Speak plain HTTP to registries base images come from (loopback).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// The network RUN steps' VMs join.
+    #[arg(long, default_value = "bridge")]
+    pub network: String,
+    /// Print only the image id, no progress.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// The build context directory.
+    pub context: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ mod commands;
 mod oci_cli;
 mod terminal;
 
-use crate::cli::{Cli, Command, ImageCommand, SystemCommand};
+use crate::cli::{BuilderCommand, Cli, Command, ImageCommand, SystemCommand};
 use crate::commands::EXIT_HULL_ERROR;
 use clap::Parser;
 
@@ -47,6 +47,8 @@ fn main() {
             Command::Rmi(args) => commands::rmi(&cli, args),
             Command::Commit(args) => commands::commit(&cli, args).await,
             Command::Pull(args) => commands::pull(&cli, args).await,
+            Command::Build(args) => commands::build(&cli, args).await,
+            Command::Builder(BuilderCommand::Prune) => commands::builder_prune(&cli),
             Command::Login(args) => commands::login(&cli, args).await,
             Command::Logout(args) => commands::logout(&cli, args),
             Command::Save(args) => commands::save(&cli, args),

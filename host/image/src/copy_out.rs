@@ -33,7 +33,7 @@ pub(crate) fn copy_subtree(root: &Path, path: &str, dest: &Path) -> Result<bool,
 
 /// The host path of `path` inside `root`, following symlinks the way the
 /// container would see them.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+pub(crate) fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     let mut pending: Vec<std::ffi::OsString> = components(Path::new(path));
     pending.reverse();
     let mut at: Vec<std::ffi::OsString> = Vec::new();

@@ -18,6 +18,7 @@
 //! ingest/<hex>.partial   a registry download in progress (flock'd by its writer)
 //! ingest/<hex>           a verified download, waiting for its image's commit
 //! tmp/                   staging for imports and disk builds; emptied under the lock
+//! ingest/build-<hex>      a built layer waiting for its image's commit (see [`writer`])
 //! lock                   flock(2): exclusive for writers, shared for readers
 //! auth.json              registry credentials (0600), see [`auth`]
 //! ```
@@ -48,6 +49,7 @@ mod tag;
 mod tar_bounds;
 mod tls;
 pub mod unpack;
+mod writer;
 
 #[cfg(test)]
 mod test_utils;
@@ -62,6 +64,7 @@ pub use history::HistoryEntry;
 pub use maintain::{IngestGuard, Inspect, InspectDisk, InspectLayer, PruneReport};
 pub use reference::Reference;
 pub use store::ImageStore;
+pub use writer::{NewImage, NewLayer, StoredLayer};
 
 /// Largest JSON document (index, manifest, config) we read from an archive
 /// or from the store.

@@ -1,6 +1,7 @@
 //! One short function per CLI command, calling into the library.
 
 mod attach;
+mod build;
 mod commit;
 mod exec;
 mod history;
@@ -34,6 +35,7 @@ mod top;
 mod volume;
 mod wait;
 
+pub use build::{build, builder_prune};
 pub use commit::commit;
 pub use exec::exec;
 pub use history::history;

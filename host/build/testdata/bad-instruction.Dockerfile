@@ -1,0 +1,4 @@
+FROM busybox
+COPY a /a
+
+RUNN echo hi
