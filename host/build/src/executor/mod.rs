@@ -132,8 +132,9 @@ pub enum StepError {
     #[error("cannot pull {reference}")]
     Pull {
         reference: String,
+        // Boxed: a registry's error is large, and every step returns this.
         #[source]
-        source: registry::Error,
+        source: Box<registry::Error>,
     },
     #[error("image {image} is {platform}, not linux/amd64")]
     WrongPlatform { image: String, platform: String },
@@ -383,7 +384,7 @@ impl<R: Runner> Build<'_, R> {
         .await
         .map_err(|source| StepError::Pull {
             reference: reference.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         if let Some(step) = step {
             let note = format!("pulled {} ({})", pulled.image.id, pulled.manifest_digest);
