@@ -7,7 +7,7 @@ use hull_container::supervisor::one_line;
 use hull_container::ErrorKind;
 use hyper::StatusCode;
 
-use crate::http::{json, Response};
+use crate::response::{json, Response};
 
 /// An error answer: a status and Docker's one-line message.
 #[derive(Debug)]

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Frame;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::StatusCode;
 use serde::de::DeserializeOwned;
@@ -18,9 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::error::{ApiError, ApiResult};
 
-pub type Body = BoxBody<Bytes, Infallible>;
 pub type Request = hyper::Request<Incoming>;
-pub type Response = hyper::Response<Body>;
+pub use crate::response::{empty, full, json, Response};
 
 /// Largest JSON request body read.
 pub const MAX_JSON_BODY: usize = 1 << 20;
@@ -29,28 +27,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chunks a streamed answer may have queued before its producer waits.
 const STREAM_QUEUE: usize = 16;
 
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
-}
-
-pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    hyper::Response::builder()
-        .status(status)
-        .header("Content-Type", "application/json")
-        .body(full(body))
-        .expect("a static response")
-}
-
 pub fn ok_json(value: &impl serde::Serialize) -> ApiResult {
     Ok(json(StatusCode::OK, value))
-}
-
-pub fn empty(status: StatusCode) -> Response {
-    hyper::Response::builder()
-        .status(status)
-        .body(full(Bytes::new()))
-        .expect("a static response")
 }
 
 /// A body fed by a channel: the answer streams while its producer runs;

@@ -15,6 +15,7 @@ mod http;
 mod images;
 mod listen;
 mod networks;
+mod response;
 mod router;
 mod state;
 mod system;

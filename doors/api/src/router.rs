@@ -9,12 +9,8 @@ use hyper::Method;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Query, Request, Response};
 use crate::state::App;
+use crate::system::API_VERSION;
 use crate::{containers, exec, images, networks, system, volumes};
-
-/// The API version served: Docker 20.10's.
-pub const API_VERSION: &str = "1.41";
-/// The oldest version answered (Docker's own minimum).
-pub const MIN_API_VERSION: &str = "1.12";
 
 pub async fn route(app: Arc<App>, req: Request) -> Response {
     let method = req.method().clone();

@@ -12,7 +12,7 @@ use hull_container::{Container, Containers};
 use tokio::sync::broadcast;
 
 use crate::error::{ApiError, ApiResult};
-use crate::exec::ExecEntry;
+use crate::exec::entry::ExecEntry;
 
 /// Most exec instances remembered; finished ones go first beyond it.
 const MAX_EXECS: usize = 1024;

@@ -7,8 +7,12 @@ use hyper::StatusCode;
 
 use crate::error::ApiResult;
 use crate::http::{full, ok_json, Response};
-use crate::router::{API_VERSION, MIN_API_VERSION};
 use crate::state::App;
+
+/// The API version served: Docker 20.10's.
+pub const API_VERSION: &str = "1.41";
+/// The oldest version answered (Docker's own minimum).
+pub const MIN_API_VERSION: &str = "1.12";
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 

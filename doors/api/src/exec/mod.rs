@@ -20,47 +20,13 @@ use crate::hijack::{self, Pipes, Replies};
 use crate::http::{empty, json, ok_json, read_json, Query, Request};
 use crate::state::{lock, App};
 
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ExecConfig {
-    pub attach_stdin: bool,
-    pub attach_stdout: bool,
-    pub attach_stderr: bool,
-    pub tty: bool,
-    pub cmd: Vec<String>,
-    pub env: Option<Vec<String>>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    pub privileged: bool,
-}
+pub(crate) mod entry;
+pub use entry::{ExecConfig, ExecEntry};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct StartBody {
     detach: bool,
-}
-
-#[derive(Debug, Default)]
-struct ExecState {
-    started: bool,
-    running: bool,
-    pid: u32,
-    exit_code: Option<i32>,
-    /// Requests for the running process's conversation (resizes).
-    requests: Option<mpsc::Sender<ControlRequest>>,
-}
-
-pub struct ExecEntry {
-    pub id: String,
-    pub container_id: String,
-    config: ExecConfig,
-    state: Mutex<ExecState>,
-}
-
-impl ExecEntry {
-    pub fn finished(&self) -> bool {
-        lock(&self.state).exit_code.is_some()
-    }
 }
 
 pub async fn create(app: &Arc<App>, container: &str, req: Request) -> ApiResult {
