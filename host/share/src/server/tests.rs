@@ -454,9 +454,10 @@ fn hostile_messages_get_errors_not_panics() {
         ][i % 9];
         let _ = c.call(kind, &body);
     }
-    // A size past msize ends the session (the stream closes).
-    c.stream.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
-    c.stream.write_all(&[kind::TREAD, 0, 0]).unwrap();
+    // A size past msize ends the session (the stream closes): the server
+    // may hang up before the rest is written, so a write may fail.
+    let _ = c.stream.write_all(&(1u32 << 30).to_le_bytes());
+    let _ = c.stream.write_all(&[kind::TREAD, 0, 0]);
     let mut buf = [0u8; 1];
     assert_eq!(c.stream.read(&mut buf).unwrap_or(0), 0);
 }
