@@ -51,6 +51,7 @@ pub async fn stop(container: &Container, grace: Duration) {
     let Some(supervisor) = container.live_supervisor() else {
         return;
     };
+    let vm_pid = container.state().vm_pid;
     let request = ControlRequest::Stop {
         timeout_secs: grace.as_secs(),
     };
@@ -62,6 +63,35 @@ pub async fn stop(container: &Container, grace: Duration) {
         kill(supervisor);
     }
     await_supervisor_exit(container, Some(supervisor), EXIT_PATIENCE).await;
+    kill_orphaned_vm(container, vm_pid).await;
+}
+
+/// Kills the container's VM if it outlived its supervisor. A jailed
+/// hypervisor changes its uid, which clears the parent-death signal it
+/// was started with: it no longer dies with a supervisor that was killed.
+/// Only a process whose command line names the container's directory is
+/// taken for its VM, never a recycled pid.
+async fn kill_orphaned_vm(container: &Container, vm_pid: Option<i32>) {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(pid) = vm_pid else {
+        return;
+    };
+    let dir = container.dir.as_os_str().as_bytes().to_vec();
+    let names_dir = || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| !dir.is_empty() && cmdline.windows(dir.len()).any(|w| w == dir))
+    };
+    if !names_dir() {
+        return;
+    }
+    tracing::warn!(container = %container.config.name, pid, "killing a VM its supervisor left");
+    // SAFETY: kill on a pid whose command line names this container.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // Gone, or a zombie (no command line) for whoever reaps it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while names_dir() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits for a container's supervisor to finish (it is cleaning up after
