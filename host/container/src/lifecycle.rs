@@ -51,7 +51,6 @@ pub async fn stop(container: &Container, grace: Duration) {
     let Some(supervisor) = container.live_supervisor() else {
         return;
     };
-    let vm_pid = container.state().vm_pid;
     let request = ControlRequest::Stop {
         timeout_secs: grace.as_secs(),
     };
@@ -63,7 +62,6 @@ pub async fn stop(container: &Container, grace: Duration) {
         kill(supervisor);
     }
     await_supervisor_exit(container, Some(supervisor), EXIT_PATIENCE).await;
-    kill_orphaned_vm(container, vm_pid).await;
 }
 
 /// Kills the container's VM if it outlived its supervisor. A jailed
@@ -106,6 +104,7 @@ pub async fn await_supervisor_exit(
     let Some(supervisor) = supervisor else {
         return;
     };
+    let vm_pid = container.state().vm_pid;
     let deadline = Instant::now() + patience;
     while supervisor.is_alive() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -113,6 +112,7 @@ pub async fn await_supervisor_exit(
     if supervisor.is_alive() {
         kill(supervisor);
     }
+    kill_orphaned_vm(container, vm_pid).await;
     container.settle();
 }
 
