@@ -11,16 +11,16 @@
 //! `--chown`/`--chmod` apply to every entry, missing parents are made)
 //! and the reproducible-builds rules of `SOURCE_DATE_EPOCH`.
 
+use hull_image::HashingWriter;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use flate2::write::GzEncoder;
 use hull_image::unpack::Unpacker;
 use hull_image::NewLayer;
-use sha2::{Digest as _, Sha256};
 
 use crate::context::{Entry, Source, Tree};
 
@@ -373,40 +373,6 @@ fn is_tar(head: &[u8]) -> bool {
     stored == Some(sum)
 }
 
-/// A writer that hashes and counts what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    fn finish(self) -> (W, String, u64) {
-        (self.inner, hex::encode(self.hasher.finalize()), self.count)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Reads exactly `len` bytes of a file, failing if it is shorter or
 /// longer now than when it was measured.
 struct ExactReader {
@@ -442,6 +408,7 @@ impl Read for ExactReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::symlink;
 
     fn ctx() -> tempfile::TempDir {

@@ -62,14 +62,14 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// A writer that hashes and counts every byte written through it.
-pub(crate) struct HashingWriter<W> {
+pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W) -> Self {
+    pub fn new(inner: W) -> Self {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
@@ -78,7 +78,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Returns the writer, the hex sha256 and the byte count.
-    pub(crate) fn finish(self) -> (W, String, u64) {
+    pub fn finish(self) -> (W, String, u64) {
         (self.inner, hex::encode(self.hasher.finalize()), self.count)
     }
 }

@@ -58,6 +58,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use archive::Error as ArchiveError;
+pub use digest::HashingWriter;
 pub use disk::build_erofs;
 pub use disk::FsType;
 pub use history::HistoryEntry;
