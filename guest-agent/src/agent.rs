@@ -90,6 +90,9 @@ struct State {
     /// The container's processes by id (the main one is [`MAIN_PROCESS`]),
     /// from the request that starts one until its exit.
     processes: HashMap<String, ProcessEntry>,
+    /// Set between `Checkpoint` and `Unpark`: whether the container was
+    /// frozen (paused) before, so `Unpark` leaves it so.
+    parked: Option<bool>,
 }
 
 #[derive(Default)]
@@ -387,7 +390,7 @@ impl Agent {
 
     /// Serves the host until it goes away.
     pub fn serve(self: &Arc<Self>, mut input: File) -> io::Result<()> {
-        self.wire.send_message(&ControlMessage::Hello {
+        self.wire.send_unheld(&ControlMessage::Hello {
             version: PROTOCOL_VERSION,
             software: format!("hull-agent {}", env!("CARGO_PKG_VERSION")),
         })?;
@@ -437,10 +440,17 @@ impl Agent {
                 let agent = self.clone();
                 std::thread::spawn(move || {
                     let shutdown = matches!(request, Request::Shutdown) && agent.primary;
+                    let checkpoint = matches!(request, Request::Checkpoint { .. });
                     let result = agent.handle(request);
-                    let _ = agent
-                        .wire
-                        .send_message(&ControlMessage::Response { id, result });
+                    let response = ControlMessage::Response { id, result };
+                    // A checkpoint's answer is the last frame before the
+                    // host saves the VM.
+                    let _ = match &response {
+                        ControlMessage::Response { result: Ok(_), .. } if checkpoint => {
+                            agent.wire.send_then_hold(&response)
+                        }
+                        _ => agent.wire.send_message(&response),
+                    };
                     if shutdown {
                         crate::net::drain_tcp();
                         sys::power_off();
@@ -500,7 +510,75 @@ impl Agent {
             }
             Request::Wake(wake) => self.wake(&wake),
             Request::ExportChanges(export) => self.export_changes(&export),
+            Request::Checkpoint { container_id } => self.checkpoint(&container_id),
+            Request::Unpark {
+                container_id,
+                restored,
+            } => self.unpark(&container_id, restored.as_ref()),
         }
+    }
+
+    /// `Checkpoint`: freezes the container for the save; the caller holds
+    /// the wire once the answer is out. Only a VM's own container with no
+    /// other process: an exec's streams would not survive a restore.
+    fn checkpoint(&self, id: &str) -> Result<Reply, AgentError> {
+        if !self.primary {
+            return Err(invalid(
+                "a container that joined a VM cannot be checkpointed",
+            ));
+        }
+        let container = self.running_container(id)?;
+        if self.vm.containers().len() > 1 {
+            return Err(invalid(
+                "other containers run in this VM (a pod); a checkpoint takes one container's VM",
+            ));
+        }
+        let mut state = self.state();
+        if state.parked.is_some() {
+            return Err(invalid(format!(
+                "container {id:?} is already being checkpointed"
+            )));
+        }
+        if state.processes.len() > 1 {
+            return Err(invalid(format!(
+                "container {id:?} has exec'd processes running; a checkpoint takes only the main process's"
+            )));
+        }
+        let was_frozen = container::is_frozen(&container);
+        if !was_frozen {
+            container::freeze(&container, true)?;
+        }
+        state.parked = Some(was_frozen);
+        Ok(Reply::Done)
+    }
+
+    /// `Unpark`: the save is done (the VM runs on, or this is a restore of
+    /// it): the container carries on as it was.
+    fn unpark(
+        &self,
+        id: &str,
+        restored: Option<&hull_protocol::Wake>,
+    ) -> Result<Reply, AgentError> {
+        let container = self.running_container(id)?;
+        let Some(was_frozen) = self.state().parked else {
+            return Err(invalid(format!("container {id:?} is not checkpointed")));
+        };
+        if let Some(wake) = restored {
+            crate::wake::wake(wake).map_err(|e| invalid(format!("wake the restored VM: {e}")))?;
+            self.streams.reset_credit();
+        }
+        self.state().parked = None;
+        self.wire.release();
+        if !was_frozen {
+            container::freeze(&container, false)?;
+        }
+        Ok(Reply::Done)
+    }
+
+    /// Whether the host saved this VM and has not said to carry on: a
+    /// connection reset then is the restore's (hull-vmm), not the host's end.
+    pub fn parked(&self) -> bool {
+        self.state().parked.is_some()
     }
 
     /// `ExportChanges`: the container's writable layer as a layer tar on

@@ -104,10 +104,24 @@ fn run() -> io::Result<()> {
         channel::watch_join_ports(move |port| serve_joined(port, reaper.clone(), vm.clone()))?;
     }
     let mut served = agent.serve(reader);
+    // A checkpointed VM restored by hull-vmm finds its connection reset
+    // too: it connects again and keeps its container, whose streams go on
+    // once the new host says so (`Unpark`).
+    let mut reconnects = 0;
+    while kind == ChannelKind::Vsock
+        && agent.parked()
+        && channel::should_reconnect(kind, &served, false, reconnects)
+    {
+        reconnects += 1;
+        debug!("agent channel reset while checkpointed; connecting again ({reconnects})");
+        let channel = channel::reconnect(kind)?;
+        let reader = channel.try_clone()?;
+        agent.wire.replace(channel);
+        served = agent.serve(reader);
+    }
     // A clone restored by hull-vmm finds its connection reset: it connects
     // again and says hello to the clone's host. Nothing ran yet, so
     // nothing is lost with the old session.
-    let mut reconnects = 0;
     while channel::should_reconnect(kind, &served, agent.ran_a_container(), reconnects) {
         reconnects += 1;
         debug!("agent channel reset; connecting again ({reconnects})");

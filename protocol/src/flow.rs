@@ -52,6 +52,13 @@ impl Credit {
         self.changed.notify_all();
     }
 
+    /// Starts over with `initial` bytes of credit: the peer's end of the
+    /// stream was made anew (a VM restored on a new connection).
+    pub fn reset(&self, initial: u32) {
+        self.lock().available = initial.into();
+        self.changed.notify_all();
+    }
+
     /// Wakes every waiter for good (the connection is gone).
     pub fn close(&self) {
         self.lock().closed = true;

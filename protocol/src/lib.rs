@@ -72,8 +72,9 @@ pub const CAPABILITY_NAMES: &[&str] = &[
 /// Protocol version; both sides say it in their first control message and
 /// refuse a peer that speaks another (3: `Wake`, for template clones; 4:
 /// the guest's steps in `Started`; 5: `RunContainer.share`; 6:
-/// `ExportChanges`, a container's writable layer as a layer tar).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// `ExportChanges`, a container's writable layer as a layer tar; 7:
+/// `Checkpoint` and `Unpark`, a running container's VM saved and restored).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// vsock port the host listens on for the agent (hull-vmm's hybrid vsock
 /// turns a guest connection to CID 2, port P into `<uds>_P` on the host).

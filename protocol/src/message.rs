@@ -80,6 +80,21 @@ pub enum Request {
     /// last byte is on the wire. The container may be running (the host
     /// freezes it first) or its main process may have exited.
     ExportChanges(ExportChanges),
+    /// The host is about to save the VM (a checkpoint): freeze the
+    /// container, answer, and send nothing after the answer until
+    /// [`Request::Unpark`], so the connection is quiet both ways while the
+    /// VM is saved (the host sends nothing after this request either).
+    Checkpoint { container_id: String },
+    /// Carry on after a checkpoint: thaw the container (unless it was
+    /// paused before) and send again. With `restored`, this is a VM
+    /// restored from the checkpoint on a new host connection: every
+    /// output stream starts again with a fresh window, and the clone
+    /// takes host entropy and the host's clock as a woken clone does (no
+    /// two restores of one checkpoint are twins).
+    Unpark {
+        container_id: String,
+        restored: Option<Wake>,
+    },
 }
 
 /// What [`Request::ExportChanges`] asks for.

@@ -628,6 +628,12 @@ const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `pause`/`resume`: the cgroup v2 freezer stops or thaws every process
 /// of the container; answers once the kernel reports it done.
+/// Whether the container's cgroup is frozen (paused) now.
+pub fn is_frozen(container: &ContainerInfo) -> bool {
+    let freeze = fs::read_to_string(container.cgroup.path().join("cgroup.freeze"));
+    freeze.is_ok_and(|value| value.trim() == "1")
+}
+
 pub fn freeze(container: &ContainerInfo, frozen: bool) -> Result<Reply, AgentError> {
     let dir = container.cgroup.path();
     let want = if frozen { "1" } else { "0" };

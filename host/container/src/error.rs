@@ -89,6 +89,8 @@ pub enum Error {
     SandboxStopped(String),
     #[error("bundle {}: {reason}", dir.display())]
     Bundle { dir: PathBuf, reason: String },
+    #[error("checkpoint {}: {reason}", dir.display())]
+    Checkpoint { dir: PathBuf, reason: String },
     #[error("exec: {0:?}: no such file or directory")]
     NoSuchFile(String),
     #[error("exec: {0:?}: executable file not found in $PATH")]
@@ -158,6 +160,7 @@ impl Error {
             | Self::JoinWithOwnNetwork { .. }
             | Self::JoinTarget { .. }
             | Self::Bundle { .. }
+            | Self::Checkpoint { .. }
             | Self::NoSuchFile(_)
             | Self::NotInPath(_)
             | Self::SeccompFile { .. }

@@ -5,6 +5,7 @@
 
 pub mod bundle;
 pub mod changes;
+pub mod checkpoint;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -341,6 +341,7 @@ impl ContainerConfig {
             labels: request.labels.clone(),
             shares,
             keep_vm_for_export: request.keep_vm_for_export && !request.auto_remove,
+            restored: None,
         };
         let warnings = remove_broken_template(&config, backend.as_ref())
             .into_iter()
@@ -415,6 +416,7 @@ impl ContainerConfig {
             shares,
             labels: Default::default(),
             keep_vm_for_export: false,
+            restored: None,
         })
     }
 }
@@ -441,6 +443,67 @@ pub fn create_from_bundle(root: &Path, bundle_dir: &Path, id: &str) -> Result<Co
             Err(e)
         }
     }
+}
+
+/// runc's `restore`: a container made from the bundle whose VM comes
+/// back from the checkpoint in `image_path` (its disks copies of the
+/// checkpoint's), its main process carrying on once started.
+pub fn restore_from_bundle(
+    root: &Path,
+    bundle_dir: &Path,
+    id: &str,
+    image_path: &Path,
+) -> Result<Container, Error> {
+    let checkpoint = std::path::absolute(image_path)
+        .map_err(io_error(format!("find {}", image_path.display())))?;
+    let info = crate::checkpoint::CheckpointInfo::read(&checkpoint)?;
+    let bundle = Bundle::load(bundle_dir)?;
+    let containers = Containers::new(root);
+    std::fs::create_dir_all(root).map_err(io_error(format!("create {}", root.display())))?;
+    if containers.find_exact(id).is_ok() {
+        return Err(Error::IdInUse(id.to_string()));
+    }
+    let mut config = ContainerConfig::from_bundle(root, &bundle, id, &containers)?;
+    info.check_assets(&checkpoint, &config.kernel, &config.initramfs)?;
+    if !config.shares.is_empty() {
+        return Err(Error::Checkpoint {
+            dir: checkpoint,
+            reason: "the bundle has bind mounts, which a restored VM cannot take".into(),
+        });
+    }
+    config.vcpus = info.vcpus;
+    config.memory_mib = info.memory_mib;
+    config.open_stdin = info.open_stdin;
+    config.restored = Some(crate::checkpoint::Restored {
+        checkpoint: checkpoint.clone(),
+        info,
+    });
+    let container = containers.create(config)?;
+    match restore_bundle_disks(root, &bundle, &container, &checkpoint) {
+        Ok(()) => Ok(container),
+        Err(e) => {
+            containers.remove(&container);
+            Err(e)
+        }
+    }
+}
+
+/// The record's bundle info, and its disks copied from the checkpoint.
+fn restore_bundle_disks(
+    root: &Path,
+    bundle: &Bundle,
+    container: &Container,
+    checkpoint: &Path,
+) -> Result<(), Error> {
+    record_bundle(bundle, container)?;
+    scratch::create(root, container.short_id(), &container.layer_owner())?;
+    let config = &container.config;
+    let copy = |name: &str, to: &Path| {
+        crate::checkpoint::copy_sparse(&checkpoint.join(name), to)
+            .map_err(io_error(format!("copy the checkpoint's {name}")))
+    };
+    copy(hull_sandbox::CHECKPOINT_ROOTFS, &config.rootfs_disk)?;
+    copy(hull_sandbox::CHECKPOINT_SCRATCH, &config.scratch_disk)
 }
 
 /// `--memory` of a request and a bundle's memory limit: at most 4 TiB.
@@ -540,6 +603,14 @@ fn pod_vm(containers: &Containers, spec: &Spec) -> Result<Option<PodHost>, Error
 }
 
 fn make_bundle_disks(root: &Path, bundle: &Bundle, container: &Container) -> Result<(), Error> {
+    record_bundle(bundle, container)?;
+    hull_image::build_erofs(&bundle.rootfs, &container.config.rootfs_disk)?;
+    scratch::create(root, container.short_id(), &container.layer_owner())?;
+    Ok(())
+}
+
+/// What `delete` and the hooks need of the bundle, in the record.
+fn record_bundle(bundle: &Bundle, container: &Container) -> Result<(), Error> {
     let info = BundleInfo {
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
@@ -548,10 +619,7 @@ fn make_bundle_disks(root: &Path, bundle: &Bundle, container: &Container) -> Res
     let encoded =
         serde_json::to_vec(&info).map_err(|e| io_error("encode the bundle info")(e.into()))?;
     crate::private::write_atomic(&container.dir.join(BUNDLE_FILE), &encoded)
-        .map_err(io_error("record the bundle"))?;
-    hull_image::build_erofs(&bundle.rootfs, &container.config.rootfs_disk)?;
-    scratch::create(root, container.short_id(), &container.layer_owner())?;
-    Ok(())
+        .map_err(io_error("record the bundle"))
 }
 
 /// Docker's `--security-opt` values: `seccomp=unconfined|FILE` and

@@ -72,7 +72,10 @@ impl Sandbox {
         };
         let started = match config.template {
             None => sandbox.greet(stream).await,
-            Some(template) => sandbox.wake_clone(stream, &spec, template).await,
+            Some(template) => {
+                sandbox.snapshot = Some(template.method);
+                sandbox.wake_clone(stream, &spec, template).await
+            }
         };
         started.map(|()| sandbox)
     }
@@ -97,6 +100,7 @@ impl Sandbox {
             events: None,
             guest: None,
             shares: None,
+            snapshot: None,
         };
         let mut launch = hypervisor.launch(spec)?;
         hypervisor.jail(&mut launch, &sandbox.dir)?;
@@ -249,7 +253,7 @@ impl Sandbox {
     }
 }
 
-fn host_entropy() -> std::io::Result<Vec<u8>> {
+pub(crate) fn host_entropy() -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = vec![0u8; WAKE_MIN_ENTROPY * 2];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;

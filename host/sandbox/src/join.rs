@@ -71,6 +71,7 @@ impl Sandbox {
             events: None,
             guest: None,
             shares: None,
+            snapshot: None,
         };
         let agent_socket = sandbox.dir.join("agent.sock");
         let listener = UnixListener::bind(&agent_socket)

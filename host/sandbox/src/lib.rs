@@ -11,6 +11,7 @@
 pub mod agent_client;
 pub mod assets;
 pub mod capped_log;
+mod checkpoint;
 mod create;
 mod delete;
 pub mod hypervisor;
@@ -34,6 +35,7 @@ use crate::agent_client::{AgentClient, ClientError, RequestError};
 use crate::hypervisor::HypervisorError;
 use vm::VmProcess;
 
+pub use checkpoint::{CHECKPOINT_ROOTFS, CHECKPOINT_SCRATCH};
 pub use create::SandboxConfig;
 pub use prepared::PreparedClone;
 pub use start::{MAIN_STDERR, MAIN_STDIN, MAIN_STDOUT};
@@ -68,6 +70,10 @@ pub enum SandboxError {
     Disks(String),
     #[error("cannot give the VM the host's files: {0}")]
     Shares(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("cannot restore the checkpoint: {0}")]
+    RestoreCheckpoint(String),
 }
 
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
@@ -86,6 +92,10 @@ pub struct Sandbox {
     guest: Option<join::Guest>,
     /// Its bind mounts' and volumes' server, once attached.
     shares: Option<share::ShareServer>,
+    /// How the VM can be saved, when it has a template's devices (it was
+    /// restored from a template or a checkpoint): a cold-booted VM has
+    /// other devices, which no restore could match.
+    snapshot: Option<hypervisor::SnapshotMethod>,
 }
 
 impl Sandbox {

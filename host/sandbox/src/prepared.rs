@@ -117,6 +117,7 @@ impl PreparedClone {
         std::fs::rename(&sandbox.dir, &dir)
             .map_err(io_error(format!("move the clone to {}", dir.display())))?;
         sandbox.moved_to(dir);
+        sandbox.snapshot = Some(method);
         match method {
             SnapshotMethod::QemuMigration => {
                 migration::resume(&sandbox.dir)

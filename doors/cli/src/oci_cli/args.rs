@@ -75,10 +75,12 @@ pub enum RuncCommand {
     Update(Box<UpdateArgs>),
     /// Print a container's stats (and OOM kills) as JSON lines.
     Events(EventsArgs),
-    /// Save a running container to disk: not available for a VM yet.
+    /// Save a running container's whole VM to disk (and stop it, unless
+    /// --leave-running).
     Checkpoint(CheckpointArgs),
-    /// Restore a checkpointed container: not available for a VM yet.
-    Restore(CheckpointArgs),
+    /// Create and start a container from a checkpoint: its VM comes back
+    /// and its processes carry on.
+    Restore(Box<RestoreArgs>),
     /// The process that owns a detached exec (started by `exec`).
     #[command(name = "__exec", hide = true)]
     ExecHelper(ExecHelperArgs),
@@ -289,17 +291,77 @@ pub struct ListArgs {
     pub quiet: bool,
 }
 
+/// CRIU's options, which runc passes on: accepted, and of no use to a
+/// VM (the whole VM is saved, its sockets, files and namespaces with it).
+#[derive(Debug, Args)]
+pub struct CriuArgs {
+    #[arg(long, hide = true)]
+    pub work_path: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub tcp_established: bool,
+    #[arg(long, hide = true)]
+    pub ext_unix_sk: bool,
+    #[arg(long, hide = true)]
+    pub shell_job: bool,
+    #[arg(long, hide = true)]
+    pub file_locks: bool,
+    #[arg(long, hide = true)]
+    pub lazy_pages: bool,
+    #[arg(long, hide = true)]
+    pub manage_cgroups_mode: Option<String>,
+    #[arg(long, hide = true)]
+    pub empty_ns: Vec<String>,
+    #[arg(long, hide = true)]
+    pub auto_dedup: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
+    /// Where the checkpoint is written (runc's default: ./checkpoint).
     #[arg(long)]
     pub image_path: Option<PathBuf>,
-    #[arg(long)]
-    pub work_path: Option<PathBuf>,
+    /// Keep the container running after it is saved.
     #[arg(long)]
     pub leave_running: bool,
-    #[arg(short = 'b', long)]
-    pub bundle: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub parent_path: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub pre_dump: bool,
+    #[arg(long, hide = true)]
+    pub page_server: Option<String>,
+    #[arg(long, hide = true)]
+    pub status_fd: Option<i32>,
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The checkpoint to restore (runc's default: ./checkpoint).
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// The bundle directory (holding config.json).
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Return once the container runs instead of waiting for it.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Where the pid to wait on is written.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket that gets the master of the container's terminal.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    pub no_subreaper: bool,
+    #[arg(long, hide = true)]
+    pub no_pivot: bool,
+    #[arg(long, hide = true)]
+    pub lsm_profile: Option<String>,
+    #[arg(long, hide = true)]
+    pub lsm_mount_context: Option<String>,
+    #[command(flatten)]
+    pub criu: CriuArgs,
     pub id: String,
 }

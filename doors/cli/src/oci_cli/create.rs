@@ -3,12 +3,13 @@
 //! the bundle's `prestart` and `createRuntime` hooks on the host.
 
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::process::{Child, Stdio};
 
 use anyhow::{anyhow, Context, Result};
 use hull_container::hooks::HostHook;
 use hull_container::lifecycle;
-use hull_container::plan::create_from_bundle;
+use hull_container::plan::{create_from_bundle, restore_from_bundle};
 use hull_container::supervisor::launch;
 use hull_container::Container;
 
@@ -19,7 +20,7 @@ use super::{close_inherited_fds, console, containers, host_hooks, write_pid_file
 const DETACHED_TTY: &str = "cannot allocate tty if runc will detach without setting console socket";
 
 pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
-    let (_, supervisor) = create_container(args, create, None).await?;
+    let (_, supervisor) = create_container(args, create, None, None).await?;
     // The supervisor outlives this command: the caller's subreaper reaps it.
     drop(supervisor);
     Ok(0)
@@ -27,14 +28,21 @@ pub async fn create(args: &RuncArgs, create: &CreateArgs) -> Result<i32> {
 
 /// Creates the container and returns it with its supervisor. `terminal`
 /// is the slave of a pty `run` holds the master of; without it a process
-/// with a terminal needs `--console-socket`.
+/// with a terminal needs `--console-socket`. With `checkpoint`, its VM
+/// comes back from there (`restore`).
 pub async fn create_container(
     args: &RuncArgs,
     create: &CreateArgs,
     terminal: Option<OwnedFd>,
+    checkpoint: Option<&Path>,
 ) -> Result<(Container, Child)> {
     close_inherited_fds();
-    let container = create_from_bundle(&args.root, &create.bundle, &create.id)?;
+    let container = match checkpoint {
+        Some(image_path) => {
+            restore_from_bundle(&args.root, &create.bundle, &create.id, image_path)?
+        }
+        None => create_from_bundle(&args.root, &create.bundle, &create.id)?,
+    };
     let all = containers(args);
     match spawn_and_hook(args, create, &container, terminal).await {
         Ok(supervisor) => Ok((container, supervisor)),

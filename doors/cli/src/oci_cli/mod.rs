@@ -28,6 +28,7 @@
 //!   accepted and ignored, as by runc on cgroup v2, Intel RDT refused.
 
 mod args;
+mod checkpoint;
 mod console;
 mod create;
 mod delete;
@@ -116,10 +117,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             RuncCommand::Spec(a) => spec::spec(&args, a),
             RuncCommand::Run(a) => run::run(&args, a).await,
             RuncCommand::List(a) => list::list(&args, a),
-            RuncCommand::Checkpoint(_) | RuncCommand::Restore(_) => Err(anyhow!(
-                "checkpoint and restore are not supported: hull does not yet snapshot a \
-                 running container's VM (CRIU cannot reach into it)"
-            )),
+            RuncCommand::Checkpoint(a) => checkpoint::checkpoint(&args, a).await,
+            RuncCommand::Restore(a) => checkpoint::restore(&args, a).await,
             RuncCommand::Create(a) => create::create(&args, a).await,
             RuncCommand::Start(a) => start::start(&args, &a.id).await,
             RuncCommand::State(a) => state::state(&args, &a.id),

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use tokio::signal::unix::{signal, SignalKind};
@@ -32,6 +33,12 @@ const FORWARDED: [i32; 7] = [
 ];
 
 pub async fn run(args: &RuncArgs, run: &RunArgs) -> Result<i32> {
+    run_from(args, run, None).await
+}
+
+/// `run`, or with `checkpoint` runc's `restore`: the container's VM comes
+/// back from the checkpoint and its process carries on.
+pub async fn run_from(args: &RuncArgs, run: &RunArgs, checkpoint: Option<&Path>) -> Result<i32> {
     let wants_tty = hull_container::bundle::Bundle::load(&run.create.bundle)
         .ok()
         .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
@@ -55,7 +62,8 @@ pub async fn run(args: &RuncArgs, run: &RunArgs) -> Result<i32> {
         Some((m, s)) => (Some(m), Some(s)),
         None => (None, None),
     };
-    let (container, mut supervisor) = create_container(args, &run.create, slave).await?;
+    let (container, mut supervisor) =
+        create_container(args, &run.create, slave, checkpoint).await?;
     if let Err(e) = start::start(args, &run.create.id).await {
         delete::remove(args, &container).await;
         let _ = supervisor.wait();

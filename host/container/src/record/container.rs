@@ -79,6 +79,21 @@ pub struct ContainerConfig {
     /// `hull commit` of an exited container): no second boot.
     #[serde(default)]
     pub keep_vm_for_export: bool,
+    /// Set when it is restored from a checkpoint: its VM comes back from
+    /// there, its main process carries on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<crate::checkpoint::Restored>,
+}
+
+impl ContainerConfig {
+    /// The container's id as its VM's agent knows it: its own, or, for a
+    /// restored one, that of the container that was checkpointed.
+    pub fn agent_id(&self) -> &str {
+        match &self.restored {
+            Some(restored) => &restored.info.guest_id,
+            None => &self.id,
+        }
+    }
 }
 
 /// One host file or directory a container's VM serves it over 9P.
@@ -556,6 +571,7 @@ pub(crate) fn config(id: &str, name: &str) -> ContainerConfig {
         shares_vm_with: None,
         labels: Default::default(),
         keep_vm_for_export: false,
+        restored: None,
     }
 }
 

@@ -193,15 +193,30 @@ async fn boot_and_run(
         }
     };
     let mut events = sandbox.take_events().expect("events are taken once");
-    let mut request = run_request(&shared.container, serials, &main, network, host);
-    request.share = share;
     let client = sandbox.client();
-    let started = bounded_start(
-        &shared.kill_vm,
-        START_REPLY_TIMEOUT,
-        sandbox.start_main(request),
-    )
-    .await;
+    let started = match &shared.container.config.restored {
+        // Restored from a checkpoint: the main process runs already.
+        Some(restored) => {
+            let pid = restored.info.pid;
+            let unparked = async {
+                sandbox
+                    .unpark_restored(shared.container.config.agent_id())
+                    .await
+                    .map(|()| pid)
+            };
+            bounded_start(&shared.kill_vm, START_REPLY_TIMEOUT, unparked).await
+        }
+        None => {
+            let mut request = run_request(&shared.container, serials, &main, network, host);
+            request.share = share;
+            bounded_start(
+                &shared.kill_vm,
+                START_REPLY_TIMEOUT,
+                sandbox.start_main(request),
+            )
+            .await
+        }
+    };
     let pid = match started {
         Ok(pid) => pid,
         Err(e) => {
@@ -301,6 +316,9 @@ async fn open_sandbox(
     if let Some(host) = host {
         return Sandbox::join(config.id.clone(), container.vm_dir(), &host.vm_dir(), disks).await;
     }
+    if let Some(restored) = &config.restored {
+        return restore(container, disks, network, restored).await;
+    }
     if let Some(pooled) = pooled {
         let mac = network.map(|n| n.nic().mac);
         let finished = pooled
@@ -352,6 +370,39 @@ async fn open_sandbox(
         }
     }
     Sandbox::create(hypervisor.as_ref(), sandbox_config(None)).await
+}
+
+/// Brings back the VM of the checkpoint `restored`, its disks the
+/// container's copies of the checkpoint's.
+async fn restore(
+    container: &Container,
+    disks: Vec<DiskSpec>,
+    network: Option<&Joined>,
+    restored: &crate::checkpoint::Restored,
+) -> Result<Sandbox, SandboxError> {
+    let config = &container.config;
+    let hypervisor = hypervisor::select(&config.hypervisor)?;
+    let assets = GuestAssets {
+        kernel: config.kernel.clone(),
+        initramfs: config.initramfs.clone(),
+    };
+    let sandbox_config = SandboxConfig {
+        id: config.id.clone(),
+        dir: container.vm_dir(),
+        assets: &assets,
+        vcpus: restored.info.vcpus,
+        memory_mib: restored.info.memory_mib,
+        disks,
+        nic: network.map(Joined::nic),
+        template: None,
+    };
+    Sandbox::restore_checkpoint(
+        hypervisor.as_ref(),
+        sandbox_config,
+        &restored.checkpoint,
+        restored.info.method,
+    )
+    .await
 }
 
 /// Waits until the main process may start: once a client attached (or
@@ -528,13 +579,28 @@ enum Ending {
     VmGone(String),
     /// The agent broke the protocol; its connection is gone.
     Violation(Violation),
+    /// Saved by a checkpoint, which stops the container (its VM is
+    /// stopped, to be killed).
+    Checkpointed,
 }
 
 /// Passes exec exits on until the main process exits, the VM dies, or a
 /// stop powers it off.
 async fn watch_main(shared: &Shared, sandbox: &mut Sandbox, events: &mut Events) -> Ending {
+    let mut checkpoints = shared.checkpoints.take();
     loop {
+        let next_checkpoint = async {
+            match checkpoints.as_mut() {
+                Some(orders) => orders.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            Some(order) = next_checkpoint => {
+                if super::checkpoint::carry_out(shared, sandbox, order).await {
+                    return Ending::Checkpointed;
+                }
+            }
             event = events.recv() => match event {
                 Some(Event::ProcessExited { process, status, oom_killed }) => {
                     if process == hull_protocol::MAIN_PROCESS {
@@ -630,8 +696,8 @@ async fn end(sandbox: Sandbox, main: MainIo, ending: Ending, discard: bool) -> O
                 started: true,
             }
         }
-        Ending::PoweredOff => {
-            // As a SIGKILL would.
+        Ending::PoweredOff | Ending::Checkpointed => {
+            // As a SIGKILL would (runc's checkpoint kills the container).
             sandbox.destroy().await;
             main.join().await;
             Outcome {

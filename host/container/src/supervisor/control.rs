@@ -89,6 +89,14 @@ pub enum ControlRequest {
         #[serde(default)]
         source_date_epoch: Option<i64>,
     },
+    /// Save the running container's VM into `image_path` (runc's
+    /// `checkpoint`); unless `leave_running`, the container stops once it
+    /// is saved. Answered with `Ok` or `Error`.
+    Checkpoint {
+        image_path: std::path::PathBuf,
+        #[serde(default)]
+        leave_running: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -150,7 +150,7 @@ async fn start(
         .stdin
         .map(|fd| (fd, Arc::new(client.open_input(in_id))));
     let exec = ExecProcess {
-        container_id: shared.container.config.id.clone(),
+        container_id: shared.container.config.agent_id().to_string(),
         process_id: process_id.clone(),
         process,
         user: (request.user.clone()).unwrap_or_else(|| shared.container.config.user.clone()),

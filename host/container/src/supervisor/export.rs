@@ -71,7 +71,7 @@ async fn export(
 ) -> Result<Reply, ExportError> {
     let file = fds.into_iter().next().ok_or(ExportError::NoFile)?;
     let (client, running) = shared.export_agent().ok_or(ExportError::NoVm)?;
-    let id = shared.container.config.id.clone();
+    let id = shared.container.config.agent_id().to_string();
     // A process that writes while its files are read makes a torn layer.
     let freeze = running && !shared.container.state().paused;
     let set_frozen = |frozen| Request::Freeze {

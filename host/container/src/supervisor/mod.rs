@@ -14,6 +14,7 @@
 mod agent;
 mod attach;
 mod boot;
+mod checkpoint;
 pub mod control;
 mod exec;
 mod export;

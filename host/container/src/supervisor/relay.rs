@@ -45,6 +45,7 @@ pub(super) async fn relay<A: Agent>(shared: &Shared<A>, request: Request) -> Con
     if let Err(e) = check(&request, &shared.container.config.id) {
         return e.reply();
     }
+    let request = for_agent(request, shared.container.config.agent_id());
     let Some(agent) = shared.agent() else {
         return RelayError::NotRunning.reply();
     };
@@ -64,6 +65,20 @@ pub(super) async fn relay<A: Agent>(shared: &Shared<A>, request: Request) -> Con
             code: 125,
         },
     }
+}
+
+/// `request` with the container named as the agent knows it (a restored
+/// container's agent keeps the id of the one that was checkpointed).
+fn for_agent(mut request: Request, agent_id: &str) -> Request {
+    match &mut request {
+        Request::Stats { container_id }
+        | Request::ListProcesses { container_id }
+        | Request::SignalContainer { container_id, .. }
+        | Request::Freeze { container_id, .. }
+        | Request::UpdateResources { container_id, .. } => *container_id = agent_id.to_string(),
+        _ => {}
+    }
+    request
 }
 
 /// Whether a client may have `request` relayed to the agent of container
@@ -95,6 +110,8 @@ fn check(request: &Request, own: &str) -> Result<(), RelayError> {
         Request::Shutdown => Err(RelayError::Reserved("shutdown")),
         Request::Wake(_) => Err(RelayError::Reserved("wake")),
         Request::ExportChanges(_) => Err(RelayError::Reserved("export_changes")),
+        Request::Checkpoint { .. } => Err(RelayError::Reserved("checkpoint")),
+        Request::Unpark { .. } => Err(RelayError::Reserved("unpark")),
     }
 }
 

@@ -86,6 +86,10 @@ pub(super) async fn answer<A: Agent>(shared: &Shared<A>, request: ControlRequest
             ControlReply::Ok
         }
         ControlRequest::Agent { request } => relay(shared, request).await,
+        ControlRequest::Checkpoint {
+            image_path,
+            leave_running,
+        } => super::checkpoint::order(shared, image_path, leave_running).await,
         ControlRequest::Attach { .. }
         | ControlRequest::Exec(_)
         | ControlRequest::ExportChanges { .. } => ControlReply::Error {

@@ -43,6 +43,8 @@ pub(super) struct Shared<A = AgentClient> {
     pub kill_vm: Notify,
     /// Start the main process now (runc mode).
     pub start_gate: Notify,
+    /// Checkpoints asked for, for the boot that holds the VM.
+    pub checkpoints: super::checkpoint::Orders,
     /// Open control connections, so the last replies go out before exit.
     pub connections: AtomicU32,
     pub connections_done: Notify,
@@ -66,6 +68,7 @@ impl<A: Agent> Shared<A> {
             next_exec: AtomicU32::new(0),
             kill_vm: Notify::new(),
             start_gate: Notify::new(),
+            checkpoints: super::checkpoint::Orders::default(),
             connections: AtomicU32::new(0),
             connections_done: Notify::new(),
         }

@@ -105,6 +105,8 @@ fn request_name(request: &Request) -> &'static str {
         Request::Shutdown => "shutdown",
         Request::Wake(_) => "wake",
         Request::ExportChanges(_) => "export_changes",
+        Request::Checkpoint { .. } => "checkpoint",
+        Request::Unpark { .. } => "unpark",
     }
 }
 
@@ -177,6 +179,9 @@ struct Pending {
 struct Outgoing {
     frame: Frame,
     room: Option<OwnedSemaphorePermit>,
+    /// The last frame before the VM is saved: the writer holds everything
+    /// after it (returned credit too) until [`AgentClient::release`].
+    hold_after: bool,
 }
 
 struct Shared {
@@ -193,6 +198,8 @@ struct Shared {
     data_room: Arc<Semaphore>,
     /// Set once the connection is to be dropped.
     closed: watch::Sender<bool>,
+    /// Set while the writer holds its frames (a checkpoint's save).
+    held: watch::Sender<bool>,
     violation: Mutex<Option<Violation>>,
 }
 
@@ -207,6 +214,7 @@ impl Shared {
             control_queued: AtomicUsize::new(0),
             data_room: Arc::new(Semaphore::new(OUTBOX_DATA_BYTES)),
             closed: watch::Sender::new(false),
+            held: watch::Sender::new(false),
             violation: Mutex::new(None),
         }
     }
@@ -369,6 +377,52 @@ impl AgentClient {
         }
     }
 
+    /// Sends `request` as the last frame before the VM is saved and waits
+    /// for its answer: after it the writer sends nothing (not even
+    /// returned credit, which it keeps) until [`Self::release`], so no
+    /// frame is half-way into a VM when it stops.
+    pub async fn request_then_hold(&self, request: Request) -> Result<Reply, RequestError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = lock(&self.shared.pending);
+            if pending.closed {
+                return Err(self.shared.lost().into());
+            }
+            pending.waiting.insert(id, tx);
+        }
+        let frame = ControlMessage::Request { id, request }.to_frame();
+        let outgoing = Outgoing {
+            frame,
+            room: None,
+            hold_after: true,
+        };
+        let len = HEADER_LEN + outgoing.frame.payload.len();
+        self.shared.control_queued.fetch_add(len, Ordering::SeqCst);
+        if self.outbox.send(outgoing).is_err() {
+            self.shared.control_queued.fetch_sub(len, Ordering::SeqCst);
+            lock(&self.shared.pending).waiting.remove(&id);
+            return Err(self.shared.lost().into());
+        }
+        match tokio::time::timeout(REQUEST_DEADLINE, rx).await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(_)) => Err(self.shared.lost().into()),
+            Err(_) => {
+                lock(&self.shared.pending).waiting.remove(&id);
+                Err(ClientError::NoAnswer {
+                    op: "checkpoint",
+                    after: REQUEST_DEADLINE,
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Lets the writer send again after [`Self::request_then_hold`].
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
+    }
+
     /// Sends a request without waiting for the answer.
     pub fn notify(&self, request: Request) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -436,7 +490,12 @@ fn send_control(
         shared.fail(Violation::NotReading { bytes: queued });
         return Err(shared.lost());
     }
-    if *shared.closed.borrow() || outbox.send(Outgoing { frame, room: None }).is_err() {
+    let outgoing = Outgoing {
+        frame,
+        room: None,
+        hold_after: false,
+    };
+    if *shared.closed.borrow() || outbox.send(outgoing).is_err() {
         shared.control_queued.fetch_sub(len, Ordering::SeqCst);
         return Err(shared.lost());
     }
@@ -450,16 +509,25 @@ async fn write_loop(
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let mut closed = shared.closed.subscribe();
+    let mut held = shared.held.subscribe();
     let mut wire = Vec::new();
     loop {
         wire.clear();
+        // Held for a checkpoint: wait for the release (or the end).
+        tokio::select! {
+            biased;
+            () = wait_closed(&mut closed) => break,
+            _ = held.wait_for(|h| !*h) => {}
+        }
         // Input data keeps its room in the outbox until it is written.
         let mut room = None;
+        let mut hold_after = false;
         tokio::select! {
             biased;
             () = wait_closed(&mut closed) => break,
             next = outgoing.recv() => match next {
                 Some(next) => {
+                    hold_after = next.hold_after;
                     next.frame.encode_into(&mut wire);
                     match next.room {
                         Some(_) => room = next.room,
@@ -472,9 +540,17 @@ async fn write_loop(
             },
             () = shared.windows_ready.notified() => {}
         }
+        if hold_after {
+            shared.held.send_replace(true);
+        }
         // Whatever woke the writer, the credit owed goes too: neither
-        // starves the other.
-        for (stream, credit) in lock(&shared.windows).drain() {
+        // starves the other (unless this is the last frame before a save).
+        let owed: Vec<(StreamId, u64)> = if hold_after {
+            Vec::new()
+        } else {
+            lock(&shared.windows).drain().collect()
+        };
+        for (stream, credit) in owed {
             // At most one window's worth is ever owed.
             let credit = u32::try_from(credit).unwrap_or(u32::MAX);
             Frame::window(stream, credit).encode_into(&mut wire);

@@ -220,6 +220,7 @@ impl InputStream {
             let outgoing = Outgoing {
                 frame,
                 room: Some(room),
+                hold_after: false,
             };
             if self.outbox.send(outgoing).is_err() {
                 return false;

@@ -57,6 +57,13 @@ pub async fn save(vm_dir: &Path, dir: &Path) -> Result<(), VmmSnapshotError> {
     Ok(())
 }
 
+/// Lets the paused VM in `vm_dir` run again (a checkpoint that leaves it
+/// running).
+pub async fn resume(vm_dir: &Path) -> Result<(), VmmSnapshotError> {
+    let mut api = connect(&vm_dir.join(API_SOCKET)).await?;
+    ask(&mut api, "resume").await.map(|_| ())
+}
+
 /// Stops the vCPUs of the clone in `vm_dir` (one waiting in the pool).
 pub async fn pause(vm_dir: &Path) -> Result<(), VmmSnapshotError> {
     let mut api = connect(&vm_dir.join(API_SOCKET)).await?;
