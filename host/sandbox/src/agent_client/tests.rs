@@ -542,3 +542,52 @@ fn only_starting_a_container_may_take_longer_than_a_minute() {
     assert_eq!(request_deadline(&Request::Shutdown), REQUEST_DEADLINE);
     assert!(RUN_CONTAINER_DEADLINE > REQUEST_DEADLINE);
 }
+
+/// A checkpoint's request is the host's last frame until the release:
+/// credit for output consumed meanwhile is kept, then sent.
+#[tokio::test]
+async fn nothing_follows_a_checkpoint_request_until_the_release() {
+    let (client, _events, mut agent) = connected().await;
+    let client = Arc::new(client);
+    let mut dec = FrameDecoder::new();
+    let hello = read_frame(&mut agent, &mut dec).await;
+    assert_eq!(hello.kind, FrameKind::Control);
+    let mut output = client.open_output(1);
+    let asking = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .request_then_hold(Request::Checkpoint {
+                    container_id: "c".into(),
+                })
+                .await
+        })
+    };
+    let request = read_frame(&mut agent, &mut dec).await;
+    let id = match ControlMessage::from_frame(&request).unwrap() {
+        ControlMessage::Request {
+            id,
+            request: Request::Checkpoint { .. },
+        } => id,
+        other => panic!("expected the checkpoint request, got {other:?}"),
+    };
+    let mut answer = Frame::data(1, b"before".to_vec()).encode();
+    let response = ControlMessage::Response {
+        id,
+        result: Ok(Reply::Done),
+    };
+    answer.extend(response.to_frame().encode());
+    agent.write_all(&answer).await.unwrap();
+    assert!(matches!(asking.await.unwrap(), Ok(Reply::Done)));
+    let Some(Chunk::Data(data)) = output.next().await else {
+        panic!("the data before the answer");
+    };
+    output.consumed(data.len());
+    let mut buf = [0u8; 64];
+    let quiet = tokio::time::timeout(Duration::from_millis(200), agent.read(&mut buf)).await;
+    assert!(quiet.is_err(), "the host wrote while held");
+    client.release();
+    let window = read_frame(&mut agent, &mut dec).await;
+    assert_eq!(window.kind, FrameKind::Window);
+    assert_eq!(window.window_credit(), Some(6));
+}
