@@ -601,3 +601,56 @@ echo "servers=$(for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null; e
     assert_eq!(value("run-dir"), "[]", "{}", run.describe());
     assert_eq!(value("servers"), "0", "{}", run.describe());
 }
+
+#[test]
+fn hull_vmm_checkpoints_a_running_container_and_restores_it_through_hull_runc() {
+    // A bundle made in the test host from its own busybox; `hull oci` is
+    // hull-runc. The container counts in its shell's memory; checkpointed
+    // (hull-vmm's `snapshot` of the running VM, its disks copied), then
+    // restored (`--restore` of the checkpoint): the count goes on from
+    // where it was, in the same kernel, with the file it wrote.
+    let run = with_image(&format!(
+        r#"{SHOW_CONSOLE}
+R="hull oci --root /run/hull-runc"
+b=/tmp/b; mkdir -p $b/rootfs/bin $b/rootfs/tmp
+cp "$(command -v busybox)" $b/rootfs/bin/busybox
+for a in sh cat sleep echo; do ln -s busybox $b/rootfs/bin/$a; done
+echo 'n=0; cat /proc/sys/kernel/random/boot_id > /tmp/boot; while :; do n=$((n+1)); echo $n > /tmp/n; sleep 0.2; done' > $b/rootfs/count.sh
+(cd $b && $R spec)
+sed -i 's/"terminal": true/"terminal": false/; s|"sh"$|"sh", "/count.sh"|' $b/config.json
+show_logs() {{ show_console; for f in /run/hull-runc/*/*.log; do [ -f "$f" ] && {{ echo "--- $f"; tail -n 20 "$f"; }}; done; true; }}
+$R create --bundle $b c1 </dev/null >/dev/null 2>c1.err || {{ echo create-failed; cat c1.err; show_logs; }}
+$R start c1 || show_logs
+i=0; while [ "$($R exec c1 cat /tmp/n 2>/dev/null || echo 0)" -lt 3 ] && [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done
+echo "vmm=$(pidof hull-vmm | wc -w)"
+boot=$($R exec c1 cat /tmp/boot)
+$R exec c1 sh -c 'echo written-before > /marker'
+at=$($R exec c1 cat /tmp/n)
+$R checkpoint --image-path /tmp/ck c1 2>ck.err && echo checkpoint=ok || {{ echo "checkpoint-failed=$(cat ck.err)"; show_logs; }}
+echo "after-checkpoint=$($R state c1 | grep -c '"stopped"')"
+$R delete c1
+$R restore --detach --bundle $b --image-path /tmp/ck r1 </dev/null >/dev/null 2>r1.err && echo restore=ok || {{ echo "restore-failed=$(cat r1.err)"; show_logs; }}
+echo "restored=$(tr '\0' ' ' </proc/$(pidof hull-vmm)/cmdline | grep -c -e '--restore /tmp/ck')"
+n1=$($R exec r1 cat /tmp/n); sleep 2; n2=$($R exec r1 cat /tmp/n)
+echo "counts=$at $n1 $n2"
+echo "carried-on=$([ "$n1" -ge "$at" ] && [ "$n2" -gt "$n1" ] && echo yes || echo no)"
+echo "same-kernel=$([ "$($R exec r1 cat /proc/sys/kernel/random/boot_id)" = "$boot" ] && echo yes || echo no)"
+echo "marker=$($R exec r1 cat /marker)"
+$R delete --force r1
+echo "vmms=[$(pidof hull-vmm)]"
+echo "records=[$($R list -q)]"
+"#
+    ));
+    run.assert_passed();
+    let value = |key: &str| run.value(key).unwrap_or_default();
+    assert_eq!(value("vmm"), "1", "{}", run.describe());
+    assert_eq!(value("checkpoint"), "ok", "{}", run.describe());
+    assert_eq!(value("after-checkpoint"), "1", "{}", run.describe());
+    assert_eq!(value("restore"), "ok", "{}", run.describe());
+    assert_eq!(value("restored"), "1", "{}", run.describe());
+    assert_eq!(value("carried-on"), "yes", "{}", run.describe());
+    assert_eq!(value("same-kernel"), "yes", "{}", run.describe());
+    assert_eq!(value("marker"), "written-before", "{}", run.describe());
+    assert_eq!(value("vmms"), "[]", "{}", run.describe());
+    assert_eq!(value("records"), "[]", "{}", run.describe());
+}
