@@ -4,46 +4,15 @@
 //! [`crate::checkpoint`] for what a checkpoint holds.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use hull_sandbox::{Sandbox, CHECKPOINT_ROOTFS, CHECKPOINT_SCRATCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::agent::Agent;
 use super::control::ControlReply;
 use super::one_line;
-use super::shared::{lock, Shared};
+use super::shared::{lock, CheckpointOrder as Order, Shared};
 use crate::checkpoint::{copy_sparse, CheckpointInfo};
-
-/// One checkpoint asked for.
-pub(super) struct Order {
-    image_path: PathBuf,
-    leave_running: bool,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// The orders' way from the control server to the boot: one at a time.
-pub(super) struct Orders {
-    tx: mpsc::Sender<Order>,
-    rx: Mutex<Option<mpsc::Receiver<Order>>>,
-}
-
-impl Default for Orders {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::channel(1);
-        Self {
-            tx,
-            rx: Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl Orders {
-    /// The boot's end; `None` after the first call.
-    pub fn take(&self) -> Option<mpsc::Receiver<Order>> {
-        lock(&self.rx).take()
-    }
-}
 
 /// The control server's side: hands the order to the boot and waits for
 /// its answer.

@@ -44,7 +44,7 @@ pub(super) struct Shared<A = AgentClient> {
     /// Start the main process now (runc mode).
     pub start_gate: Notify,
     /// Checkpoints asked for, for the boot that holds the VM.
-    pub checkpoints: super::checkpoint::Orders,
+    pub checkpoints: Orders,
     /// Open control connections, so the last replies go out before exit.
     pub connections: AtomicU32,
     pub connections_done: Notify,
@@ -68,7 +68,7 @@ impl<A: Agent> Shared<A> {
             next_exec: AtomicU32::new(0),
             kill_vm: Notify::new(),
             start_gate: Notify::new(),
-            checkpoints: super::checkpoint::Orders::default(),
+            checkpoints: Orders::default(),
             connections: AtomicU32::new(0),
             connections_done: Notify::new(),
         }
@@ -113,4 +113,34 @@ impl<A: Agent> Shared<A> {
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One checkpoint asked for.
+pub(super) struct CheckpointOrder {
+    pub image_path: std::path::PathBuf,
+    pub leave_running: bool,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The orders' way from the control server to the boot: one at a time.
+pub(super) struct Orders {
+    pub tx: tokio::sync::mpsc::Sender<CheckpointOrder>,
+    rx: Mutex<Option<tokio::sync::mpsc::Receiver<CheckpointOrder>>>,
+}
+
+impl Default for Orders {
+    fn default() -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        Self {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Orders {
+    /// The boot's end; `None` after the first call.
+    pub fn take(&self) -> Option<tokio::sync::mpsc::Receiver<CheckpointOrder>> {
+        lock(&self.rx).take()
+    }
 }
