@@ -7,6 +7,7 @@
 
 pub mod ecosystem;
 pub mod registry;
+pub mod runc;
 pub mod testhost;
 pub mod token_server;
 

@@ -348,6 +348,15 @@ impl AgentClient {
         request: Request,
         deadline: Duration,
     ) -> Result<Reply, RequestError> {
+        self.ask(request, deadline, false).await
+    }
+
+    async fn ask(
+        &self,
+        request: Request,
+        deadline: Duration,
+        hold_after: bool,
+    ) -> Result<Reply, RequestError> {
         let op = request_name(&request);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -359,7 +368,7 @@ impl AgentClient {
             pending.waiting.insert(id, tx);
         }
         let message = ControlMessage::Request { id, request };
-        if let Err(e) = self.send_control(message.to_frame()) {
+        if let Err(e) = send_control(&self.shared, &self.outbox, message.to_frame(), hold_after) {
             lock(&self.shared.pending).waiting.remove(&id);
             return Err(e.into());
         }
@@ -382,40 +391,7 @@ impl AgentClient {
     /// returned credit, which it keeps) until [`Self::release`], so no
     /// frame is half-way into a VM when it stops.
     pub async fn request_then_hold(&self, request: Request) -> Result<Reply, RequestError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut pending = lock(&self.shared.pending);
-            if pending.closed {
-                return Err(self.shared.lost().into());
-            }
-            pending.waiting.insert(id, tx);
-        }
-        let frame = ControlMessage::Request { id, request }.to_frame();
-        let outgoing = Outgoing {
-            frame,
-            room: None,
-            hold_after: true,
-        };
-        let len = HEADER_LEN + outgoing.frame.payload.len();
-        self.shared.control_queued.fetch_add(len, Ordering::SeqCst);
-        if self.outbox.send(outgoing).is_err() {
-            self.shared.control_queued.fetch_sub(len, Ordering::SeqCst);
-            lock(&self.shared.pending).waiting.remove(&id);
-            return Err(self.shared.lost().into());
-        }
-        match tokio::time::timeout(REQUEST_DEADLINE, rx).await {
-            Ok(Ok(result)) => Ok(result?),
-            Ok(Err(_)) => Err(self.shared.lost().into()),
-            Err(_) => {
-                lock(&self.shared.pending).waiting.remove(&id);
-                Err(ClientError::NoAnswer {
-                    op: "checkpoint",
-                    after: REQUEST_DEADLINE,
-                }
-                .into())
-            }
-        }
+        self.ask(request, REQUEST_DEADLINE, true).await
     }
 
     /// Lets the writer send again after [`Self::request_then_hold`].
@@ -434,7 +410,7 @@ impl AgentClient {
     /// them pile up past [`OUTBOX_CONTROL_BYTES`] it is not reading, and
     /// the connection goes.
     fn send_control(&self, frame: Frame) -> Result<(), ClientError> {
-        send_control(&self.shared, &self.outbox, frame)
+        send_control(&self.shared, &self.outbox, frame, false)
     }
 
     /// Registers a stream the agent will send on; call before naming it in
@@ -482,6 +458,7 @@ fn send_control(
     shared: &Shared,
     outbox: &mpsc::UnboundedSender<Outgoing>,
     frame: Frame,
+    hold_after: bool,
 ) -> Result<(), ClientError> {
     let len = HEADER_LEN + frame.payload.len();
     let queued = shared.control_queued.fetch_add(len, Ordering::SeqCst) + len;
@@ -493,7 +470,7 @@ fn send_control(
     let outgoing = Outgoing {
         frame,
         room: None,
-        hold_after: false,
+        hold_after,
     };
     if *shared.closed.borrow() || outbox.send(outgoing).is_err() {
         shared.control_queued.fetch_sub(len, Ordering::SeqCst);

@@ -231,7 +231,7 @@ impl InputStream {
     }
 
     pub fn close(&self) {
-        let _ = send_control(&self.shared, &self.outbox, Frame::eof(self.stream));
+        let _ = send_control(&self.shared, &self.outbox, Frame::eof(self.stream), false);
     }
 }
 
